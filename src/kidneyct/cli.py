@@ -1,0 +1,203 @@
+"""Command line: parses arguments and calls the Python API, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from kidneyct import DISCLAIMER, __version__
+
+
+def _add_data_phantom(sub) -> None:
+    p = sub.add_parser("phantom", help="generate synthetic abdominal CT phantoms (HU) with lesion masks")
+    p.add_argument("--out", required=True, help="output folder (class sub-folders are created)")
+    p.add_argument("--n", type=int, default=400, help="number of slices in total (default 400)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="slice side in pixels (default 256)")
+    p.add_argument("--classes", default="normal,cyst,tumor,stone", help="classes to generate (default all four)")
+    p.add_argument("--format", choices=["png", "dicom", "nifti"], default="png")
+    p.set_defaults(handler=cmd_data_phantom)
+
+
+def _add_train_options(p, defaults) -> None:
+    p.add_argument("--data", required=True, help="dataset folder above the class folders")
+    p.add_argument("--model", default=defaults.model, help="a name from `kidneyct models`")
+    p.add_argument("--classes", default=defaults.classes, help="'tumor,normal' (default) or 'all' for four classes")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"default {defaults.epochs}; with --resume, a larger value extends the run")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in epochs")
+    p.add_argument("--image-size", type=int, default=None, help="default: the model's (224)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--pretrained", choices=["imagenet", "none"], default=None, help="default: the model's")
+    p.add_argument("--finetune", action="store_true", help="unfreeze an ImageNet backbone")
+    p.add_argument("--split", choices=["random", "grouped"], default=defaults.split)
+    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"),
+                   default=(defaults.window_level, defaults.window_width),
+                   help="HU window for DICOM/NIfTI inputs (default 40 400, abdomen)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _train_config(args, out: str):
+    from kidneyct.train import TrainConfig
+
+    return TrainConfig(
+        data=args.data, out=out, model=args.model, classes=args.classes, image_size=args.image_size,
+        epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        patience=args.patience, seed=args.seed, device=args.device, pretrained=args.pretrained,
+        finetune=args.finetune, split=args.split, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, window_level=args.window[0], window_width=args.window[1],
+        augment=not args.no_augment, workers=args.workers, progress=not args.no_progress,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kidneyct.train import TrainConfig
+
+    defaults = TrainConfig(data="", out="")
+    parser = argparse.ArgumentParser(prog="kidneyct", description=f"kidneyct {__version__}. {DISCLAIMER}")
+    parser.add_argument("--version", action="version", version=f"kidneyct {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    _add_data_phantom(data)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("train", help="train a model on a class-folder dataset")
+    _add_train_options(p, defaults)
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--evaluate", action="store_true", help="evaluate best.pt on the test split afterwards")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics, plots and reports for a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument("--out", default=None, help="report folder (default: <run>/report)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities for images, volumes or DICOM series")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n", type=int, default=1600, help="phantom slices (all four classes)")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def cmd_data_phantom(args) -> int:
+    from kidneyct.data.catalogue import parse_classes
+    from kidneyct.data.phantom import generate_dataset
+
+    manifest = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size,
+                                classes=parse_classes(args.classes), fmt=args.format)
+    print(f"wrote {args.n} synthetic slices to {args.out} (manifest {manifest})")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from kidneyct.models import list_models
+
+    for spec in list_models():
+        print(f"{spec.name:20s} {spec.description} [default {spec.image_size} px, pretrained "
+              f"{spec.pretrained_default}, backbone {'frozen' if spec.frozen_default else 'trained'}]")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from kidneyct.evaluate import evaluate
+    from kidneyct.train import train
+
+    out = args.out or f"runs/{args.model}"
+    result = train(_train_config(args, out), resume=args.resume, extend_epochs=args.epochs if args.resume else None)
+    print(f"best checkpoint: {result.best_checkpoint}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable file(s); see the log above and the report")
+    if args.evaluate:
+        report = evaluate(result.best_checkpoint, device=args.device, progress=not args.no_progress)
+        print(f"report: {report.html}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from kidneyct.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, data=args.data, split=args.split, out=args.out, device=args.device,
+                      n_boot=args.bootstrap, progress=not args.no_progress)
+    summary = {k: round(v["value"], 4) for k, v in result.metrics.items()
+               if isinstance(v, dict) and "value" in v}
+    print(json.dumps(summary, indent=2))
+    print(f"report: {result.html}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import kidneyct
+    from kidneyct.io import ImageReadError
+
+    predictor = kidneyct.load(args.checkpoint, device=args.device)
+    failures = 0
+    for item in args.inputs:
+        try:
+            print(json.dumps({"input": item, "probabilities": predictor.predict(item)}))
+        except ImageReadError as error:
+            failures += 1
+            print(f"skipped {error}", file=sys.stderr)
+    return 1 if failures == len(args.inputs) else 0
+
+
+def cmd_demo(args) -> int:
+    from kidneyct.demo import run_demo
+
+    report = run_demo(Path(args.out), n=args.n, epochs=args.epochs, image_size=args.image_size,
+                      device=args.device, seed=args.seed)
+    print(f"\nDemo finished. Report: {report.html}\n(synthetic phantoms; {DISCLAIMER})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from kidneyct.checkpoint import CheckpointError
+    from kidneyct.data.catalogue import DatasetError
+    from kidneyct.io import ImageReadError
+    from kidneyct.models import PretrainedWeightsUnavailable
+
+    try:
+        return args.handler(args)
+    except (DatasetError, CheckpointError, ImageReadError, PretrainedWeightsUnavailable, FileNotFoundError,
+            ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"kidneyct: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

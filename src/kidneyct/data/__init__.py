@@ -1,0 +1,1 @@
+"""Datasets: catalogue of class folders, decoding, splits, preprocessing and synthetic phantoms."""

@@ -1,0 +1,80 @@
+"""From a dataset folder to decoded, split arrays: the one data path shared by train and evaluate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.data.catalogue import Catalogue, Sample, build_catalogue
+from kidneyct.data.decode import DecodedSet, decode_samples
+from kidneyct.data.splits import SPLITS, SplitFractions, read_split_csv, split_samples, write_split_csv
+from kidneyct.data.transforms import Preprocessing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitArrays:
+    images: np.ndarray  # uint8 [N, S, S]
+    labels: np.ndarray  # int64 [N]
+    samples: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def groups(self) -> list[str]:
+        return [s.group or s.key for s in self.samples]
+
+
+@dataclass
+class PreparedData:
+    catalogue: Catalogue
+    decoded: DecodedSet
+    splits: dict[str, SplitArrays]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.catalogue.skipped + self.decoded.skipped
+
+
+def _arrays(decoded: DecodedSet, rows: dict[str, int], samples: list[Sample]) -> SplitArrays:
+    index = [rows[s.key] for s in samples if s.key in rows]
+    kept = [s for s in samples if s.key in rows]
+    return SplitArrays(decoded.images[index], np.array([s.label for s in kept], np.int64), kept)
+
+
+def report_skipped(skipped: list[tuple[str, str]]) -> None:
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
+    if skipped:
+        log.warning("%d unreadable file(s) skipped; the run goes on without them", len(skipped))
+
+
+def prepare_data(
+    data: str | Path, classes, prep: Preprocessing, split_csv: str | Path, seed: int = 0,
+    fractions: SplitFractions = SplitFractions(), reuse_split: bool = False, workers: int | None = None,
+    progress: bool = True, grouping=None,
+) -> PreparedData:
+    """Catalogue, decode once, then split (or reuse the split CSV when `reuse_split`).
+
+    `grouping` (catalogue, decoded) -> list of group ids lets a series inference plug in; without it
+    every image is its own group unless its format names a series (volumes, DICOM folders).
+    """
+    catalogue = build_catalogue(data, classes)
+    decoded = decode_samples(catalogue.samples, prep, workers=workers, progress=progress)
+    report_skipped(catalogue.skipped + decoded.skipped)
+    if len(decoded.samples) == 0:
+        raise ValueError(f"no readable images under {catalogue.root}")
+    rows = {s.key: i for i, s in enumerate(decoded.samples)}
+    if reuse_split:
+        by_split = read_split_csv(split_csv, catalogue.root, catalogue.classes)
+    else:
+        groups = grouping(catalogue, decoded) if grouping is not None else None
+        by_split = split_samples(decoded.samples, fractions, seed, groups)
+        write_split_csv(split_csv, catalogue.root, catalogue.classes, by_split)
+    splits = {name: _arrays(decoded, rows, by_split.get(name, [])) for name in SPLITS}
+    return PreparedData(catalogue, decoded, splits)

@@ -1,0 +1,120 @@
+"""Stratified train/val/test splits that never put one group on two sides.
+
+Every sample belongs to a group; with no grouping each image is its own group (an image-level split).
+Groups are dealt per class, largest first, each to the split furthest below its target, so split sizes
+come as close to the requested fractions as the groups allow. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.data.catalogue import Sample
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    train: float = 0.7
+    val: float = 0.15
+    test: float = 0.15
+
+    def __post_init__(self):
+        values = (self.train, self.val, self.test)
+        if min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must be non-negative and sum to 1, got {values}")
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.train, self.val, self.test)
+
+
+def group_ids(samples: list[Sample]) -> list[str]:
+    """Each sample's group: the one it carries (volume, series), else the image itself."""
+    return [s.group if s.group is not None else s.key for s in samples]
+
+
+def grouped_stratified_split(
+    labels: list[int], groups: list[str], fractions: SplitFractions = SplitFractions(), seed: int = 0
+) -> list[str]:
+    """Split name per sample; no group is split across train/val/test."""
+    if len(labels) != len(groups):
+        raise ValueError("labels and groups differ in length")
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    # A group follows its majority label; mixed groups are rare (label conflicts between near-copies).
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for group, indices in members.items():
+        label = Counter(labels[i] for i in indices).most_common(1)[0][0]
+        by_class[label].append(group)
+    assignment: dict[str, str] = {}
+    for label in sorted(by_class):
+        class_groups = by_class[label]
+        order = rng.permutation(len(class_groups))
+        # Largest groups first packs closest to the targets; the permutation breaks ties by seed.
+        ordered = sorted((class_groups[i] for i in order), key=lambda g: -len(members[g]))
+        total = sum(len(members[g]) for g in ordered)
+        targets = np.array(fractions.as_tuple()) * total
+        filled = np.zeros(3)
+        for group in ordered:
+            choice = int(np.argmax(targets - filled))
+            assignment[group] = SPLITS[choice]
+            filled[choice] += len(members[group])
+    return [assignment[g] for g in groups]
+
+
+def split_samples(
+    samples: list[Sample], fractions: SplitFractions = SplitFractions(), seed: int = 0,
+    groups: list[str] | None = None,
+) -> dict[str, list[Sample]]:
+    groups = group_ids(samples) if groups is None else groups
+    names = grouped_stratified_split([s.label for s in samples], groups, fractions, seed)
+    out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    for sample, group, name in zip(samples, groups, names):
+        out[name].append(replace(sample, group=group))
+    return out
+
+
+def write_split_csv(path: str | Path, root: Path, classes: list[str], splits: dict[str, list[Sample]]) -> None:
+    root = Path(root)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "slice_index", "label", "group", "split"])
+        for name in SPLITS:
+            for s in splits.get(name, []):
+                relative = Path(s.path).resolve().relative_to(root).as_posix()
+                group = s.group or s.key
+                group_rel = _relative_if_inside(group, root)
+                writer.writerow([relative, "" if s.slice_index is None else s.slice_index,
+                                 classes[s.label], group_rel, name])
+
+
+def _relative_if_inside(value: str, root: Path) -> str:
+    try:
+        return Path(value).resolve().relative_to(root).as_posix()
+    except (ValueError, OSError):
+        return value
+
+
+def read_split_csv(path: str | Path, root: str | Path, classes: list[str]) -> dict[str, list[Sample]]:
+    """Samples per split, paths resolved against `root` (which may differ from where training ran)."""
+    root = Path(root).expanduser().resolve()
+    index = {name.lower(): i for i, name in enumerate(classes)}
+    out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            label = row["label"].lower()
+            if label not in index:
+                raise ValueError(f"{path}: label {row['label']!r} is not one of the model's classes {classes}")
+            slice_index = int(row["slice_index"]) if row["slice_index"] != "" else None
+            out[row["split"]].append(
+                Sample(str(root / row["path"]), index[label], slice_index, group=row["group"])
+            )
+    return out

@@ -1,0 +1,137 @@
+"""The one definition of preprocessing, shared by training, evaluation, prediction and export.
+
+Flow: CTSlice -> window (HU only) -> [0, 1] -> pad to square -> resize -> uint8 (the cached form)
+-> float [0, 1] -> (augment, training only) -> standardise with the model's mean/std.
+A Preprocessing is stored in every checkpoint, so inference rebuilds it from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kidneyct.io.slices import CTSlice
+
+
+def apply_window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Hounsfield units to [0, 1] through a display window (values outside are clipped)."""
+    low = level - width / 2.0
+    return np.clip((hu.astype(np.float32) - low) / float(width), 0.0, 1.0)
+
+
+def pad_to_square(image: np.ndarray) -> np.ndarray:
+    """Pad with black (air) so resizing keeps the anatomy's proportions."""
+    height, width = image.shape
+    side = max(height, width)
+    if height == width:
+        return image
+    top, left = (side - height) // 2, (side - width) // 2
+    out = np.zeros((side, side), dtype=image.dtype)
+    out[top:top + height, left:left + width] = image
+    return out
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    image_size: int = 224
+    window_level: float = 40.0  # abdomen window, applied to Hounsfield-unit inputs only
+    window_width: float = 400.0
+    mean: float = 0.0  # standardisation after scaling to [0, 1]; models declare their own
+    std: float = 1.0
+
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+        if self.window_width <= 0:
+            raise ValueError(f"window width must be positive, got {self.window_width}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_unit(self, ct_slice: CTSlice) -> np.ndarray:
+        """Display intensities in [0, 1]: HU through the window, exported images as they are."""
+        if ct_slice.hu:
+            return apply_window(ct_slice.pixels, self.window_level, self.window_width)
+        return np.clip(ct_slice.pixels.astype(np.float32), 0.0, 1.0)
+
+    def to_uint8(self, ct_slice: CTSlice) -> np.ndarray:
+        """The cached, model-independent form: image_size x image_size uint8."""
+        unit = pad_to_square(self.to_unit(ct_slice))
+        resized = Image.fromarray(unit, mode="F").resize(
+            (self.image_size, self.image_size), Image.Resampling.BILINEAR, reducing_gap=None
+        )
+        return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
+
+    def standardise(self, unit: torch.Tensor) -> torch.Tensor:
+        return (unit - self.mean) / self.std
+
+    def batch_to_tensor(self, batch: torch.Tensor | np.ndarray, device=None) -> torch.Tensor:
+        """uint8 [B, H, W] (or [B, 1, H, W]) to the model's float input [B, 1, H, W]."""
+        return self.standardise(to_unit_tensor(batch, device))
+
+
+def to_unit_tensor(batch: torch.Tensor | np.ndarray, device=None) -> torch.Tensor:
+    tensor = torch.as_tensor(batch, device=device)
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    return tensor.float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Batched, per-sample random augmentation on [B, 1, H, W] tensors in [0, 1]; runs on any device.
+
+    Only left-right flips: CT slices have a fixed anterior-posterior orientation (spine at the back,
+    table below), so an up-down flip would create anatomy no scanner produces.
+    """
+
+    hflip: float = 0.5
+    rotate_degrees: float = 10.0
+    translate: float = 0.05  # fraction of the image side
+    scale: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 0.1  # additive, in [0, 1] intensity units
+    contrast: float = 0.15  # multiplicative around each image's mean
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Augmentation":
+        known = {f.name for f in fields(cls)}
+        values = {k: (tuple(v) if k == "scale" else v) for k, v in values.items() if k in known}
+        return cls(**values)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch = images.shape[0]
+        device = images.device
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return torch.rand(batch, generator=generator, device=device) * (high - low) + low
+
+        angle = uniform(-self.rotate_degrees, self.rotate_degrees) * (math.pi / 180.0)
+        scale = uniform(*self.scale)
+        flip = torch.where(uniform(0.0, 1.0) < self.hflip, -1.0, 1.0)
+        shift_x = uniform(-self.translate, self.translate) * 2.0  # affine_grid works in [-1, 1]
+        shift_y = uniform(-self.translate, self.translate) * 2.0
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
+        ).to(images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        contrast = uniform(1.0 - self.contrast, 1.0 + self.contrast).view(-1, 1, 1, 1).to(images.dtype)
+        brightness = uniform(-self.brightness, self.brightness).view(-1, 1, 1, 1).to(images.dtype)
+        return ((out - mean) * contrast + mean + brightness).clamp_(0.0, 1.0)

@@ -1,0 +1,108 @@
+"""Evaluate a checkpoint on its stored split: metrics with bootstrap intervals, plots, HTML/Markdown."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct import DISCLAIMER
+from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.decode import decode_samples
+from kidneyct.data.prepare import report_skipped
+from kidneyct.data.splits import read_split_csv
+from kidneyct.evaluate.metrics import bootstrap_metrics
+from kidneyct.evaluate.plots import confusion_plot, curves_plot, pr_plot, roc_plot
+from kidneyct.evaluate.report import write_reports
+from kidneyct.predict import Predictor
+
+log = logging.getLogger(__name__)
+
+SPLIT_DESCRIPTIONS = {
+    "random": ("image-level stratified random split (seed {seed}); neighbouring slices of one series can sit "
+               "on both sides, so these numbers are optimistic for unseen patients"),
+    "grouped": ("series-disjoint stratified split (seed {seed}): no inferred series has images on two sides"),
+    "all": "no split: every readable image under the dataset folder",
+}
+
+
+@dataclass
+class EvaluationResult:
+    out: Path
+    metrics: dict
+    html: Path
+    markdown: Path
+
+
+def describe_split(kind: str, seed) -> str:
+    return SPLIT_DESCRIPTIONS.get(kind, kind).format(seed=seed)
+
+
+def _write_predictions(path: Path, samples, labels, probs, classes) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        for sample, label, row in zip(samples, labels, probs):
+            writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
+                             sample.group or "", classes[label], classes[int(row.argmax())],
+                             *[f"{p:.6f}" for p in row]])
+
+
+def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
+             out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
+             workers: int | None = None, progress: bool = True) -> EvaluationResult:
+    checkpoint = Path(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    payload = predictor.loaded.payload
+    stored = payload.get("data", {})
+    root = Path(data) if data is not None else Path(stored["root"])
+    classes = predictor.classes
+    split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
+    split_kind = stored.get("split_kind", "random")
+    if split == "all" or not split_csv.exists():
+        if split != "all":
+            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
+        samples = build_catalogue(root, classes).samples
+        split, split_kind = "all", "all"
+    else:
+        samples = read_split_csv(split_csv, root, classes)[split]
+        if not samples:
+            raise ValueError(f"split {split!r} in {split_csv} is empty")
+    decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress)
+    report_skipped(decoded.skipped)
+    labels = np.array([s.label for s in decoded.samples])
+    probs = predictor.predict_uint8(decoded.images, batch_size)
+    metrics = bootstrap_metrics(labels, probs, classes, n_boot=n_boot)
+
+    out = Path(out) if out is not None else checkpoint.parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out / "predictions.csv", decoded.samples, labels, probs, classes)
+    figures = {
+        "confusion matrix": confusion_plot(metrics["confusion_matrix"], out / "confusion_matrix.png"),
+        "ROC": roc_plot(labels, probs, classes, out / "roc.png"),
+        "precision-recall": pr_plot(labels, probs, classes, out / "pr.png"),
+    }
+    curves = curves_plot(payload.get("history", []), out / "training_curves.png")
+    if curves is not None:
+        figures["training curves"] = curves
+    config = predictor.loaded.model_config
+    result = {
+        "disclaimer": DISCLAIMER,
+        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": split, "classes": classes,
+        "model": config.to_dict(),
+        "preprocessing": predictor.preprocessing.to_dict(),
+        "data": {
+            "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
+            "split_description": describe_split(split_kind, stored.get("split_seed")),
+            "split_sizes": stored.get("split_sizes", {}),
+            "skipped": [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped],
+        },
+        "metrics": metrics,
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    html_path, md_path = write_reports(result, figures, out)
+    return EvaluationResult(out, metrics, html_path, md_path)

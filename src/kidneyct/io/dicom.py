@@ -1,0 +1,99 @@
+"""DICOM slices and series through pydicom: stored values to Hounsfield units via the modality LUT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut
+
+from kidneyct.io.errors import ImageReadError
+from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.slices import CTSlice
+
+# Modalities whose pixel values are Hounsfield units after the modality LUT.
+HU_MODALITIES = {"CT"}
+
+
+def _dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise ImageReadError(path, "not a DICOM file (no DICM preamble or file meta)") from None
+    except Exception as error:  # pydicom raises many types for damaged files
+        raise ImageReadError(path, f"corrupt DICOM file ({type(error).__name__}: {error})") from None
+
+
+def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
+    path = Path(path)
+    ds = _dataset(path)
+    modality = str(getattr(ds, "Modality", "") or "").upper() or None
+    if modality not in HU_MODALITIES and modality is not None and not allow_non_ct:
+        raise ImageReadError(
+            path, f"modality is {modality}, not CT: kidneyct models read CT in Hounsfield units only"
+        )
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageReadError(path, "DICOM file has no pixel data")
+    rows, columns = int(getattr(ds, "Rows", 0)), int(getattr(ds, "Columns", 0))
+    if rows > MAX_SIDE or columns > MAX_SIDE:
+        raise ImageReadError(path, f"image is {columns}x{rows} pixels, above the {MAX_SIDE}-pixel limit")
+    try:
+        stored = ds.pixel_array
+    except Exception as error:
+        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(error).__name__}: {error})") from None
+    if stored.ndim == 3 and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise ImageReadError(path, "multi-frame DICOM is not supported; export one slice per file")
+    if stored.ndim != 2:
+        raise ImageReadError(path, f"expected a single grey slice, got pixel array of shape {stored.shape}")
+    values = apply_modality_lut(stored, ds).astype(np.float32)
+    is_hu = modality in HU_MODALITIES or modality is None
+    if not is_hu:  # non-CT allowed by the caller: rescale to [0, 1] like a display image
+        lo, hi = float(values.min()), float(values.max())
+        values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    return CTSlice(
+        pixels=values,
+        hu=is_hu,
+        source=str(path),
+        series=str(getattr(ds, "SeriesInstanceUID", "")) or None,
+        modality=modality,
+    )
+
+
+def _slice_position(ds: pydicom.Dataset) -> tuple[float, float]:
+    """Sort key: position along the slice normal when known, else InstanceNumber."""
+    position = getattr(ds, "ImagePositionPatient", None)
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    instance = float(getattr(ds, "InstanceNumber", 0) or 0)
+    if position is not None and orientation is not None and len(orientation) == 6:
+        normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+        return float(np.dot(normal, np.asarray(position, float))), instance
+    if position is not None:
+        return float(position[2]), instance
+    return instance, instance
+
+
+def list_series(folder: str | Path) -> list[Path]:
+    """DICOM files of one series folder in anatomical order (ImagePositionPatient, else InstanceNumber)."""
+    folder = Path(folder)
+    keyed = []
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM (DICOMDIR viewers, readme files): not part of the series
+        keyed.append((_slice_position(ds), file))
+    if not keyed:
+        raise ImageReadError(folder, "folder holds no readable DICOM files")
+    keyed.sort(key=lambda item: item[0])
+    return [file for _, file in keyed]
+
+
+def read_series(folder: str | Path) -> list[CTSlice]:
+    slices = []
+    for index, file in enumerate(list_series(folder)):
+        ct_slice = read_dicom(file)
+        ct_slice.index = index
+        slices.append(ct_slice)
+    return slices

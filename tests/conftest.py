@@ -1,0 +1,39 @@
+"""Shared fixtures: small generated phantom sets and one tiny trained run reused across tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct-kidney"
+
+
+@pytest.fixture(scope="session")
+def phantom_png(tmp_path_factory) -> Path:
+    from kidneyct.data.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("phantom_png")
+    generate_dataset(root, n=96, seed=3, size=128, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_png, tmp_path_factory):
+    """A real (tiny) seed-cnn training on phantoms: 2 epochs at 96 px."""
+    from kidneyct.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(data=str(phantom_png), out=str(out), model="seed-cnn", image_size=96, epochs=2,
+                         batch_size=16, seed=1, device="cpu", progress=False, workers=1)
+    return train(config)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real CT data not present at {REAL_DATA}")
+    return REAL_DATA
