@@ -45,7 +45,7 @@ def test_evaluate_writes_metrics_plots_and_reports(trained_run, tmp_path):
         assert (tmp_path / "report" / name).stat().st_size > 0, name
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["data"]["synthetic"] is True
-    assert "image-level stratified random split" in metrics["data"]["split_description"]
+    assert "series-disjoint" in metrics["data"]["split_description"]
     for key in ("accuracy", "macro_f1", "tumor_sensitivity", "tumor_specificity", "roc_auc", "pr_auc"):
         assert 0 <= metrics["metrics"][key]["value"] <= 1
     counts = np.array(metrics["metrics"]["confusion_matrix"]["counts"])
@@ -53,3 +53,27 @@ def test_evaluate_writes_metrics_plots_and_reports(trained_run, tmp_path):
     html = result.html.read_text()
     assert "not a medical device" in html and "SYNTHETIC" in html and "data:image/png;base64" in html
     assert "not a medical device" in result.markdown.read_text()
+
+
+def test_evaluate_reports_series_metrics_and_leakage_audit(trained_run, tmp_path):
+    result = evaluate(trained_run.best_checkpoint, out=tmp_path / "r", device="cpu", n_boot=50,
+                      progress=False, workers=1)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    series = metrics["series_metrics"]
+    assert series["bootstrap"]["unit"] == "series" and metrics["metrics"]["bootstrap"]["unit"] == "series"
+    assert 1 <= series["n"] <= metrics["metrics"]["n"]
+    audit = metrics["leakage_audit"]
+    assert audit["n_query"] == metrics["metrics"]["n"] and audit["n_train"] == trained_run.split_sizes["train"]
+    assert audit["near_duplicates"] == 0  # the default split is series-disjoint
+    text = result.markdown.read_text()
+    assert "Per series" in text and "Leakage audit" in text and "series-disjoint" in text
+
+
+def test_series_aggregation_means_probabilities_per_group():
+    from kidneyct.evaluate.series import aggregate_by_group
+
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.6, 0.4]])
+    ids, series_labels, series_probs = aggregate_by_group(labels, probs, ["a", "a", "b", "b", "c"])
+    assert ids == ["a", "b", "c"] and series_labels.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(series_probs, [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])

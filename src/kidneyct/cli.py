@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     _add_data_phantom(data)
+    p = data.add_parser("groups", help="infer which images belong to one CT series")
+    p.add_argument("data", help="dataset folder above the class folders")
+    p.add_argument("--classes", default="all", help="classes to include (default all four)")
+    p.add_argument("--out", default=None, help="write one group id per image to this CSV")
+    p.add_argument("--image-size", type=int, default=128, help="decoding size (thumbnails are 32x32)")
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(handler=cmd_data_groups)
+    p = data.add_parser("audit", help="leakage audit of a split CSV: test images with near-duplicates in train")
+    p.add_argument("--split", required=True, help="split.csv of a run")
+    p.add_argument("--data", default=None, help="dataset folder (default: from the run's config.json)")
+    p.add_argument("--query", default="test", choices=["val", "test"])
+    p.add_argument("--out", default=None, help="write the audit as JSON here")
+    p.set_defaults(handler=cmd_data_audit)
 
     p = sub.add_parser("models", help="list registered models")
     p.set_defaults(handler=cmd_models)
@@ -99,10 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_predict)
 
+    p = sub.add_parser("compare-splits", help="train on a random and a grouped split; one comparison table")
+    _add_train_options(p, defaults)
+    p.add_argument("--out", default=None, help="folder (default runs/compare-<model>)")
+    p.set_defaults(handler=cmd_compare_splits)
+
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--n", type=int, default=1600, help="phantom slices (all four classes)")
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--n", type=int, default=1600, help="phantom slices (Tumor and Normal)")
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -117,6 +135,71 @@ def cmd_data_phantom(args) -> int:
     manifest = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size,
                                 classes=parse_classes(args.classes), fmt=args.format)
     print(f"wrote {args.n} synthetic slices to {args.out} (manifest {manifest})")
+    return 0
+
+
+def cmd_data_groups(args) -> int:
+    import time
+
+    from kidneyct.data.catalogue import build_catalogue
+    from kidneyct.data.decode import decode_samples
+    from kidneyct.data.groups import infer_groups, write_groups_csv
+    from kidneyct.data.prepare import report_skipped
+    from kidneyct.data.transforms import Preprocessing
+
+    catalogue = build_catalogue(args.data, args.classes)
+    started = time.perf_counter()
+    decoded = decode_samples(catalogue.samples, Preprocessing(args.image_size), workers=args.workers)
+    decoded_at = time.perf_counter()
+    report_skipped(catalogue.skipped + decoded.skipped)
+    grouping = infer_groups(decoded.samples, decoded.images)
+    grouped_at = time.perf_counter()
+    from kidneyct.data.groups import summarise
+
+    summary = summarise(grouping, decoded.samples, catalogue.classes)
+    summary["seconds"] = {"decode": round(decoded_at - started, 2), "grouping": round(grouped_at - decoded_at, 2)}
+    summary["label_conflict_examples"] = [
+        [decoded.samples[a].key, decoded.samples[b].key, round(s, 4)] for a, b, s in grouping.label_conflicts[:10]]
+    if args.out:
+        write_groups_csv(args.out, catalogue.root, decoded.samples, catalogue.classes, grouping)
+        summary["csv"] = args.out
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_data_audit(args) -> int:
+    from kidneyct.data.decode import decode_samples
+    from kidneyct.data.splits import read_split_csv
+    from kidneyct.data.transforms import Preprocessing
+    from kidneyct.evaluate.audit import audit_lines, leakage_audit
+
+    split_csv = Path(args.split)
+    config_path = split_csv.parent / "config.json"
+    run_config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    data = args.data or run_config.get("train", {}).get("data")
+    if data is None:
+        raise ValueError(f"--data is needed: no config.json beside {split_csv}")
+    import csv
+
+    with open(split_csv, newline="") as handle:
+        classes = list(dict.fromkeys(row["label"] for row in csv.DictReader(handle)))
+    splits = read_split_csv(split_csv, data, classes)
+    prep = Preprocessing(128)
+    train = decode_samples(splits["train"], prep)
+    query = decode_samples(splits[args.query], prep)
+    result = leakage_audit(train.images, train.samples, query.images, query.samples)
+    print("\n".join(audit_lines(result)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_compare_splits(args) -> int:
+    from kidneyct.compare import compare_splits
+
+    out = args.out or f"runs/compare-{args.model}"
+    summary = compare_splits(_train_config(args, out), out)
+    print(Path(out, "comparison.md").read_text())
     return 0
 
 

@@ -119,7 +119,7 @@ def sample_patient(rng: np.random.Generator, size: int = 256, lesion: str | None
     cx, cy = s * _u(rng, 0.46, 0.54), s * _u(rng, 0.42, 0.5)
     a, b = s * 0.41 * zoom * _u(rng, 0.85, 1.08), s * 0.30 * zoom * _u(rng, 0.85, 1.1)
     body = Ellipse(cx, cy, a, b, _u(rng, -0.04, 0.04), _wobble(rng, 0.025))
-    enhanced = rng.random() < 0.8
+    enhanced = rng.random() < 0.85
     phase = {
         "cortex": _u(rng, 150, 260) if enhanced else _u(rng, 28, 40),
         "medulla_drop": _u(rng, 30, 110) if enhanced and rng.random() < 0.6 else _u(rng, -5, 15),
@@ -199,14 +199,14 @@ def _sample_lesion(rng: np.random.Generator, p: Patient, kind: str) -> Lesion:
     angle = _u(rng, 0, 2 * np.pi)
     k_r = min(kidney.a, kidney.b)
     if kind == "Tumor":
-        # Mostly large masses, as in the Kaggle tumor slices, and some small ones.
-        radius = k_r * (_u(rng, 1.2, 2.2) if rng.random() < 0.8 else _u(rng, 0.7, 1.2))
+        # Mostly large masses (5-10 cm, as in the Kaggle tumor slices), some small ones.
+        radius = k_r * (_u(rng, 1.6, 3.0) if rng.random() < 0.9 else _u(rng, 1.0, 1.6))
         offset = _u(rng, 0.4, 1.0)  # from inside the parenchyma to exophytic at the border
         cortex = p.phase_hu["cortex"]
         # Enhanced: hypo-enhancing against cortex; unenhanced: a few tens of HU off the parenchyma.
-        hu = cortex - _u(rng, 60, 140) if p.enhanced else cortex + float(rng.choice([-1, 1])) * _u(rng, 25, 50)
+        hu = cortex - _u(rng, 60, 140) if p.enhanced else cortex + float(rng.choice([-1, 1])) * _u(rng, 35, 60)
         # Renal cell carcinoma is typically heterogeneous: patchy enhancement, often central necrosis.
-        texture = _u(rng, 50, 90)
+        texture = _u(rng, 70, 110)
         necrosis = _u(rng, 0.35, 0.65) if radius > k_r and rng.random() < 0.7 else 0.0
         wobble = _wobble(rng, 0.12, 4)
     elif kind == "Cyst":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from kidneyct.data.catalogue import Catalogue, Sample, build_catalogue
 from kidneyct.data.decode import DecodedSet, decode_samples
+from kidneyct.data.groups import Grouping, infer_groups
 from kidneyct.data.splits import SPLITS, SplitFractions, read_split_csv, split_samples, write_split_csv
 from kidneyct.data.transforms import Preprocessing
 
@@ -35,6 +36,7 @@ class PreparedData:
     catalogue: Catalogue
     decoded: DecodedSet
     splits: dict[str, SplitArrays]
+    grouping: Grouping | None = None  # None when the split was read back from a CSV
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -54,27 +56,38 @@ def report_skipped(skipped: list[tuple[str, str]]) -> None:
         log.warning("%d unreadable file(s) skipped; the run goes on without them", len(skipped))
 
 
+SPLIT_KINDS = ("grouped", "random")
+
+
 def prepare_data(
     data: str | Path, classes, prep: Preprocessing, split_csv: str | Path, seed: int = 0,
-    fractions: SplitFractions = SplitFractions(), reuse_split: bool = False, workers: int | None = None,
-    progress: bool = True, grouping=None,
+    fractions: SplitFractions = SplitFractions(), split_kind: str = "grouped", reuse_split: bool = False,
+    workers: int | None = None, progress: bool = True,
 ) -> PreparedData:
-    """Catalogue, decode once, then split (or reuse the split CSV when `reuse_split`).
+    """Catalogue, decode once, infer series, then split (or reuse the split CSV when `reuse_split`).
 
-    `grouping` (catalogue, decoded) -> list of group ids lets a series inference plug in; without it
-    every image is its own group unless its format names a series (volumes, DICOM folders).
+    Series are inferred for both split kinds, so the split CSV records every image's series and a
+    random split can be audited for leakage; only "grouped" keeps each series on one side.
     """
+    if split_kind not in SPLIT_KINDS:
+        raise ValueError(f"unknown split kind {split_kind!r}; choose from {SPLIT_KINDS}")
     catalogue = build_catalogue(data, classes)
     decoded = decode_samples(catalogue.samples, prep, workers=workers, progress=progress)
     report_skipped(catalogue.skipped + decoded.skipped)
     if len(decoded.samples) == 0:
         raise ValueError(f"no readable images under {catalogue.root}")
     rows = {s.key: i for i, s in enumerate(decoded.samples)}
+    grouping = None
     if reuse_split:
         by_split = read_split_csv(split_csv, catalogue.root, catalogue.classes)
     else:
-        groups = grouping(catalogue, decoded) if grouping is not None else None
-        by_split = split_samples(decoded.samples, fractions, seed, groups)
+        grouping = infer_groups(decoded.samples, decoded.images)
+        log.info("inferred %d series among %d images (%s)", grouping.summary["groups"], len(decoded.samples),
+                 ", ".join(f"{catalogue.classes[int(k)]}: {v}"
+                           for k, v in grouping.summary["groups_per_class"].items()))
+        samples = [replace(s, group=g) for s, g in zip(decoded.samples, grouping.groups)]
+        split_by = grouping.groups if split_kind == "grouped" else [s.key for s in samples]
+        by_split = split_samples(samples, fractions, seed, split_by)
         write_split_csv(split_csv, catalogue.root, catalogue.classes, by_split)
     splits = {name: _arrays(decoded, rows, by_split.get(name, [])) for name in SPLITS}
-    return PreparedData(catalogue, decoded, splits)
+    return PreparedData(catalogue, decoded, splits, grouping)

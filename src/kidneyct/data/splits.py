@@ -74,10 +74,12 @@ def split_samples(
     samples: list[Sample], fractions: SplitFractions = SplitFractions(), seed: int = 0,
     groups: list[str] | None = None,
 ) -> dict[str, list[Sample]]:
+    """Samples per split. `groups` decides what stays together (default: each sample's own group);
+    the samples keep the group they carry, which the split CSV records."""
     groups = group_ids(samples) if groups is None else groups
     names = grouped_stratified_split([s.label for s in samples], groups, fractions, seed)
     out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
-    for sample, group, name in zip(samples, groups, names):
+    for sample, group, name in zip(samples, group_ids(samples), names):
         out[name].append(replace(sample, group=group))
     return out
 

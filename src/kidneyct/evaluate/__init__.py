@@ -15,7 +15,9 @@ from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.prepare import report_skipped
 from kidneyct.data.splits import read_split_csv
+from kidneyct.evaluate.audit import audit_lines, leakage_audit
 from kidneyct.evaluate.metrics import bootstrap_metrics
+from kidneyct.evaluate.series import aggregate_by_group
 from kidneyct.evaluate.plots import confusion_plot, curves_plot, pr_plot, roc_plot
 from kidneyct.evaluate.report import write_reports
 from kidneyct.predict import Predictor
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 SPLIT_DESCRIPTIONS = {
     "random": ("image-level stratified random split (seed {seed}); neighbouring slices of one series can sit "
                "on both sides, so these numbers are optimistic for unseen patients"),
-    "grouped": ("series-disjoint stratified split (seed {seed}): no inferred series has images on two sides"),
+    "grouped": ("series-disjoint stratified split (seed {seed}): series inferred from the images (exact and "
+                "near-duplicates, neighbouring file numbers); no series has images on two sides"),
     "all": "no split: every readable image under the dataset folder",
 }
 
@@ -36,6 +39,8 @@ class EvaluationResult:
     metrics: dict
     html: Path
     markdown: Path
+    series_metrics: dict | None = None
+    leakage_audit: dict | None = None
 
 
 def describe_split(kind: str, seed) -> str:
@@ -52,9 +57,20 @@ def _write_predictions(path: Path, samples, labels, probs, classes) -> None:
                              *[f"{p:.6f}" for p in row]])
 
 
+def _series_lines(series: dict, classes) -> list[str]:
+    from kidneyct.evaluate.report import summary_rows
+
+    lines = [f"{series['n']} series; prediction per series = mean of its slices' probabilities; "
+             f"95% intervals bootstrap over series."]
+    lines += [f"{label}: {value} ({interval})" for label, value, interval in summary_rows(series) if value != "n/a"]
+    return lines
+
+
 def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
-             workers: int | None = None, progress: bool = True) -> EvaluationResult:
+             workers: int | None = None, progress: bool = True, audit: bool = True) -> EvaluationResult:
+    """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
+    against the training split, plots, predictions.csv, metrics.json, report.html and report.md."""
     checkpoint = Path(checkpoint)
     predictor = Predictor.from_checkpoint(checkpoint, device)
     payload = predictor.loaded.payload
@@ -63,20 +79,32 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     classes = predictor.classes
     split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
     split_kind = stored.get("split_kind", "random")
+    train_samples = []
     if split == "all" or not split_csv.exists():
         if split != "all":
             log.warning("no split file %s: evaluating every image under %s", split_csv, root)
         samples = build_catalogue(root, classes).samples
         split, split_kind = "all", "all"
     else:
-        samples = read_split_csv(split_csv, root, classes)[split]
+        by_split = read_split_csv(split_csv, root, classes)
+        samples, train_samples = by_split[split], by_split["train"]
         if not samples:
             raise ValueError(f"split {split!r} in {split_csv} is empty")
     decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress)
     report_skipped(decoded.skipped)
     labels = np.array([s.label for s in decoded.samples])
+    groups = [s.group or s.key for s in decoded.samples]
     probs = predictor.predict_uint8(decoded.images, batch_size)
-    metrics = bootstrap_metrics(labels, probs, classes, n_boot=n_boot)
+    # Slices of one series are not independent: resample whole series for every interval.
+    metrics = bootstrap_metrics(labels, probs, classes, groups=groups, n_boot=n_boot)
+    series_ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    series_metrics = bootstrap_metrics(series_labels, series_probs, classes, n_boot=n_boot)
+    series_metrics["bootstrap"]["unit"] = "series"
+
+    leak = None
+    if audit and train_samples and split != "train":
+        reference = decode_samples(train_samples, predictor.preprocessing, workers=workers, progress=progress)
+        leak = leakage_audit(reference.images, reference.samples, decoded.images, decoded.samples)
 
     out = Path(out) if out is not None else checkpoint.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +118,9 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     if curves is not None:
         figures["training curves"] = curves
     config = predictor.loaded.model_config
+    sections = [("Per series (inferred series)", _series_lines(series_metrics, classes))]
+    if leak is not None:
+        sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     result = {
         "disclaimer": DISCLAIMER,
         "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": split, "classes": classes,
@@ -102,7 +133,10 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
             "skipped": [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped],
         },
         "metrics": metrics,
+        "series_metrics": series_metrics,
+        "leakage_audit": leak,
+        "sections": sections,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
-    return EvaluationResult(out, metrics, html_path, md_path)
+    return EvaluationResult(out, metrics, html_path, md_path, series_metrics, leak)
