@@ -43,3 +43,10 @@ def configure_backend(device: torch.device) -> None:
 
 def cpu_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+
+
+def progress_bar(iterable=None, enabled: bool = True, **kwargs):
+    """tqdm bar shown on terminals only (disable=None), so logs and CI output stay readable."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=None if enabled else True, leave=False, **kwargs)

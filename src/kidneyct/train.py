@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from kidneyct import __version__
 from kidneyct.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
@@ -26,7 +25,7 @@ from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
 from kidneyct.evaluate.metrics import point_metrics
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
-from kidneyct.runtime import autocast, configure_backend, resolve_device, seed_everything
+from kidneyct.runtime import autocast, configure_backend, progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +225,7 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
         order = torch.randperm(len(train_set), generator=generator, device=device)
         model.train()
         started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress,
-                   leave=False)
+        bar = progress_bar(range(steps_per_epoch), config.progress, desc=f"epoch {epoch}/{config.epochs}")
         for step in bar:
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
             images = to_unit_tensor(train_images[index])

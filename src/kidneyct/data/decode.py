@@ -8,11 +8,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.transforms import Preprocessing
 from kidneyct.io import ImageReadError, read_slices
+from kidneyct.runtime import progress_bar
 
 
 @dataclass
@@ -51,7 +51,7 @@ def decode_samples(
     workers = default_workers() if workers is None else workers
     images: list[np.ndarray | None] = [None] * len(samples)
     skipped: list[tuple[str, str]] = []
-    bar = tqdm(total=len(tasks), desc="decode", unit="file", disable=not progress, leave=False)
+    bar = progress_bar(total=len(tasks), enabled=progress, desc="decode", unit="file")
     if workers > 1 and len(tasks) > 64:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(_decode_file, tasks, chunksize=max(1, len(tasks) // (workers * 16)))

@@ -389,9 +389,8 @@ def generate_dataset(
     lesion masks beside as ``.mask.png``. dicom: <Class>/<series>/IM-NNNN.dcm (one series folder
     per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz.
     """
-    from tqdm.auto import tqdm
-
     from kidneyct.data import phantom_writers as writers
+    from kidneyct.runtime import progress_bar
 
     if fmt not in writers.WRITERS:
         raise ValueError(f"unknown phantom format {fmt!r}; choose from {sorted(writers.WRITERS)}")
@@ -419,7 +418,7 @@ def generate_dataset(
             made += length
             series_number += 1
     rows = []
-    bar = tqdm(total=n, desc="phantoms", unit="slice", disable=not progress, leave=False)
+    bar = progress_bar(total=n, enabled=progress, desc="phantoms", unit="slice")
     workers = min(len(plan), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         rendered = (pool.map if pool else map)(_render_series, [(p, pos) for *_, p, pos in plan])
