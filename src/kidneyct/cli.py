@@ -266,8 +266,14 @@ def cmd_demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # A handler on the package logger for this call only: basicConfig is a no-op when the host
+    # (a notebook, pytest, an app embedding kidneyct) already configured the root logger.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("kidneyct")
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from kidneyct.checkpoint import CheckpointError
     from kidneyct.data.catalogue import DatasetError
     from kidneyct.io import ImageReadError
@@ -280,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"kidneyct: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
 
 
 if __name__ == "__main__":
