@@ -41,8 +41,11 @@ class DistContext:
         """This rank's contiguous share of n rows."""
         return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
 
-    def local_positions(self, batch: int, device) -> torch.Tensor:
-        """Positions of this rank's images within a global batch of `batch` (every world_size-th)."""
+    def local_positions(self, batch: int, device) -> torch.Tensor | slice:
+        """Positions of this rank's images within a global batch of `batch` (every world_size-th);
+        a plain slice for one process, which indexes without a gather."""
+        if not self.enabled:
+            return slice(None)
         return torch.arange(self.rank, batch, self.world_size, device=device)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ class ImageInputs:
         images = to_unit_tensor(self.store.take(index[local]))
         if self.augmentation is not None:
             params = self.augmentation.sample(len(index), generator, generator.device)  # the global batch's
-            images = Augmentation.apply(images, params[local.to(params.device)])
+            images = Augmentation.apply(images, params[local])
         return self.prep.standardise(images).contiguous(memory_format=torch.channels_last)
 
 
