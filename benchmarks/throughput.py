@@ -118,6 +118,16 @@ def jpeg_phantoms(out: Path, n: int) -> Path:
     return out
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -250,8 +260,9 @@ def main(argv=None) -> None:
     configure_backend(device)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="kidneyct-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    cpu_name = f"cpu: {cpu_model()}"
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu: {platform.processor() or platform.machine()}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name,
         "cpu_threads": cpu_threads(), "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "python": platform.python_version(),
         "settings": {"image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,

@@ -32,6 +32,10 @@ class Rows:
     def nbytes(self) -> int:
         return int(np.prod(self.shape)) * self.base.dtype.itemsize
 
+    def __iter__(self):
+        for start in range(0, len(self), 1024):  # read in blocks, yield row by row
+            yield from self[start:start + 1024]
+
     def subset(self, positions) -> "Rows":
         return Rows(self.base, self.index[np.asarray(positions, np.int64)])
 
