@@ -45,6 +45,9 @@ from kidneyct.train import TrainConfig, cosine_with_warmup, make_optimizer, trai
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("seed-cnn", "resnet50", "efficientnet-lite0")
+# CPU defaults per model (image size, images linked): the ImageNet backbones are ~30x the seed CNN's
+# arithmetic, so on 2 cores they run small; their targets are GPU targets (--full).
+CPU_SIZES = {"seed-cnn": (128, 600), "resnet50": (64, 160), "efficientnet-lite0": (64, 160)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,8 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--data", default=None, help="class folders of JPEGs for end-to-end training "
                    "(default: the shared ct-kidney copy, else JPEG phantoms)")
-    p.add_argument("--train-images", type=int, default=None, help="images linked from --data (default 600 CPU)")
-    p.add_argument("--image-size", type=int, default=None, help="default 128 (CPU) / 224 (--full)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help="images linked from --data (default: all with --full, else 600 for seed-cnn, 160 others)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="default 224 with --full, else 128 for seed-cnn, 64 for the others")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 (CPU) / 256 (--full)")
     p.add_argument("--epochs", type=int, default=None, help="end-to-end epochs; the first is warm-up (default 2)")
     p.add_argument("--bound-steps", type=int, default=None, help="timed model-bound steps (default 6 CPU / 50)")
@@ -67,16 +72,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feature-images", type=int, default=5000, help="feature vectors in the head epoch")
     p.add_argument("--memory-images", type=int, default=0,
                    help="also train seed-cnn 1 epoch at 224 px on this many images in a subprocess, report its RSS")
+    p.add_argument("--sections", default="models,decode,head",
+                   help="what to measure: models, decode, head (memory runs when --memory-images is set)")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     args = p.parse_args(argv)
     full = args.full
-    args.image_size = args.image_size or (224 if full else 128)
     args.batch_size = args.batch_size or (256 if full else 32)
     args.epochs = args.epochs or (3 if full else 2)
     args.bound_steps = args.bound_steps or (50 if full else 6)
     args.decode_images = args.decode_images or (12446 if full else 200)
-    args.train_images = args.train_images or (0 if full else 600)  # 0: every image in --data
     return args
+
+
+def sizes(args, name: str) -> tuple[int, int]:
+    """(image size, images to link; 0: every image once) for a model."""
+    size, images = (224, 0) if args.full else CPU_SIZES.get(name, (128, 600))
+    return args.image_size or size, args.train_images if args.train_images is not None else images
 
 
 def link_images(source: Path, out: Path, count: int, classes=("Tumor", "Normal")) -> Path:
@@ -99,6 +110,17 @@ def link_images(source: Path, out: Path, count: int, classes=("Tumor", "Normal")
         except OSError:
             shutil.copyfile(target, link)
     return out
+
+
+def class_folders(source: Path) -> tuple[str, ...]:
+    """The four Kaggle classes when all are there (the real data), else Tumor and Normal (phantoms)."""
+    from kidneyct.data.catalogue import DatasetError
+
+    try:
+        build_catalogue(source, "all")
+        return ("Tumor", "Normal", "Cyst", "Stone")
+    except DatasetError:
+        return ("Tumor", "Normal")
 
 
 def jpeg_phantoms(out: Path, n: int) -> Path:
@@ -190,8 +212,19 @@ def end_to_end(name: str, data: Path, size: int, batch: int, epochs: int, device
             "run_wall_s": round(wall, 2), "run_wall_img_s": round(images * epochs / wall, 1)}
 
 
+def frozen_run(data: Path, args, device: torch.device, work: Path) -> dict:
+    """The seed's set-up: frozen ResNet50, head trained on cached features (one backbone pass + 4 views)."""
+    config = TrainConfig(data=str(data), out=str(work / "run-frozen"), model="resnet50", classes="tumor,normal",
+                         epochs=10, batch_size=args.batch_size, patience=11, device=str(device), pretrained="none",
+                         progress=False, cache_dir=str(work / "train-cache"))
+    started = time.perf_counter()
+    result = train(config)
+    return {"train_images": result.split_sizes["train"], "feature_seconds": round(result.feature_seconds, 2),
+            "head_epoch_s": [h["seconds"] for h in result.history], "run_wall_s": round(time.perf_counter() - started, 2)}
+
+
 def decode_timing(source: Path, count: int, size: int, device: torch.device, work: Path) -> dict:
-    folder = link_images(source, work / "decode-data", count, classes=("Tumor", "Normal", "Cyst", "Stone"))
+    folder = link_images(source, work / "decode-data", count, classes=class_folders(source))
     samples = build_catalogue(folder, "all").samples
     from kidneyct.data.transforms import Preprocessing
 
@@ -237,13 +270,14 @@ def head_epoch(n: int, batch: int, device: torch.device) -> dict:
 
 def memory_check(source: Path, count: int, work: Path) -> dict:
     """Peak RSS of `kidneyct train` (seed-cnn, 224 px, 1 epoch, CPU) on `count` images, in its own process."""
-    data = link_images(source, work / "memory-data", count, classes=("Tumor", "Normal", "Cyst", "Stone"))
+    data = link_images(source, work / "memory-data", count, classes=class_folders(source))
     code = (
         "import json, resource, sys, time\n"
         "from kidneyct.train import TrainConfig, train\n"
         "t = time.perf_counter()\n"
-        f"r = train(TrainConfig(data={str(data)!r}, out={str(work / 'memory-run')!r}, classes='all', "
-        f"image_size=224, epochs=1, batch_size=64, device='cpu', progress=False, "
+        f"r = train(TrainConfig(data={str(data)!r}, out={str(work / 'memory-run')!r}, "
+        f"classes={','.join(class_folders(source)).lower()!r}, "
+        f"image_size=224, epochs=1, device='cpu', progress=False, "
         f"cache_dir={str(work / 'memory-cache')!r}))\n"
         "print(json.dumps({'train_images': r.split_sizes['train'], 'wall_s': round(time.perf_counter() - t, 1), "
         "'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "
@@ -265,42 +299,49 @@ def main(argv=None) -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name,
         "cpu_threads": cpu_threads(), "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "python": platform.python_version(),
-        "settings": {"image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
+        "settings": {"batch_size": args.batch_size, "epochs": args.epochs,
                      "bound_steps": args.bound_steps, "bf16_autocast": device.type == "cuda",
                      "channels_last": True, "cudnn_benchmark": device.type == "cuda"},
     }
     try:
         source = Path(args.data) if args.data else SHARED / "ct-kidney"
-        if source.is_dir():
-            data = link_images(source, work / "train-data", args.train_images)
-        else:
-            data = jpeg_phantoms(work / "train-data", args.train_images or 600)
-            source = Path("<JPEG phantoms>")
-        report["end_to_end_data"] = str(source)
+        report["end_to_end_data"] = str(source) if source.is_dir() else "<JPEG phantoms>"
+        sections = set(args.sections.split(","))
         report["models"] = {}
-        for name in args.models.split(","):
-            bound = model_bound(name, args.image_size, args.batch_size, args.bound_steps, device)
-            e2e = end_to_end(name, data, args.image_size, args.batch_size, args.epochs, device, work,
-                             work / "train-cache")
-            again = model_bound(name, args.image_size, args.batch_size, args.bound_steps, device)
+        for name in args.models.split(",") if "models" in sections else []:
+            size, count = sizes(args, name)
+            data = work / f"data-{name}"
+            if source.is_dir():
+                link_images(source, data, count)
+            else:
+                jpeg_phantoms(data, count or 600)
+            bound = model_bound(name, size, args.batch_size, args.bound_steps, device)
+            e2e = end_to_end(name, data, size, args.batch_size, args.epochs, device, work, work / "train-cache")
+            again = model_bound(name, size, args.batch_size, args.bound_steps, device)
             # The faster of two model-bound runs (before and after) keeps the ratio conservative on a busy host.
             bound_rate = max(bound["train_img_s"], again["train_img_s"])
             report["models"][name] = {
+                "image_size": size,
                 "model_bound_train_img_s": bound_rate,
                 "model_bound_inference_img_s": max(bound["inference_img_s"], again["inference_img_s"]),
                 "end_to_end": e2e,
                 "ratio_end_to_end_to_model_bound": round(e2e["train_loop_img_s"] / bound_rate, 3),
             }
+        if args.full and "models" in sections:
+            report["frozen_resnet50_end_to_end"] = frozen_run(work / "data-resnet50", args, device, work)
         decode_source = Path(args.decode_data) if args.decode_data else SHARED / "ct-kidney-512-sample"
         if not decode_source.is_dir():
-            decode_source = data
-        report["decode"] = decode_timing(decode_source, args.decode_images, args.decode_size, device, work)
-        report["frozen_resnet50_head"] = head_epoch(args.feature_images, 32, device)
+            decode_source = jpeg_phantoms(work / "decode-phantoms", 200)
+        if "decode" in sections:
+            report["decode"] = decode_timing(decode_source, args.decode_images, args.decode_size, device, work)
+        if "head" in sections:
+            report["frozen_resnet50_head"] = head_epoch(args.feature_images, 32, device)
         if args.memory_images:
-            report["memory_check"] = memory_check(SHARED / "ct-kidney" if not args.data else Path(args.data),
-                                                  args.memory_images, work)
-        report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        report["decode_workers_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+            memory_source = source if source.is_dir() else jpeg_phantoms(work / "memory-phantoms", 600)
+            report["memory_check"] = memory_check(memory_source, args.memory_images, work)
+        # This process builds every model in turn; the memory target is memory_check's training process.
+        report["benchmark_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        report["children_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
         if device.type == "cuda":
             report["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     finally:

@@ -265,7 +265,9 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
     weights = class_weights(train_set.labels, len(classes))
     train_labels = torch.as_tensor(train_set.labels).to(device)
     loss_weights = weights.to(device)
-    val_batch = max(config.batch_size, 128)
+    # Inference keeps one layer's activations, so a GPU takes big batches; on a CPU a 128-image batch at
+    # 224 px would hold ~1 GB of seed-cnn activations: the training batch size is the bounded choice.
+    val_batch = max(config.batch_size, 128) if device.type == "cuda" else config.batch_size
     feature_seconds = None
     if uses_feature_cache(model, config.feature_cache):
         started = time.perf_counter()
