@@ -10,6 +10,20 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct-kidney"
+REAL_DATA_512 = REAL_DATA.parent / "ct-kidney-512-sample"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def decode_cache_folder(tmp_path_factory):
+    """Training and evaluation cache decoded images; keep the tests' caches out of the working directory."""
+    previous = os.environ.get("KIDNEYCT_CACHE")
+    folder = tmp_path_factory.mktemp("decode_cache")
+    os.environ["KIDNEYCT_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("KIDNEYCT_CACHE", None)
+    else:
+        os.environ["KIDNEYCT_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +51,10 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real CT data not present at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture
+def real_data_512() -> Path:
+    if not any(REAL_DATA_512.rglob("*.jpg")):
+        pytest.skip(f"real 512 px CT sample not present at {REAL_DATA_512}")
+    return REAL_DATA_512

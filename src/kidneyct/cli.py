@@ -46,6 +46,19 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dropout", type=float, default=defaults.dropout)
+    _add_cache_options(p)
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="frozen backbone: run it every step instead of training the head on cached features")
+    p.add_argument("--feature-views", type=int, default=defaults.feature_views,
+                   help=f"augmented views per image in the feature cache (default {defaults.feature_views})")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained module")
+
+
+def _add_cache_options(p) -> None:
+    p.add_argument("--cache-dir", default=None,
+                   help="decode cache folder (default: $KIDNEYCT_CACHE, else ./.cache/kidneyct)")
+    p.add_argument("--no-cache", action="store_true", help="decode into memory without reading or writing a cache")
 
 
 def _train_config(args, out: str):
@@ -57,7 +70,9 @@ def _train_config(args, out: str):
         patience=args.patience, seed=args.seed, device=args.device, pretrained=args.pretrained,
         finetune=args.finetune, split=args.split, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, window_level=args.window[0], window_width=args.window[1],
-        augment=not args.no_augment, workers=args.workers, progress=not args.no_progress,
+        augment=not args.no_augment, workers=args.workers, progress=not args.no_progress, dropout=args.dropout,
+        cache=not args.no_cache, cache_dir=args.cache_dir, feature_cache=not args.no_feature_cache,
+        feature_views=args.feature_views, compile=args.compile,
     )
 
 
@@ -104,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--no-progress", action="store_true")
+    _add_cache_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities for images, volumes or DICOM series")
@@ -213,25 +229,32 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from kidneyct.data.cache import CacheSettings
+    from kidneyct.distributed import is_main_process
     from kidneyct.evaluate import evaluate
     from kidneyct.train import train
 
     out = args.out or f"runs/{args.model}"
     result = train(_train_config(args, out), resume=args.resume, extend_epochs=args.epochs if args.resume else None)
+    if not is_main_process():  # under torchrun, rank 0 reports
+        return 0
     print(f"best checkpoint: {result.best_checkpoint}")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable file(s); see the log above and the report")
     if args.evaluate:
-        report = evaluate(result.best_checkpoint, device=args.device, progress=not args.no_progress)
+        report = evaluate(result.best_checkpoint, device=args.device, progress=not args.no_progress,
+                          cache=CacheSettings(not args.no_cache, args.cache_dir))
         print(f"report: {report.html}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
+    from kidneyct.data.cache import CacheSettings
     from kidneyct.evaluate import evaluate
 
     result = evaluate(args.checkpoint, data=args.data, split=args.split, out=args.out, device=args.device,
-                      n_boot=args.bootstrap, progress=not args.no_progress)
+                      n_boot=args.bootstrap, progress=not args.no_progress,
+                      cache=CacheSettings(not args.no_cache, args.cache_dir))
     summary = {k: round(v["value"], 4) for k, v in result.metrics.items()
                if isinstance(v, dict) and "value" in v}
     print(json.dumps(summary, indent=2))

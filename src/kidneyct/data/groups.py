@@ -33,6 +33,7 @@ from kidneyct.data.catalogue import Sample
 NEAR_DUPLICATE = 0.97
 NEIGHBOUR_LINK = 0.90
 THUMBNAIL = 32
+THUMBNAIL_BLOCK = 1024  # images per block when computing thumbnails
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
 
 
@@ -41,8 +42,13 @@ def thumbnails(images: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:
     product is the Pearson correlation). Box-averages S/side pixel blocks."""
     n, size, _ = images.shape
     factor = max(size // side, 1)
-    cropped = images[:, : side * factor, : side * factor].astype(np.float32)
-    small = cropped.reshape(n, side, factor, side, factor).mean(axis=(2, 4)).reshape(n, -1)
+    small = np.empty((n, side * side), np.float32)
+    # In blocks: images may be a memory-mapped cache, and a float copy of 12,446 224 px images is 2.5 GB.
+    for start in range(0, n, THUMBNAIL_BLOCK):
+        block = np.asarray(images[start:start + THUMBNAIL_BLOCK])
+        cropped = block[:, : side * factor, : side * factor].astype(np.float32)
+        pooled = cropped.reshape(len(block), side, factor, side, factor).mean(axis=(2, 4))
+        small[start:start + len(block)] = pooled.reshape(len(block), -1)
     small -= small.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(small, axis=1, keepdims=True)
     return small / np.where(norms > 0, norms, 1.0)

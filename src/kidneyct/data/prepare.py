@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import Catalogue, Sample, build_catalogue
 from kidneyct.data.decode import DecodedSet, decode_samples
 from kidneyct.data.groups import Grouping, infer_groups
+from kidneyct.data.rows import Rows
 from kidneyct.data.splits import SPLITS, SplitFractions, read_split_csv, split_samples, write_split_csv
 from kidneyct.data.transforms import Preprocessing
 
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SplitArrays:
-    images: np.ndarray  # uint8 [N, S, S]
+    images: Rows  # uint8 [N, S, S], read from the decoded set (a memmap when cached) on demand
     labels: np.ndarray  # int64 [N]
     samples: list[Sample]
 
@@ -46,7 +48,7 @@ class PreparedData:
 def _arrays(decoded: DecodedSet, rows: dict[str, int], samples: list[Sample]) -> SplitArrays:
     index = [rows[s.key] for s in samples if s.key in rows]
     kept = [s for s in samples if s.key in rows]
-    return SplitArrays(decoded.images[index], np.array([s.label for s in kept], np.int64), kept)
+    return SplitArrays(decoded.images.subset(index), np.array([s.label for s in kept], np.int64), kept)
 
 
 def report_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -62,9 +64,11 @@ SPLIT_KINDS = ("grouped", "random")
 def prepare_data(
     data: str | Path, classes, prep: Preprocessing, split_csv: str | Path, seed: int = 0,
     fractions: SplitFractions = SplitFractions(), split_kind: str = "grouped", reuse_split: bool = False,
-    workers: int | None = None, progress: bool = True,
+    workers: int | None = None, progress: bool = True, cache: CacheSettings | None = None, jpeg_device=None,
+    write_split: bool = True,
 ) -> PreparedData:
-    """Catalogue, decode once, infer series, then split (or reuse the split CSV when `reuse_split`).
+    """Catalogue, decode once (or load the decode cache), infer series, then split (or reuse the split
+    CSV when `reuse_split`; `write_split=False` splits without writing the CSV).
 
     Series are inferred for both split kinds, so the split CSV records every image's series and a
     random split can be audited for leakage; only "grouped" keeps each series on one side.
@@ -72,7 +76,8 @@ def prepare_data(
     if split_kind not in SPLIT_KINDS:
         raise ValueError(f"unknown split kind {split_kind!r}; choose from {SPLIT_KINDS}")
     catalogue = build_catalogue(data, classes)
-    decoded = decode_samples(catalogue.samples, prep, workers=workers, progress=progress)
+    decoded = decode_samples(catalogue.samples, prep, workers=workers, progress=progress, cache=cache,
+                             jpeg_device=jpeg_device)
     report_skipped(catalogue.skipped + decoded.skipped)
     if len(decoded.samples) == 0:
         raise ValueError(f"no readable images under {catalogue.root}")
@@ -88,6 +93,7 @@ def prepare_data(
         samples = [replace(s, group=g) for s, g in zip(decoded.samples, grouping.groups)]
         split_by = grouping.groups if split_kind == "grouped" else [s.key for s in samples]
         by_split = split_samples(samples, fractions, seed, split_by)
-        write_split_csv(split_csv, catalogue.root, catalogue.classes, by_split)
+        if write_split:
+            write_split_csv(split_csv, catalogue.root, catalogue.classes, by_split)
     splits = {name: _arrays(decoded, rows, by_split.get(name, [])) for name in SPLITS}
     return PreparedData(catalogue, decoded, splits, grouping)

@@ -114,8 +114,11 @@ class Augmentation:
         return cls(**values)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        batch = images.shape[0]
-        device = images.device
+        return self.apply(images, self.sample(images.shape[0], generator, images.device))
+
+    def sample(self, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Random parameters [batch, 7], one row per image. Drawing them for a whole global batch and
+        applying each rank's rows is what gives every image the same augmentation on any number of ranks."""
 
         def uniform(low: float, high: float) -> torch.Tensor:
             return torch.rand(batch, generator=generator, device=device) * (high - low) + low
@@ -125,6 +128,14 @@ class Augmentation:
         flip = torch.where(uniform(0.0, 1.0) < self.hflip, -1.0, 1.0)
         shift_x = uniform(-self.translate, self.translate) * 2.0  # affine_grid works in [-1, 1]
         shift_y = uniform(-self.translate, self.translate) * 2.0
+        contrast = uniform(1.0 - self.contrast, 1.0 + self.contrast)
+        brightness = uniform(-self.brightness, self.brightness)
+        return torch.stack([angle, scale, flip, shift_x, shift_y, contrast, brightness], 1)
+
+    @staticmethod
+    def apply(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Augment [B, 1, H, W] images in [0, 1] with parameters from `sample` (row i for image i)."""
+        angle, scale, flip, shift_x, shift_y, contrast, brightness = params.to(images.device).unbind(1)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack(
             [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
@@ -132,6 +143,6 @@ class Augmentation:
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        contrast = uniform(1.0 - self.contrast, 1.0 + self.contrast).view(-1, 1, 1, 1).to(images.dtype)
-        brightness = uniform(-self.brightness, self.brightness).view(-1, 1, 1, 1).to(images.dtype)
+        contrast = contrast.view(-1, 1, 1, 1).to(images.dtype)
+        brightness = brightness.view(-1, 1, 1, 1).to(images.dtype)
         return ((out - mean) * contrast + mean + brightness).clamp_(0.0, 1.0)

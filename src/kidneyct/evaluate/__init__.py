@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct import DISCLAIMER
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.cache import CacheSettings
+from kidneyct.data.catalogue import DatasetError, build_catalogue
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.prepare import report_skipped
 from kidneyct.data.splits import read_split_csv
@@ -68,7 +69,8 @@ def _series_lines(series: dict, classes) -> list[str]:
 
 def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
-             workers: int | None = None, progress: bool = True, audit: bool = True) -> EvaluationResult:
+             workers: int | None = None, progress: bool = True, audit: bool = True,
+             cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
     against the training split, plots, predictions.csv, metrics.json, report.html and report.md."""
     checkpoint = Path(checkpoint)
@@ -80,6 +82,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
     split_kind = stored.get("split_kind", "random")
     train_samples = []
+    superset = None  # the whole catalogue, whose decode cache a training run on this folder left
     if split == "all" or not split_csv.exists():
         if split != "all":
             log.warning("no split file %s: evaluating every image under %s", split_csv, root)
@@ -90,7 +93,14 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
         samples, train_samples = by_split[split], by_split["train"]
         if not samples:
             raise ValueError(f"split {split!r} in {split_csv} is empty")
-    decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress)
+        if cache is not None and cache.enabled:
+            try:
+                superset = build_catalogue(root, classes).samples
+            except DatasetError:
+                superset = None
+    device = predictor.device
+    decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress, cache=cache,
+                             jpeg_device=device if device.type == "cuda" else None, superset=superset)
     report_skipped(decoded.skipped)
     labels = np.array([s.label for s in decoded.samples])
     groups = [s.group or s.key for s in decoded.samples]
@@ -103,7 +113,9 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
 
     leak = None
     if audit and train_samples and split != "train":
-        reference = decode_samples(train_samples, predictor.preprocessing, workers=workers, progress=progress)
+        reference = decode_samples(train_samples, predictor.preprocessing, workers=workers, progress=progress,
+                                   cache=cache, jpeg_device=device if device.type == "cuda" else None,
+                                   superset=superset)
         leak = leakage_audit(reference.images, reference.samples, decoded.images, decoded.samples)
 
     out = Path(out) if out is not None else checkpoint.parent / "report"

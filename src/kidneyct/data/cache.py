@@ -1,0 +1,204 @@
+"""Decode-once cache: the uint8 [N, S, S] images of a sample list as a memory-mapped .npy file.
+
+A cache is keyed by a hash of the samples (path, slice index, file size and mtime) and of the
+preprocessing fields that shape the uint8 form, so any changed file or setting makes a new cache.
+It is written atomically: the array goes to a temporary file that is renamed when full, and the JSON
+sidecar, renamed into place last, marks it complete. A cache whose sidecar is missing, unreadable,
+for another key, or disagrees with the array file (shape, size, fingerprint) is deleted and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.data.catalogue import Sample
+from kidneyct.data.transforms import Preprocessing
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+ENV_VAR = "KIDNEYCT_CACHE"
+DEFAULT_FOLDER = ".cache/kidneyct"
+# mean/std are applied on the fly, so models that differ only there share one cache.
+UINT8_FIELDS = ("image_size", "window_level", "window_width")
+FINGERPRINT_ROWS = 64  # rows hashed to tell a damaged array from the one the sidecar describes
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = True
+    folder: str | None = None  # None: $KIDNEYCT_CACHE, else ./.cache/kidneyct
+
+    def resolve(self) -> Path | None:
+        if not self.enabled:
+            return None
+        return Path(self.folder or os.environ.get(ENV_VAR) or DEFAULT_FOLDER).expanduser()
+
+
+def cache_key(samples: list[Sample], prep: Preprocessing) -> str:
+    """Hash of the sorted sample keys with their file's size and mtime, the uint8 preprocessing and format."""
+    stats: dict[str, tuple[int, int]] = {}
+    for path in {s.path for s in samples}:
+        try:
+            info = os.stat(path)
+            stats[path] = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            stats[path] = (-1, -1)  # unreadable now; decoding reports it as skipped
+    entries = sorted((s.path, -1 if s.slice_index is None else s.slice_index, *stats[s.path]) for s in samples)
+    prep_values = {name: getattr(prep, name) for name in UINT8_FIELDS}
+    text = json.dumps({"format": CACHE_FORMAT, "preprocessing": prep_values, "samples": entries}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def fingerprint(images: np.ndarray) -> int:
+    """crc32 of up to FINGERPRINT_ROWS evenly spaced rows: O(1) in the cache size, unlike a full checksum."""
+    rows = np.unique(np.linspace(0, len(images) - 1, num=min(len(images), FINGERPRINT_ROWS)).astype(np.int64))
+    crc = 0
+    for row in rows:
+        crc = zlib.crc32(np.ascontiguousarray(images[row]).data, crc)
+    return crc
+
+
+@dataclass
+class CacheHit:
+    images: np.ndarray  # read-only memmap [N, S, S], one row per entry of `rows`
+    rows: dict[str, int]  # sample key -> row
+    skipped: list[tuple[str, str]]
+    meta: dict
+
+
+class DecodeCache:
+    """One cache folder; entries `<key>.npy` (array) and `<key>.json` (sidecar, written last)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        return self.folder / f"{key}.npy", self.folder / f"{key}.json"
+
+    def load(self, key: str) -> CacheHit | None:
+        array_path, meta_path = self.paths(key)
+        if not meta_path.exists():
+            if array_path.exists():
+                log.warning("cache %s has no sidecar (an interrupted write): rebuilding", array_path)
+                self.remove(key)
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            problem = self._check(key, meta, array_path)
+            images = None
+            if problem is None:
+                images = np.load(array_path, mmap_mode="r")
+                problem = self._check_array(meta, images, array_path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"unreadable ({type(error).__name__}: {error})"
+        if problem is not None:
+            log.warning("cache %s is unusable (%s): rebuilding", array_path, problem)
+            self.remove(key)
+            return None
+        rows = {key_: row for row, key_ in enumerate(meta["samples"])}
+        return CacheHit(images, rows, [tuple(item) for item in meta["skipped"]], meta)
+
+    @staticmethod
+    def _check(key: str, meta: dict, array_path: Path) -> str | None:
+        if meta.get("format") != CACHE_FORMAT or meta.get("key") != key or not meta.get("complete"):
+            return "sidecar is for another key or format, or not complete"
+        if not array_path.exists():
+            return "array file missing"
+        return None
+
+    @staticmethod
+    def _check_array(meta: dict, images: np.ndarray, array_path: Path) -> str | None:
+        if images.dtype != np.uint8 or list(images.shape) != list(meta["shape"]):
+            return f"array is {images.dtype} {images.shape}, sidecar says uint8 {meta['shape']}"
+        if images.offset + images.nbytes != array_path.stat().st_size:
+            return "array file size does not match its header"
+        if len(meta["samples"]) != len(images):
+            return "sidecar lists another number of rows"
+        if fingerprint(images) != meta["fingerprint"]:
+            return "array content does not match the sidecar's fingerprint"
+        return None
+
+    def remove(self, key: str) -> None:
+        for path in self.paths(key):
+            path.unlink(missing_ok=True)
+
+    def writer(self, key: str, shape: tuple[int, ...]) -> "CacheWriter":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans(key)
+        return CacheWriter(self, key, shape)
+
+    def _remove_orphans(self, key: str) -> None:
+        """Temporary files of this key left by dead processes on this host (a crash mid-write)."""
+        host = _host()
+        for path in self.folder.glob(f".{key}.*.tmp"):
+            parts = path.name.split(".")
+            if len(parts) < 5 or parts[2] != host:
+                continue
+            try:
+                os.kill(int(parts[3]), 0)
+            except ProcessLookupError:
+                path.unlink(missing_ok=True)
+            except (ValueError, PermissionError):
+                continue
+
+
+class CacheWriter:
+    """Rows are written into a temporary memmap; `commit` renames it into place and writes the sidecar."""
+
+    def __init__(self, cache: DecodeCache, key: str, shape: tuple[int, ...]):
+        self.cache, self.key = cache, key
+        handle, name = tempfile.mkstemp(prefix=f".{key}.{_host()}.{os.getpid()}.",
+                                        suffix=".npy.tmp", dir=cache.folder)
+        os.close(handle)
+        os.chmod(name, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+        self.temporary = Path(name)
+        self.images = np.lib.format.open_memmap(self.temporary, mode="w+", dtype=np.uint8, shape=shape)
+
+    def commit(self, samples: list[Sample], skipped: list[tuple[str, str]], info: dict) -> np.ndarray:
+        """Make the cache visible; returns it opened read-only."""
+        array_path, meta_path = self.cache.paths(self.key)
+        self.images.flush()
+        meta = {
+            "format": CACHE_FORMAT, "key": self.key, "complete": True, "shape": list(self.images.shape),
+            "dtype": "uint8", "fingerprint": fingerprint(self.images), **info,
+            "samples": [s.key for s in samples], "skipped": [list(item) for item in skipped],
+        }
+        del self.images
+        with open(self.temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(self.temporary, array_path)
+        _atomic_write_text(meta_path, json.dumps(meta))
+        return np.load(array_path, mmap_mode="r")
+
+    def abort(self) -> None:
+        self.__dict__.pop("images", None)
+        self.temporary.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "-")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(name, 0o644)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

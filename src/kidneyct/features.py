@@ -1,0 +1,63 @@
+"""Frozen-backbone feature cache: with a frozen backbone (eval mode, no gradients) the features of an
+image never change, so they are computed once (plus a fixed number of augmented views) and only the
+head trains, on feature vectors: one forward pass over the data instead of one per epoch.
+
+Each epoch gives every image one of its V = 1 + views stored views at random; a run with fresh
+augmentation every epoch sees more variety, which is the trade for the speed. The model keeps its
+backbone, so checkpoints hold the full network and evaluate/predict run on images as before.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
+from kidneyct.distributed import DistContext
+from kidneyct.engine import ImageStore
+from kidneyct.runtime import autocast
+
+
+def uses_feature_cache(model: torch.nn.Module, enabled: bool = True) -> bool:
+    """Models that declare a frozen backbone with `features(x)` and a `head` (BackboneClassifier)."""
+    return (enabled and bool(getattr(model, "freeze_backbone", False)) and callable(getattr(model, "features", None))
+            and isinstance(getattr(model, "head", None), torch.nn.Module))
+
+
+@torch.inference_mode()
+def extract_features(model: torch.nn.Module, prep: Preprocessing, store: ImageStore, views: int,
+                     augmentation: Augmentation | None, seed: int, ctx: DistContext,
+                     batch_size: int = 256) -> torch.Tensor:
+    """Features [1 + views, N, F] (float32, on the store's device): view 0 plain, the others augmented.
+
+    Each rank computes its shard; the augmentation of image i in view v depends only on (seed, v, i),
+    so the result is the same for any number of ranks.
+    """
+    device = store.device
+    n = len(store)
+    shard = ctx.shard(n)
+    was_training = model.training
+    model.eval()
+    parts = []
+    for view in range(1 + views):
+        params = None
+        if view and augmentation is not None:
+            generator = torch.Generator(device=device).manual_seed(seed * 1009 + view)
+            params = augmentation.sample(n, generator, device)
+        chunks = []
+        for start in range(shard.start, shard.stop, batch_size):
+            stop = min(start + batch_size, shard.stop)
+            images = to_unit_tensor(store.slice(start, stop))
+            if params is not None:
+                images = Augmentation.apply(images, params[start:stop])
+            images = prep.standardise(images).contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                chunks.append(model.features(images).float())
+        parts.append(torch.cat(chunks) if chunks else None)
+    model.train(was_training)
+    width = next((p.shape[1] for p in parts if p is not None), None)
+    if width is None:  # this rank's shard is empty; learn the width from one image
+        with autocast(device):
+            width = model.features(prep.standardise(to_unit_tensor(store.slice(0, 1)))).shape[1]
+        parts = [torch.zeros((0, width), device=device) for _ in parts]
+    local = torch.stack(parts)
+    return ctx.assemble(local, n, dim=1)
