@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from kidneyct import __version__
+from kidneyct.calibrate import calibrate_checkpoint
 from kidneyct.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
 from kidneyct.data.phantom import is_synthetic
 from kidneyct.data.prepare import PreparedData, SplitArrays, prepare_data
 from kidneyct.data.splits import SplitFractions
 from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
-from kidneyct.evaluate.metrics import point_metrics
+from kidneyct.evaluate.metrics import point_metrics, positive_index
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
 from kidneyct.runtime import autocast, configure_backend, progress_bar, resolve_device, seed_everything
@@ -58,6 +59,8 @@ class TrainConfig:
     augment: bool = True
     workers: int | None = None
     progress: bool = True
+    threshold: float | None = None  # fixed tumor operating threshold, recorded in the checkpoints
+    target_sensitivity: float | None = None  # or: pick the threshold reaching this validation sensitivity
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +164,17 @@ def evaluate_split(model, prep, arrays: SplitArrays, classes, device, batch_size
     return {"loss": loss, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
+def calibrate_checkpoint_file(path: Path, model, prep, val_set: SplitArrays, device, config: TrainConfig) -> dict:
+    """Fit temperature and operating point on validation logits of the weights stored in `path`."""
+    payload = read_checkpoint(path)
+    model.load_state_dict(payload["state_dict"])
+    logits = predict_logits(model, prep, val_set.images, max(config.batch_size, 128), device)
+    payload = calibrate_checkpoint(payload, logits.numpy(), val_set.labels, config.threshold,
+                                   config.target_sensitivity)
+    atomic_save(payload, path)
+    return payload
+
+
 def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None) -> TrainResult:
     """Train per `config`. With `resume`, continue `<out>/last.pt` under its stored configuration;
     `extend_epochs` raises its epoch budget (the cosine schedule stretches from where it is)."""
@@ -175,6 +189,8 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
         # The run continues as configured; only where it runs and how it reports may change.
         config = TrainConfig.from_dict({**stored.to_dict(), "device": config.device, "progress": config.progress,
                                         "workers": config.workers, "epochs": extend_epochs or stored.epochs})
+    if config.threshold is not None and config.target_sensitivity is not None:
+        raise ValueError("give either a threshold or a target sensitivity, not both")
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     configure_backend(device)
@@ -183,6 +199,8 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
                         split_kind=config.split, reuse_split=previous is not None, workers=config.workers,
                         progress=config.progress)
     classes = data.catalogue.classes
+    if (config.threshold is not None or config.target_sensitivity is not None) and positive_index(classes) is None:
+        raise ValueError(f"a tumor operating threshold needs a tumor class; classes are {classes}")
     train_set, val_set = data.splits["train"], data.splits["val"]
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
@@ -271,5 +289,10 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
 
     if not best_path.exists():  # resumed a finished run whose best.pt was removed
         save(best_path, False)
+    # Each checkpoint is calibrated for its own weights (last.pt's may differ from best.pt's).
+    for path in (best_path, last_path):
+        calibration = calibrate_checkpoint_file(path, model, prep, val_set, device, config)["calibration"]
+        log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
+                 calibration["val_ece_before"], calibration["val_ece_after"])
     return TrainResult(out, best_path, last_path, state.history, data.skipped,
                        {name: len(arrays) for name, arrays in data.splits.items()})
