@@ -67,3 +67,52 @@ def test_training_fits_temperature_on_validation_without_worsening_ece(trained_r
         assert calibration["temperature"] > 0 and calibration["val_n"] == trained_run.split_sizes["val"]
         assert calibration["val_nll_after"] <= calibration["val_nll_before"]
         assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9
+
+
+def test_a_temperature_that_would_raise_validation_ece_is_not_applied():
+    from kidneyct.calibrate import calibrate_checkpoint
+
+    # Already calibrated logits: here the NLL fit (T ~ 1.08) would raise the binned ECE a little.
+    logits, labels = _overconfident(n=300, factor=1.0, seed=3)
+    assert expected_calibration_error(softmax(logits, fit_temperature(logits, labels)), labels) > \
+        expected_calibration_error(softmax(logits), labels)
+    payload = calibrate_checkpoint({"classes": ["Tumor", "Normal", "Cyst"]}, logits, labels)
+    calibration = payload["calibration"]
+    assert calibration["kept"] is False and calibration["temperature"] == 1.0
+    assert calibration["val_ece_after"] == calibration["val_ece_before"]
+    assert payload["threshold"] is None and payload["operating_point"] is None
+
+
+def test_target_sensitivity_is_chosen_on_validation_recorded_and_applied_by_evaluate(phantom_png, tmp_path):
+    import csv
+    import json
+
+    from kidneyct.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(phantom_png), "--out", str(run), "--image-size", "96", "--epochs", "1",
+                 "--batch-size", "16", "--device", "cpu", "--no-progress", "--workers", "1",
+                 "--target-sensitivity", "0.95"]) == 0
+    for name in ("best.pt", "last.pt"):
+        payload = read_checkpoint(run / name)
+        point = payload["operating_point"]
+        assert payload["threshold"] == point["threshold"] and point["target_sensitivity"] == 0.95
+        assert point["val_sensitivity"] >= 0.95 and point["class"] == "Tumor"
+    threshold = read_checkpoint(run / "best.pt")["threshold"]
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "report"),
+                 "--device", "cpu", "--bootstrap", "20", "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "report" / "predictions.csv")))
+    assert rows and all((r["predicted"] == "Tumor") == (float(r["p_Tumor"]) >= threshold) for r in rows)
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["threshold"] == threshold and "ece_before" in metrics["calibration"]["evaluated"]
+    assert (tmp_path / "report" / "reliability.png").stat().st_size > 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Calibration" in report and "## Operating point" in report and "reliability.png" in report
+
+
+def test_threshold_and_target_sensitivity_exclude_each_other(phantom_png, tmp_path):
+    from kidneyct.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(phantom_png), "--out", str(tmp_path), "--threshold", "0.3",
+              "--target-sensitivity", "0.9"])

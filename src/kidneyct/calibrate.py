@@ -1,7 +1,8 @@
 """Calibration and the tumor operating point, both fitted on the validation split.
 
 Temperature scaling (Guo et al. 2017): one scalar T divides the logits; T minimises the negative
-log-likelihood of the validation labels. It changes confidence, never the ranking or the argmax.
+log-likelihood of the validation labels (and is kept only if validation ECE does not rise). It changes
+confidence, never the ranking or the argmax.
 The operating point is a tumor-probability threshold (on the calibrated probabilities) applied by
 predict and evaluate: a slice is called tumor when p(tumor) >= threshold, otherwise the most
 probable other class.
@@ -176,16 +177,27 @@ def operating_point(probs: np.ndarray, labels, classes: list[str], threshold: fl
 
 def calibrate_checkpoint(payload: dict, val_logits, val_labels, threshold: float | None = None,
                          target_sensitivity: float | None = None) -> dict:
-    """Fit the temperature (and operating point) on validation logits; returns the updated payload."""
-    temperature = fit_temperature(val_logits, val_labels)
-    summary = calibration_summary(val_logits, val_labels, temperature)
-    at_bound = any(math.isclose(temperature, b, rel_tol=1e-3) for b in TEMPERATURE_BOUNDS)
+    """Fit the temperature (and operating point) on validation logits; returns the updated payload.
+
+    The NLL-optimal temperature is kept only if it does not raise validation ECE: on a model that is
+    already well calibrated the two criteria can disagree by noise, and then T = 1 is the honest choice.
+    """
+    fitted = fit_temperature(val_logits, val_labels)
+    summary = calibration_summary(val_logits, val_labels, fitted)
+    kept = summary["ece_after"] <= summary["ece_before"]
+    temperature = fitted if kept else 1.0
+    if not kept:
+        log.info("temperature %.3f lowers validation NLL but raises ECE (%.4f -> %.4f): keeping T = 1",
+                 fitted, summary["ece_before"], summary["ece_after"])
+        summary = calibration_summary(val_logits, val_labels, temperature)
+    at_bound = any(math.isclose(fitted, b, rel_tol=1e-3) for b in TEMPERATURE_BOUNDS)
     if at_bound:
         log.warning("fitted temperature %.3g sits at its search bound: the validation split is too small "
-                    "or too easy to calibrate on", temperature)
+                    "or too easy to calibrate on", fitted)
     payload["calibration"] = {
         "temperature": temperature, "method": "temperature scaling, NLL on the validation split",
-        "at_bound": at_bound, **{f"val_{k}": v for k, v in summary.items()},
+        "nll_optimal_temperature": fitted, "kept": kept, "at_bound": at_bound,
+        **{f"val_{k}": v for k, v in summary.items()},
     }
     point = operating_point(softmax(val_logits, temperature), val_labels, payload["classes"], threshold,
                             target_sensitivity)

@@ -19,7 +19,6 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from kidneyct import DISCLAIMER
 from kidneyct.calibrate import decide
@@ -29,11 +28,11 @@ from kidneyct.data.transforms import Preprocessing
 from kidneyct.evaluate.metrics import positive_index
 from kidneyct.explain import write_overlay
 from kidneyct.io import CTSlice, ImageReadError, file_kind, list_series, read_dicom, read_slices
-from kidneyct.runtime import autocast, resolve_device
+from kidneyct.runtime import autocast, progress_bar, resolve_device
 
 DEFAULT_TOP_K = 3
 AGGREGATION = ("study tumor probability = mean of the {k} highest slice tumor probabilities "
-               "(k = min({top_k}, slices)); tumor when it reaches the threshold {threshold:g}; "
+               "(top-k, k = min({top_k}, slices)); tumor when it reaches {threshold:g}; "
                "driving slices = those {k} slices")
 
 
@@ -215,8 +214,9 @@ def read_item(item: InputItem) -> tuple[list[CTSlice], list[tuple[str, str]]]:
     if item.kind != "series":
         return read_slices(item.path), []
     files = list_series(item.path)
+    listed = set(files)
     skipped = [(str(p), "not a readable DICOM file") for p in sorted(item.path.iterdir())
-               if file_kind(p) == "dicom" and p not in set(files)]
+               if file_kind(p) == "dicom" and p not in listed]
     slices = []
     for index, file in enumerate(files):
         try:
@@ -413,7 +413,7 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
         pending.clear()
 
     buffered = 0
-    for item in tqdm(items, desc="predict", unit="input", disable=not progress):
+    for item in progress_bar(items, progress, desc="predict", unit="input"):
         try:
             slices, partial = read_item(item)
         except ImageReadError as error:
