@@ -58,12 +58,12 @@ def _train(data: Path, out: Path, args, epochs: int):
     return result, time.perf_counter() - started
 
 
-def _explainer(checkpoint: Path, layer):
+def _explainer(checkpoint: Path, layer, flip: bool = True):
     from kidneyct.explain import GradCamExplainer
     from kidneyct.predict import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
-    return predictor, GradCamExplainer.from_loaded(predictor.loaded, layer)
+    return predictor, GradCamExplainer.from_loaded(predictor.loaded, layer, flip=flip)
 
 
 def phantom_benchmark(args, out: Path) -> dict:
@@ -91,8 +91,12 @@ def phantom_benchmark(args, out: Path) -> dict:
         "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),
     }
     split_csv = checkpoint.parent / "split.csv"
+    # The library's Grad-CAM averages each map with that of the mirrored slice; the plain map is the ablation.
+    plain = _explainer(checkpoint, args.layer, flip=False)[1]
     for split in ("val", "test"):
         report[split] = phantom_pointing(predictor, explainer, data, split_csv, split, args.tolerance, args.workers)
+        report[f"{split}_without_flip_average"] = phantom_pointing(predictor, plain, data, split_csv, split,
+                                                                   args.tolerance, args.workers)
     return report
 
 

@@ -36,9 +36,9 @@ class _Stop(Exception):
 
 
 def _linearised(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy whose gradients depend on the architecture alone: activations become identities and
-    max-pooling (which routes gradients to one pixel) becomes average pooling."""
-    probe = copy.deepcopy(model).eval()
+    """A float64 copy whose gradients depend on the architecture alone: activations become identities
+    and max-pooling (which routes gradients to one pixel) becomes average pooling."""
+    probe = copy.deepcopy(model).eval().double()  # without the activations' clipping values grow fast
     for name, module in list(probe.named_modules()):
         if isinstance(module, torch.nn.MaxPool2d):
             swap = torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode)
@@ -65,7 +65,7 @@ def feature_grid(model: torch.nn.Module, layer: str, image_size: int, channels: 
     size = image_size
     while size <= max_size:
         # Only widths grow: square geometry is assumed, and a strip costs far less than a square.
-        x = torch.zeros(1, channels, image_size, size, requires_grad=True)
+        x = torch.zeros(1, channels, image_size, size, dtype=torch.float64, requires_grad=True)
         captured = {}
 
         def stop(_module, _inputs, output):
@@ -109,10 +109,15 @@ def aligned_resize(maps: torch.Tensor, size, grid: tuple[float, float]) -> torch
 
 
 class GradCamExplainer:
-    """Grad-CAM for a model and one of its layers (default: the model's registered `cam_layer`)."""
+    """Grad-CAM for a model and one of its layers (default: the model's registered `cam_layer`).
+
+    With `flip` (default) the map is the sum of the slice's map and the mirrored map of the mirrored
+    slice ("augmented Grad-CAM" over the left-right flip the models are trained with): evidence tied to
+    the lesion appears in both, artefacts of a position in the grid (padding, cell borders) rarely do.
+    """
 
     def __init__(self, model: torch.nn.Module, preprocessing: Preprocessing, layer: str,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", flip: bool = True):
         from monai.visualize import GradCAM  # imported here: MONAI takes seconds to import
         from monai.visualize.class_activation_maps import ModelWithHooks
 
@@ -137,8 +142,10 @@ class GradCamExplainer:
         self.device = torch.device(device)
         hooks = LogOddsHooks(self.model, layer, register_forward=True, register_backward=True)
         self.grid = feature_grid(self.model, layer, preprocessing.image_size)
-        self.cam = GradCAM(nn_module=hooks, target_layers=layer, postprocessing=_unit_range,
+        # Maps are scaled to [0, 1] after the flip average, so the raw maps pass through MONAI as they are.
+        self.cam = GradCAM(nn_module=hooks, target_layers=layer, postprocessing=lambda maps: maps,
                            upsampler=self._upsampler)
+        self.flip = flip
 
     def _upsampler(self, size):
         if self.grid is None:
@@ -146,8 +153,17 @@ class GradCamExplainer:
         return lambda maps: aligned_resize(maps, size, self.grid)
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, layer: str | None = None, device="cpu") -> "GradCamExplainer":
-        return cls(loaded.model, loaded.preprocessing, layer or get_spec(loaded.model_config.name).cam_layer, device)
+    def from_loaded(cls, loaded: LoadedModel, layer: str | None = None, device="cpu",
+                    flip: bool = True) -> "GradCamExplainer":
+        return cls(loaded.model, loaded.preprocessing, layer or get_spec(loaded.model_config.name).cam_layer,
+                   device, flip)
+
+    def _maps(self, images: np.ndarray, target: int) -> torch.Tensor:
+        x = self.preprocessing.batch_to_tensor(images, self.device)
+        x.requires_grad_(True)  # frozen backbones have no parameter needing gradients: the input must
+        maps = self.cam(x=x, class_idx=target).detach()
+        self.model.zero_grad(set_to_none=True)
+        return maps
 
     def heatmaps(self, images: np.ndarray, class_indices, batch_size: int = 16) -> np.ndarray:
         """Heatmaps [N, S, S] in [0, 1] for uint8 images [N, S, S], each for its own target class."""
@@ -159,12 +175,11 @@ class GradCamExplainer:
                 rows = np.flatnonzero(class_indices == target)
                 for start in range(0, len(rows), batch_size):
                     chosen = rows[start:start + batch_size]
-                    x = self.preprocessing.batch_to_tensor(images[chosen], self.device)
-                    # Frozen backbones have no parameter needing gradients: the input must.
-                    x.requires_grad_(True)
-                    maps = self.cam(x=x, class_idx=int(target))
-                    out[chosen] = maps[:, 0].detach().cpu().numpy()
-                    self.model.zero_grad(set_to_none=True)
+                    maps = self._maps(images[chosen], int(target))
+                    if self.flip:
+                        mirrored = np.ascontiguousarray(images[chosen][:, :, ::-1])
+                        maps = maps + self._maps(mirrored, int(target)).flip(-1)
+                    out[chosen] = _unit_range(maps)[:, 0].cpu().numpy()
         return out
 
 
