@@ -58,3 +58,20 @@ def real_data_512() -> Path:
     if not any(REAL_DATA_512.rglob("*.jpg")):
         pytest.skip(f"real 512 px CT sample not present at {REAL_DATA_512}")
     return REAL_DATA_512
+
+
+@pytest.fixture(scope="session")
+def phantom_detector(tmp_path_factory):
+    """A model that finds phantom tumors: EfficientNet-Lite0 (offline ImageNet weights, fine-tuned) on
+    600 phantom slices at 96 px, 8 epochs; about 90% validation accuracy, a minute or two on 2 cores."""
+    import kidneyct
+    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.train import TrainConfig, train
+
+    data = tmp_path_factory.mktemp("detector_data")
+    generate_dataset(data, n=600, seed=5, size=96, classes=["Tumor", "Normal"], slices_per_series=(1, 2),
+                     progress=False)
+    config = TrainConfig(data=str(data), out=str(tmp_path_factory.mktemp("detector")), model="efficientnet-lite0",
+                         image_size=96, epochs=8, patience=8, finetune=True, seed=1, device="cpu", progress=False,
+                         workers=1)
+    return kidneyct.load(train(config).best_checkpoint, device="cpu")

@@ -53,6 +53,12 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--feature-views", type=int, default=defaults.feature_views,
                    help=f"augmented views per image in the feature cache (default {defaults.feature_views})")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained module")
+    point = p.add_mutually_exclusive_group()
+    point.add_argument("--threshold", type=float, default=None,
+                       help="tumor operating threshold on calibrated p(tumor), recorded in the checkpoint")
+    point.add_argument("--target-sensitivity", type=float, default=None,
+                       help="record the highest tumor threshold reaching this sensitivity on the validation "
+                            "split (e.g. 0.95)")
 
 
 def _add_cache_options(p) -> None:
@@ -73,6 +79,7 @@ def _train_config(args, out: str):
         augment=not args.no_augment, workers=args.workers, progress=not args.no_progress, dropout=args.dropout,
         cache=not args.no_cache, cache_dir=args.cache_dir, feature_cache=not args.no_feature_cache,
         feature_views=args.feature_views, compile=args.compile,
+        threshold=args.threshold, target_sensitivity=args.target_sensitivity,
     )
 
 
@@ -122,16 +129,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="class probabilities for images, volumes or DICOM series")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("inputs", nargs="+")
+    p = sub.add_parser("predict", help="class probabilities for images, folders, DICOM series and NIfTI volumes")
+    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt) or an exported .onnx model")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (recursive; a folder of DICOM files is one series) or NIfTI volumes")
+    p.add_argument("--out", default=None, help="results .csv (studies and skipped files in sidecars) or .json; "
+                                               "default: JSON lines on stdout")
+    p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
+    p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int, default=3, help="slices averaged into a study's tumor probability")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cam-layer", default=None, help="Grad-CAM target layer (default: the model's)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("compare-splits", help="train on a random and a grouped split; one comparison table")
     _add_train_options(p, defaults)
     p.add_argument("--out", default=None, help="folder (default runs/compare-<model>)")
     p.set_defaults(handler=cmd_compare_splits)
+
+    p = sub.add_parser("explain", help="Grad-CAM overlays (image, heatmap, predicted class and probability)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="images, folders, DICOM series or NIfTI volumes")
+    p.add_argument("--out", required=True, help="folder for the overlay PNGs")
+    p.add_argument("--layer", default=None, help="Grad-CAM target layer (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, metadata embedded)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
@@ -263,18 +298,45 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import kidneyct
-    from kidneyct.io import ImageReadError
+    from kidneyct.predict import open_backend, predict_inputs
 
-    predictor = kidneyct.load(args.checkpoint, device=args.device)
-    failures = 0
-    for item in args.inputs:
-        try:
-            print(json.dumps({"input": item, "probabilities": predictor.predict(item)}))
-        except ImageReadError as error:
-            failures += 1
-            print(f"skipped {error}", file=sys.stderr)
-    return 1 if failures == len(args.inputs) else 0
+    backend, explainer = open_backend(args.checkpoint, args.backend, args.device, with_cam=bool(args.cam),
+                                      cam_layer=args.cam_layer)
+    result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
+                            threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
+                            progress=not args.no_progress)
+    if args.out is None:
+        for row in result.slices:
+            print(json.dumps({"input": row.input, "source": row.source, "slice_index": row.slice_index,
+                              "predicted": row.predicted, "probabilities": row.probabilities}))
+        for study in result.studies:
+            print(json.dumps({"study": study.input, "tumor_probability": round(study.tumor_probability, 6),
+                              "tumor": study.tumor, "driving_slices": study.driving_slices}))
+    else:
+        print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
+    for path, reason in result.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if result.slices else 1
+
+
+def cmd_explain(args) -> int:
+    from kidneyct.predict import open_backend, predict_inputs
+
+    backend, explainer = open_backend(args.checkpoint, "torch", args.device, with_cam=True, cam_layer=args.layer)
+    result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, cam_dir=args.out,
+                            explainer=explainer, progress=not args.no_progress)
+    for row in result.slices:
+        print(f"{row.cam}  {row.predicted} {row.probabilities[row.predicted]:.3f}")
+    for path, reason in result.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if result.slices else 1
+
+
+def cmd_export(args) -> int:
+    from kidneyct.export import export_onnx
+
+    print(f"wrote {export_onnx(args.checkpoint, args.out, opset=args.opset)}")
+    return 0
 
 
 def cmd_demo(args) -> int:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kidneyct import __version__
+from kidneyct.calibrate import calibrate_checkpoint
 from kidneyct.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.phantom import is_synthetic
@@ -28,7 +29,7 @@ from kidneyct.data.splits import SplitFractions
 from kidneyct.data.transforms import Augmentation, Preprocessing
 from kidneyct.distributed import DistContext, init_distributed
 from kidneyct.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
-from kidneyct.evaluate.metrics import point_metrics
+from kidneyct.evaluate.metrics import point_metrics, positive_index
 from kidneyct.features import extract_features, uses_feature_cache
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
@@ -72,6 +73,8 @@ class TrainConfig:
     feature_cache: bool = True  # frozen backbone: compute features once, train the head on them
     feature_views: int = 4  # augmented views per image in the feature cache, besides the plain one
     compile: bool = False  # torch.compile the trained module
+    threshold: float | None = None  # fixed tumor operating threshold, recorded in the checkpoints
+    target_sensitivity: float | None = None  # or: pick the threshold reaching this validation sensitivity
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,6 +208,17 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
     return data
 
 
+def calibrate_checkpoint_file(path: Path, model, val_logits, val_labels, config: TrainConfig) -> dict:
+    """Fit temperature and operating point on validation logits of the weights stored in `path`;
+    `val_logits(part)` runs `model` (or its head on cached features) on validation rows."""
+    payload = read_checkpoint(path)
+    model.load_state_dict(payload["state_dict"])
+    logits = val_logits(slice(None)).float().cpu()
+    payload = calibrate_checkpoint(payload, logits.numpy(), val_labels, config.threshold, config.target_sensitivity)
+    atomic_save(payload, path)
+    return payload
+
+
 def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None) -> TrainResult:
     """Train per `config`. With `resume`, continue `<out>/last.pt` under its stored configuration;
     `extend_epochs` raises its epoch budget (the cosine schedule stretches from where it is).
@@ -228,6 +242,8 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         # The run continues as configured; only where it runs and how it reports may change.
         runtime = {name: getattr(config, name) for name in RUNTIME_FIELDS}
         config = TrainConfig.from_dict({**stored.to_dict(), **runtime, "epochs": extend_epochs or stored.epochs})
+    if config.threshold is not None and config.target_sensitivity is not None:
+        raise ValueError("give either a threshold or a target sensitivity, not both")
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     device = ctx.device
@@ -235,6 +251,8 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
     prep = config.preprocessing()
     data = _prepare(config, prep, out, previous is not None, ctx)
     classes = data.catalogue.classes
+    if (config.threshold is not None or config.target_sensitivity is not None) and positive_index(classes) is None:
+        raise ValueError(f"a tumor operating threshold needs a tumor class; classes are {classes}")
     train_set, val_set = data.splits["train"], data.splits["val"]
     if len(train_set) == 0 or len(val_set) == 0:
         raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
@@ -332,6 +350,12 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
 
     if ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
         save(best_path, False)
+    # Each checkpoint is calibrated for its own weights (last.pt's may differ from best.pt's).
+    if ctx.is_main:
+        for path in (best_path, last_path):
+            calibration = calibrate_checkpoint_file(path, model, val_logits, val_set.labels, config)["calibration"]
+            log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
+                     calibration["val_ece_before"], calibration["val_ece_after"])
     ctx.barrier()  # every rank returns once rank 0's files are written
     return TrainResult(out, best_path, last_path, state.history, data.skipped,
                        {name: len(arrays) for name, arrays in data.splits.items()}, feature_seconds)

@@ -21,7 +21,6 @@ from kidneyct.evaluate.metrics import bootstrap_metrics
 from kidneyct.evaluate.series import aggregate_by_group
 from kidneyct.evaluate.plots import confusion_plot, curves_plot, pr_plot, roc_plot
 from kidneyct.evaluate.report import write_reports
-from kidneyct.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,13 @@ def describe_split(kind: str, seed) -> str:
     return SPLIT_DESCRIPTIONS.get(kind, kind).format(seed=seed)
 
 
-def _write_predictions(path: Path, samples, labels, probs, classes) -> None:
+def _write_predictions(path: Path, samples, labels, probs, predictions, classes) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for sample, label, row in zip(samples, labels, probs):
+        for sample, label, row, predicted in zip(samples, labels, probs, predictions):
             writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
-                             sample.group or "", classes[label], classes[int(row.argmax())],
+                             sample.group or "", classes[label], classes[int(predicted)],
                              *[f"{p:.6f}" for p in row]])
 
 
@@ -67,12 +66,43 @@ def _series_lines(series: dict, classes) -> list[str]:
     return lines
 
 
+def calibration_section(payload: dict, split: str, labels, logits, temperature: float) -> tuple[dict, list]:
+    """ECE before/after temperature scaling on the evaluated split, next to the fit on validation."""
+    from kidneyct.calibrate import calibration_summary
+
+    summary = calibration_summary(logits, labels, temperature)
+    fitted = payload.get("calibration") or {}
+    lines = [f"Temperature T = {temperature:.4g} ({fitted.get('method', 'not fitted: T = 1')})."]
+    if "val_ece_before" in fitted:
+        lines.append(f"Validation ({fitted['val_n']} images): ECE {fitted['val_ece_before']:.4f} -> "
+                     f"{fitted['val_ece_after']:.4f}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}.")
+    lines.append(f"Evaluated split ({split}, {summary['n']} images): ECE {summary['ece_before']:.4f} -> "
+                 f"{summary['ece_after']:.4f}, NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f}.")
+    lines.append(f"ECE: top-label confidence, {summary['ece_bins']} equal-width bins, weighted by bin size.")
+    return {"temperature": temperature, "fitted": fitted, "evaluated": summary}, lines
+
+
+def operating_point_lines(point: dict | None, threshold: float | None) -> list[str]:
+    if threshold is None:
+        return ["No tumor threshold recorded: decisions are the most probable class."]
+    lines = [f"Tumor threshold {threshold:.4g} on calibrated p(tumor): a slice is called tumor at or above it, "
+             "otherwise the most probable other class. Metrics above use these decisions; ROC/PR do not depend on it."]
+    if point:
+        lines.append(f"Chosen by: {point['method']}; on validation: sensitivity {point['val_sensitivity']:.3f}, "
+                     f"specificity {point['val_specificity']:.3f} ({point['val_n']} images).")
+    return lines
+
+
 def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
              workers: int | None = None, progress: bool = True, audit: bool = True,
              cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
     against the training split, plots, predictions.csv, metrics.json, report.html and report.md."""
+    # Imported here: predict and calibrate themselves import kidneyct.evaluate.metrics.
+    from kidneyct.calibrate import decide, reliability_plot, softmax
+    from kidneyct.predict import Predictor
+
     checkpoint = Path(checkpoint)
     predictor = Predictor.from_checkpoint(checkpoint, device)
     payload = predictor.loaded.payload
@@ -104,11 +134,14 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     report_skipped(decoded.skipped)
     labels = np.array([s.label for s in decoded.samples])
     groups = [s.group or s.key for s in decoded.samples]
-    probs = predictor.predict_uint8(decoded.images, batch_size)
+    logits = predictor.logits_uint8(decoded.images, batch_size)
+    probs = predictor.probabilities_from_logits(logits)
+    predictions = decide(probs, classes, predictor.threshold)
     # Slices of one series are not independent: resample whole series for every interval.
-    metrics = bootstrap_metrics(labels, probs, classes, groups=groups, n_boot=n_boot)
+    metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
     series_ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
-    series_metrics = bootstrap_metrics(series_labels, series_probs, classes, n_boot=n_boot)
+    series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
+                                       predictions=decide(series_probs, classes, predictor.threshold), n_boot=n_boot)
     series_metrics["bootstrap"]["unit"] = "series"
 
     leak = None
@@ -120,12 +153,15 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
 
     out = Path(out) if out is not None else checkpoint.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _write_predictions(out / "predictions.csv", decoded.samples, labels, probs, classes)
+    _write_predictions(out / "predictions.csv", decoded.samples, labels, probs, predictions, classes)
     figures = {
         "confusion matrix": confusion_plot(metrics["confusion_matrix"], out / "confusion_matrix.png"),
         "ROC": roc_plot(labels, probs, classes, out / "roc.png"),
         "precision-recall": pr_plot(labels, probs, classes, out / "pr.png"),
+        "reliability diagram": reliability_plot(labels, softmax(logits.numpy()), probs, out / "reliability.png"),
     }
+    calibration, calibration_lines = calibration_section(payload, split, labels, logits.numpy(),
+                                                         predictor.temperature)
     curves = curves_plot(payload.get("history", []), out / "training_curves.png")
     if curves is not None:
         figures["training curves"] = curves
@@ -133,6 +169,8 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     sections = [("Per series (inferred series)", _series_lines(series_metrics, classes))]
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
+    sections += [("Calibration", calibration_lines),
+                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
     result = {
         "disclaimer": DISCLAIMER,
         "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": split, "classes": classes,
@@ -147,6 +185,8 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
         "metrics": metrics,
         "series_metrics": series_metrics,
         "leakage_audit": leak,
+        "calibration": calibration,
+        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
         "sections": sections,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))

@@ -8,8 +8,9 @@ import torch.nn as nn
 
 def seed_head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
     """Global-average-pooled features -> Dropout -> Dense 128 ReLU -> Dense N (as the seed project)."""
+    # Out-of-place ReLU, so that backward hooks (Grad-CAM) can sit on any layer.
     return nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(in_features, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes)
+        nn.Dropout(dropout), nn.Linear(in_features, 128), nn.ReLU(), nn.Linear(128, num_classes)
     )
 
 

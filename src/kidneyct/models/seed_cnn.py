@@ -18,13 +18,14 @@ class SeedCNN(nn.Module):
         super().__init__()
         layers, channels, side = [], in_chans, image_size
         for filters in SEED_FILTERS:
-            layers += [nn.Conv2d(channels, filters, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            # Out-of-place ReLUs: an in-place one overwrites the conv output that Grad-CAM's hooks hold.
+            layers += [nn.Conv2d(channels, filters, 3), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = filters, (side - 2) // 2
         if side < 1:
             raise ValueError(f"seed-cnn needs images of at least 94 px, got {image_size}")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * side * side, 128), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * side * side, 128), nn.ReLU(),
             nn.Linear(128, num_classes),
         )
         # He initialisation: with PyTorch's or Keras' default init this BN-free stack of ReLU layers
