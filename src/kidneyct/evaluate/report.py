@@ -17,6 +17,10 @@ SUMMARY_METRICS = [
 ]
 
 
+def _plural(unit: str) -> str:
+    return unit if unit.endswith("s") else unit + "s"  # series is its own plural
+
+
 def _fmt(entry) -> tuple[str, str]:
     if not isinstance(entry, dict):
         return "n/a", ""
@@ -52,7 +56,7 @@ def data_lines(result: dict) -> list[str]:
         f"Split sizes (images): " + ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items()),
         f"Evaluated split: {result['split']} ({result['metrics']['n']} images)",
         f"Confidence intervals: {result['metrics']['bootstrap']['level']:.0%} percentile bootstrap over "
-        f"{result['metrics']['bootstrap']['n_boot']} resamples of {result['metrics']['bootstrap']['unit']}s",
+        f"{result['metrics']['bootstrap']['n_boot']} resamples of {_plural(result['metrics']['bootstrap']['unit'])}",
     ]
     return lines
 
