@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kidneyct import DISCLAIMER, __version__
+from kidneyct import demo as demo_defaults
 
 
 def _add_data_phantom(sub) -> None:
@@ -170,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--n", type=int, default=1600, help="phantom slices (Tumor and Normal)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--n", type=int, default=demo_defaults.DEMO_N, help="phantom slices (Tumor and Normal)")
+    p.add_argument("--epochs", type=int, default=demo_defaults.DEMO_EPOCHS)
+    p.add_argument("--image-size", type=int, default=demo_defaults.DEMO_IMAGE_SIZE)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)

@@ -5,20 +5,31 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from kidneyct.data.phantom import MANIFEST, generate_dataset
-from kidneyct.evaluate import EvaluationResult, evaluate
-from kidneyct.train import TrainConfig, train
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI reads the defaults below without importing torch
+    from kidneyct.evaluate import EvaluationResult
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: Path, n: int = 1600, epochs: int = 30, image_size: int = 128, device: str = "auto",
-             seed: int = 0) -> EvaluationResult:
+# Sized so that seed-cnn clears 90% test accuracy on held-out phantom series and the whole job stays
+# under 10 minutes on 2 CPU cores: 3,200 slices rendered at 160 px, trained at 96 px.
+DEMO_N, DEMO_EPOCHS, DEMO_IMAGE_SIZE, DEMO_PHANTOM_SIZE = 3200, 30, 96, 160
+
+
+def run_demo(out: Path, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, image_size: int = DEMO_IMAGE_SIZE,
+             device: str = "auto", seed: int = 0, phantom_size: int = DEMO_PHANTOM_SIZE) -> "EvaluationResult":
+    from kidneyct.data.phantom import MANIFEST, generate_dataset
+    from kidneyct.evaluate import evaluate
+    from kidneyct.train import TrainConfig, train
+
     data = out / "phantoms"
     if not (data / MANIFEST).exists():
         log.info("generating %d synthetic phantom slices in %s", n, data)
         # Short series (1-4 slices) give several hundred independent phantom patients.
-        generate_dataset(data, n=n, seed=seed, classes=["Tumor", "Normal"], slices_per_series=(1, 4))
+        generate_dataset(data, n=n, seed=seed, size=phantom_size, classes=["Tumor", "Normal"],
+                         slices_per_series=(1, 4))
     config = TrainConfig(data=str(data), out=str(out / "seed-cnn"), model="seed-cnn", classes="tumor,normal",
                          image_size=image_size, epochs=epochs, patience=epochs, seed=seed, device=device)
     result = train(config)
