@@ -43,10 +43,10 @@ def test_predict_command_prints_probabilities(trained_run, phantom_png, capsys):
 def test_data_groups_and_audit_commands(trained_run, phantom_png, tmp_path, capsys):
     import csv
 
-    assert main(["data", "groups", str(phantom_png), "--out", str(tmp_path / "g.csv"), "--workers", "1"]) == 0
+    assert main(["data", "groups", str(phantom_png), "--out", str(tmp_path / "new" / "g.csv"), "--workers", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)
     truth = {row["path"]: row["series"] for row in csv.DictReader(open(phantom_png / "phantom.csv"))}
-    inferred = {row["path"]: row["group"] for row in csv.DictReader(open(tmp_path / "g.csv"))}
+    inferred = {row["path"]: row["group"] for row in csv.DictReader(open(tmp_path / "new" / "g.csv"))}
     assert summary["groups"] == len(set(truth.values())) and set(inferred) == set(truth)
     assert main(["data", "audit", "--split", str(trained_run.out / "split.csv"), "--out", str(tmp_path / "a.json")]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["near_duplicates"] == 0

@@ -52,3 +52,21 @@ def test_split_csv_round_trip_relocates_the_root(tmp_path):
     volume_rows = [s for v in moved.values() for s in v if s.slice_index is not None]
     assert len(volume_rows) == 5 and len({s.group for s in volume_rows}) == 1
     assert all(s.path.startswith(str(tmp_path / "elsewhere")) for v in moved.values() for s in v)
+
+
+def test_a_dataset_of_symlinks_keeps_its_own_layout_in_split_and_group_csvs(phantom_png, tmp_path):
+    import os
+
+    from kidneyct.cli import main
+
+    linked = tmp_path / "linked"
+    for image in phantom_png.rglob("*.png"):
+        if ".mask." in image.name:
+            continue
+        target = linked / image.parent.name / image.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(image, target)
+    assert main(["data", "groups", str(linked), "--out", str(tmp_path / "groups.csv"), "--workers", "1"]) == 0
+    rows = (tmp_path / "groups.csv").read_text().splitlines()[1:]
+    assert rows and all(not row.startswith(("/", "..")) for row in rows)
+    assert {row.split(",")[0] for row in rows} == {p.relative_to(linked).as_posix() for p in linked.rglob("*.png")}

@@ -29,6 +29,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from kidneyct.data.catalogue import Sample
+from kidneyct.data.splits import relative_path
 
 NEAR_DUPLICATE = 0.97
 NEIGHBOUR_LINK = 0.90
@@ -186,10 +187,11 @@ def summarise(grouping: Grouping, samples: list[Sample], classes: list[str] | No
 
 def write_groups_csv(path: str | Path, root: Path, samples: list[Sample], classes: list[str],
                      grouping: Grouping) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "slice_index", "label", "group"])
         for sample, group in zip(samples, grouping.groups):
-            writer.writerow([Path(sample.path).resolve().relative_to(Path(root).resolve()).as_posix(),
+            writer.writerow([relative_path(sample.path, Path(root).resolve()),
                              "" if sample.slice_index is None else sample.slice_index,
                              classes[sample.label], group])

@@ -8,6 +8,7 @@ come as close to the requested fractions as the groups allow. Deterministic for 
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -84,6 +85,12 @@ def split_samples(
     return out
 
 
+def relative_path(path: str | Path, root: Path) -> str:
+    """`path` relative to `root`, as written in CSVs. Symlinks are not followed: a folder of links to
+    images elsewhere (a common way to assemble a dataset) keeps its own layout."""
+    return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+
+
 def write_split_csv(path: str | Path, root: Path, classes: list[str], splits: dict[str, list[Sample]]) -> None:
     root = Path(root)
     with open(path, "w", newline="") as handle:
@@ -91,7 +98,7 @@ def write_split_csv(path: str | Path, root: Path, classes: list[str], splits: di
         writer.writerow(["path", "slice_index", "label", "group", "split"])
         for name in SPLITS:
             for s in splits.get(name, []):
-                relative = Path(s.path).resolve().relative_to(root).as_posix()
+                relative = relative_path(s.path, root)
                 group = s.group or s.key
                 group_rel = _relative_if_inside(group, root)
                 writer.writerow([relative, "" if s.slice_index is None else s.slice_index,
@@ -100,7 +107,7 @@ def write_split_csv(path: str | Path, root: Path, classes: list[str], splits: di
 
 def _relative_if_inside(value: str, root: Path) -> str:
     try:
-        return Path(value).resolve().relative_to(root).as_posix()
+        return relative_path(value, root)
     except (ValueError, OSError):
         return value
 
