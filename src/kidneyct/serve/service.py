@@ -68,26 +68,26 @@ def sniff_kind(data: bytes, filename: str) -> str:
         return "png"
     if data.startswith(JPEG_MAGIC):
         return "jpg"
-    name = filename.lower()
+    name = Path(filename).name.lower()
     if name.endswith((".nii", ".nii.gz")) or data.startswith(GZIP_MAGIC) or data[344:348] in (b"n+1\0", b"ni1\0"):
-        raise UploadError(415, f"NIfTI volumes are not accepted by the API ({ACCEPTED}); "
+        raise UploadError(415, f"{filename}: NIfTI volumes are not accepted by the API ({ACCEPTED}); "
                                "use `kidneyct predict` for volumes")
     suffix = name.rsplit(".", 1)[-1] if "." in name else ""
     if suffix in ("jpg", "jpeg", "png"):
         return "jpg" if suffix == "jpeg" else suffix  # the reader says what is wrong with it
     if suffix in ("dcm", "dicom"):
         return "dcm"
-    raise UploadError(415, f"unsupported file type: expected {ACCEPTED}; the content is none of them")
+    raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
 
 
-def declared_side(data: bytes, kind: str) -> tuple[int, int] | None:
+def declared_side(data: bytes, kind: str, filename: str = "upload") -> tuple[int, int] | None:
     """(width, height) from the header alone, or None when the header does not tell."""
     if kind in ("png", "jpg"):
         try:
             with Image.open(io.BytesIO(data)) as image:
                 return image.size
         except Image.DecompressionBombError as error:
-            raise UploadError(422, f"refused as a possible decompression bomb ({error})") from None
+            raise UploadError(422, f"{filename}: refused as a possible decompression bomb ({error})") from None
         except Exception:
             return None  # the reader reports the damage in its own words
     import pydicom
@@ -140,7 +140,7 @@ class InferenceService:
             raise UploadError(413, f"{filename}: upload of {len(data)} bytes exceeds the "
                                    f"{self.settings.max_upload_bytes}-byte limit")
         kind = sniff_kind(data, filename)
-        side = declared_side(data, kind)
+        side = declared_side(data, kind, filename)
         limit = self.settings.max_image_side
         if side is not None and max(side) > limit:
             raise UploadError(422, f"{filename}: image is {side[0]}x{side[1]} pixels, above the server's "
