@@ -6,6 +6,7 @@ No module-level state: two apps in one process (as in the tests) share nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -54,6 +55,39 @@ class _Pending:
             self.count -= 1
 
 
+class BodyLimit:
+    """413 (JSON, like every other error) for request bodies above the limit: refused from Content-Length
+    before anything is read, and counted as chunks arrive for bodies sent without one."""
+
+    def __init__(self, app, max_body_size: int, upload_limit: int):
+        self.app, self.max_body_size = app, max_body_size
+        self.detail = f"upload exceeds the {upload_limit}-byte limit"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+            body = json.dumps({"detail": self.detail}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            return await send({"type": "http.response.body", "body": body})
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    # An HTTPException passes FastAPI's body parsing untouched and becomes a JSON answer.
+                    raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) -> FastAPI:
     """An app serving one checkpoint. Raises CheckpointError for a missing, foreign or unsafe checkpoint
     (it is read with weights_only=True: nothing in it can run code)."""
@@ -72,8 +106,9 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
         version=__version__,
         description=f"Kidney tumor classification of CT slices. {DISCLAIMER}",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
     )
+    app.add_middleware(BodyLimit, max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       upload_limit=settings.max_upload_bytes)
     app.state.service = service
     app.state.settings = settings
 

@@ -21,7 +21,7 @@ from PIL import Image
 from kidneyct import DISCLAIMER, __version__
 from kidneyct.calibrate import decide
 from kidneyct.evaluate.metrics import positive_index
-from kidneyct.io import ImageReadError, read_slices
+from kidneyct.io import ImageReadError, read_dicom, read_slices
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,10 @@ class InferenceService:
             with os.fdopen(handle, "wb") as stream:
                 stream.write(data)
             try:
-                slices = read_slices(temporary)
-                if kind == "dcm" and self.settings.allow_non_ct_dicom:
-                    from kidneyct.io import read_dicom
-
-                    slices = [read_dicom(temporary, allow_non_ct=True)]
+                if kind == "dcm":
+                    slices = [read_dicom(temporary, allow_non_ct=self.settings.allow_non_ct_dicom)]
+                else:
+                    slices = read_slices(temporary)
             except ImageReadError as error:  # name the client's file, not the server's temporary one
                 raise UploadError(422, f"{filename}: {error.reason}") from None
         finally:
