@@ -117,3 +117,10 @@ def test_page_shows_a_clear_error_for_a_bad_file(browser, server, tmp_path):
     message = browser.find_element(By.ID, "error").text
     assert "422" in message and "broken.png: not a readable image" in message
     assert browser.find_element(By.ID, "result").get_attribute("data-state") == "error"
+
+
+def test_openapi_docs_render_offline(browser, server):
+    browser.get(server + "/docs")
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 4)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/predict", "/explain", "/health", "/model"} <= paths

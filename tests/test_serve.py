@@ -273,7 +273,10 @@ def test_serve_command_binds_to_loopback_by_default(trained_run, monkeypatch):
 def test_page_docs_and_static_files_are_served_and_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and 'type="file"' in page.text and "/static/app.js" in page.text
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static-docs/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # the docs work offline too
+    assert client.get("/static-docs/swagger-ui-bundle.js").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/explain", "/health", "/model"} <= set(schema["paths"])
     from kidneyct.serve.app import STATIC as static

@@ -19,6 +19,7 @@ from typing import Literal
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from kidneyct import DISCLAIMER, __version__
 from kidneyct.serve.service import InferenceService, ServeSettings, UploadError
@@ -101,7 +102,9 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc serve Swagger UI and ReDoc from the package, no CDN.
+    app = FastAPIOffline(
+        static_url="/static-docs",
         title="kidneyct",
         version=__version__,
         description=f"Kidney tumor classification of CT slices. {DISCLAIMER}",
