@@ -169,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.set_defaults(handler=cmd_export)
 
+    p = sub.add_parser("serve", help="web app and REST API for one checkpoint (FastAPI + uvicorn)")
+    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-side", type=int, default=4096, help="largest accepted image side in pixels")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit in seconds")
+    p.add_argument("--max-pending", type=int, default=64, help="requests queued for the model before 503")
+    p.add_argument("--allow-non-ct", action="store_true",
+                   help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_serve)
+
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--n", type=int, default=demo_defaults.DEMO_N, help="phantom slices (Tumor and Normal)")
@@ -337,6 +350,16 @@ def cmd_export(args) -> int:
     from kidneyct.export import export_onnx
 
     print(f"wrote {export_onnx(args.checkpoint, args.out, opset=args.opset)}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from kidneyct.serve import ServeSettings, serve
+
+    settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_image_side=args.max_side,
+                             request_timeout_s=args.timeout, max_pending=args.max_pending, device=args.device,
+                             allow_non_ct_dicom=args.allow_non_ct)
+    serve(args.checkpoint, settings, host=args.host, port=args.port)
     return 0
 
 

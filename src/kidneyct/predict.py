@@ -227,7 +227,9 @@ def read_item(item: InputItem) -> tuple[list[CTSlice], list[tuple[str, str]]]:
         ct_slice.index = index
         slices.append(ct_slice)
     if not slices:
-        raise ImageReadError(item.path, "no readable slice in the DICOM series")
+        error = ImageReadError(item.path, "no readable slice in the DICOM series")
+        error.skipped = skipped  # each file's own reason still reaches the report
+        raise error
     return slices, skipped
 
 
@@ -417,6 +419,7 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
         try:
             slices, partial = read_item(item)
         except ImageReadError as error:
+            result.skipped += getattr(error, "skipped", [])
             result.skipped.append((error.path, error.reason))
             continue
         result.skipped += partial

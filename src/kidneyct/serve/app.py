@@ -1,0 +1,191 @@
+"""The FastAPI app: `create_app(checkpoint, settings)` loads the model once and owns its thread pool.
+
+No module-level state: two apps in one process (as in the tests) share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+
+from kidneyct import DISCLAIMER, __version__
+from kidneyct.serve.service import InferenceService, ServeSettings, UploadError
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
+STATIC = Path(str(resources.files("kidneyct") / "serve" / "static"))
+
+ERROR_RESPONSES = {
+    400: {"description": "Empty upload or malformed request"},
+    413: {"description": "Upload larger than the server's limit"},
+    415: {"description": "Not a JPG, PNG or DICOM file"},
+    422: {"description": "Unreadable, damaged or oversized image (the message says which)"},
+    503: {"description": "Too many requests waiting for the model"},
+    504: {"description": "The request took longer than the per-request timeout"},
+}
+
+
+class _Pending:
+    """Requests admitted and not finished (a timed-out request counts until its thread is done)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.count, self.lock = limit, 0, threading.Lock()
+
+    def admit(self) -> None:
+        with self.lock:
+            if self.count >= self.limit:
+                raise UploadError(503, f"server busy: {self.count} requests already waiting; retry shortly")
+            self.count += 1
+
+    def release(self, *_ignored) -> None:
+        with self.lock:
+            self.count -= 1
+
+
+class BodyLimit:
+    """413 (JSON, like every other error) for request bodies above the limit: refused from Content-Length
+    before anything is read, and counted as chunks arrive for bodies sent without one."""
+
+    def __init__(self, app, max_body_size: int, upload_limit: int):
+        self.app, self.max_body_size = app, max_body_size
+        self.detail = f"upload exceeds the {upload_limit}-byte limit"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_size:
+            body = json.dumps({"detail": self.detail}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            return await send({"type": "http.response.body", "body": body})
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    # An HTTPException passes FastAPI's body parsing untouched and becomes a JSON answer.
+                    raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """An app serving one checkpoint. Raises CheckpointError for a missing, foreign or unsafe checkpoint
+    (it is read with weights_only=True: nothing in it can run code)."""
+    settings = settings or ServeSettings()
+    service = InferenceService(checkpoint, settings)
+    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kidneyct-serve")
+    pending = _Pending(settings.max_pending)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    # FastAPIOffline: FastAPI whose /docs and /redoc serve Swagger UI and ReDoc from the package, no CDN.
+    app = FastAPIOffline(
+        static_url="/static-docs",
+        title="kidneyct",
+        version=__version__,
+        description=f"Kidney tumor classification of CT slices. {DISCLAIMER}",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       upload_limit=settings.max_upload_bytes)
+    app.state.service = service
+    app.state.settings = settings
+
+    @app.exception_handler(UploadError)
+    async def upload_error(_request: Request, error: UploadError):
+        return JSONResponse({"detail": error.message}, status_code=error.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception):
+        log.exception("unexpected error while serving a request")
+        return JSONResponse({"detail": f"internal error ({type(error).__name__})"}, status_code=500)
+
+    async def run(function, *args):
+        pending.admit()
+        try:
+            future = executor.submit(function, *args)
+        except RuntimeError:  # executor shut down
+            pending.release()
+            raise UploadError(503, "server is shutting down")
+        future.add_done_callback(pending.release)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            future.cancel()  # not started yet: never runs; running: finishes unobserved
+            raise UploadError(504, f"request took longer than the {settings.request_timeout_s:g} s limit")
+
+    async def upload_bytes(file: UploadFile) -> tuple[bytes, str]:
+        # The multipart parser spooled the upload to memory or a temporary file of its own; read it back,
+        # at most one byte past the limit.
+        data = await file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise UploadError(413, f"upload exceeds the {settings.max_upload_bytes}-byte limit")
+        return data, file.filename or "upload"
+
+    def predict_job(data: bytes, filename: str) -> dict:
+        started = time.perf_counter()
+        result = service.predict(service.read(data, filename))
+        result["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    def explain_job(data: bytes, filename: str, view: str):
+        return service.explain(service.read(data, filename), view)
+
+    @app.get("/health", summary="Liveness: the model is loaded")
+    async def health():
+        return {"status": "ok", "model": service.card["architecture"]["model"], "classes": service.classes,
+                "version": __version__}
+
+    @app.get("/model", summary="Model card: classes, architecture, training data, metrics, intended use")
+    async def model():
+        return service.card
+
+    @app.post("/predict", summary="Class probabilities for one CT slice (JPG, PNG or DICOM)",
+              responses=ERROR_RESPONSES)
+    async def predict(file: UploadFile = File(..., description="one JPG, PNG or DICOM slice")):
+        data, filename = await upload_bytes(file)
+        return await run(predict_job, data, filename)
+
+    @app.post("/explain", summary="Grad-CAM overlay PNG for one CT slice", responses={
+        200: {"content": {"image/png": {}}, "description": "the overlay, or the model's input for view=input"},
+        **ERROR_RESPONSES})
+    async def explain(file: UploadFile = File(..., description="one JPG, PNG or DICOM slice"),
+                      view: Literal["overlay", "input", "panel"] = Query(
+                          "overlay", description="overlay: heatmap over the model's input; input: the model's "
+                                                 "input alone; panel: both side by side with a caption")):
+        data, filename = await upload_bytes(file)
+        png, result = await run(explain_job, data, filename, view)
+        headers = {"X-Predicted-Class": result["predicted"],
+                   "X-Probability": f"{result['probabilities'][result['predicted']]:.6f}"}
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,296 @@
+"""What the web app does with an upload, without any HTTP: sniff, bound, read, predict, explain.
+
+The server never opens a path a client names. Upload bytes go to a temporary file this module creates
+(its suffix chosen from the content, not the client's name), are read with the same readers as the CLI,
+and the file is gone before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kidneyct import DISCLAIMER, __version__
+from kidneyct.calibrate import decide
+from kidneyct.evaluate.metrics import positive_index
+from kidneyct.io import ImageReadError, read_dicom, read_slices
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and runtime choices of one app. Every limit answers with a 4xx JSON error, never a crash."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024  # 413 beyond this (checked before the body is parsed)
+    max_image_side: int = 4096  # pixels per side, checked from the header before any pixel is decoded
+    request_timeout_s: float = 30.0  # per request, queueing included: 504 beyond it
+    max_pending: int = 64  # requests waiting for or in inference at once: 503 beyond it
+    workers: int = 4  # threads decoding uploads; inference itself runs one request at a time
+    device: str = "cpu"
+    cam_layer: str | None = None  # Grad-CAM target layer (default: the model's)
+    allow_non_ct_dicom: bool = False  # MR, PET... DICOM: refused unless set (the models know CT only)
+
+    def __post_init__(self):
+        if self.max_upload_bytes <= 0 or self.max_image_side < 16 or self.request_timeout_s <= 0:
+            raise ValueError("upload size, image side (>= 16) and timeout must be positive")
+        if self.max_pending < 1 or self.workers < 1:
+            raise ValueError("max_pending and workers must be at least 1")
+
+
+class UploadError(Exception):
+    """A client-side problem with an upload; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+ACCEPTED = "JPG, PNG or DICOM (one slice)"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def sniff_kind(data: bytes, filename: str) -> str:
+    """'png', 'jpg' or 'dcm' from the bytes first, the client's file name only as a hint for
+    content no magic number identifies (DICOM without preamble, damaged images)."""
+    if data[128:132] == b"DICM":
+        return "dcm"
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpg"
+    name = Path(filename).name.lower()
+    if name.endswith((".nii", ".nii.gz")) or data.startswith(GZIP_MAGIC) or data[344:348] in (b"n+1\0", b"ni1\0"):
+        raise UploadError(415, f"{filename}: NIfTI volumes are not accepted by the API ({ACCEPTED}); "
+                               "use `kidneyct predict` for volumes")
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix in ("jpg", "jpeg", "png"):
+        return "jpg" if suffix == "jpeg" else suffix  # the reader says what is wrong with it
+    if suffix in ("dcm", "dicom"):
+        return "dcm"
+    raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
+
+
+def declared_side(data: bytes, kind: str, filename: str = "upload") -> tuple[int, int] | None:
+    """(width, height) from the header alone, or None when the header does not tell."""
+    if kind in ("png", "jpg"):
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Image.DecompressionBombError as error:
+            raise UploadError(422, f"{filename}: refused as a possible decompression bomb ({error})") from None
+        except Exception:
+            return None  # the reader reports the damage in its own words
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        return int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0)
+    except Exception:
+        return None
+
+
+@dataclass
+class ReadUpload:
+    filename: str
+    kind: str
+    width: int
+    height: int
+    image: np.ndarray  # the model's uint8 input [S, S]
+    modality: str | None
+    read_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+
+class InferenceService:
+    """One model per app: the predictor, a lazily built Grad-CAM explainer, and a lock around each
+    (PyTorch modules with hooks are not safe to share between threads mid-forward)."""
+
+    def __init__(self, checkpoint: str | Path, settings: ServeSettings):
+        from kidneyct.predict import Predictor
+
+        self.settings = settings
+        self.checkpoint = Path(checkpoint)
+        self.predictor = Predictor.from_checkpoint(self.checkpoint, settings.device)  # CheckpointError if unsafe
+        self.classes = list(self.predictor.classes)
+        self._predict_lock = threading.Lock()
+        self._cam_lock = threading.Lock()
+        self._explainer = None
+        self.card = model_card(self.predictor, self.checkpoint)
+
+    @property
+    def threshold(self) -> float | None:
+        return self.predictor.threshold
+
+    def read(self, data: bytes, filename: str) -> ReadUpload:
+        started = time.perf_counter()
+        filename = Path(filename or "upload").name[:200]  # a label for messages, never a path to open
+        if not data:
+            raise UploadError(400, f"{filename}: file is empty (0 bytes)")
+        if len(data) > self.settings.max_upload_bytes:
+            raise UploadError(413, f"{filename}: upload of {len(data)} bytes exceeds the "
+                                   f"{self.settings.max_upload_bytes}-byte limit")
+        kind = sniff_kind(data, filename)
+        side = declared_side(data, kind, filename)
+        limit = self.settings.max_image_side
+        if side is not None and max(side) > limit:
+            raise UploadError(422, f"{filename}: image is {side[0]}x{side[1]} pixels, above the server's "
+                                   f"{limit}-pixel limit")
+        handle, temporary = tempfile.mkstemp(prefix="kidneyct-upload-", suffix=f".{kind}")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            try:
+                if kind == "dcm":
+                    slices = [read_dicom(temporary, allow_non_ct=self.settings.allow_non_ct_dicom)]
+                else:
+                    slices = read_slices(temporary)
+            except ImageReadError as error:  # name the client's file, not the server's temporary one
+                raise UploadError(422, f"{filename}: {error.reason}") from None
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        if len(slices) != 1:
+            raise UploadError(422, f"{filename}: holds {len(slices)} slices; the API takes one")
+        ct_slice = slices[0]
+        height, width = ct_slice.pixels.shape[:2]
+        if max(width, height) > limit:
+            raise UploadError(422, f"{filename}: image is {width}x{height} pixels, above the server's "
+                                   f"{limit}-pixel limit")
+        warnings = []
+        if ct_slice.modality not in (None, "CT"):
+            warnings.append(f"modality {ct_slice.modality}: the model was trained on CT; "
+                            "probabilities are not meaningful")
+        image = self.predictor.preprocessing.to_uint8(ct_slice)
+        return ReadUpload(filename, kind, int(width), int(height), image, ct_slice.modality,
+                          (time.perf_counter() - started) * 1000, warnings)
+
+    def predict(self, upload: ReadUpload) -> dict:
+        started = time.perf_counter()
+        with self._predict_lock:
+            locked = time.perf_counter()
+            logits = self.predictor.logits_uint8(upload.image[None])
+            probs = self.predictor.probabilities_from_logits(logits)
+        decision = int(decide(probs, self.classes, self.threshold)[0])
+        done = time.perf_counter()
+        pos = positive_index(self.classes)
+        return {
+            "filename": upload.filename,
+            "classes": self.classes,
+            "probabilities": {c: float(p) for c, p in zip(self.classes, probs[0])},
+            "predicted": self.classes[decision],
+            "threshold": self.threshold,
+            "threshold_rule": (f"{self.classes[pos]} when its probability >= threshold, else the most probable "
+                               "other class" if self.threshold is not None and pos is not None else "argmax"),
+            "image": {"kind": upload.kind, "width": upload.width, "height": upload.height,
+                      "modality": upload.modality},
+            "timing_ms": {"read": round(upload.read_ms, 2), "queue": round((locked - started) * 1000, 2),
+                          "inference": round((done - locked) * 1000, 2)},
+            "warnings": upload.warnings,
+            "disclaimer": DISCLAIMER,
+        }
+
+    def explainer(self):
+        if self._explainer is None:
+            from kidneyct.explain import GradCamExplainer
+
+            self._explainer = GradCamExplainer.from_loaded(self.predictor.loaded, self.settings.cam_layer,
+                                                           self.predictor.device)
+        return self._explainer
+
+    def explain(self, upload: ReadUpload, view: str = "overlay") -> tuple[bytes, dict]:
+        """PNG bytes and a few facts for headers. view: 'overlay' (heatmap over the model's input),
+        'input' (the model's input alone, for previews of files a browser cannot show, e.g. DICOM) or
+        'panel' (input and overlay side by side with the class and probability, as `kidneyct explain`)."""
+        from kidneyct.explain import OVERLAY_SIDE, overlay_image, write_overlay
+
+        result = self.predict(upload)
+        side = max(OVERLAY_SIDE, upload.image.shape[0])
+        if view == "input":
+            png = Image.fromarray(upload.image).resize((side, side), Image.Resampling.BILINEAR)
+            return _png_bytes(png), result
+        target = self.classes.index(result["predicted"])
+        with self._cam_lock:
+            heatmap = self.explainer().heatmaps(upload.image[None], [target])[0]
+        if view == "panel":
+            with tempfile.TemporaryDirectory(prefix="kidneyct-cam-") as folder:
+                path = write_overlay(upload.image, heatmap, result["predicted"],
+                                     result["probabilities"][result["predicted"]], Path(folder) / "cam.png",
+                                     upload.filename)
+                return path.read_bytes(), result
+        png = Image.fromarray(overlay_image(upload.image, heatmap)).resize((side, side), Image.Resampling.BILINEAR)
+        return _png_bytes(png), result
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _best_validation(history: list[dict], best_epoch: int | None) -> dict | None:
+    for row in history or []:
+        if row.get("epoch") == best_epoch:
+            return {k: row[k] for k in ("epoch", "val_loss", "val_accuracy", "val_macro_f1") if k in row}
+    return None
+
+
+def model_card(predictor, checkpoint: Path) -> dict:
+    """What the model is, what it was trained and evaluated on, and what it is not."""
+    from kidneyct.models import get_spec
+
+    payload = predictor.loaded.payload
+    config = predictor.loaded.model_config
+    try:
+        description = get_spec(config.name).description
+    except Exception:
+        description = None
+    data = payload.get("data") or {}
+    calibration = payload.get("calibration") or {}
+    card = {
+        "name": checkpoint.name,
+        "kidneyct_version": payload.get("kidneyct_version", __version__),
+        "classes": list(predictor.classes),
+        "architecture": {"model": config.name, "description": description, **config.to_dict()},
+        "preprocessing": predictor.preprocessing.to_dict(),
+        "training_data": {
+            "dataset": Path(str(data.get("root", ""))).name or None,  # the folder name, not the server's path
+            "synthetic": data.get("synthetic"),
+            "split_kind": data.get("split_kind"),
+            "split_seed": data.get("split_seed"),
+            "split_sizes": data.get("split_sizes"),
+        },
+        "training": {"epoch_saved": payload.get("epoch"), "best_epoch": payload.get("best_epoch"),
+                     "stopped_early": payload.get("stopped_early")},
+        "evaluation": {
+            "validation_at_best_epoch": _best_validation(payload.get("history", []), payload.get("best_epoch")),
+            "calibration": {k: v for k, v in calibration.items() if isinstance(v, (int, float, str, bool))},
+            "operating_point": payload.get("operating_point"),
+            "test": None,
+        },
+        "threshold": predictor.threshold,
+        "disclaimer": DISCLAIMER,
+        "intended_use": "research and teaching on CT slices; not for diagnosis, treatment or triage",
+    }
+    report = checkpoint.parent / "report" / "metrics.json"  # written by `kidneyct evaluate` beside the run
+    if report.is_file():
+        try:
+            import json
+
+            metrics = json.loads(report.read_text())
+            card["evaluation"]["test"] = {
+                "split": metrics.get("split"),
+                "metrics": {k: v["value"] for k, v in (metrics.get("metrics") or {}).items()
+                            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))},
+            }
+        except (OSError, ValueError):
+            pass
+    return card
