@@ -1,0 +1,114 @@
+import csv
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from kidneyct.cli import main
+from kidneyct.data.catalogue import build_catalogue
+from kidneyct.cv import LEVELS, METRICS, CVConfig, cross_validate
+from kidneyct.data.splits import grouped_stratified_folds
+from kidneyct.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def phantom_series(tmp_path_factory):
+    """80 Tumor/Normal phantom slices in short series (1-3 slices): about 40 series to deal into folds."""
+    from kidneyct.data.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("cv_phantoms")
+    generate_dataset(root, n=80, seed=3, size=96, classes=["Tumor", "Normal"], slices_per_series=(1, 3),
+                     progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cv_run(phantom_series, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    config = TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=1,
+                         batch_size=16, device="cpu", progress=False, workers=1)
+    return cross_validate(CVConfig(config, folds=3))
+
+
+def test_folds_keep_series_together_and_stratify():
+    rng = np.random.default_rng(0)
+    groups, labels = [], []
+    for g in range(120):
+        label = int(rng.random() < 0.3)
+        size = int(rng.integers(1, 6))
+        groups += [f"g{g}"] * size
+        labels += [label] * size
+    folds = grouped_stratified_folds(labels, groups, 5, seed=1)
+    by_group = defaultdict(set)
+    for group, fold in zip(groups, folds):
+        by_group[group].add(fold)
+    assert all(len(f) == 1 for f in by_group.values())
+    counts = Counter(zip(labels, folds))
+    for label in (0, 1):
+        per_fold = [counts[(label, k)] for k in range(5)]
+        expected = labels.count(label) / 5
+        assert max(abs(c - expected) for c in per_fold) <= 5  # within one largest group of the target
+    assert grouped_stratified_folds(labels, groups, 5, seed=1) == folds  # deterministic
+    with pytest.raises(ValueError):
+        grouped_stratified_folds([0, 1], ["a", "b"], 3)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_image_tested_once_and_no_series_in_two_folds(cv_run, phantom_series):
+    out = cv_run.out
+    predictions = _rows(out / "predictions.csv")
+    n_images = len(build_catalogue(phantom_series, "tumor,normal").samples)
+    assert len(predictions) == n_images == len({(r["path"], r["slice_index"]) for r in predictions})
+    tested = Counter()
+    test_groups = []
+    for k in range(3):
+        split = _rows(out / f"fold-{k}" / "split.csv")
+        by_split = defaultdict(set)
+        for row in split:
+            by_split[row["split"]].add(row["group"])
+            if row["split"] == "test":
+                tested[row["path"]] += 1
+        # Within a fold no series spans train/val/test; the test fold is all of fold k's series.
+        assert not (by_split["train"] & by_split["val"]) and not (by_split["test"] & (by_split["train"] | by_split["val"]))
+        assert by_split["val"], "validation is carved from the training folds"
+        test_groups.append(by_split["test"])
+        assert {r["group"] for r in predictions if r["fold"] == str(k)} == by_split["test"]
+    assert sum(tested.values()) == n_images and set(tested.values()) == {1}
+    assert not (test_groups[0] & test_groups[1]) and not (test_groups[0] & test_groups[2]) \
+        and not (test_groups[1] & test_groups[2])
+    # Stratification: every test fold holds about a third of each class.
+    for label in ("Tumor", "Normal"):
+        total = sum(r["label"] == label for r in predictions)
+        per_fold = [sum(r["label"] == label and r["fold"] == str(k) for r in predictions) for k in range(3)]
+        assert all(abs(c - total / 3) <= 4 for c in per_fold), per_fold
+
+
+def test_aggregates_are_mean_and_sd_of_the_folds(cv_run):
+    saved = json.loads((cv_run.out / "cv.json").read_text())
+    folds = _rows(cv_run.out / "folds.csv")
+    assert len(folds) == 3 == len(saved["folds"])
+    for level in LEVELS:
+        for name, _ in METRICS:
+            values = np.array([float(f[f"{level}_{name}"]) for f in folds])
+            entry = saved["summary"][level][name]
+            assert entry["n"] == 3
+            assert entry["mean"] == pytest.approx(values.mean(), abs=1e-9)
+            assert entry["std"] == pytest.approx(values.std(ddof=1), abs=1e-9)
+    markdown = (cv_run.out / "cv.md").read_text()
+    assert "Balanced accuracy" in markdown and "per series" in markdown and "## Per fold" in markdown
+
+
+def test_cv_cli(phantom_series, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["cv", "--data", str(phantom_series), "--model", "seed-cnn", "--image-size", "96", "--epochs", "1",
+                 "--folds", "2", "--device", "cpu", "--no-progress", "--workers", "1", "--label-smoothing", "0.1",
+                 "--out", str(out)])
+    assert code == 0
+    assert "2-fold grouped cross-validation" in capsys.readouterr().out
+    saved = json.loads((out / "cv.json").read_text())
+    assert saved["config"]["folds"] == 2 and saved["config"]["train"]["label_smoothing"] == 0.1
