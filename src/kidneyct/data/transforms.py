@@ -37,17 +37,28 @@ def pad_to_square(image: np.ndarray) -> np.ndarray:
     return out
 
 
-BODY_THRESHOLD = 0.12  # [0, 1] display intensity above which a pixel may be body (air and noise stay below)
+BODY_THRESHOLD = 0.03  # [0, 1] display intensity above which a pixel may be body: in narrow-window
+#                        exports fat is as black as air, so only clear air/noise is excluded here
 BODY_MIN_AREA = 0.02  # a body smaller than this share of the image is not trusted: the slice stays as it is
 BODY_MARGIN = 0.02  # kept around the body's bounding box, as a share of the image side
+BODY_CLOSE = 0.025  # closing radius (share of the side): bridges black fat between organs and the skin
+BODY_OPEN = 0.02  # opening radius: cuts thin structures (table, its rim, cables) off the body
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy ** 2 + xx ** 2 <= radius ** 2
 
 
 def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray | None:
-    """The patient's body in a [0, 1] slice: the largest connected component above `threshold` after an
-    opening (which cuts thin bridges such as the scanner table's rim), holes filled, then dilated back by
-    the opening's radius. None when no component reaches BODY_MIN_AREA of the image."""
+    """The patient's body in a [0, 1] slice: pixels above `threshold`, closed (so dark fat inside the body
+    joins it), holes filled, opened (so the thin table and its rim fall off), then the largest connected
+    component. None when no component reaches BODY_MIN_AREA of the image."""
+    side = max(unit.shape)
     bright = unit > threshold
-    opened = ndimage.binary_opening(bright, structure=np.ones((3, 3), bool), iterations=2)
+    closed = ndimage.binary_closing(np.pad(bright, side // 10), _disk(max(1, round(BODY_CLOSE * side))))
+    closed = ndimage.binary_fill_holes(closed[side // 10:-(side // 10), side // 10:-(side // 10)])
+    opened = ndimage.binary_opening(closed, _disk(max(1, round(BODY_OPEN * side))))
     labels, count = ndimage.label(opened)
     if count == 0:
         return None
@@ -55,8 +66,9 @@ def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray
     largest = int(sizes.argmax()) + 1
     if sizes[largest - 1] < BODY_MIN_AREA * unit.size:
         return None
-    mask = ndimage.binary_fill_holes(labels == largest)
-    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=2) & bright | mask
+    # Give back the rim the opening shaved off the body (skin), but not the table it cut away.
+    grown = ndimage.binary_dilation(labels == largest, _disk(max(1, round(BODY_OPEN * side))))
+    return grown & closed
 
 
 def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray:
