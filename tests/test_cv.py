@@ -112,3 +112,29 @@ def test_cv_cli(phantom_series, tmp_path, capsys):
     assert "2-fold grouped cross-validation" in capsys.readouterr().out
     saved = json.loads((out / "cv.json").read_text())
     assert saved["config"]["folds"] == 2 and saved["config"]["train"]["label_smoothing"] == 0.1
+
+
+def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_path):
+    import torch
+
+    from kidneyct.data.rows import Rows
+    from kidneyct.data.transforms import Augmentation, Preprocessing
+    from kidneyct.distributed import DistContext
+    from kidneyct.engine import ImageStore
+    from kidneyct.features import extract_features, feature_memo, feature_memo_active, subset_features
+    from kidneyct.models import ModelConfig, create_model
+
+    path = tmp_path / "rows.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (12, 32, 32), dtype=np.uint8))
+    base = np.load(path, mmap_mode="r")
+    model = create_model(ModelConfig("efficientnet-lite0", 2, 32, "none", True))
+    prep, ctx, device = Preprocessing(32), DistContext(), torch.device("cpu")
+    first, second = Rows(base, np.array([0, 3, 5])), Rows(base, np.array([5, 11]))
+    assert not feature_memo_active()
+    with feature_memo():
+        a = subset_features(model, prep, first, 1, Augmentation(), 0, ctx, device)
+        b = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
+    assert a.shape[:2] == (2, 3) and b.shape[:2] == (2, 2)
+    assert torch.allclose(a[:, 2], b[:, 0])  # row 5, computed once
+    fresh = extract_features(model, prep, ImageStore.create(second, device), 0, None, 0, ctx)
+    assert torch.allclose(b[0], fresh[0], atol=1e-5)  # the plain view does not depend on the subset

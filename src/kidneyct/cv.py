@@ -26,6 +26,7 @@ from kidneyct.data.prepare import prepare_data
 from kidneyct.data.splits import SplitFractions, grouped_stratified_folds, grouped_stratified_split, write_split_csv
 from kidneyct.evaluate.metrics import point_metrics
 from kidneyct.evaluate.series import aggregate_by_group
+from kidneyct.features import feature_memo
 from kidneyct.train import SPLIT_CSV, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -128,38 +129,12 @@ def _write_folds_csv(path: Path, folds: list[dict]) -> None:
                             [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
 
 
-def cross_validate(config: CVConfig) -> CVResult:
-    """Train and test `config.folds` models; write cv.md, cv.json, folds.csv and predictions.csv."""
+def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
+               thresholds) -> list[dict]:
+    """Train and test every fold; fills the out-of-fold arrays and returns one row per fold."""
     from kidneyct.predict import Predictor  # imported here, as evaluate does: predict imports metrics
 
-    base = config.train
-    if config.folds < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {config.folds}")
-    if not 0.0 < base.val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {base.val_fraction}")
-    if not base.cache:
-        log.warning("decode cache off: every fold decodes the images again")
-    out = Path(base.out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    prep = base.preprocessing()
-    # One decode (into the cache every fold's training then loads) and one series inference for all folds.
-    data = prepare_data(base.data, base.classes, prep, out / SPLIT_CSV, seed=base.seed, workers=base.workers,
-                        progress=base.progress, cache=base.cache_settings(), write_split=False)
-    classes = data.catalogue.classes
-    samples = [replace(s, group=g) for s, g in zip(data.decoded.samples, data.grouping.groups)]
-    labels = np.array([s.label for s in samples], np.int64)
-    groups = [s.group for s in samples]
-    fold_of = np.array(grouped_stratified_folds(labels.tolist(), groups, config.folds, config.resolved_fold_seed()))
-    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
-                                                 "series": data.grouping.summary}, indent=2))
-    log.info("%d-fold cross-validation over %d images in %d series", config.folds, len(samples),
-             data.grouping.summary["groups"])
-
-    fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
-    oof_probs = np.zeros((len(samples), len(classes)))
-    oof_pred = np.zeros(len(samples), np.int64)
-    thresholds = [None] * config.folds
+    base, out = config.train, Path(config.train.out)
     folds = []
     for k in range(config.folds):
         fold_started = time.perf_counter()
@@ -192,6 +167,43 @@ def cross_validate(config: CVConfig) -> CVResult:
         log.info("fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", k,
                  metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
 
+    return folds
+
+
+def cross_validate(config: CVConfig) -> CVResult:
+    """Train and test `config.folds` models; write cv.md, cv.json, folds.csv and predictions.csv."""
+
+    base = config.train
+    if config.folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {config.folds}")
+    if not 0.0 < base.val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {base.val_fraction}")
+    if not base.cache:
+        log.warning("decode cache off: every fold decodes the images again")
+    out = Path(base.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    prep = base.preprocessing()
+    # One decode (into the cache every fold's training then loads) and one series inference for all folds.
+    data = prepare_data(base.data, base.classes, prep, out / SPLIT_CSV, seed=base.seed, workers=base.workers,
+                        progress=base.progress, cache=base.cache_settings(), write_split=False)
+    classes = data.catalogue.classes
+    samples = [replace(s, group=g) for s, g in zip(data.decoded.samples, data.grouping.groups)]
+    labels = np.array([s.label for s in samples], np.int64)
+    groups = [s.group for s in samples]
+    fold_of = np.array(grouped_stratified_folds(labels.tolist(), groups, config.folds, config.resolved_fold_seed()))
+    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
+                                                 "series": data.grouping.summary}, indent=2))
+    log.info("%d-fold cross-validation over %d images in %d series", config.folds, len(samples),
+             data.grouping.summary["groups"])
+
+    fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
+    oof_probs = np.zeros((len(samples), len(classes)))
+    oof_pred = np.zeros(len(samples), np.int64)
+    thresholds = [None] * config.folds
+    with feature_memo():  # a frozen backbone's features are computed once for all folds
+        folds = _run_folds(config, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
+                           thresholds)
     summary = summarise_folds(folds)
     # Pooled: every image's out-of-fold prediction at once (thresholds are each fold's own).
     pooled_image = point_metrics(labels, oof_probs, classes, oof_pred)

@@ -9,8 +9,12 @@ backbone, so checkpoints hold the full network and evaluate/predict run on image
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+
 import torch
 
+from kidneyct.data.rows import Rows
 from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
 from kidneyct.distributed import DistContext
 from kidneyct.engine import ImageStore
@@ -61,3 +65,55 @@ def extract_features(model: torch.nn.Module, prep: Preprocessing, store: ImageSt
         parts = [torch.zeros((0, width), device=device) for _ in parts]
     local = torch.stack(parts)
     return ctx.assemble(local, n, dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cross-run memo (opt-in, single process): k-fold cross-validation trains k heads on one frozen backbone
+# over subsets of one decode cache. Inside `feature_memo()`, features are computed once for every row of
+# the cache array the subset comes from and each run takes its rows; outside it nothing is remembered.
+
+_memo: dict | None = None
+
+
+@contextlib.contextmanager
+def feature_memo():
+    """Remember backbone features across trainings in this block (the last set only: one entry)."""
+    global _memo
+    previous, _memo = _memo, {}
+    try:
+        yield
+    finally:
+        _memo = previous
+
+
+def feature_memo_active() -> bool:
+    return _memo is not None
+
+
+def backbone_digest(model: torch.nn.Module) -> str:
+    """Hash of every weight and buffer outside the head: equal digests give equal features."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith("head."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def subset_features(model: torch.nn.Module, prep: Preprocessing, rows: Rows, views: int,
+                    augmentation: Augmentation | None, seed: int, ctx: DistContext, device: torch.device,
+                    batch_size: int = 256) -> torch.Tensor:
+    """`extract_features` for `rows`; inside `feature_memo()` (one process, rows of a cached memmap) the
+    features of all rows of the underlying cache are computed once and reused by later calls."""
+    base = rows.base
+    filename = getattr(base, "filename", None)
+    if _memo is None or ctx.world_size > 1 or filename is None:
+        return extract_features(model, prep, ImageStore.create(rows, device), views, augmentation, seed, ctx,
+                                batch_size)
+    key = (backbone_digest(model), str(filename), tuple(base.shape), prep, augmentation, views, seed, str(device))
+    if key not in _memo:
+        _memo.clear()
+        _memo[key] = extract_features(model, prep, ImageStore.create(Rows(base), device), views, augmentation,
+                                      seed, ctx, batch_size)
+    every = _memo[key]
+    return every[:views + 1, torch.as_tensor(rows.index, device=every.device)]

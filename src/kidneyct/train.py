@@ -31,7 +31,7 @@ from kidneyct.data.transforms import AUGMENTATIONS, Augmentation, Preprocessing
 from kidneyct.distributed import DistContext, init_distributed
 from kidneyct.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.evaluate.metrics import point_metrics, positive_index
-from kidneyct.features import extract_features, uses_feature_cache
+from kidneyct.features import extract_features, feature_memo_active, subset_features, uses_feature_cache
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
 from kidneyct.runtime import configure_backend, progress_bar, seed_everything
@@ -320,10 +320,13 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
     if uses_feature_cache(model, config.feature_cache):
         started = time.perf_counter()
         views = config.feature_views if augmentation is not None else 0
-        train_features = extract_features(model, prep, ImageStore.create(train_set.images, device), views,
-                                          augmentation, config.seed, ctx, val_batch)
-        val_features = extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None,
-                                        config.seed, ctx, val_batch)[0]
+        train_features = subset_features(model, prep, train_set.images, views, augmentation, config.seed, ctx,
+                                         device, val_batch)
+        # Validation takes the plain view: from the memo when one is active, else computed on its own.
+        val_features = subset_features(model, prep, val_set.images, views, augmentation, config.seed, ctx,
+                                       device, val_batch)[0] if feature_memo_active() else \
+            extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None, config.seed, ctx,
+                             val_batch)[0]
         feature_seconds = time.perf_counter() - started
         log.info("cached backbone features of %d training images x %d view(s) and %d validation images in %.1f s",
                  len(train_set), 1 + views, len(val_set), feature_seconds)
