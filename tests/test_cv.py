@@ -138,3 +138,19 @@ def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_pa
     assert torch.allclose(a[:, 2], b[:, 0])  # row 5, computed once
     fresh = extract_features(model, prep, ImageStore.create(second, device), 0, None, 0, ctx)
     assert torch.allclose(b[0], fresh[0], atol=1e-5)  # the plain view does not depend on the subset
+    # On disk: a later block (another process, in practice) loads the same features instead of recomputing.
+    with feature_memo(tmp_path / "memo"):
+        c = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
+    assert len(list((tmp_path / "memo").glob("features-*.pt"))) == 1
+    import kidneyct.features as features_module
+
+    calls = []
+    original = features_module.extract_features
+    features_module.extract_features = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        with feature_memo(tmp_path / "memo"):
+            d = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
+            e = subset_features(model, Preprocessing(32, tta_hflip=True), second, 1, Augmentation(), 0, ctx, device)
+    finally:
+        features_module.extract_features = original
+    assert not calls and torch.equal(c, d) and torch.equal(d, e)

@@ -201,7 +201,9 @@ def cross_validate(config: CVConfig) -> CVResult:
     oof_probs = np.zeros((len(samples), len(classes)))
     oof_pred = np.zeros(len(samples), np.int64)
     thresholds = [None] * config.folds
-    with feature_memo():  # a frozen backbone's features are computed once for all folds
+    cache_folder = base.cache_settings().resolve()
+    # A frozen backbone's features are computed once for all folds (and kept beside the decode cache).
+    with feature_memo(cache_folder / "features" if cache_folder is not None else None):
         folds = _run_folds(config, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
                            thresholds)
     summary = summarise_folds(folds)
