@@ -9,7 +9,7 @@ from kidneyct.cli import main
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.cv import LEVELS, METRICS, CVConfig, cross_validate
 from kidneyct.data.splits import grouped_stratified_folds
-from kidneyct.train import TrainConfig
+from kidneyct.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,26 @@ def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_pa
     finally:
         features_module.extract_features = original
     assert not calls and torch.equal(c, d) and torch.equal(d, e)
+
+
+def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tmp_path):
+    """The test fold's logits from the head on memo features equal the checkpoint's full forward pass."""
+    import torch
+
+    from kidneyct.cv import _test_logits
+    from kidneyct.data.rows import Rows
+    from kidneyct.features import feature_memo
+    from kidneyct.predict import Predictor
+
+    config = TrainConfig(data=str(phantom_series), out=str(tmp_path / "run"), model="efficientnet-lite0",
+                         pretrained="none", image_size=32, epochs=1, device="cpu", progress=False, workers=1,
+                         feature_views=1)
+    result = train(config)
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, "cpu")
+    path = tmp_path / "rows.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8))
+    rows = Rows(np.load(path, mmap_mode="r"), np.array([1, 4, 7]))
+    full = predictor.logits_uint8(rows)
+    with feature_memo():
+        memo = _test_logits(predictor, config, rows)
+    assert torch.allclose(memo, full, atol=1e-4)

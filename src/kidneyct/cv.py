@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from kidneyct import DISCLAIMER
 from kidneyct.calibrate import decide
@@ -26,7 +27,9 @@ from kidneyct.data.prepare import prepare_data
 from kidneyct.data.splits import SplitFractions, grouped_stratified_folds, grouped_stratified_split, write_split_csv
 from kidneyct.evaluate.metrics import point_metrics
 from kidneyct.evaluate.series import aggregate_by_group
-from kidneyct.features import feature_memo
+from kidneyct.distributed import DistContext
+from kidneyct.engine import head_logits
+from kidneyct.features import feature_memo, feature_memo_active, subset_features, uses_feature_cache
 from kidneyct.train import SPLIT_CSV, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,20 @@ def _write_folds_csv(path: Path, folds: list[dict]) -> None:
                             [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
 
 
+def _test_logits(predictor, config: TrainConfig, rows) -> torch.Tensor:
+    """The test fold's logits. A frozen backbone without TTA: its head on the memo's plain-view features
+    (the very forward pass the model makes, head(backbone(x)), without running the backbone again);
+    otherwise the checkpoint's full inference path."""
+    model = predictor.model
+    if feature_memo_active() and uses_feature_cache(model, config.feature_cache) and not predictor.preprocessing.tta_hflip:
+        augmentation = config.augmentation_policy()
+        views = config.feature_views if augmentation is not None else 0
+        features = subset_features(model, predictor.preprocessing, rows, views, augmentation, config.seed,
+                                   DistContext(device=predictor.device), predictor.device)[0]
+        return head_logits(model.head, features, predictor.device)
+    return predictor.logits_uint8(rows, max(config.batch_size, 128))
+
+
 def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
                thresholds) -> list[dict]:
     """Train and test every fold; fills the out-of-fold arrays and returns one row per fold."""
@@ -153,7 +170,7 @@ def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes
                  *(len(by_split[n]) for n in ("train", "val", "test")))
         run = train(replace(base, out=str(fold_dir), split="grouped", split_file=str(split_csv)))
         predictor = Predictor.from_checkpoint(run.best_checkpoint, base.device)
-        logits = predictor.logits_uint8(data.decoded.images.subset(test_index), max(base.batch_size, 128))
+        logits = _test_logits(predictor, base, data.decoded.images.subset(test_index))
         probs = predictor.probabilities_from_logits(logits)
         thresholds[k] = predictor.threshold
         oof_probs[test_index] = probs
