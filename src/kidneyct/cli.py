@@ -33,18 +33,20 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in epochs")
-    p.add_argument("--image-size", type=int, default=None, help="default: the model's (224)")
+    p.add_argument("--image-size", type=int, default=defaults.image_size, help="default: the model's (224)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--pretrained", choices=["imagenet", "none"], default=None, help="default: the model's")
-    p.add_argument("--finetune", action="store_true", help="unfreeze an ImageNet backbone")
+    p.add_argument("--pretrained", choices=["imagenet", "none"], default=defaults.pretrained,
+                   help="default: the model's")
+    p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=defaults.finetune,
+                   help="unfreeze an ImageNet backbone")
     p.add_argument("--split", choices=["random", "grouped"], default=defaults.split)
     p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     p.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
     p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"),
                    default=(defaults.window_level, defaults.window_width),
                    help="HU window for DICOM/NIfTI inputs (default 40 400, abdomen)")
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-augment", action="store_true", default=not defaults.augment)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dropout", type=float, default=defaults.dropout)
@@ -54,6 +56,17 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--feature-views", type=int, default=defaults.feature_views,
                    help=f"augmented views per image in the feature cache (default {defaults.feature_views})")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained module")
+    p.add_argument("--recipe", default=defaults.recipe,
+                   help="named settings from kidneyct.recipes (`kidneyct recipes`); explicit options override them")
+    p.add_argument("--augmentation", default=defaults.augmentation,
+                   help=f"augmentation policy: default, jitter or strong (default {defaults.augmentation})")
+    p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    p.add_argument("--sampler", choices=["shuffle", "balanced"], default=defaults.sampler,
+                   help="shuffle: each image once per epoch, class-weighted loss; balanced: classes drawn equally")
+    p.add_argument("--body-crop", action=argparse.BooleanOptionalAction, default=defaults.body_crop,
+                   help="crop to the body and blank table/background before resizing (stored in the checkpoint)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=defaults.tta,
+                   help="inference averages the slice and its mirror image (stored in the checkpoint)")
     point = p.add_mutually_exclusive_group()
     point.add_argument("--threshold", type=float, default=None,
                        help="tumor operating threshold on calibrated p(tumor), recorded in the checkpoint")
@@ -73,7 +86,7 @@ def _train_config(args, out: str):
 
     return TrainConfig(
         data=args.data, out=out, model=args.model, classes=args.classes, image_size=args.image_size,
-        epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         patience=args.patience, seed=args.seed, device=args.device, pretrained=args.pretrained,
         finetune=args.finetune, split=args.split, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, window_level=args.window[0], window_width=args.window[1],
@@ -81,16 +94,30 @@ def _train_config(args, out: str):
         cache=not args.no_cache, cache_dir=args.cache_dir, feature_cache=not args.no_feature_cache,
         feature_views=args.feature_views, compile=args.compile,
         threshold=args.threshold, target_sensitivity=args.target_sensitivity,
+        augmentation=args.augmentation, label_smoothing=args.label_smoothing, sampler=args.sampler,
+        body_crop=args.body_crop, tta=args.tta, recipe=args.recipe,
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _recipe_argument(argv: list[str] | None) -> str | None:
+    """The --recipe value, read before the full parse: the recipe supplies the other options' defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return known.recipe
+
+
+def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
+    from kidneyct.recipes import apply_recipe
     from kidneyct.train import TrainConfig
 
     defaults = TrainConfig(data="", out="")
+    if recipe is not None:
+        defaults = apply_recipe(defaults, recipe)
     parser = argparse.ArgumentParser(prog="kidneyct", description=f"kidneyct {__version__}. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"kidneyct {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(default_epochs=defaults.epochs)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
@@ -151,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p, defaults)
     p.add_argument("--out", default=None, help="folder (default runs/compare-<model>)")
     p.set_defaults(handler=cmd_compare_splits)
+
+    p = sub.add_parser("cv", help="grouped, class-stratified k-fold cross-validation: one training per fold")
+    _add_train_options(p, defaults)
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--fold-seed", type=int, default=None, help="seed of the fold assignment (default: --seed)")
+    p.add_argument("--out", default=None, help="folder (default runs/cv-<model>)")
+    p.set_defaults(handler=cmd_cv)
+
+    p = sub.add_parser("recipes", help="list named training recipes")
+    p.set_defaults(handler=cmd_recipes)
 
     p = sub.add_parser("explain", help="Grad-CAM overlays (image, heatmap, predicted class and probability)")
     p.add_argument("--checkpoint", required=True)
@@ -268,6 +305,24 @@ def cmd_compare_splits(args) -> int:
     return 0
 
 
+def cmd_cv(args) -> int:
+    from kidneyct.cv import CVConfig, cross_validate
+
+    out = args.out or f"runs/cv-{args.model}"
+    result = cross_validate(CVConfig(_train_config(args, out), folds=args.folds, fold_seed=args.fold_seed))
+    print((result.out / "cv.md").read_text())
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from kidneyct.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        settings = ", ".join(f"{k}={v}" for k, v in recipe["settings"].items()) or "(TrainConfig defaults)"
+        print(f"{name:20s} {recipe['description']}\n{'':20s} {settings}")
+    return 0
+
+
 def cmd_models(args) -> int:
     from kidneyct.models import list_models
 
@@ -373,7 +428,11 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser(_recipe_argument(argv))
+    except (KeyError, ValueError) as error:
+        print(f"kidneyct: error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     # A handler on the package logger for this call only: basicConfig is a no-op when the host
     # (a notebook, pytest, an app embedding kidneyct) already configured the root logger.

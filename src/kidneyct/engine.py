@@ -94,7 +94,7 @@ class EpochStats:
 
 def run_epoch(forward, inputs, labels: torch.Tensor, loss_weights: torch.Tensor, optimizer, scheduler,
               order: torch.Tensor, batch_size: int, generator: torch.Generator, ctx: DistContext,
-              device: torch.device, bar=None) -> EpochStats:
+              device: torch.device, bar=None, label_smoothing: float = 0.0) -> EpochStats:
     """One pass over `order` in global batches of `batch_size`; each rank takes every world_size-th image.
 
     The loss is normalised by the whole global batch's class weights (not the rank's), so the gradient
@@ -116,7 +116,8 @@ def run_epoch(forward, inputs, labels: torch.Tensor, loss_weights: torch.Tensor,
         images = inputs(index, local, generator)
         with autocast(device):
             logits = forward(images)
-        losses = F.cross_entropy(logits.float(), local_labels, weight=loss_weights, reduction="none")
+        losses = F.cross_entropy(logits.float(), local_labels, weight=loss_weights, reduction="none",
+                                 label_smoothing=label_smoothing)
         loss = losses.sum() * (ctx.world_size / weight_total)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -95,7 +95,11 @@ class OnnxPredictor:
         outputs = []
         for start in range(0, len(images), batch_size):
             batch = self.preprocessing.batch_to_tensor(images[start:start + batch_size]).numpy()
-            outputs.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])
+            logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+            if self.preprocessing.tta_hflip:  # the same flip averaging as predict_logits
+                mirrored = np.ascontiguousarray(batch[..., ::-1])
+                logits = (logits + self.session.run([OUTPUT_NAME], {INPUT_NAME: mirrored})[0]) / 2
+            outputs.append(logits)
         if not outputs:
             return torch.zeros((0, len(self.classes)))
         return torch.from_numpy(np.concatenate(outputs)).float()

@@ -47,7 +47,10 @@ def predict_logits(model: torch.nn.Module, prep: Preprocessing, images: np.ndarr
         batch = prep.batch_to_tensor(images[start:start + batch_size], device)
         batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(device):
-            outputs.append(model(batch).float().cpu())
+            logits = model(batch).float()
+            if prep.tta_hflip:
+                logits = (logits + model(batch.flip(-1)).float()) / 2
+            outputs.append(logits.cpu())
     if not outputs:
         return torch.zeros((0, 0))
     return torch.cat(outputs)

@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,11 +27,11 @@ from kidneyct.data.cache import CacheSettings
 from kidneyct.data.phantom import is_synthetic
 from kidneyct.data.prepare import PreparedData, SplitArrays, prepare_data
 from kidneyct.data.splits import SplitFractions
-from kidneyct.data.transforms import Augmentation, Preprocessing
+from kidneyct.data.transforms import AUGMENTATIONS, Augmentation, Preprocessing
 from kidneyct.distributed import DistContext, init_distributed
 from kidneyct.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.evaluate.metrics import point_metrics, positive_index
-from kidneyct.features import extract_features, uses_feature_cache
+from kidneyct.features import extract_features, feature_memo_active, subset_features, uses_feature_cache
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
 from kidneyct.runtime import configure_backend, progress_bar, seed_everything
@@ -38,6 +39,7 @@ from kidneyct.runtime import configure_backend, progress_bar, seed_everything
 log = logging.getLogger(__name__)
 
 SPLIT_CSV = "split.csv"
+SAMPLERS = ("shuffle", "balanced")
 # Settings about where and how fast a run goes, not what it learns: a resumed run takes them anew.
 RUNTIME_FIELDS = ("device", "progress", "workers", "cache", "cache_dir", "compile")
 
@@ -75,6 +77,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile the trained module
     threshold: float | None = None  # fixed tumor operating threshold, recorded in the checkpoints
     target_sensitivity: float | None = None  # or: pick the threshold reaching this validation sensitivity
+    split_file: str | None = None  # read train/val/test from this split CSV instead of splitting (cv folds)
+    augmentation: str = "default"  # a preset name from AUGMENTATIONS (used when augment is on)
+    label_smoothing: float = 0.0
+    sampler: str = "shuffle"  # "shuffle": every image once per epoch, class-weighted loss;
+    #                          "balanced": classes drawn equally often (with replacement), unweighted loss
+    body_crop: bool = False  # crop to the body (largest bright component) before resizing; see transforms
+    tta: bool = False  # inference averages the logits of the slice and its left-right mirror image
+    recipe: str | None = None  # the named recipe these settings came from (informational)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +109,14 @@ class TrainConfig:
     def preprocessing(self) -> Preprocessing:
         spec = get_spec(self.model)
         return Preprocessing(self.image_size or spec.image_size, self.window_level, self.window_width,
-                             spec.mean, spec.std)
+                             spec.mean, spec.std, body_crop=self.body_crop, tta_hflip=self.tta)
+
+    def augmentation_policy(self) -> Augmentation | None:
+        if not self.augment:
+            return None
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
+        return AUGMENTATIONS[self.augmentation]
 
 
 @dataclass
@@ -199,6 +216,13 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
                    progress=config.progress and ctx.is_main, cache=config.cache_settings(),
                    jpeg_device=device if device.type == "cuda" else None)
     data = None
+    if config.split_file is not None and not reuse_split and ctx.is_main:
+        source = Path(config.split_file)
+        if not source.is_file():
+            raise FileNotFoundError(f"split file {source} not found")
+        if source.resolve() != (out / SPLIT_CSV).resolve():
+            shutil.copyfile(source, out / SPLIT_CSV)
+    reuse_split = reuse_split or config.split_file is not None
     if ctx.is_main:
         data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=reuse_split, **options)
     ctx.barrier()
@@ -244,6 +268,10 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         config = TrainConfig.from_dict({**stored.to_dict(), **runtime, "epochs": extend_epochs or stored.epochs})
     if config.threshold is not None and config.target_sensitivity is not None:
         raise ValueError("give either a threshold or a target sensitivity, not both")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {config.sampler!r}; choose from {SAMPLERS}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
     device = ctx.device
@@ -258,7 +286,7 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
                          "need more data or other fractions")
     model_config = config.model_config(len(classes))
-    augmentation = Augmentation() if config.augment else None
+    augmentation = config.augmentation_policy()
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
                                                      "preprocessing": prep.to_dict()}, indent=2))
@@ -282,7 +310,9 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
 
     weights = class_weights(train_set.labels, len(classes))
     train_labels = torch.as_tensor(train_set.labels).to(device)
-    loss_weights = weights.to(device)
+    # Balanced sampling already gives every class equal weight: weighting the loss too would count it twice.
+    loss_weights = weights.to(device) if config.sampler == "shuffle" else torch.ones_like(weights).to(device)
+    sample_weights = weights[torch.as_tensor(train_set.labels)].to(device)  # per image, for "balanced"
     # Inference keeps one layer's activations, so a GPU takes big batches; on a CPU a 128-image batch at
     # 224 px would hold ~1 GB of seed-cnn activations: the training batch size is the bounded choice.
     val_batch = max(config.batch_size, 128) if device.type == "cuda" else config.batch_size
@@ -290,10 +320,13 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
     if uses_feature_cache(model, config.feature_cache):
         started = time.perf_counter()
         views = config.feature_views if augmentation is not None else 0
-        train_features = extract_features(model, prep, ImageStore.create(train_set.images, device), views,
-                                          augmentation, config.seed, ctx, val_batch)
-        val_features = extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None,
-                                        config.seed, ctx, val_batch)[0]
+        train_features = subset_features(model, prep, train_set.images, views, augmentation, config.seed, ctx,
+                                         device, val_batch)
+        # Validation takes the plain view: from the memo when one is active, else computed on its own.
+        val_features = subset_features(model, prep, val_set.images, views, augmentation, config.seed, ctx,
+                                       device, val_batch)[0] if feature_memo_active() else \
+            extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None, config.seed, ctx,
+                             val_batch)[0]
         feature_seconds = time.perf_counter() - started
         log.info("cached backbone features of %d training images x %d view(s) and %d validation images in %.1f s",
                  len(train_set), 1 + views, len(val_set), feature_seconds)
@@ -314,13 +347,17 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         # Seeds per epoch (not one global stream) make a resumed run repeat the uninterrupted one.
         seed_everything(config.seed * 1000 + epoch)
         generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
-        order = torch.randperm(len(train_set), generator=generator, device=device)
+        if config.sampler == "balanced":
+            order = torch.multinomial(sample_weights, len(train_set), replacement=True, generator=generator)
+        else:
+            order = torch.randperm(len(train_set), generator=generator, device=device)
         model.train()
         started = time.perf_counter()
         bar = progress_bar(total=steps_per_epoch, enabled=config.progress and ctx.is_main,
                            desc=f"epoch {epoch}/{config.epochs}")
         stats = run_epoch(forward, inputs, train_labels, loss_weights, optimizer, scheduler, order,
-                          config.batch_size, generator, ctx, device, bar if not bar.disable else None)
+                          config.batch_size, generator, ctx, device, bar if not bar.disable else None,
+                          label_smoothing=config.label_smoothing)
         bar.close()
         train_seconds = time.perf_counter() - started
         logits = ctx.assemble(val_logits(ctx.shard(len(val_set))), len(val_set))

@@ -56,6 +56,8 @@ def cache_key(samples: list[Sample], prep: Preprocessing) -> str:
             stats[path] = (-1, -1)  # unreadable now; decoding reports it as skipped
     entries = sorted((s.path, -1 if s.slice_index is None else s.slice_index, *stats[s.path]) for s in samples)
     prep_values = {name: getattr(prep, name) for name in UINT8_FIELDS}
+    if prep.body_crop:  # only when set, so caches written before the option existed keep their keys
+        prep_values["body_crop"] = True
     text = json.dumps({"format": CACHE_FORMAT, "preprocessing": prep_values, "samples": entries}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -127,3 +127,39 @@ def read_split_csv(path: str | Path, root: str | Path, classes: list[str]) -> di
                 Sample(str(root / row["path"]), index[label], slice_index, group=row["group"])
             )
     return out
+
+
+def grouped_stratified_folds(labels: list[int], groups: list[str], folds: int, seed: int = 0) -> list[int]:
+    """Fold index (0..folds-1) per sample for k-fold cross-validation; no group in two folds.
+
+    Same dealing as `grouped_stratified_split`: per class (a group follows its majority label), groups
+    largest first (ties in seeded random order), each to the fold with the fewest images of that class
+    so far, so every fold gets about 1/folds of every class as far as the group sizes allow.
+    """
+    if len(labels) != len(groups):
+        raise ValueError("labels and groups differ in length")
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    if len(members) < folds:
+        raise ValueError(f"{len(members)} series cannot fill {folds} folds")
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for group, indices in members.items():
+        by_class[Counter(labels[i] for i in indices).most_common(1)[0][0]].append(group)
+    assignment: dict[str, int] = {}
+    totals = np.zeros(folds)  # all classes so far: breaks ties between folds equally filled in this class
+    for label in sorted(by_class):
+        class_groups = by_class[label]
+        order = rng.permutation(len(class_groups))
+        ordered = sorted((class_groups[i] for i in order), key=lambda g: -len(members[g]))
+        filled = np.zeros(folds)
+        for group in ordered:
+            candidates = np.flatnonzero(filled == filled.min())
+            choice = int(candidates[np.argmin(totals[candidates])])
+            assignment[group] = choice
+            filled[choice] += len(members[group])
+            totals[choice] += len(members[group])
+    return [assignment[g] for g in groups]

@@ -1,7 +1,7 @@
 """The one definition of preprocessing, shared by training, evaluation, prediction and export.
 
-Flow: CTSlice -> window (HU only) -> [0, 1] -> pad to square -> resize -> uint8 (the cached form)
--> float [0, 1] -> (augment, training only) -> standardise with the model's mean/std.
+Flow: CTSlice -> window (HU only) -> [0, 1] -> (body crop, optional) -> pad to square -> resize -> uint8
+(the cached form) -> float [0, 1] -> (augment, training only) -> standardise with the model's mean/std.
 A Preprocessing is stored in every checkpoint, so inference rebuilds it from the checkpoint alone.
 """
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from kidneyct.io.slices import CTSlice
 
@@ -36,6 +37,55 @@ def pad_to_square(image: np.ndarray) -> np.ndarray:
     return out
 
 
+BODY_THRESHOLD = 0.03  # [0, 1] display intensity above which a pixel may be body: in narrow-window
+#                        exports fat is as black as air, so only clear air/noise is excluded here
+BODY_MIN_AREA = 0.02  # a body smaller than this share of the image is not trusted: the slice stays as it is
+BODY_MARGIN = 0.02  # kept around the body's bounding box, as a share of the image side
+BODY_CLOSE = 0.025  # closing radius (share of the side): bridges black fat between organs and the skin
+BODY_OPEN = 0.02  # opening radius: cuts thin structures (table, its rim, cables) off the body
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy ** 2 + xx ** 2 <= radius ** 2
+
+
+def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray | None:
+    """The patient's body in a [0, 1] slice: pixels above `threshold`, closed (so dark fat inside the body
+    joins it), holes filled, opened (so the thin table and its rim fall off), then the largest connected
+    component. None when no component reaches BODY_MIN_AREA of the image."""
+    side = max(unit.shape)
+    bright = unit > threshold
+    closed = ndimage.binary_closing(np.pad(bright, side // 10), _disk(max(1, round(BODY_CLOSE * side))))
+    closed = ndimage.binary_fill_holes(closed[side // 10:-(side // 10), side // 10:-(side // 10)])
+    opened = ndimage.binary_opening(closed, _disk(max(1, round(BODY_OPEN * side))))
+    labels, count = ndimage.label(opened)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = int(sizes.argmax()) + 1
+    if sizes[largest - 1] < BODY_MIN_AREA * unit.size:
+        return None
+    # Give back the rim the opening shaved off the body (skin), but not the table it cut away.
+    grown = ndimage.binary_dilation(labels == largest, _disk(max(1, round(BODY_OPEN * side))))
+    return grown & closed
+
+
+def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray:
+    """Blank everything outside the body (table, clothing, annotations, background) and crop to the
+    body's bounding box plus a small margin, so the field of view and the table no longer tell scanners
+    (and so classes) apart. A slice without a trustworthy body mask is returned unchanged."""
+    mask = body_mask(unit, threshold)
+    if mask is None:
+        return unit
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    margin = int(round(BODY_MARGIN * max(unit.shape)))
+    top, bottom = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, unit.shape[0])
+    left, right = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, unit.shape[1])
+    blanked = np.where(mask, unit, 0.0).astype(unit.dtype)
+    return blanked[top:bottom, left:right]
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     image_size: int = 224
@@ -43,6 +93,8 @@ class Preprocessing:
     window_width: float = 400.0
     mean: float = 0.0  # standardisation after scaling to [0, 1]; models declare their own
     std: float = 1.0
+    body_crop: bool = False  # crop to the body and blank the rest before resizing (part of the cached form)
+    tta_hflip: bool = False  # inference: mean logits of the slice and its left-right mirror image
 
     def __post_init__(self):
         if self.image_size < 16:
@@ -68,7 +120,10 @@ class Preprocessing:
 
     def to_uint8(self, ct_slice: CTSlice) -> np.ndarray:
         """The cached, model-independent form: image_size x image_size uint8."""
-        unit = pad_to_square(self.to_unit(ct_slice))
+        unit = self.to_unit(ct_slice)
+        if self.body_crop:
+            unit = crop_to_body(unit)
+        unit = pad_to_square(unit)
         resized = Image.fromarray(unit, mode="F").resize(
             (self.image_size, self.image_size), Image.Resampling.BILINEAR, reducing_gap=None
         )
@@ -103,6 +158,7 @@ class Augmentation:
     scale: tuple[float, float] = (0.9, 1.1)
     brightness: float = 0.1  # additive, in [0, 1] intensity units
     contrast: float = 0.15  # multiplicative around each image's mean
+    gamma: float = 0.0  # intensity jitter: x ** g with log g uniform in [-gamma, gamma] (a window-shape change)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,12 +186,16 @@ class Augmentation:
         shift_y = uniform(-self.translate, self.translate) * 2.0
         contrast = uniform(1.0 - self.contrast, 1.0 + self.contrast)
         brightness = uniform(-self.brightness, self.brightness)
-        return torch.stack([angle, scale, flip, shift_x, shift_y, contrast, brightness], 1)
+        columns = [angle, scale, flip, shift_x, shift_y, contrast, brightness]
+        if self.gamma > 0:  # drawn only when used, so the default policy's random stream is unchanged
+            columns.append(torch.exp(uniform(-self.gamma, self.gamma)))
+        return torch.stack(columns, 1)
 
     @staticmethod
     def apply(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Augment [B, 1, H, W] images in [0, 1] with parameters from `sample` (row i for image i)."""
-        angle, scale, flip, shift_x, shift_y, contrast, brightness = params.to(images.device).unbind(1)
+        params = params.to(images.device)
+        angle, scale, flip, shift_x, shift_y, contrast, brightness = params[:, :7].unbind(1)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack(
             [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
@@ -145,4 +205,16 @@ class Augmentation:
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         contrast = contrast.view(-1, 1, 1, 1).to(images.dtype)
         brightness = brightness.view(-1, 1, 1, 1).to(images.dtype)
+        if params.shape[1] > 7:
+            out = out.clamp(min=0.0).pow(params[:, 7].view(-1, 1, 1, 1).to(images.dtype))
+            mean = out.mean(dim=(1, 2, 3), keepdim=True)
         return ((out - mean) * contrast + mean + brightness).clamp_(0.0, 1.0)
+
+
+# Named augmentation policies (TrainConfig.augmentation / --augmentation); the chosen one is stored in checkpoints.
+AUGMENTATIONS: dict[str, Augmentation] = {
+    "default": Augmentation(),
+    "jitter": Augmentation(gamma=0.25, brightness=0.12, contrast=0.25),  # default geometry, stronger intensity
+    "strong": Augmentation(rotate_degrees=15.0, translate=0.08, scale=(0.85, 1.15), brightness=0.15,
+                           contrast=0.3, gamma=0.3),
+}
