@@ -128,7 +128,9 @@ class GradCamExplainer:
 
             def class_score(self, logits, class_idx):
                 others = torch.cat([logits[:, :class_idx], logits[:, class_idx + 1:]], 1)
-                return logits[:, class_idx] - torch.logsumexp(others, 1)
+                # [B, 1, 1, 1]: Grad-CAM++ multiplies the gradients [B, C, H, W] by exp(score), which
+                # MONAI's [B]-shaped default only broadcasts for a batch of one.
+                return (logits[:, class_idx] - torch.logsumexp(others, 1)).view(-1, 1, 1, 1)
 
         layers = dict(model.named_modules())
         if layer not in layers:
@@ -140,8 +142,10 @@ class GradCamExplainer:
         self.preprocessing = preprocessing
         self.layer = layer
         self.device = torch.device(device)
-        hooks = LogOddsHooks(self.model, layer, register_forward=True, register_backward=True)
+        # Measured before MONAI's hooks go on: a full backward hook on the layer (copied into the probe)
+        # cut the probe's gradients for some layers (EfficientNet's bn2), which silently lost the grid.
         self.grid = feature_grid(self.model, layer, preprocessing.image_size)
+        hooks = LogOddsHooks(self.model, layer, register_forward=True, register_backward=True)
         # Maps are scaled to [0, 1] after the flip average, so the raw maps pass through MONAI as they are.
         self.cam = GradCAM(nn_module=hooks, target_layers=layer, postprocessing=lambda maps: maps,
                            upsampler=self._upsampler)

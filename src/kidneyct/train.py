@@ -66,6 +66,7 @@ class TrainConfig:
     window_level: float = 40.0
     window_width: float = 400.0
     augment: bool = True
+    translate: float = Augmentation.translate  # random shifts up to this fraction of the side, each axis
     workers: int | None = None
     progress: bool = True
     cache: bool = True  # decode once into a memory-mapped cache that later runs load
@@ -258,7 +259,7 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
                          "need more data or other fractions")
     model_config = config.model_config(len(classes))
-    augmentation = Augmentation() if config.augment else None
+    augmentation = Augmentation(translate=config.translate) if config.augment else None
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
                                                      "preprocessing": prep.to_dict()}, indent=2))
