@@ -158,6 +158,7 @@ def main(argv=None) -> dict:
     report = {"synthetic_note": "phantom numbers say nothing about real scans", "torch_threads": torch.get_num_threads(),
               "phantoms": phantom_benchmark(args, out)}
     if args.real_per_class > 0:
+        (out / "localisation.json").write_text(json.dumps(report, indent=2))  # the phantom part, in case
         report["real"] = real_benchmark(args, out)
     print(json.dumps(report, indent=2))
     (out / "localisation.json").write_text(json.dumps(report, indent=2))

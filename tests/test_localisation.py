@@ -73,10 +73,11 @@ def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys):
 
     report = _benchmark_module().main([
         "--out", str(tmp_path), "--n", "60", "--phantom-size", "96", "--model", "seed-cnn", "--image-size", "96",
-        "--epochs", "2", "--no-finetune", "--slices-per-series", "1", "2"])
+        "--epochs", "2", "--no-finetune", "--slices-per-series", "1", "2", "--no-ablation"])
     assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "localisation.json").read_text())
     phantoms = report["phantoms"]
     assert phantoms["cam_layer"] == "features.12" and phantoms["cam_grid"] == {"offset_px": 38.5, "stride_px": 16.0}
+    assert phantoms["cam_average"] == {"flip": True, "shift_px": 5}
     rows = list(csv.DictReader(open(tmp_path / "phantom-run" / "split.csv")))
     for split in ("val", "test"):
         result = phantoms[split]
@@ -86,3 +87,18 @@ def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys):
             assert result[key] is None if result["correctly_classified"] == 0 else 0 <= result[key] <= 1
         if result["correctly_classified"]:
             assert result["peak_inside_mask"] <= result["peak_within_tolerance"]
+
+
+def test_grad_cam_points_at_phantom_lesions(phantom_detector):
+    """Localisation guard on a small held-out set: the session's phantom detector (EfficientNet-Lite0,
+    96 px), library defaults (registered cam_layer, flip and shift average, 3 px tolerance)."""
+    from kidneyct.explain import GradCamExplainer
+    from kidneyct.localisation import phantom_pointing
+
+    loaded = phantom_detector.loaded
+    explainer = GradCamExplainer.from_loaded(loaded)
+    split_csv = Path(loaded.payload["train_config"]["out"]) / "split.csv"
+    report = phantom_pointing(phantom_detector, explainer, loaded.payload["data"]["root"], split_csv, "test")
+    print(report)
+    assert report["correctly_classified"] >= 20
+    assert report["peak_within_tolerance"] >= 0.5
