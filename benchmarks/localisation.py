@@ -5,7 +5,8 @@ the share of heatmap mass (and of peaks) inside the body.
     OMP_NUM_THREADS=2 python benchmarks/localisation.py                      # phantoms only
     OMP_NUM_THREADS=2 python benchmarks/localisation.py --real-per-class 200 # and real data
 
-Everything goes under --out (default runs/bench-localisation). Real images are linked, never copied.
+Everything goes under --out (default runs/bench-localisation). The real subset is copied there
+(symbolic links would resolve outside it when the split is written).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -105,7 +107,7 @@ def phantom_benchmark(args, out: Path) -> dict:
 
 
 def _real_subset(root: Path, out: Path, per_class: int, seed: int) -> Path:
-    """Symbolic links to `per_class` random Tumor and Normal images (the data stay where they are)."""
+    """Copies of `per_class` random Tumor and Normal images."""
     from kidneyct.data.catalogue import build_catalogue
 
     catalogue = build_catalogue(root, "tumor,normal")
@@ -115,9 +117,9 @@ def _real_subset(root: Path, out: Path, per_class: int, seed: int) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         files = sorted(s.path for s in catalogue.samples if s.label == label)
         for path in rng.sample(files, min(per_class, len(files))):
-            link = target / Path(path).name
-            if not link.exists():
-                os.symlink(path, link)
+            copy = target / Path(path).name
+            if not copy.exists():
+                shutil.copy2(path, copy)
     return out
 
 
