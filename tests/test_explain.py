@@ -55,6 +55,30 @@ def test_every_registered_model_has_a_working_default_cam_layer(spec):
     assert all(p.grad is None for p in model.parameters())  # the explainer works on its own copy
 
 
+def test_flip_and_shift_average_puts_every_map_back_in_place():
+    """For a model whose evidence is the image itself, every mirrored or shifted map moved back is the
+    plain map: the augmented heatmap equals it away from the borders. Misaligned maps would smear it."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((3, 48, 48), np.uint8)
+    images[:, 8:40, 8:40] = rng.integers(0, 200, (3, 32, 32), dtype=np.uint8)  # asymmetric content
+    images[:, 30, 12] = 255  # one maximum (ties would make the peak arbitrary)
+    plain = GradCamExplainer(BrightnessModel(), Preprocessing(48), "conv", flip=False, shift=0)
+    augmented = GradCamExplainer(BrightnessModel(), Preprocessing(48), "conv")
+    assert augmented.flip and augmented.shift_px == 2  # defaults: 5% of the side
+    expected, found = plain.heatmaps(images, [0, 0, 0]), augmented.heatmaps(images, [0, 0, 0])
+    np.testing.assert_allclose(found[:, 4:-4, 4:-4], expected[:, 4:-4, 4:-4], atol=1e-5)
+    assert [peak(h) for h in found] == [peak(h) for h in expected]
+
+
+def test_grid_is_measured_for_every_efficientnet_cam_layer():
+    """The receptive-field grid must survive MONAI's hooks (it once came back None for bn2, which fell
+    back to a plain resize and misplaced every peak by up to half a cell)."""
+    model = create_model(ModelConfig("efficientnet-lite0", 2, 96, pretrained="none")).eval()
+    prep = Preprocessing(96)
+    for layer in ("backbone.blocks.5", "backbone.conv_head", "backbone.bn2"):
+        assert GradCamExplainer(model, prep, layer, flip=False, shift=0).grid == (0.0, 32.0), layer
+
+
 def test_unknown_layer_is_a_clear_error():
     with pytest.raises(ValueError, match="no layer 'nope'"):
         GradCamExplainer(BrightnessModel(), Preprocessing(32), "nope")

@@ -73,10 +73,11 @@ def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys):
 
     report = _benchmark_module().main([
         "--out", str(tmp_path), "--n", "60", "--phantom-size", "96", "--model", "seed-cnn", "--image-size", "96",
-        "--epochs", "2", "--no-finetune", "--slices-per-series", "1", "2"])
+        "--epochs", "2", "--no-finetune", "--slices-per-series", "1", "2", "--no-ablation"])
     assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "localisation.json").read_text())
     phantoms = report["phantoms"]
     assert phantoms["cam_layer"] == "features.12" and phantoms["cam_grid"] == {"offset_px": 38.5, "stride_px": 16.0}
+    assert phantoms["cam_average"] == {"flip": True, "shift_px": 5}
     rows = list(csv.DictReader(open(tmp_path / "phantom-run" / "split.csv")))
     for split in ("val", "test"):
         result = phantoms[split]
@@ -86,3 +87,4 @@ def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys):
             assert result[key] is None if result["correctly_classified"] == 0 else 0 <= result[key] <= 1
         if result["correctly_classified"]:
             assert result["peak_inside_mask"] <= result["peak_within_tolerance"]
+

@@ -47,6 +47,8 @@ def _add_train_options(p, defaults) -> None:
                    default=(defaults.window_level, defaults.window_width),
                    help="HU window for DICOM/NIfTI inputs (default 40 400, abdomen)")
     p.add_argument("--no-augment", action="store_true", default=not defaults.augment)
+    p.add_argument("--translate", type=float, default=defaults.translate,
+                   help="random shifts up to this fraction of the image side (default: the augmentation preset's)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dropout", type=float, default=defaults.dropout)
@@ -90,7 +92,7 @@ def _train_config(args, out: str):
         patience=args.patience, seed=args.seed, device=args.device, pretrained=args.pretrained,
         finetune=args.finetune, split=args.split, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, window_level=args.window[0], window_width=args.window[1],
-        augment=not args.no_augment, workers=args.workers, progress=not args.no_progress, dropout=args.dropout,
+        augment=not args.no_augment, translate=args.translate, workers=args.workers, progress=not args.no_progress, dropout=args.dropout,
         cache=not args.no_cache, cache_dir=args.cache_dir, feature_cache=not args.no_feature_cache,
         feature_views=args.feature_views, compile=args.compile,
         threshold=args.threshold, target_sensitivity=args.target_sensitivity,

@@ -20,6 +20,9 @@ from kidneyct.models import get_spec
 
 OVERLAY_SIDE = 256  # overlays are drawn at least this large so the caption stays readable
 OVERLAY_ALPHA = 0.45
+# Heatmaps average over the mirrored slice and shifts of this fraction of the side (each axis, both
+# ways): the left-right flip and the +-5% translations the models are trained with (`Augmentation`).
+CAM_SHIFT = 0.05
 
 
 def _unit_range(maps: torch.Tensor) -> torch.Tensor:
@@ -29,6 +32,16 @@ def _unit_range(maps: torch.Tensor) -> torch.Tensor:
     span = torch.where(high > low, high - low, torch.ones_like(high))
     scaled = (flat - low[:, None]) / span[:, None]
     return torch.where((high > low)[:, None], scaled, torch.zeros_like(scaled)).view_as(maps)
+
+
+def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Images [..., H, W] moved down by dy and right by dx pixels; vacated pixels are 0 (air, as in
+    training augmentation)."""
+    out = np.zeros_like(images)
+    h, w = images.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
 
 
 class _Stop(Exception):
@@ -111,13 +124,17 @@ def aligned_resize(maps: torch.Tensor, size, grid: tuple[float, float]) -> torch
 class GradCamExplainer:
     """Grad-CAM for a model and one of its layers (default: the model's registered `cam_layer`).
 
-    With `flip` (default) the map is the sum of the slice's map and the mirrored map of the mirrored
-    slice ("augmented Grad-CAM" over the left-right flip the models are trained with): evidence tied to
-    the lesion appears in both, artefacts of a position in the grid (padding, cell borders) rarely do.
+    "Augmented Grad-CAM" over the transformations the models are trained with: with `flip` (default)
+    the map of the mirrored slice, mirrored back, is added; with `shift` (default CAM_SHIFT, a fraction
+    of the side; 0: off) so are the maps of the slice moved by +-shift along each axis, moved back
+    (3 x 3 positions). Each map is scaled to [0, 1] before the sum. Evidence tied to the lesion appears
+    in every map; artefacts of a position in the coarse grid (padding, cell borders) rarely do, and
+    the shifted grids sample the image between the cell centres of one map (at stride 32, a single
+    map's peak can only fall on a cell centre). Costs 2 x 9 backward passes per slice by default.
     """
 
     def __init__(self, model: torch.nn.Module, preprocessing: Preprocessing, layer: str,
-                 device: str | torch.device = "cpu", flip: bool = True):
+                 device: str | torch.device = "cpu", flip: bool = True, shift: float = CAM_SHIFT):
         from monai.visualize import GradCAM  # imported here: MONAI takes seconds to import
         from monai.visualize.class_activation_maps import ModelWithHooks
 
@@ -128,7 +145,9 @@ class GradCamExplainer:
 
             def class_score(self, logits, class_idx):
                 others = torch.cat([logits[:, :class_idx], logits[:, class_idx + 1:]], 1)
-                return logits[:, class_idx] - torch.logsumexp(others, 1)
+                # [B, 1, 1, 1]: Grad-CAM++ multiplies the gradients [B, C, H, W] by exp(score), which
+                # MONAI's [B]-shaped default only broadcasts for a batch of one.
+                return (logits[:, class_idx] - torch.logsumexp(others, 1)).view(-1, 1, 1, 1)
 
         layers = dict(model.named_modules())
         if layer not in layers:
@@ -140,12 +159,15 @@ class GradCamExplainer:
         self.preprocessing = preprocessing
         self.layer = layer
         self.device = torch.device(device)
-        hooks = LogOddsHooks(self.model, layer, register_forward=True, register_backward=True)
+        # Measured before MONAI's hooks go on: a full backward hook on the layer (copied into the probe)
+        # cut the probe's gradients for some layers (EfficientNet's bn2), which silently lost the grid.
         self.grid = feature_grid(self.model, layer, preprocessing.image_size)
+        hooks = LogOddsHooks(self.model, layer, register_forward=True, register_backward=True)
         # Maps are scaled to [0, 1] after the flip average, so the raw maps pass through MONAI as they are.
         self.cam = GradCAM(nn_module=hooks, target_layers=layer, postprocessing=lambda maps: maps,
                            upsampler=self._upsampler)
         self.flip = flip
+        self.shift_px = int(round(shift * preprocessing.image_size))
 
     def _upsampler(self, size):
         if self.grid is None:
@@ -154,9 +176,9 @@ class GradCamExplainer:
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, layer: str | None = None, device="cpu",
-                    flip: bool = True) -> "GradCamExplainer":
+                    flip: bool = True, shift: float = CAM_SHIFT) -> "GradCamExplainer":
         return cls(loaded.model, loaded.preprocessing, layer or get_spec(loaded.model_config.name).cam_layer,
-                   device, flip)
+                   device, flip, shift)
 
     def _maps(self, images: np.ndarray, target: int) -> torch.Tensor:
         x = self.preprocessing.batch_to_tensor(images, self.device)
@@ -175,12 +197,21 @@ class GradCamExplainer:
                 rows = np.flatnonzero(class_indices == target)
                 for start in range(0, len(rows), batch_size):
                     chosen = rows[start:start + batch_size]
-                    maps = self._maps(images[chosen], int(target))
-                    if self.flip:
-                        mirrored = np.ascontiguousarray(images[chosen][:, :, ::-1])
-                        maps = maps + self._maps(mirrored, int(target)).flip(-1)
-                    out[chosen] = _unit_range(maps)[:, 0].cpu().numpy()
+                    out[chosen] = self._augmented(images[chosen], int(target))
         return out
+
+    def _augmented(self, images: np.ndarray, target: int) -> np.ndarray:
+        offsets = sorted({-self.shift_px, 0, self.shift_px})
+        total = np.zeros(images.shape, np.float32)
+        for mirror in (False, True) if self.flip else (False,):
+            view = np.ascontiguousarray(images[:, :, ::-1]) if mirror else images
+            for dy in offsets:
+                for dx in offsets:
+                    moved = _shifted(view, dy, dx) if dy or dx else view
+                    maps = _unit_range(self._maps(moved, target))[:, 0].cpu().numpy()
+                    maps = _shifted(maps, -dy, -dx) if dy or dx else maps
+                    total += maps[:, :, ::-1] if mirror else maps
+        return _unit_range(torch.from_numpy(total)[:, None])[:, 0].numpy()
 
 
 def _font(size: int):

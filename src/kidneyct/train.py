@@ -13,7 +13,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,7 @@ class TrainConfig:
     window_level: float = 40.0
     window_width: float = 400.0
     augment: bool = True
+    translate: float | None = None  # random shifts up to this fraction of the side; None: the preset's
     workers: int | None = None
     progress: bool = True
     cache: bool = True  # decode once into a memory-mapped cache that later runs load
@@ -116,7 +117,8 @@ class TrainConfig:
             return None
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {self.augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
-        return AUGMENTATIONS[self.augmentation]
+        policy = AUGMENTATIONS[self.augmentation]
+        return policy if self.translate is None else replace(policy, translate=self.translate)
 
 
 @dataclass
