@@ -36,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--translate", type=float, default=0.15,
+                   help="training shifts up to this fraction of the side (0.15 measured best on validation; "
+                        "the augmentation preset's 0.05 points worse)")
     p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=True,
                    help="unfreeze an ImageNet backbone (default on)")
     p.add_argument("--layer", default=None, help="Grad-CAM target layer (default: the model's)")
@@ -56,7 +59,8 @@ def _train(data: Path, out: Path, args, epochs: int):
 
     config = TrainConfig(data=str(data), out=str(out), model=args.model, classes="tumor,normal",
                          image_size=args.image_size, epochs=epochs, patience=epochs, lr=args.lr, seed=args.seed,
-                         finetune=args.finetune, device="cpu", progress=False, workers=args.workers)
+                         finetune=args.finetune, translate=args.translate, device="cpu", progress=False,
+                         workers=args.workers)
     started = time.perf_counter()
     result = train(config)
     return result, time.perf_counter() - started
