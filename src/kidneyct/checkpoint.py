@@ -7,13 +7,13 @@ the preprocessing, the calibration temperature and the operating threshold.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from kidneyct.atomic import atomic_write
 
 from kidneyct.data.transforms import Preprocessing
 from kidneyct.models import ModelConfig, create_model
@@ -27,18 +27,7 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(payload: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: torch.save(payload, stream))
 
 
 def read_checkpoint(path: str | Path) -> dict:

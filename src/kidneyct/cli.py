@@ -302,7 +302,7 @@ def cmd_compare_splits(args) -> int:
     from kidneyct.compare import compare_splits
 
     out = args.out or f"runs/compare-{args.model}"
-    summary = compare_splits(_train_config(args, out), out)
+    compare_splits(_train_config(args, out), out)
     print(Path(out, "comparison.md").read_text())
     return 0
 

@@ -13,12 +13,11 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from kidneyct.atomic import atomic_write
 from kidneyct.data.rows import Rows
 from kidneyct.data.transforms import Augmentation, Preprocessing, to_unit_tensor
 from kidneyct.distributed import DistContext
@@ -136,11 +135,7 @@ def _save_memo(key: str, features: torch.Tensor) -> None:
     if _memo_folder is None:
         return
     try:
-        _memo_folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".features-{key}.", suffix=".tmp", dir=_memo_folder)
-        os.close(handle)
-        torch.save(features.cpu(), name)
-        os.replace(name, _memo_folder / f"features-{key}.pt")
+        atomic_write(_memo_folder / f"features-{key}.pt", lambda stream: torch.save(features.cpu(), stream))
     except OSError as error:
         log.warning("cannot write the feature memo in %s: %s", _memo_folder, error)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kidneyct.atomic import atomic_write
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.transforms import Preprocessing
 
@@ -180,7 +181,7 @@ class CacheWriter:
         with open(self.temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         os.replace(self.temporary, array_path)
-        _atomic_write_text(meta_path, json.dumps(meta))
+        atomic_write(meta_path, lambda stream: stream.write(json.dumps(meta)), binary=False)
         return np.load(array_path, mmap_mode="r")
 
     def abort(self) -> None:
@@ -192,15 +193,3 @@ def _host() -> str:
     return socket.gethostname().replace(".", "-")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(name, 0o644)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise

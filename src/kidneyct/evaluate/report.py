@@ -53,7 +53,7 @@ def data_lines(result: dict) -> list[str]:
         f"Dataset: {data['root']}",
         f"Classes: {', '.join(result['classes'])}",
         f"Split: {data['split_description']}",
-        f"Split sizes (images): " + ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items()),
+        "Split sizes (images): " + ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items()),
         f"Evaluated split: {result['split']} ({result['metrics']['n']} images)",
         f"Confidence intervals: {result['metrics']['bootstrap']['level']:.0%} percentile bootstrap over "
         f"{result['metrics']['bootstrap']['n_boot']} resamples of {_plural(result['metrics']['bootstrap']['unit'])}",
@@ -94,7 +94,7 @@ def write_reports(result: dict, figures: dict[str, Path], out: Path) -> tuple[Pa
     skipped = result["data"].get("skipped", [])
     extra_sections = result.get("sections", [])  # (title, markdown-free text lines) from other issues
 
-    md = [f"# kidneyct evaluation report", "", f"> {DISCLAIMER}", ""]
+    md = ["# kidneyct evaluation report", "", f"> {DISCLAIMER}", ""]
     md += [f"- {line}" for line in data_lines(result) + model_lines(result)] + [""]
     md += ["## Metrics", "", _table_md(["metric", "value", "95% CI"], summary), ""]
     md += ["## Per class", "", _table_md(["class", "precision (CI)", "recall (CI)", "F1 (CI)"], per_class), ""]
