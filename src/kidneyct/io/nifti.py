@@ -5,16 +5,21 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 
 from kidneyct.io.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
 
+if TYPE_CHECKING:
+    import nibabel as nib
+
 
 def _load(path: Path) -> nib.Nifti1Image:
+    import nibabel as nib  # deferred: JPG/PNG runs and `kidneyct --help` never load it
+
     try:
         image = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
