@@ -121,7 +121,7 @@ def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_pa
     from kidneyct.data.transforms import Augmentation, Preprocessing
     from kidneyct.distributed import DistContext
     from kidneyct.engine import ImageStore
-    from kidneyct.features import extract_features, feature_memo, feature_memo_active, subset_features
+    from kidneyct.features import FeatureMemo, extract_features, subset_features
     from kidneyct.models import ModelConfig, create_model
 
     path = tmp_path / "rows.npy"
@@ -130,17 +130,15 @@ def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_pa
     model = create_model(ModelConfig("efficientnet-lite0", 2, 32, "none", True))
     prep, ctx, device = Preprocessing(32), DistContext(), torch.device("cpu")
     first, second = Rows(base, np.array([0, 3, 5])), Rows(base, np.array([5, 11]))
-    assert not feature_memo_active()
-    with feature_memo():
-        a = subset_features(model, prep, first, 1, Augmentation(), 0, ctx, device)
-        b = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
+    memo = FeatureMemo()
+    a = subset_features(model, prep, first, 1, Augmentation(), 0, ctx, device, memo=memo)
+    b = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=memo)
     assert a.shape[:2] == (2, 3) and b.shape[:2] == (2, 2)
     assert torch.allclose(a[:, 2], b[:, 0])  # row 5, computed once
     fresh = extract_features(model, prep, ImageStore.create(second, device), 0, None, 0, ctx)
     assert torch.allclose(b[0], fresh[0], atol=1e-5)  # the plain view does not depend on the subset
     # On disk: a later block (another process, in practice) loads the same features instead of recomputing.
-    with feature_memo(tmp_path / "memo"):
-        c = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
+    c = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=FeatureMemo(tmp_path / "memo"))
     assert len(list((tmp_path / "memo").glob("features-*.pt"))) == 1
     import kidneyct.features as features_module
 
@@ -148,9 +146,10 @@ def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_pa
     original = features_module.extract_features
     features_module.extract_features = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
-        with feature_memo(tmp_path / "memo"):
-            d = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device)
-            e = subset_features(model, Preprocessing(32, tta_hflip=True), second, 1, Augmentation(), 0, ctx, device)
+        later = FeatureMemo(tmp_path / "memo")  # another process, in practice
+        d = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=later)
+        e = subset_features(model, Preprocessing(32, tta_hflip=True), second, 1, Augmentation(), 0, ctx, device,
+                            memo=later)
     finally:
         features_module.extract_features = original
     assert not calls and torch.equal(c, d) and torch.equal(d, e)
@@ -162,7 +161,7 @@ def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tm
 
     from kidneyct.cv import _test_logits
     from kidneyct.data.rows import Rows
-    from kidneyct.features import feature_memo
+    from kidneyct.features import FeatureMemo
     from kidneyct.predict import Predictor
 
     config = TrainConfig(data=str(phantom_series), out=str(tmp_path / "run"), model="efficientnet-lite0",
@@ -174,6 +173,5 @@ def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tm
     np.save(path, np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8))
     rows = Rows(np.load(path, mmap_mode="r"), np.array([1, 4, 7]))
     full = predictor.logits_uint8(rows)
-    with feature_memo():
-        memo = _test_logits(predictor, config, rows)
-    assert torch.allclose(memo, full, atol=1e-4)
+    from_memo = _test_logits(predictor, config, rows, FeatureMemo())
+    assert torch.allclose(from_memo, full, atol=1e-4)

@@ -29,7 +29,7 @@ from kidneyct.evaluate.metrics import point_metrics
 from kidneyct.evaluate.series import aggregate_by_group
 from kidneyct.distributed import DistContext
 from kidneyct.engine import head_logits
-from kidneyct.features import feature_memo, feature_memo_active, subset_features, uses_feature_cache
+from kidneyct.features import FeatureMemo, subset_features, uses_feature_cache
 from kidneyct.train import SPLIT_CSV, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -132,22 +132,22 @@ def _write_folds_csv(path: Path, folds: list[dict]) -> None:
                             [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
 
 
-def _test_logits(predictor, config: TrainConfig, rows) -> torch.Tensor:
+def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> torch.Tensor:
     """The test fold's logits. A frozen backbone without TTA: its head on the memo's plain-view features
     (the very forward pass the model makes, head(backbone(x)), without running the backbone again);
     otherwise the checkpoint's full inference path."""
     model = predictor.model
-    if feature_memo_active() and uses_feature_cache(model, config.feature_cache) and not predictor.preprocessing.tta_hflip:
+    if uses_feature_cache(model, config.feature_cache) and not predictor.preprocessing.tta_hflip:
         augmentation = config.augmentation_policy()
         views = config.feature_views if augmentation is not None else 0
         features = subset_features(model, predictor.preprocessing, rows, views, augmentation, config.seed,
-                                   DistContext(device=predictor.device), predictor.device)[0]
+                                   DistContext(device=predictor.device), predictor.device, memo=memo)[0]
         return head_logits(model.head, features, predictor.device)
     return predictor.logits_uint8(rows, max(config.batch_size, 128))
 
 
 def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
-               thresholds) -> list[dict]:
+               thresholds, memo: FeatureMemo) -> list[dict]:
     """Train and test every fold; fills the out-of-fold arrays and returns one row per fold."""
     from kidneyct.predict import Predictor  # imported here, as evaluate does: predict imports metrics
 
@@ -168,9 +168,9 @@ def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes
         write_split_csv(split_csv, data.catalogue.root, classes, by_split)
         log.info("fold %d/%d: train %d, val %d, test %d images", k + 1, config.folds,
                  *(len(by_split[n]) for n in ("train", "val", "test")))
-        run = train(replace(base, out=str(fold_dir), split="grouped", split_file=str(split_csv)))
+        run = train(replace(base, out=str(fold_dir), split="grouped", split_file=str(split_csv)), feature_memo=memo)
         predictor = Predictor.from_checkpoint(run.best_checkpoint, base.device)
-        logits = _test_logits(predictor, base, data.decoded.images.subset(test_index))
+        logits = _test_logits(predictor, base, data.decoded.images.subset(test_index), memo)
         probs = predictor.probabilities_from_logits(logits)
         thresholds[k] = predictor.threshold
         oof_probs[test_index] = probs
@@ -220,9 +220,9 @@ def cross_validate(config: CVConfig) -> CVResult:
     thresholds = [None] * config.folds
     cache_folder = base.cache_settings().resolve()
     # A frozen backbone's features are computed once for all folds (and kept beside the decode cache).
-    with feature_memo(cache_folder / "features" if cache_folder is not None else None):
-        folds = _run_folds(config, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
-                           thresholds)
+    memo = FeatureMemo(cache_folder / "features" if cache_folder is not None else None)
+    folds = _run_folds(config, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
+                       thresholds, memo)
     summary = summarise_folds(folds)
     # Pooled: every image's out-of-fold prediction at once (thresholds are each fold's own).
     pooled_image = point_metrics(labels, oof_probs, classes, oof_pred)

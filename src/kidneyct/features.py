@@ -9,7 +9,6 @@ backbone, so checkpoints hold the full network and evaluate/predict run on image
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -74,30 +73,51 @@ def extract_features(model: torch.nn.Module, prep: Preprocessing, store: ImageSt
 
 
 # ------------------------------------------------------------------------------------------------
-# Cross-run memo (opt-in, single process): k-fold cross-validation trains k heads on one frozen backbone
-# over subsets of one decode cache. Inside `feature_memo()`, features are computed once for every row of
-# the cache array the subset comes from and each run takes its rows; outside it nothing is remembered.
-
-_memo: dict | None = None
-_memo_folder: Path | None = None
+# Cross-run memo (single process): k-fold cross-validation trains k heads on one frozen backbone over
+# subsets of one decode cache. A FeatureMemo handed to each training computes features once for every row of
+# the cache array the subsets come from; each run takes its rows. Without one nothing is remembered.
 
 
-@contextlib.contextmanager
-def feature_memo(folder: str | Path | None = None):
-    """Remember backbone features across trainings in this block (the last set only: one entry); with a
-    `folder`, also on disk, so that later processes (the next cross-validation with another head setting)
-    load them instead of running the backbone again."""
-    global _memo, _memo_folder
-    previous = (_memo, _memo_folder)
-    _memo, _memo_folder = {}, (Path(folder) if folder is not None else None)
-    try:
-        yield
-    finally:
-        _memo, _memo_folder = previous
+class FeatureMemo:
+    """Backbone features remembered across the trainings it is passed to (the last set only: one entry);
+    with a `folder`, also on disk, so that later processes (the next cross-validation with another head
+    setting) load them instead of running the backbone again."""
 
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder) if folder is not None else None
+        self._entries: dict[str, torch.Tensor] = {}
 
-def feature_memo_active() -> bool:
-    return _memo is not None
+    def _load(self, key: str) -> torch.Tensor | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"features-{key}.pt"
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        except Exception as error:  # a damaged file is recomputed
+            log.warning("feature memo %s unreadable (%s): recomputing", path, error)
+            return None
+
+    def _save(self, key: str, features: torch.Tensor) -> None:
+        if self.folder is None:
+            return
+        try:
+            atomic_write(self.folder / f"features-{key}.pt", lambda stream: torch.save(features.cpu(), stream))
+        except OSError as error:
+            log.warning("cannot write the feature memo in %s: %s", self.folder, error)
+
+    def all_rows(self, key: str, compute, device: torch.device) -> torch.Tensor:
+        """The features stored under `key`, else `compute()` (then stored)."""
+        if key not in self._entries:
+            self._entries.clear()
+            features = self._load(key)
+            if features is None:
+                features = compute()
+                self._save(key, features)
+            else:
+                log.info("loaded backbone features of %d images x %d view(s) from the feature memo",
+                         features.shape[1], features.shape[0])
+            self._entries[key] = features.to(device)
+        return self._entries[key]
 
 
 def backbone_digest(model: torch.nn.Module) -> str:
@@ -120,47 +140,19 @@ def _memo_key(model, prep: Preprocessing, base, views: int, augmentation: Augmen
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _load_memo(key: str) -> torch.Tensor | None:
-    if _memo_folder is None:
-        return None
-    path = _memo_folder / f"features-{key}.pt"
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-    except Exception as error:  # a damaged file is recomputed
-        log.warning("feature memo %s unreadable (%s): recomputing", path, error)
-        return None
-
-
-def _save_memo(key: str, features: torch.Tensor) -> None:
-    if _memo_folder is None:
-        return
-    try:
-        atomic_write(_memo_folder / f"features-{key}.pt", lambda stream: torch.save(features.cpu(), stream))
-    except OSError as error:
-        log.warning("cannot write the feature memo in %s: %s", _memo_folder, error)
-
-
 def subset_features(model: torch.nn.Module, prep: Preprocessing, rows: Rows, views: int,
                     augmentation: Augmentation | None, seed: int, ctx: DistContext, device: torch.device,
-                    batch_size: int = 256) -> torch.Tensor:
-    """`extract_features` for `rows`; inside `feature_memo()` (one process, rows of a cached memmap) the
-    features of all rows of the underlying cache are computed once and reused by later calls."""
+                    batch_size: int = 256, memo: FeatureMemo | None = None) -> torch.Tensor:
+    """`extract_features` for `rows`; with a `memo` (one process, rows of a cached memmap) the features of
+    all rows of the underlying cache are computed once and reused by later calls."""
     base = rows.base
     filename = getattr(base, "filename", None)
-    if _memo is None or ctx.world_size > 1 or filename is None:
+    if memo is None or ctx.world_size > 1 or filename is None:
         return extract_features(model, prep, ImageStore.create(rows, device), views, augmentation, seed, ctx,
                                 batch_size)
-    key = _memo_key(model, prep, base, views, augmentation, seed)
-    if key not in _memo:
-        _memo.clear()
-        features = _load_memo(key)
-        if features is None:
-            features = extract_features(model, prep, ImageStore.create(Rows(base), device), views, augmentation,
-                                        seed, ctx, batch_size)
-            _save_memo(key, features)
-        else:
-            log.info("loaded backbone features of %d images x %d view(s) from the feature memo",
-                     features.shape[1], features.shape[0])
-        _memo[key] = features.to(device)
-    every = _memo[key]
+    every = memo.all_rows(
+        _memo_key(model, prep, base, views, augmentation, seed),
+        lambda: extract_features(model, prep, ImageStore.create(Rows(base), device), views, augmentation, seed,
+                                 ctx, batch_size),
+        device)
     return every[:views + 1, torch.as_tensor(rows.index, device=every.device)]

@@ -31,7 +31,7 @@ from kidneyct.data.transforms import AUGMENTATIONS, Augmentation, Preprocessing
 from kidneyct.distributed import DistContext, init_distributed
 from kidneyct.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.evaluate.metrics import point_metrics, positive_index
-from kidneyct.features import extract_features, feature_memo_active, subset_features, uses_feature_cache
+from kidneyct.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
 from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.predict import predict_logits
 from kidneyct.runtime import configure_backend, progress_bar, seed_everything
@@ -245,18 +245,21 @@ def calibrate_checkpoint_file(path: Path, model, val_logits, val_labels, config:
     return payload
 
 
-def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None,
+          feature_memo: FeatureMemo | None = None) -> TrainResult:
     """Train per `config`. With `resume`, continue `<out>/last.pt` under its stored configuration;
     `extend_epochs` raises its epoch budget (the cosine schedule stretches from where it is).
+    `feature_memo` lets trainings on subsets of one decode cache share a frozen backbone's features.
     Under torchrun (WORLD_SIZE > 1) every rank calls this; they train one model together."""
     ctx = init_distributed(config.device)
     try:
-        return _train(config, resume, extend_epochs, ctx)
+        return _train(config, resume, extend_epochs, ctx, feature_memo)
     finally:
         ctx.close()
 
 
-def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext) -> TrainResult:
+def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext,
+           memo: FeatureMemo | None) -> TrainResult:
     out = Path(config.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
     previous = None
@@ -323,10 +326,10 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         started = time.perf_counter()
         views = config.feature_views if augmentation is not None else 0
         train_features = subset_features(model, prep, train_set.images, views, augmentation, config.seed, ctx,
-                                         device, val_batch)
-        # Validation takes the plain view: from the memo when one is active, else computed on its own.
+                                         device, val_batch, memo)
+        # Validation takes the plain view: from the memo when there is one, else computed on its own.
         val_features = subset_features(model, prep, val_set.images, views, augmentation, config.seed, ctx,
-                                       device, val_batch)[0] if feature_memo_active() else \
+                                       device, val_batch, memo)[0] if memo is not None else \
             extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None, config.seed, ctx,
                              val_batch)[0]
         feature_seconds = time.perf_counter() - started
