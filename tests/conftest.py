@@ -26,6 +26,11 @@ def decode_cache_folder(tmp_path_factory):
         os.environ["KIDNEYCT_CACHE"] = previous
 
 
+# Shared trained fixtures keep the whole image and plain sampling (the student baseline's), so that what the
+# tests built on them measure does not move when the default recipe changes.
+WHOLE_IMAGE = {"body_crop": False, "label_smoothing": 0.0, "sampler": "shuffle"}
+
+
 @pytest.fixture(scope="session")
 def phantom_png(tmp_path_factory) -> Path:
     from kidneyct.data.phantom import generate_dataset
@@ -42,7 +47,7 @@ def trained_run(phantom_png, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(data=str(phantom_png), out=str(out), model="seed-cnn", image_size=96, epochs=2,
-                         batch_size=16, seed=1, device="cpu", progress=False, workers=1)
+                         batch_size=16, seed=1, device="cpu", progress=False, workers=1, **WHOLE_IMAGE)
     return train(config)
 
 
@@ -73,5 +78,5 @@ def phantom_detector(tmp_path_factory):
                      progress=False)
     config = TrainConfig(data=str(data), out=str(tmp_path_factory.mktemp("detector")), model="efficientnet-lite0",
                          image_size=96, epochs=8, patience=8, finetune=True, seed=1, device="cpu", progress=False,
-                         workers=1)
+                         workers=1, **WHOLE_IMAGE)
     return kidneyct.load(train(config).best_checkpoint, device="cpu")

@@ -124,3 +124,32 @@ def test_recipes_are_data_and_the_command_line_overrides_them(monkeypatch, phant
     assert stored["recipe"] == "test-recipe" and stored["label_smoothing"] == 0.2 and stored["epochs"] == 1
     assert stored["sampler"] == "shuffle"  # given on the command line
     assert main(["train", "--data", str(phantom_png), "--recipe", "no-such-recipe"]) == 2
+
+
+def test_train_defaults_are_the_default_recipe_and_the_demo_keeps_the_baseline(monkeypatch, tmp_path):
+    """`kidneyct train` with no options trains DEFAULT_RECIPE; the demo pins the student baseline."""
+    import kidneyct.train as train_module
+    from kidneyct.cli import build_parser
+    from kidneyct.demo import run_demo
+    from kidneyct.recipes import DEFAULT_RECIPE, recipe_settings
+
+    plain = TrainConfig(data="d", out="o")
+    assert plain.recipe == DEFAULT_RECIPE
+    assert apply_recipe(plain, DEFAULT_RECIPE) == plain  # every recipe setting is a default
+    parsed = build_parser().parse_args(["train", "--data", "d"])
+    for name, value in recipe_settings(DEFAULT_RECIPE).items():
+        assert getattr(parsed, name if name != "epochs" else "default_epochs") == value, name
+
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        raise SystemExit  # stop before any training
+    monkeypatch.setattr(train_module, "train", fake_train)
+    with pytest.raises(SystemExit):
+        run_demo(tmp_path, n=8, epochs=1, image_size=96, device="cpu", phantom_size=64)
+    demo = seen["config"]
+    baseline = recipe_settings("student-baseline")
+    assert demo.recipe == "student-baseline" and demo.model == baseline["model"]
+    assert (demo.body_crop, demo.label_smoothing, demo.sampler) == (False, 0.0, "shuffle")
+    assert (demo.image_size, demo.epochs) == (96, 1)

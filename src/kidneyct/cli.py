@@ -25,7 +25,7 @@ def _add_data_phantom(sub) -> None:
 
 def _add_train_options(p, defaults) -> None:
     p.add_argument("--data", required=True, help="dataset folder above the class folders")
-    p.add_argument("--model", default=defaults.model, help="a name from `kidneyct models`")
+    p.add_argument("--model", default=defaults.model, help=f"a name from `kidneyct models` (default {defaults.model})")
     p.add_argument("--classes", default=defaults.classes, help="'tumor,normal' (default) or 'all' for four classes")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"default {defaults.epochs}; with --resume, a larger value extends the run")
@@ -33,7 +33,8 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in epochs")
-    p.add_argument("--image-size", type=int, default=defaults.image_size, help="default: the model's (224)")
+    p.add_argument("--image-size", type=int, default=defaults.image_size,
+                   help=f"default {defaults.image_size or 'the model' + chr(39) + 's'} (recipe {defaults.recipe})")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--pretrained", choices=["imagenet", "none"], default=defaults.pretrained,
@@ -317,11 +318,12 @@ def cmd_cv(args) -> int:
 
 
 def cmd_recipes(args) -> int:
-    from kidneyct.recipes import RECIPES
+    from kidneyct.recipes import DEFAULT_RECIPE, RECIPES
 
     for name, recipe in RECIPES.items():
-        settings = ", ".join(f"{k}={v}" for k, v in recipe["settings"].items()) or "(TrainConfig defaults)"
-        print(f"{name:20s} {recipe['description']}\n{'':20s} {settings}")
+        settings = ", ".join(f"{k}={v}" for k, v in recipe["settings"].items())
+        marker = "  [the default of train, cv and compare-splits]" if name == DEFAULT_RECIPE else ""
+        print(f"{name}{marker}\n    {recipe['description']}\n    {settings}")
     return 0
 
 
