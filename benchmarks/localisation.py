@@ -54,12 +54,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _train(data: Path, out: Path, args, epochs: int):
-    from kidneyct.train import TrainConfig, train
+    from kidneyct.recipes import recipe_config
+    from kidneyct.train import train
 
-    config = TrainConfig(data=str(data), out=str(out), model=args.model, classes="tumor,normal",
-                         image_size=args.image_size, epochs=epochs, patience=epochs, lr=args.lr, seed=args.seed,
-                         finetune=args.finetune, translate=args.translate, device="cpu", progress=False,
-                         workers=args.workers)
+    # Whole image, plain sampling (the numbers in benchmarks/results were measured so), whatever the default.
+    config = recipe_config("student-baseline", str(data), str(out), model=args.model, classes="tumor,normal",
+                           image_size=args.image_size, epochs=epochs, patience=epochs, lr=args.lr, seed=args.seed,
+                           finetune=args.finetune, translate=args.translate, device="cpu", progress=False,
+                           workers=args.workers)
     started = time.perf_counter()
     result = train(config)
     return result, time.perf_counter() - started

@@ -41,13 +41,16 @@ from kidneyct.distributed import DistContext
 from kidneyct.engine import FeatureInputs, run_epoch
 from kidneyct.models import ModelConfig, create_model
 from kidneyct.runtime import autocast, configure_backend, cpu_threads, resolve_device
-from kidneyct.train import TrainConfig, cosine_with_warmup, make_optimizer, train
+from kidneyct.recipes import recipe_config
+from kidneyct.train import cosine_with_warmup, make_optimizer, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("seed-cnn", "resnet50", "efficientnet-lite0")
 # CPU defaults per model (image size, images linked): the ImageNet backbones are ~30x the seed CNN's
 # arithmetic, so on 2 cores they run small; their targets are GPU targets (--full).
 CPU_SIZES = {"seed-cnn": (128, 600), "resnet50": (64, 160), "efficientnet-lite0": (64, 160)}
+# Runs start from the whole-image baseline recipe (the set-up the recorded results used): speed, not accuracy.
+BASELINE = "student-baseline"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -211,10 +214,10 @@ def model_bound(name: str, size: int, batch: int, steps: int, device: torch.devi
 
 def end_to_end(name: str, data: Path, size: int, batch: int, epochs: int, device: torch.device,
                work: Path, cache: Path) -> dict:
-    config = TrainConfig(data=str(data), out=str(work / f"run-{name}"), model=name, classes="tumor,normal",
-                         image_size=size, epochs=epochs, batch_size=batch, patience=epochs + 1,
-                         device=str(device), pretrained="none", finetune=True, val_fraction=0.1,
-                         test_fraction=0.05, progress=False, cache_dir=str(cache))
+    config = recipe_config(BASELINE, str(data), str(work / f"run-{name}"), model=name, classes="tumor,normal",
+                           image_size=size, epochs=epochs, batch_size=batch, patience=epochs + 1,
+                           device=str(device), pretrained="none", finetune=True, val_fraction=0.1,
+                           test_fraction=0.05, progress=False, cache_dir=str(cache))
     started = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - started
@@ -228,9 +231,9 @@ def end_to_end(name: str, data: Path, size: int, batch: int, epochs: int, device
 
 def frozen_run(data: Path, args, device: torch.device, work: Path) -> dict:
     """The seed's set-up: frozen ResNet50, head trained on cached features (one backbone pass + 4 views)."""
-    config = TrainConfig(data=str(data), out=str(work / "run-frozen"), model="resnet50", classes="tumor,normal",
-                         epochs=10, batch_size=args.batch_size, patience=11, device=str(device), pretrained="none",
-                         progress=False, cache_dir=str(work / "train-cache"))
+    config = recipe_config(BASELINE, str(data), str(work / "run-frozen"), model="resnet50", classes="tumor,normal",
+                           epochs=10, batch_size=args.batch_size, patience=11, device=str(device), pretrained="none",
+                           progress=False, cache_dir=str(work / "train-cache"))
     started = time.perf_counter()
     result = train(config)
     return {"train_images": result.split_sizes["train"], "feature_seconds": round(result.feature_seconds, 2),
@@ -287,9 +290,10 @@ def memory_check(source: Path, count: int, work: Path) -> dict:
     data = link_images(source, work / "memory-data", count, classes=class_folders(source))
     code = (
         "import json, resource, sys, time\n"
-        "from kidneyct.train import TrainConfig, train\n"
+        "from kidneyct.recipes import recipe_config\n"
+        "from kidneyct.train import train\n"
         "t = time.perf_counter()\n"
-        f"r = train(TrainConfig(data={str(data)!r}, out={str(work / 'memory-run')!r}, "
+        f"r = train(recipe_config({BASELINE!r}, {str(data)!r}, {str(work / 'memory-run')!r}, "
         f"classes={','.join(class_folders(source)).lower()!r}, "
         f"image_size=224, epochs=1, device='cpu', progress=False, "
         f"cache_dir={str(work / 'memory-cache')!r}))\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -23,8 +22,8 @@ def run_demo(out: Path, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, image_size: 
              device: str = "auto", seed: int = 0, phantom_size: int = DEMO_PHANTOM_SIZE) -> "EvaluationResult":
     from kidneyct.data.phantom import MANIFEST, generate_dataset
     from kidneyct.evaluate import evaluate
-    from kidneyct.recipes import apply_recipe
-    from kidneyct.train import TrainConfig, train
+    from kidneyct.recipes import recipe_config
+    from kidneyct.train import train
 
     data = out / "phantoms"
     if not (data / MANIFEST).exists():
@@ -34,8 +33,7 @@ def run_demo(out: Path, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, image_size: 
                          slices_per_series=(1, 4))
     # The student baseline (seed-cnn, whole image), not the cross-validated default recipe: synthetic
     # phantoms have no scanner confounds to crop away, and the README's demo numbers were measured so.
-    baseline = apply_recipe(TrainConfig(data=str(data), out=str(out / "seed-cnn")), "student-baseline")
-    config = replace(baseline, classes="tumor,normal", image_size=image_size, epochs=epochs, patience=epochs,
-                     seed=seed, device=device)
+    config = recipe_config("student-baseline", str(data), str(out / "seed-cnn"), classes="tumor,normal",
+                           image_size=image_size, epochs=epochs, patience=epochs, seed=seed, device=device)
     result = train(config)
     return evaluate(result.best_checkpoint, out=out / "report", device=device)

@@ -53,3 +53,11 @@ def apply_recipe(config, name: str):
     if unknown:
         raise ValueError(f"recipe {name!r} sets unknown field(s) {sorted(unknown)}")
     return replace(config, **settings, recipe=name)
+
+
+def recipe_config(name: str, data: str, out: str, **overrides):
+    """A TrainConfig of recipe `name` for `data` and `out`, with `overrides` on top (they win, as options
+    given on the command line do)."""
+    from kidneyct.train import TrainConfig  # train imports this module for its defaults
+
+    return replace(apply_recipe(TrainConfig(data=data, out=out), name), **overrides)
