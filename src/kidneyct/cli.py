@@ -33,8 +33,9 @@ def _add_train_options(p, defaults) -> None:
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in epochs")
+    size = defaults.image_size or "the model's"
     p.add_argument("--image-size", type=int, default=defaults.image_size,
-                   help=f"default {defaults.image_size or 'the model' + chr(39) + 's'} (recipe {defaults.recipe})")
+                   help=f"default {size} (recipe {defaults.recipe})")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--pretrained", choices=["imagenet", "none"], default=defaults.pretrained,

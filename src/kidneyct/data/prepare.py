@@ -52,14 +52,13 @@ def _arrays(decoded: DecodedSet, rows: dict[str, int], samples: list[Sample]) ->
 
 
 def series_images(decoded: DecodedSet, prep: Preprocessing, workers: int | None = None, progress: bool = True,
-                  cache: CacheSettings | None = None, superset: list[Sample] | None = None):
+                  cache: CacheSettings | None = None) -> Rows:
     """`decoded`'s images in the series view (groups.series_view), row for row: the decoded images
     themselves when the model's input is that view, else a second decode (cached like the first)."""
     view = series_view(prep)
     if decodes_as(prep, view):
         return decoded.images
-    again = decode_samples(decoded.samples, view, workers=workers, progress=progress, cache=cache,
-                           superset=superset)
+    again = decode_samples(decoded.samples, view, workers=workers, progress=progress, cache=cache)
     if [s.key for s in again.samples] != [s.key for s in decoded.samples]:
         lost = sorted({s.key for s in decoded.samples} - {s.key for s in again.samples})
         raise RuntimeError(f"{len(lost)} image(s) decoded for training failed in the series view: {lost[:5]}")
