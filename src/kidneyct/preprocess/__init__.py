@@ -1,0 +1,1 @@
+"""Preprocessing: window, body crop, pad/resize, augmentation and the kidney locator."""
