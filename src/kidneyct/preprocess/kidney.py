@@ -28,6 +28,7 @@ PRIOR_DX, PRIOR_DX_SD = 0.19, 0.08
 PRIOR_DY, PRIOR_DY_SD = -0.01, 0.08
 PRIOR_AREA, AREA_LOG_SD = 0.015, 1.0
 MIN_AREA, MAX_AREA = 0.002, 0.06
+MIN_DX = 0.10  # closer to the midline lie the psoas muscles (centroids at 0.06-0.09), not kidneys
 MIN_SCORE = 0.1  # below this a blob is not called a kidney (liver/spleen/bowel blobs scored 0-0.09)
 THRESHOLDS = 10  # intensity levels tried between the fat/soft-tissue split and near-white
 BONE_LEVEL = 0.85  # [0, 1] display intensity from which a pixel may be bone
@@ -115,9 +116,10 @@ def find_spine(unit: np.ndarray, body: _Body) -> tuple[float, float, np.ndarray]
     return float(rows[front].mean()), float(cols[front].mean()), spine
 
 
-def _isolation(unit: np.ndarray, blob: np.ndarray, box, depth_map: np.ndarray, pad: int, width: int) -> float:
-    """How kidney-like a blob's surroundings are: ringed by clearly darker tissue (perirenal fat) and
-    away from the lateral body wall (which liver and spleen reach)."""
+def _isolation(unit: np.ndarray, blob: np.ndarray, box, depth_map: np.ndarray, near_bone: np.ndarray, pad: int,
+               width: int) -> float:
+    """How kidney-like a blob's surroundings are: ringed by clearly darker tissue (perirenal fat), away
+    from the lateral body wall (which liver and spleen reach) and not against the spine (the psoas is)."""
     y0, x0 = max(box[0].start - pad, 0), max(box[1].start - pad, 0)
     y1, x1 = min(box[0].stop + pad, unit.shape[0]), min(box[1].stop + pad, unit.shape[1])
     local = np.zeros((y1 - y0, x1 - x0), bool)
@@ -129,7 +131,9 @@ def _isolation(unit: np.ndarray, blob: np.ndarray, box, depth_map: np.ndarray, p
         return 0.0
     dark = float(np.mean(ring_values < window[local].mean() - 0.12))
     wall = float(depth_map[y0:y1, x0:x1][local].min()) / width
-    return float(np.clip((dark - 0.25) / 0.4, 0, 1) * np.clip(wall / 0.04, 0, 1))
+    against_spine = float(np.mean(near_bone[y0:y1, x0:x1][ring]))
+    return float(np.clip((dark - 0.25) / 0.4, 0, 1) * np.clip(wall / 0.04, 0, 1)
+                 * np.clip(1.0 - against_spine / 0.1, 0, 1))
 
 
 def _blob_score(frac: float, dx: float, dy: float, box, area: float) -> float:
@@ -179,13 +183,14 @@ def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLoca
             frac = area / body_area
             side = 1 if col > spine_col else -1
             dx, dy = side * (col - spine_col) / body.width, (row - spine_row) / body.height
-            if not MIN_AREA <= frac <= MAX_AREA or dx < 0.06:
+            if not MIN_AREA <= frac <= MAX_AREA or dx < MIN_DX:
                 continue
             score = _blob_score(frac, dx, dy, box, area)
             if score <= best[side][0] or score < min_score:  # isolation is the costly term: only if it can win
                 continue
-            blob = labels[box] == label
-            score *= _isolation(unit, blob, box, depth_map, pad, body.width)
+            # A ring of enhancing cortex around darker medulla is one kidney: fill what it encloses.
+            blob = ndimage.binary_fill_holes(labels[box] == label)
+            score *= _isolation(unit, blob, box, depth_map, near_bone, pad, body.width)
             if score > best[side][0]:
                 full = np.zeros(unit.shape, bool)
                 full[box] = blob
