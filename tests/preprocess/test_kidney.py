@@ -84,3 +84,19 @@ def test_real_series_without_kidneys():
 
     calls = [locate_kidneys(apply_window(s.pixels, 40, 400)).found for s in read_series(NO_KIDNEY_DICOM)]
     assert sum(calls) <= 2, f"kidneys called on {sum(calls)} of {len(calls)} slices of a scan without kidneys"
+
+
+def test_kidney_region_covers_both_kidneys_and_little_else():
+    from kidneyct.preprocess.kidney import kidney_region
+
+    covered = []
+    for seed in range(10):
+        unit, truth = _phantom(seed)
+        location = locate_kidneys(unit)
+        region = kidney_region(location)
+        if location.spine is None:
+            assert not region.any()
+            continue
+        covered += [(region & t).sum() / t.sum() for t in truth]
+        assert region.sum() < 0.25 * (unit > 0.03).sum()  # a small part of the body
+    assert np.median(covered) >= 0.9, f"median kidney coverage {np.median(covered):.2f}"

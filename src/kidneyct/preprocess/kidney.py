@@ -50,6 +50,7 @@ class KidneyLocation:
     kidneys: list[FoundKidney] = field(default_factory=list)
     spine: tuple[float, float] | None = None  # (row, column) of the vertebral body, when found
     axial: bool = True  # False: the body is taller than wide (a coronal or sagittal cut)
+    body_size: tuple[int, int] | None = None  # (height, width) of the body's bounding box in pixels
 
     @property
     def found(self) -> bool:
@@ -199,7 +200,38 @@ def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLoca
     for score, blob, _ in best.values():
         if blob is not None and score >= min_score:
             empty |= blob
-    return KidneyLocation(empty, kidneys, (spine_row, spine_col))
+    return KidneyLocation(empty, kidneys, (spine_row, spine_col), body_size=(body.height, body.width))
+
+
+REGION_GROW = 0.06  # of the body width: room around a located kidney for an exophytic mass
+PRIOR_SEMI_AXES = (0.13, 0.11)  # (rows as a share of body height, columns of body width) of a prior region
+
+
+def kidney_region(location: KidneyLocation, grow: float = REGION_GROW) -> np.ndarray:
+    """Where the kidneys and a kidney mass can be: each located kidney grown by `grow` of the body
+    width, and for a side without a located kidney an ellipse at the prior position beside the spine.
+
+    Returns:
+        bool [H, W]; all False when the slice has no spine (nothing anatomical to go by).
+    """
+    region = np.zeros(location.mask.shape, bool)
+    if location.spine is None or location.body_size is None:
+        return region
+    height, width = location.body_size
+    if location.mask.any():
+        grown = ndimage.distance_transform_edt(~location.mask) <= max(1.0, grow * width)
+        region |= grown
+    rows, cols = np.mgrid[0:region.shape[0], 0:region.shape[1]].astype(np.float32)
+    spine_row, spine_col = location.spine
+    located = {kidney.side for kidney in location.kidneys}
+    for side in (-1, 1):
+        if side in located:
+            continue
+        centre_row = spine_row + PRIOR_DY * height
+        centre_col = spine_col + side * PRIOR_DX * width
+        region |= (((rows - centre_row) / (PRIOR_SEMI_AXES[0] * height)) ** 2
+                   + ((cols - centre_col) / (PRIOR_SEMI_AXES[1] * width)) ** 2) <= 1.0
+    return region
 
 
 def _locate_uint8(image: np.ndarray) -> tuple[np.ndarray, float]:
