@@ -38,7 +38,7 @@ import torch.nn.functional as F
 FAMILIES = ("fov", "resolution", "blur", "sharpen", "noise", "window", "gamma", "jpeg")
 
 # The parameter columns of each family, after its on/off flag.
-_COLUMNS = {
+COLUMNS = {
     "fov": ("scale", "shift_x", "shift_y"),
     "resolution": ("factor",),
     "blur": ("sigma",),
@@ -54,7 +54,7 @@ def _spans() -> dict[str, tuple[int, int]]:
     """Family -> (column of its on/off flag, end of its parameter columns) in a `sample` row."""
     spans, start = {}, 0
     for family in FAMILIES:
-        spans[family] = (start, start + 1 + len(_COLUMNS[family]))
+        spans[family] = (start, start + 1 + len(COLUMNS[family]))
         start = spans[family][1]
     return spans
 
