@@ -4,8 +4,8 @@
     python benchmarks/acquisition.py --jpeg --figure docs/images/acquisition-augmentations.png
 
 --jpeg compresses real Kaggle slices with both and prints the PSNR between them per quality; --figure
-draws, for two real slices, one row per family (the strong preset's ranges, always on) with the draws
-sorted by their main parameter. Both need the real data (../shared/data/ct-kidney); prints JSON.
+draws, for two real slices, one row per family (the strong preset's ranges, always on): the original,
+then the lowest, middle and highest of 64 draws along the family's main parameter. Both need the real data (../shared/data/ct-kidney); prints JSON.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-time", action="store_true")
     p.add_argument("--jpeg", action="store_true", help="PSNR of the torch JPEG against Pillow's on real slices")
     p.add_argument("--figure", default=None, help="write the figure here (PNG)")
-    p.add_argument("--draws", type=int, default=4, help="figure: draws per family and slice")
-    p.add_argument("--tile", type=int, default=128, help="figure: tile side in pixels")
+    p.add_argument("--draws", type=int, default=3, help="figure: draws per family and slice")
+    p.add_argument("--tile", type=int, default=120, help="figure: tile side in pixels")
     return p.parse_args(argv)
 
 
@@ -102,11 +102,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def family_row(image: torch.Tensor, family: str, draws: int, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """`draws` augmentations of one image by one family, sorted by the family's main parameter."""
+    """`draws` augmentations of one image by one family, from the weakest to the strongest of 64 draws
+    along the family's main parameter (so the row shows the ends of its range)."""
     policy = families([family], "strong", 1.0)
-    params = policy.sample(draws, torch.Generator().manual_seed(seed))
+    params = policy.sample(64, torch.Generator().manual_seed(seed))
     flag = SPANS[family][0]
     params = params[params[:, flag + SORT_COLUMN.get(family, 1)].argsort()]
+    params = params[torch.linspace(0, len(params) - 1, draws).round().long()]
     images = policy.apply(image.expand(draws, -1, -1, -1), params)
     labels = []
     for row in params:

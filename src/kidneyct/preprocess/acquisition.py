@@ -253,7 +253,7 @@ class AcquisitionAugmentation:
     def _noise(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         sigma, correlation, seed = p.unbind(1)
         noise = hashed_normal(seed, images.shape[-2:]).to(images.dtype)
-        kernels = gaussian_kernels(correlation * self._scale(images))
+        kernels = _fitting_kernels(images, correlation * self._scale(images))
         # White noise convolved with a 2-D kernel k has standard deviation ||k||_2, which for a separable
         # kernel is the sum of squares of its 1-D factor: dividing by it restores unit variance.
         noise = separable_conv(noise, kernels) / kernels.square().sum(1).view(-1, 1, 1, 1)
@@ -353,10 +353,14 @@ def separable_conv(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return sum(w * rows[..., j:j + height, :] for j, w in enumerate(weights))
 
 
+def _fitting_kernels(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian kernels no wider than the images allow (reflected padding must stay inside them)."""
+    return gaussian_kernels(sigma.clamp(max=(min(images.shape[-2:]) - 1) / 3.0))
+
+
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Gaussian blur of [B, 1, H, W] images with per-sample `sigma` [B] (pixels)."""
-    limit = (min(images.shape[-2:]) - 1) / 3.0  # keeps the reflected padding within the image
-    return separable_conv(images, gaussian_kernels(sigma.clamp(max=limit)))
+    return separable_conv(images, _fitting_kernels(images, sigma))
 
 
 def down_up_matrix(kept: torch.Tensor, size: int) -> torch.Tensor:
@@ -467,18 +471,25 @@ def jpeg_compress(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         The decoded images, [B, 1, H, W] in [0, 1], multiples of 1/255.
     """
     batch, _, height, width = images.shape
-    pixels = torch.round(images.clamp(0, 1) * 255.0)
-    pixels = F.pad(pixels, (0, -width % 8, 0, -height % 8), mode="replicate")
-    rows, cols = pixels.shape[-2] // 8, pixels.shape[-1] // 8
-    blocks = pixels.view(batch, rows, 8, cols, 8).transpose(2, 3).reshape(batch, rows * cols, 64) - 128.0
+    pixels = images.clamp(0, 1).mul_(255.0).round_()  # in place where possible: elementwise passes dominate
+    if height % 8 or width % 8:
+        pixels = F.pad(pixels, (0, -width % 8, 0, -height % 8), mode="replicate")
+    padded = pixels.shape[-2:]
+    blocks = pixels.view(batch, padded[0] // 8, 8, padded[1] // 8, 8).sub_(128.0)  # [B, rows, 8, columns, 8]
     dct = _dct_matrix(images.device, images.dtype)
-    basis = torch.kron(dct, dct)  # row-major flattened block: coefficients = basis @ block
-    table = jpeg_quantisation_tables(quality.to(images.dtype)).view(batch, 1, 64)
-    coefficients = blocks @ basis.T / table
-    levels = coefficients.sign() * torch.floor(coefficients.abs() + 0.5)
-    decoded = torch.round((levels * table) @ basis + 128.0).clamp(0, 255)
-    decoded = decoded.view(batch, rows, cols, 8, 8).transpose(2, 3).reshape(batch, 1, rows * 8, cols * 8)
-    return decoded[..., :height, :width] / 255.0
+    table = jpeg_quantisation_tables(quality.to(images.dtype)).view(batch, 1, 8, 1, 8)
+    coefficients = _block_transform(blocks, dct).div_(table)
+    levels = torch.trunc(coefficients.add_(torch.copysign(torch.tensor(0.5, dtype=images.dtype), coefficients)))
+    decoded = _block_transform(levels.mul_(table), dct.T).add_(128.0).round_().clamp_(0, 255)
+    return decoded.view(batch, 1, *padded)[..., :height, :width] / 255.0
+
+
+def _block_transform(blocks: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """matrix @ block @ matrix.T for every 8x8 block of [B, rows, 8, columns, 8], in place in the image
+    layout (no gathering of blocks): two products with the small matrix, one per axis."""
+    batch, rows, _, columns, _ = blocks.shape
+    across = blocks @ matrix.T
+    return (matrix @ across.reshape(batch, rows, 8, columns * 8)).view(batch, rows, 8, columns, 8)
 
 
 def families(names: Iterable[str], preset: "str | AcquisitionAugmentation" = "strong",
@@ -497,6 +508,8 @@ def families(names: Iterable[str], preset: "str | AcquisitionAugmentation" = "st
     unknown = names - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+    if isinstance(preset, str) and preset not in ACQUISITIONS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(ACQUISITIONS)}")
     base = ACQUISITIONS[preset] if isinstance(preset, str) else preset
     changes = {}
     for family in FAMILIES:
