@@ -1,11 +1,12 @@
 """Acquisition augmentation: cost per batch, agreement of the torch JPEG with Pillow's, and a figure.
 
-    OMP_NUM_THREADS=2 python benchmarks/acquisition.py                 # timings (CPU, and CUDA if present)
-    python benchmarks/acquisition.py --jpeg --figure docs/images/acquisition-augmentations.png
+    OMP_NUM_THREADS=1 python benchmarks/acquisition.py      # timings (CPU, and CUDA if present)
+    python benchmarks/acquisition.py --no-time --jpeg --figure docs/images/acquisition-augmentations.png
 
 --jpeg compresses real Kaggle slices with both and prints the PSNR between them per quality; --figure
 draws, for two real slices, one row per family (the strong preset's ranges, always on): the original,
-then the lowest, middle and highest of 64 draws along the family's main parameter. Both need the real data (../shared/data/ct-kidney); prints JSON.
+then the lowest, middle and highest of 64 draws along the family's main parameter. Both need the real
+data (../shared/data/ct-kidney). Prints JSON.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from PIL import Image
 from kidneyct.data.phantom import render_slice, sample_patient
 from kidneyct.data.transforms import apply_window
 from kidneyct.preprocess.acquisition import (
-    ACQUISITIONS, COLUMNS, FAMILIES, PARAMS, SPANS, AcquisitionAugmentation, down_up_matrix, families, hashed_normal,
-    jpeg_compress,
+    ACQUISITIONS, COLUMNS, FAMILIES, PARAMS, SPANS, AcquisitionAugmentation, down_up_matrix, families,
+    hashed_normal, jpeg_compress,
 )
 
 SIDE = 96

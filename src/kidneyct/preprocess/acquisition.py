@@ -22,7 +22,11 @@ size, so a preset means the same physical change at every model input size; a ch
 input's pixels then fades out, as it would for a real image resized to that size.
 
 Works on [B, 1, H, W] display images in [0, 1] where air (outside the body) is black, before
-standardisation. Imports only torch, so it can move with the preprocessing package.
+standardisation. Imports only torch, so it can move with the preprocessing package. In a training step,
+like `Augmentation`: draw for the global batch, apply this rank's rows::
+
+    params = policy.sample(len(index), generator, generator.device)
+    images = policy.apply(images, params[local])
 """
 
 from __future__ import annotations
@@ -210,7 +214,7 @@ class AcquisitionAugmentation:
             comes back bit-identical.
         """
         if images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
-            raise ValueError(f"expected floating point images [B, 1, H, W], got {tuple(images.shape)} {images.dtype}")
+            raise ValueError(f"expected float images [B, 1, H, W], got {images.dtype} {tuple(images.shape)}")
         if params.shape != (images.shape[0], PARAMS):
             raise ValueError(f"expected params [{images.shape[0]}, {PARAMS}], got {tuple(params.shape)}")
         work = torch.float64 if images.dtype == torch.float64 else torch.float32  # half types: compute in float32
@@ -424,12 +428,16 @@ def hashed_normal(seed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     Returns:
         float32 [B, 1, H, W].
     """
+    count = shape[0] * shape[1]
     key = _hash32(seed.long().view(-1, 1))
-    pixel = _hash32(torch.arange(shape[0] * shape[1], device=seed.device).view(1, -1))
-    bits = _hash32(pixel ^ key)  # one hash per pixel and sample: 16 bits for each uniform of Box-Muller
+    pair = _hash32(torch.arange((count + 1) // 2, device=seed.device).view(1, -1))
+    bits = _hash32(pair ^ key)  # one hash per pair of pixels and sample: 16 bits for each uniform
     radius = torch.sqrt(-2.0 * torch.log(((bits >> 16).float() + 0.5) / 2**16))
     angle = ((bits & 0xFFFF).float() + 0.5) * (2.0 * math.pi / 2**16)
-    return (radius * torch.cos(angle)).view(-1, 1, *shape)
+    # Box-Muller gives two independent normals per pair of uniforms, the cosine and the sine: they fill the
+    # two halves of the image, so the pixels that share a radius lie far apart.
+    normals = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], 1)[:, :count]
+    return normals.reshape(-1, 1, *shape)
 
 
 def jpeg_quantisation_tables(quality: torch.Tensor) -> torch.Tensor:
