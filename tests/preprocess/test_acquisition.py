@@ -121,6 +121,17 @@ def test_bad_inputs_are_refused(slices):
         AcquisitionAugmentation(jpeg_quality=(95, 30))
     with pytest.raises(ValueError, match="unknown families"):
         families(["noise", "moire"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        families(["noise"], "extreme")
+
+
+def test_small_and_non_square_images(slices):
+    """Kernels wider than a tiny image are narrowed to fit; non-square sides are handled per axis."""
+    images = F.interpolate(slices, size=(16, 24), mode="area")
+    policy = families(FAMILIES, AcquisitionAugmentation(reference_side=8, blur_sigma=(5.0, 5.0)), 1.0)
+    out = run(policy, images)
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+    assert not torch.equal(out, images)
 
 
 def test_presets_round_trip_through_json():
