@@ -189,8 +189,16 @@ def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes
 
 
 def cross_validate(config: CVConfig) -> CVResult:
-    """Train and test `config.folds` models; write cv.md, cv.json, folds.csv and predictions.csv."""
+    """Train and test `config.folds` models; write cv.md, cv.json, folds.csv and predictions.csv.
 
+    Args:
+        config: the per-fold TrainConfig (its `out` is the cross-validation folder), the number of folds and
+            the seed of the fold assignment.
+
+    Returns:
+        A CVResult: per-fold metrics, their mean and standard deviation per image and per series, the pooled
+        out-of-fold metrics, the wall time and each image's fold.
+    """
     base = config.train
     if config.folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {config.folds}")

@@ -102,7 +102,21 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
              workers: int | None = None, progress: bool = True, audit: bool = True,
              cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
-    against the training split, plots, predictions.csv, metrics.json, report.html and report.md."""
+    against the training split, plots, predictions.csv, metrics.json, report.html and report.md.
+
+    Args:
+        checkpoint: a checkpoint written by training; its split.csv beside it says which images to take.
+        data: the dataset folder (default: the one the checkpoint was trained on).
+        split: "test", "val", "train", or "all" (every image under `data`, also used when no split.csv exists).
+        out: the report folder (default: `report/` beside the checkpoint).
+        device, batch_size, workers, progress, cache: where and how the images are decoded and run.
+        n_boot: bootstrap resamples of series behind every interval.
+        audit: run the leakage audit of the evaluated images against the training split.
+
+    Returns:
+        An EvaluationResult: the folder, the metrics, the HTML and Markdown reports, per-series metrics and
+        the leakage audit.
+    """
     checkpoint = Path(checkpoint)
     predictor = Predictor.from_checkpoint(checkpoint, device)
     payload = predictor.loaded.payload

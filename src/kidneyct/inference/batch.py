@@ -144,8 +144,19 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
                    progress: bool = True) -> BatchPrediction:
     """Predict every slice of every input; studies for series and volumes; CAM overlays when `cam_dir`.
 
-    `threshold` overrides the backend's (the checkpoint's) tumor threshold. Unreadable inputs are
-    recorded in `skipped` and the batch goes on.
+    Args:
+        backend: a Predictor or an OnnxPredictor (see `open_backend`).
+        inputs: image files, folders (walked; a folder of DICOM files is one series) and NIfTI volumes.
+        batch_size: slices per forward pass.
+        top_k: slices averaged into a study's tumor probability.
+        threshold: overrides the backend's (the checkpoint's) tumor threshold.
+        cam_dir: write a Grad-CAM overlay per slice here (needs `explainer`).
+        explainer: a GradCamExplainer of the same model.
+        progress: show a progress bar on terminals.
+
+    Returns:
+        A BatchPrediction: one SliceResult per slice, one StudyResult per series or volume, and the inputs
+        skipped as unreadable (the batch goes on without them).
     """
     threshold = backend.threshold if threshold is None else threshold
     classes = backend.classes

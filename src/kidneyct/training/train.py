@@ -164,10 +164,18 @@ def calibrate_checkpoint_file(path: Path, model, val_logits, val_labels, config:
 
 def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None,
           feature_memo: FeatureMemo | None = None) -> TrainResult:
-    """Train per `config`. With `resume`, continue `<out>/last.pt` under its stored configuration;
-    `extend_epochs` raises its epoch budget (the cosine schedule stretches from where it is).
-    `feature_memo` lets trainings on subsets of one decode cache share a frozen backbone's features.
-    Under torchrun (WORLD_SIZE > 1) every rank calls this; they train one model together."""
+    """Train per `config`; under torchrun (WORLD_SIZE > 1) every rank calls this and they train one model.
+
+    Args:
+        config: what to train on and how (kidneyct.config.TrainConfig; its defaults are the default recipe).
+        resume: continue `<out>/last.pt` under its stored configuration (only runtime settings may change).
+        extend_epochs: with `resume`, a larger epoch budget (the cosine schedule stretches from where it is).
+        feature_memo: lets trainings on subsets of one decode cache share a frozen backbone's features.
+
+    Returns:
+        A TrainResult: the run folder, best.pt and last.pt (calibrated), the history, the skipped files and
+        the split sizes.
+    """
     ctx = init_distributed(config.device)
     try:
         return _train(config, resume, extend_epochs, ctx, feature_memo)
