@@ -429,9 +429,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
-# Besides kidneyct's own errors, the built-in kinds its code raises for bad options and inputs (a ValueError for
-# an impossible split, a KeyError for an unknown model, an OSError for a missing or unwritable file) end in one
-# line too. Anything else is a bug and keeps its traceback.
+# Besides kidneyct's own errors, the built-in kinds raised for bad options, inputs and machines end in one line
+# too: ValueError (an impossible split), KeyError (an unknown model), OSError (a missing or unwritable file),
+# RuntimeError (torch's way to report a device or memory problem). -v adds the traceback; any other exception
+# is a bug and keeps it.
 EXPECTED_ERRORS = (KidneyCTError, ValueError, KeyError, OSError, RuntimeError)
 
 
