@@ -33,9 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def fresh_checkpoint(model_name: str, image_size: int, folder: Path) -> Path:
-    from kidneyct.checkpoint import FORMAT, VERSION, atomic_save
     from kidneyct.models import ModelConfig, create_model, get_spec
-    from kidneyct.data.transforms import Preprocessing
+    from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save
+    from kidneyct.preprocess import Preprocessing
 
     spec = get_spec(model_name)
     config = ModelConfig(model_name, 2, image_size, pretrained="none").resolved()
@@ -58,8 +58,8 @@ def images_per_second(run, images: np.ndarray, batch_size: int, repeats: int) ->
 
 
 def main(argv=None) -> dict:
-    from kidneyct.export import OnnxPredictor, export_onnx
-    from kidneyct.predict import Predictor
+    from kidneyct.inference.export import OnnxPredictor, export_onnx
+    from kidneyct.inference.predictor import Predictor
 
     args = parse_args(argv)
     if args.threads:

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def phantom_png(folder: Path) -> Path:
-    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.phantom import generate_dataset
 
     generate_dataset(folder, n=2, seed=0, size=256, classes=["Tumor", "Normal"], progress=False)
     return next(p for p in (folder / "Tumor").glob("*.png") if ".mask." not in p.name)

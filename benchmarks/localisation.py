@@ -54,8 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _train(data: Path, out: Path, args, epochs: int):
-    from kidneyct.recipes import recipe_config
-    from kidneyct.train import train
+    from kidneyct.config import recipe_config
+    from kidneyct.training.train import train
 
     # Whole image, plain sampling (the numbers in benchmarks/results were measured so), whatever the default.
     config = recipe_config("student-baseline", str(data), str(out), model=args.model, classes="tumor,normal",
@@ -68,16 +68,16 @@ def _train(data: Path, out: Path, args, epochs: int):
 
 
 def _explainer(checkpoint: Path, layer, **options):
-    from kidneyct.explain import GradCamExplainer
-    from kidneyct.predict import Predictor
+    from kidneyct.inference.explain import GradCamExplainer
+    from kidneyct.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     return predictor, GradCamExplainer.from_loaded(predictor.loaded, layer, **options)
 
 
 def phantom_benchmark(args, out: Path) -> dict:
-    from kidneyct.data.phantom import MANIFEST, generate_dataset
-    from kidneyct.localisation import phantom_pointing
+    from kidneyct.evaluation.localisation import phantom_pointing
+    from kidneyct.synthetic.phantom import MANIFEST, generate_dataset
 
     data = out / "phantoms"
     if not (data / MANIFEST).exists():
@@ -129,11 +129,10 @@ def _real_subset(root: Path, out: Path, per_class: int, seed: int) -> Path:
 
 
 def real_benchmark(args, out: Path) -> dict:
-    from kidneyct.calibrate import decide
     from kidneyct.data.decode import decode_samples
     from kidneyct.data.splits import read_split_csv
-    from kidneyct.evaluate.metrics import positive_index
-    from kidneyct.localisation import body_pointing
+    from kidneyct.evaluation.localisation import body_pointing
+    from kidneyct.labels import decide, positive_index
 
     root = Path(args.real)
     if not root.is_dir():

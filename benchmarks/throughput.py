@@ -2,7 +2,7 @@
 
 For seed-cnn, resnet50 and efficientnet-lite0 (backbones trained, not frozen, so both sides do the same
 arithmetic): model-bound training img/s (synthetic tensors already on the device: no input pipeline),
-end-to-end training img/s through kidneyct.train.train from JPEG files (decode cache, batch gather,
+end-to-end training img/s through kidneyct.training.train.train from JPEG files (decode cache, batch gather,
 augmentation, optimiser; validation and checkpointing are outside the timed loop and reported as the
 run's wall time), and their ratio. Also: cold decode time and warm cache load time for a folder
 (repeated to a chosen count), the epoch time of a frozen ResNet50 head over cached feature vectors,
@@ -34,15 +34,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from kidneyct.config import recipe_config
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.decode import decode_samples, default_workers
-from kidneyct.distributed import DistContext
-from kidneyct.engine import FeatureInputs, run_epoch
 from kidneyct.models import ModelConfig, create_model
 from kidneyct.runtime import autocast, configure_backend, cpu_threads, resolve_device
-from kidneyct.recipes import recipe_config
-from kidneyct.train import cosine_with_warmup, make_optimizer, train
+from kidneyct.training.distributed import DistContext
+from kidneyct.training.engine import FeatureInputs, run_epoch
+from kidneyct.training.train import cosine_with_warmup, make_optimizer, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("seed-cnn", "resnet50", "efficientnet-lite0")
@@ -118,7 +118,7 @@ def link_images(source: Path, out: Path, count: int, classes=("Tumor", "Normal")
 
 def class_folders(source: Path) -> tuple[str, ...]:
     """The four Kaggle classes when all are there (the real data), else Tumor and Normal (phantoms)."""
-    from kidneyct.data.catalogue import DatasetError
+    from kidneyct.errors import DatasetError
 
     try:
         build_catalogue(source, "all")
@@ -130,7 +130,7 @@ def class_folders(source: Path) -> tuple[str, ...]:
 def jpeg_phantoms(out: Path, n: int) -> Path:
     from PIL import Image
 
-    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.phantom import generate_dataset
 
     png = out.parent / (out.name + "-png")
     generate_dataset(png, n=n, seed=0, size=256, classes=["tumor", "normal"], progress=False)
@@ -243,7 +243,7 @@ def frozen_run(data: Path, args, device: torch.device, work: Path) -> dict:
 def decode_timing(source: Path, count: int, size: int, device: torch.device, work: Path) -> dict:
     folder = link_images(source, work / "decode-data", count, classes=class_folders(source))
     samples = build_catalogue(folder, "all").samples
-    from kidneyct.data.transforms import Preprocessing
+    from kidneyct.preprocess import Preprocessing
 
     prep = Preprocessing(size)
     settings = CacheSettings(folder=str(work / "decode-cache"))
@@ -290,8 +290,8 @@ def memory_check(source: Path, count: int, work: Path) -> dict:
     data = link_images(source, work / "memory-data", count, classes=class_folders(source))
     code = (
         "import json, resource, sys, time\n"
-        "from kidneyct.recipes import recipe_config\n"
-        "from kidneyct.train import train\n"
+        "from kidneyct.config import recipe_config\n"
+        "from kidneyct.training.train import train\n"
         "t = time.perf_counter()\n"
         f"r = train(recipe_config({BASELINE!r}, {str(data)!r}, {str(work / 'memory-run')!r}, "
         f"classes={','.join(class_folders(source)).lower()!r}, "

@@ -33,7 +33,7 @@ WHOLE_IMAGE = {"body_crop": False, "label_smoothing": 0.0, "sampler": "shuffle"}
 
 @pytest.fixture(scope="session")
 def phantom_png(tmp_path_factory) -> Path:
-    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.phantom import generate_dataset
 
     root = tmp_path_factory.mktemp("phantom_png")
     generate_dataset(root, n=96, seed=3, size=128, progress=False)
@@ -43,7 +43,8 @@ def phantom_png(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(phantom_png, tmp_path_factory):
     """A real (tiny) seed-cnn training on phantoms: 2 epochs at 96 px."""
-    from kidneyct.train import TrainConfig, train
+    from kidneyct.config import TrainConfig
+    from kidneyct.training.train import train
 
     out = tmp_path_factory.mktemp("run")
     config = TrainConfig(data=str(phantom_png), out=str(out), model="seed-cnn", image_size=96, epochs=2,
@@ -70,8 +71,9 @@ def phantom_detector(tmp_path_factory):
     """A model that finds phantom tumors: EfficientNet-Lite0 (offline ImageNet weights, fine-tuned) on
     600 phantom slices at 96 px, 8 epochs; about 90% validation accuracy, a minute or two on 2 cores."""
     import kidneyct
-    from kidneyct.data.phantom import generate_dataset
-    from kidneyct.train import TrainConfig, train
+    from kidneyct.config import TrainConfig
+    from kidneyct.synthetic.phantom import generate_dataset
+    from kidneyct.training.train import train
 
     data = tmp_path_factory.mktemp("detector_data")
     generate_dataset(data, n=600, seed=5, size=96, classes=["Tumor", "Normal"], slices_per_series=(1, 2),

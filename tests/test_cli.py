@@ -1,6 +1,14 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from kidneyct.cli import main
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_models_lists_the_registry(capsys):
@@ -50,3 +58,43 @@ def test_data_groups_and_audit_commands(trained_run, phantom_png, tmp_path, caps
     assert summary["groups"] == len(set(truth.values())) and set(inferred) == set(truth)
     assert main(["data", "audit", "--split", str(trained_run.out / "split.csv"), "--out", str(tmp_path / "a.json")]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["near_duplicates"] == 0
+
+
+def test_help_recipes_and_models_import_neither_torch_nor_matplotlib():
+    code = """
+import contextlib, io, json, sys
+import kidneyct.cli as cli
+cli.build_parser()
+with contextlib.redirect_stdout(io.StringIO()):
+    assert cli.main(["recipes"]) == 0 and cli.main(["models"]) == 0
+    try:
+        cli.main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+print(json.dumps(sorted(name for name in ("torch", "matplotlib") if name in sys.modules)))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1]) == []
+
+
+def test_recipes_lists_every_recipe_and_marks_the_default(capsys):
+    from kidneyct.config import DEFAULT_RECIPE, RECIPES
+
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in RECIPES)
+    assert f"{DEFAULT_RECIPE}  [the default" in out
+
+
+def test_an_unavailable_device_is_a_one_line_error(trained_run, phantom_png, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is available")
+    image = next((phantom_png / "Normal").glob("*.png"))
+    assert main(["predict", "--checkpoint", str(trained_run.best_checkpoint), str(image), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["kidneyct: error: device 'cuda' requested but CUDA is not available; "
+                                        "use --device cpu"]

@@ -1,16 +1,21 @@
 """kidneyct: kidney tumor detection in CT images (research software, not a medical device)."""
 
-__version__ = "0.1.0"
-
-DISCLAIMER = (
-    "Research software, not a medical device: kidneyct is not cleared or approved for clinical use "
-    "and must not be used to diagnose, treat or triage patients."
-)
+from kidneyct.about import DISCLAIMER, __version__
 
 
 def load(checkpoint, device: str = "cpu"):
-    """A Predictor for a checkpoint: ``kidneyct.load("runs/x/best.pt").predict("slice.png")``."""
-    from kidneyct.predict import Predictor
+    """A Predictor for a checkpoint: ``kidneyct.load("runs/x/best.pt").predict("slice.png")``.
+
+    Args:
+        checkpoint: a checkpoint file written by `kidneyct train` (``best.pt`` or ``last.pt``).
+        device: "cpu", "cuda", "cuda:N" or "auto".
+
+    Returns:
+        A `kidneyct.inference.predictor.Predictor` with the checkpoint's preprocessing, calibration and
+        threshold.
+    """
+    # Imported here for start-up speed: `import kidneyct` (and so the CLI's --help) must not import torch.
+    from kidneyct.inference.predictor import Predictor
 
     return Predictor.from_checkpoint(checkpoint, device=device)
 

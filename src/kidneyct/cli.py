@@ -1,15 +1,27 @@
-"""Command line: parses arguments and calls the Python API, nothing more."""
+"""Command line: parses arguments and calls the Python API, nothing more.
+
+Building the parser, `--help`, `kidneyct recipes` and `kidneyct models` import neither torch nor matplotlib:
+this module imports only light ones (config, the model specs, the demo's defaults) at the top, and each
+handler imports the stage it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
-from kidneyct import DISCLAIMER, __version__
-from kidneyct import demo as demo_defaults
+from kidneyct.about import DISCLAIMER, __version__
+from kidneyct.config import DEFAULT_RECIPE, RECIPES, TrainConfig, apply_recipe
+from kidneyct.errors import KidneyCTError
+from kidneyct.experiments import demo as demo_defaults
+from kidneyct.models import list_models
+
+log = logging.getLogger(__name__)
 
 
 def _add_data_phantom(sub) -> None:
@@ -85,9 +97,7 @@ def _add_cache_options(p) -> None:
     p.add_argument("--no-cache", action="store_true", help="decode into memory without reading or writing a cache")
 
 
-def _train_config(args, out: str):
-    from kidneyct.train import TrainConfig
-
+def _train_config(args, out: str) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=out, model=args.model, classes=args.classes, image_size=args.image_size,
         epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -112,9 +122,6 @@ def _recipe_argument(argv: list[str] | None) -> str | None:
 
 
 def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
-    from kidneyct.recipes import apply_recipe
-    from kidneyct.train import TrainConfig
-
     defaults = TrainConfig(data="", out="")
     if recipe is not None:
         defaults = apply_recipe(defaults, recipe)
@@ -235,7 +242,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
 
 def cmd_data_phantom(args) -> int:
     from kidneyct.data.catalogue import parse_classes
-    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.phantom import generate_dataset
 
     manifest = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size,
                                 classes=parse_classes(args.classes), fmt=args.format)
@@ -244,11 +251,9 @@ def cmd_data_phantom(args) -> int:
 
 
 def cmd_data_groups(args) -> int:
-    import time
-
     from kidneyct.data.catalogue import build_catalogue
     from kidneyct.data.decode import decode_samples
-    from kidneyct.data.groups import infer_groups, series_view, write_groups_csv
+    from kidneyct.data.groups import infer_groups, series_view, summarise, write_groups_csv
     from kidneyct.data.prepare import report_skipped
 
     catalogue = build_catalogue(args.data, args.classes)
@@ -258,8 +263,6 @@ def cmd_data_groups(args) -> int:
     report_skipped(catalogue.skipped + decoded.skipped)
     grouping = infer_groups(decoded.samples, decoded.images)
     grouped_at = time.perf_counter()
-    from kidneyct.data.groups import summarise
-
     summary = summarise(grouping, decoded.samples, catalogue.classes)
     summary["seconds"] = {"decode": round(decoded_at - started, 2), "grouping": round(grouped_at - decoded_at, 2)}
     summary["label_conflict_examples"] = [
@@ -272,11 +275,11 @@ def cmd_data_groups(args) -> int:
 
 
 def cmd_data_audit(args) -> int:
+    from kidneyct.data.audit import audit_lines, leakage_audit
     from kidneyct.data.decode import decode_samples
     from kidneyct.data.groups import series_view
     from kidneyct.data.splits import read_split_csv
-    from kidneyct.data.transforms import Preprocessing
-    from kidneyct.evaluate.audit import audit_lines, leakage_audit
+    from kidneyct.preprocess import Preprocessing
 
     split_csv = Path(args.split)
     config_path = split_csv.parent / "config.json"
@@ -284,8 +287,6 @@ def cmd_data_audit(args) -> int:
     data = args.data or run_config.get("train", {}).get("data")
     if data is None:
         raise ValueError(f"--data is needed: no config.json beside {split_csv}")
-    import csv
-
     with open(split_csv, newline="") as handle:
         classes = list(dict.fromkeys(row["label"] for row in csv.DictReader(handle)))
     splits = read_split_csv(split_csv, data, classes)
@@ -301,7 +302,7 @@ def cmd_data_audit(args) -> int:
 
 
 def cmd_compare_splits(args) -> int:
-    from kidneyct.compare import compare_splits
+    from kidneyct.experiments.compare import compare_splits
 
     out = args.out or f"runs/compare-{args.model}"
     compare_splits(_train_config(args, out), out)
@@ -310,7 +311,7 @@ def cmd_compare_splits(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    from kidneyct.cv import CVConfig, cross_validate
+    from kidneyct.experiments.cv import CVConfig, cross_validate
 
     out = args.out or f"runs/cv-{args.model}"
     result = cross_validate(CVConfig(_train_config(args, out), folds=args.folds, fold_seed=args.fold_seed))
@@ -319,8 +320,6 @@ def cmd_cv(args) -> int:
 
 
 def cmd_recipes(args) -> int:
-    from kidneyct.recipes import DEFAULT_RECIPE, RECIPES
-
     for name, recipe in RECIPES.items():
         settings = ", ".join(f"{k}={v}" for k, v in recipe["settings"].items())
         marker = "  [the default of train, cv and compare-splits]" if name == DEFAULT_RECIPE else ""
@@ -329,8 +328,6 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from kidneyct.models import list_models
-
     for spec in list_models():
         print(f"{spec.name:20s} {spec.description} [default {spec.image_size} px, pretrained "
               f"{spec.pretrained_default}, backbone {'frozen' if spec.frozen_default else 'trained'}]")
@@ -339,9 +336,9 @@ def cmd_models(args) -> int:
 
 def cmd_train(args) -> int:
     from kidneyct.data.cache import CacheSettings
-    from kidneyct.distributed import is_main_process
-    from kidneyct.evaluate import evaluate
-    from kidneyct.train import train
+    from kidneyct.experiments.evaluate import evaluate
+    from kidneyct.training.distributed import is_main_process
+    from kidneyct.training.train import train
 
     out = args.out or f"runs/{args.model}"
     result = train(_train_config(args, out), resume=args.resume, extend_epochs=args.epochs if args.resume else None)
@@ -359,7 +356,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from kidneyct.data.cache import CacheSettings
-    from kidneyct.evaluate import evaluate
+    from kidneyct.experiments.evaluate import evaluate
 
     result = evaluate(args.checkpoint, data=args.data, split=args.split, out=args.out, device=args.device,
                       n_boot=args.bootstrap, progress=not args.no_progress,
@@ -372,7 +369,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from kidneyct.predict import open_backend, predict_inputs
+    from kidneyct.inference.batch import open_backend, predict_inputs
 
     backend, explainer = open_backend(args.checkpoint, args.backend, args.device, with_cam=bool(args.cam),
                                       cam_layer=args.cam_layer)
@@ -394,7 +391,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from kidneyct.predict import open_backend, predict_inputs
+    from kidneyct.inference.batch import open_backend, predict_inputs
 
     backend, explainer = open_backend(args.checkpoint, "torch", args.device, with_cam=True, cam_layer=args.layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, cam_dir=args.out,
@@ -407,7 +404,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from kidneyct.export import export_onnx
+    from kidneyct.inference.export import export_onnx
 
     print(f"wrote {export_onnx(args.checkpoint, args.out, opset=args.opset)}")
     return 0
@@ -424,7 +421,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from kidneyct.demo import run_demo
+    from kidneyct.experiments.demo import run_demo
 
     report = run_demo(Path(args.out), n=args.n, epochs=args.epochs, image_size=args.image_size,
                       device=args.device, seed=args.seed)
@@ -432,12 +429,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# Besides kidneyct's own errors, the built-in kinds raised for bad options, inputs and machines end in one line
+# too: ValueError (an impossible split), KeyError (an unknown model), OSError (a missing or unwritable file),
+# RuntimeError (torch's way to report a device or memory problem). -v adds the traceback; any other exception
+# is a bug and keeps it.
+EXPECTED_ERRORS = (KidneyCTError, ValueError, KeyError, OSError, RuntimeError)
+
+
+def _report(error: BaseException, verbose: bool) -> int:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f"kidneyct: error: {message}", file=sys.stderr)
+    if verbose:
+        log.debug("traceback", exc_info=error)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(_recipe_argument(argv))
     except (KeyError, ValueError) as error:
-        print(f"kidneyct: error: {error.args[0] if error.args else error}", file=sys.stderr)
-        return 2
+        return _report(error, verbose=False)
     args = parser.parse_args(argv)
     # A handler on the package logger for this call only: basicConfig is a no-op when the host
     # (a notebook, pytest, an app embedding kidneyct) already configured the root logger.
@@ -447,18 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     previous_level = package_logger.level
     package_logger.addHandler(handler)
     package_logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    from kidneyct.checkpoint import CheckpointError
-    from kidneyct.data.catalogue import DatasetError
-    from kidneyct.io import ImageReadError
-    from kidneyct.models import PretrainedWeightsUnavailable
-
     try:
         return args.handler(args)
-    except (DatasetError, CheckpointError, ImageReadError, PretrainedWeightsUnavailable, FileNotFoundError,
-            ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"kidneyct: error: {message}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as error:
+        return _report(error, args.verbose)
     finally:
         package_logger.removeHandler(handler)
         package_logger.setLevel(previous_level)

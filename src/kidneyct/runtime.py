@@ -1,4 +1,5 @@
-"""Device selection, mixed precision and seeding: the few places that differ between CPU and CUDA."""
+"""Device selection, mixed precision, seeding and progress bars: the few places that differ between CPU and
+CUDA, used by every stage from decoding to serving."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import random
 import numpy as np
 import torch
 
+from kidneyct.errors import DeviceUnavailable
+
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if isinstance(name, torch.device):
@@ -17,7 +20,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
 
 
@@ -47,6 +50,6 @@ def cpu_threads() -> int:
 
 def progress_bar(iterable=None, enabled: bool = True, **kwargs):
     """tqdm bar shown on terminals only (disable=None), so logs and CI output stay readable."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # imported here for start-up speed: only runs that show a bar need it
 
     return tqdm(iterable, disable=None if enabled else True, leave=False, **kwargs)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kidneyct.data.catalogue import DatasetError, build_catalogue, parse_classes
+from kidneyct.data.catalogue import build_catalogue, parse_classes
+from kidneyct.errors import DatasetError
 
 
 def _folder(root, layout):
@@ -56,7 +57,7 @@ def test_masks_and_hidden_files_are_not_samples(tmp_path):
 
 
 def test_phantom_volumes_count_once_per_slice(tmp_path):
-    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.phantom import generate_dataset
 
     generate_dataset(tmp_path, n=8, seed=0, size=64, classes=["Tumor", "Normal"], fmt="nifti",
                      slices_per_series=(4, 4), progress=False)

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
+from kidneyct.data.audit import leakage_audit
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.groups import NEAR_DUPLICATE, infer_groups, thumbnails
-from kidneyct.data.phantom import render_slice, sample_patient, window_to_uint8
 from kidneyct.data.splits import grouped_stratified_split
-from kidneyct.evaluate.audit import leakage_audit
+from kidneyct.preprocess import window_to_uint8
+from kidneyct.synthetic.phantom import render_slice, sample_patient
 
 
 def _resize(hu, size=96):
@@ -112,8 +113,8 @@ def _grouping(root, prep, csv_path, classes="tumor,normal", workers=1):
 
 def test_series_do_not_depend_on_model_input_size_or_body_crop(tmp_path):
     """A model's input size or body crop must not change the series, hence the splits and folds."""
-    from kidneyct.data.phantom import generate_dataset
-    from kidneyct.data.transforms import Preprocessing
+    from kidneyct.preprocess import Preprocessing
+    from kidneyct.synthetic.phantom import generate_dataset
 
     root = tmp_path / "phantoms"
     generate_dataset(root, n=40, seed=5, size=96, classes=["Tumor", "Normal"], slices_per_series=(2, 4),
@@ -126,7 +127,7 @@ def test_series_do_not_depend_on_model_input_size_or_body_crop(tmp_path):
 def test_real_series_are_the_same_with_and_without_body_crop(real_data, tmp_path):
     """On the real slices the crop once split the 10 Tumor series into 17 and the 27 Normal into 51 (weaker grouping, more leakage
     between folds): series now come from one fixed view."""
-    from kidneyct.data.transforms import Preprocessing
+    from kidneyct.preprocess import Preprocessing
 
     plain = _grouping(real_data, Preprocessing(128), tmp_path / "a.csv", "tumor,stone", None)
     cropped = _grouping(real_data, Preprocessing(64, body_crop=True), tmp_path / "b.csv", "tumor,stone", None)

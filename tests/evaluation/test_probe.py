@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kidneyct.data.phantom import render_slice, sample_patient
-from kidneyct.data.transforms import apply_window
+from kidneyct.synthetic.phantom import render_slice, sample_patient
+from kidneyct.preprocess.window import apply_window
 from kidneyct.evaluation.probe import background_only, blank_body, occlusion_probe
 
 SIZE = 96

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kidneyct.data.dicom_writer import write_ct_series
 from kidneyct.io import ImageReadError, read_dicom, read_nifti, read_series, read_slices
 from kidneyct.io.nifti import from_display
+from kidneyct.synthetic.dicom_writer import write_ct_series
 
 
 def _gradient(size=64):

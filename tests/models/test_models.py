@@ -67,3 +67,22 @@ def test_resnet50_without_internet_gives_a_clear_error(monkeypatch):
 def test_unknown_model_lists_the_registry():
     with pytest.raises(KeyError, match="seed-cnn"):
         get_spec("vgg-nonexistent")
+
+
+def test_a_model_declared_in_code_is_listed_and_built_like_the_shipped_ones(monkeypatch):
+    from kidneyct.models import registry
+
+    # A private registry: what this test registers must not leak into other tests.
+    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+
+    @registry.register_model("tiny-test", description="one linear layer", mean=0.5, std=0.25, image_size=16)
+    def build_tiny(num_classes, image_size, pretrained, freeze_backbone, dropout):
+        return nn.Sequential(nn.Flatten(), nn.Linear(image_size * image_size, num_classes))
+
+    assert "tiny-test" in [spec.name for spec in list_models()] and get_spec("tiny-test").mean == 0.5
+    assert create_model(ModelConfig("tiny-test", num_classes=2, image_size=16))(torch.rand(3, 1, 16, 16)).shape == (3, 2)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_model("tiny-test")(build_tiny)
+    with pytest.raises(ValueError, match="no spec"):
+        registry.register_model("no-such-spec")(build_tiny)

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from kidneyct.data.phantom import render_slice, sample_patient
-from kidneyct.data.transforms import apply_window
+from kidneyct.synthetic.phantom import render_slice, sample_patient
+from kidneyct.preprocess.window import apply_window
 from kidneyct.preprocess.acquisition import (
     ACQUISITIONS, COLUMNS, FAMILIES, PARAMS, SPANS, AcquisitionAugmentation, down_up_matrix, families,
     hashed_normal, jpeg_compress,

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kidneyct.data.phantom import render_slice, sample_patient
-from kidneyct.data.transforms import apply_window
+from kidneyct.synthetic.phantom import render_slice, sample_patient
+from kidneyct.preprocess.window import apply_window
 from kidneyct.preprocess.kidney import locate_batch, locate_kidneys
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-ct-examples"

@@ -21,17 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kidneyct.atomic import atomic_write
 from kidneyct.data.catalogue import Sample
-from kidneyct.data.transforms import Preprocessing
+from kidneyct.io.atomic import atomic_write
+from kidneyct.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 ENV_VAR = "KIDNEYCT_CACHE"
 DEFAULT_FOLDER = ".cache/kidneyct"
-# mean/std are applied on the fly, so models that differ only there share one cache.
-UINT8_FIELDS = ("image_size", "window_level", "window_width")
 FINGERPRINT_ROWS = 64  # rows hashed to tell a damaged array from the one the sidecar describes
 
 
@@ -56,9 +54,9 @@ def cache_key(samples: list[Sample], prep: Preprocessing) -> str:
         except OSError:
             stats[path] = (-1, -1)  # unreadable now; decoding reports it as skipped
     entries = sorted((s.path, -1 if s.slice_index is None else s.slice_index, *stats[s.path]) for s in samples)
-    prep_values = {name: getattr(prep, name) for name in UINT8_FIELDS}
-    if prep.body_crop:  # only when set, so caches written before the option existed keep their keys
-        prep_values["body_crop"] = True
+    prep_values = prep.cached_form()
+    if not prep.body_crop:  # left out when off, so caches written before the option existed keep their keys
+        del prep_values["body_crop"]
     text = json.dumps({"format": CACHE_FORMAT, "preprocessing": prep_values, "samples": entries}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

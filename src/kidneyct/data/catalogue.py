@@ -6,17 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kidneyct.io import ImageReadError, count_slices, file_kind
+from kidneyct.errors import DatasetError, ImageReadError
+from kidneyct.io import MASK_MARKER, count_slices, file_kind
 
 KAGGLE_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 DEFAULT_CLASSES = ("Tumor", "Normal")
-POSITIVE_CLASS = "tumor"
-# Files written beside images that are not images of their own (phantom lesion masks).
-MASK_MARKER = ".mask."
-
-
-class DatasetError(ValueError):
-    """The dataset folder cannot serve the requested task (empty, missing or ambiguous classes)."""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from kidneyct.data.cache import CacheHit, CacheSettings, DecodeCache, cache_key
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.jpeg_torch import decode_jpeg_files, is_plain_jpeg
 from kidneyct.data.rows import Rows
-from kidneyct.data.transforms import Preprocessing
 from kidneyct.io import ImageReadError, read_slices
+from kidneyct.preprocess import Preprocessing
 from kidneyct.runtime import progress_bar
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 
 from kidneyct.data.catalogue import Sample
 from kidneyct.data.splits import relative_path
-from kidneyct.data.transforms import Preprocessing
+from kidneyct.preprocess import Preprocessing
 
 NEAR_DUPLICATE = 0.97
 NEIGHBOUR_LINK = 0.90
@@ -54,8 +54,7 @@ def series_view(prep: Preprocessing | None = None) -> Preprocessing:
 
 def decodes_as(prep: Preprocessing, view: Preprocessing) -> bool:
     """True when `prep` decodes to the same cached uint8 images as `view` (standardisation aside)."""
-    return (prep.image_size, prep.window_level, prep.window_width, prep.body_crop) == (
-        view.image_size, view.window_level, view.window_width, view.body_crop)
+    return prep.cached_form() == view.cached_form()
 
 
 def thumbnails(images: np.ndarray, side: int = THUMBNAIL) -> np.ndarray:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from kidneyct.data.catalogue import Sample
-from kidneyct.data.transforms import Preprocessing
 from kidneyct.io.raster import MAX_SIDE
+from kidneyct.preprocess import Preprocessing
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Start-of-frame markers (C0-CF) except DHT (C4), JPG (C8) and DAC (CC), which share the range.
@@ -81,7 +81,7 @@ def unit_to_uint8(unit: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _decode(datas: list[torch.Tensor], device) -> list[torch.Tensor | None]:
-    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg  # imported here for start-up speed: torch path only
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision 0.29 flags its decoders as deprecated

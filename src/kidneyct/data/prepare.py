@@ -14,7 +14,7 @@ from kidneyct.data.decode import DecodedSet, decode_samples
 from kidneyct.data.groups import Grouping, decodes_as, infer_groups, series_view
 from kidneyct.data.rows import Rows
 from kidneyct.data.splits import SPLITS, SplitFractions, read_split_csv, split_samples, write_split_csv
-from kidneyct.data.transforms import Preprocessing
+from kidneyct.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from kidneyct.data.transforms import body_mask
+from kidneyct.preprocess.body import body_mask
 from kidneyct.evaluation.ranking import roc_auc
 from kidneyct.preprocess.kidney import kidney_region, locate_kidneys
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kidneyct.io.errors import ImageReadError
+from kidneyct.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
 
@@ -51,7 +51,7 @@ def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
         raise ImageReadError(path, "multi-frame DICOM is not supported; export one slice per file")
     if stored.ndim != 2:
         raise ImageReadError(path, f"expected a single grey slice, got pixel array of shape {stored.shape}")
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels import apply_modality_lut  # deferred with pydicom itself (see _dataset)
 
     values = apply_modality_lut(stored, ds).astype(np.float32)
     is_hu = modality in HU_MODALITIES or modality is None

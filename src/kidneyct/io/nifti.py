@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kidneyct.io.errors import ImageReadError
+from kidneyct.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
 

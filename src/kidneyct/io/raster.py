@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kidneyct.io.errors import ImageReadError
+from kidneyct.errors import ImageReadError
 from kidneyct.io.slices import CTSlice
 
 # Far above any CT export (512-1024 px); stops decompression bombs before any pixel is decoded.

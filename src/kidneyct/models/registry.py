@@ -1,25 +1,28 @@
 """Model registry in the manner of timm: ``create_model(name, ...)``; each model declares its defaults.
 
-A model family registers a builder with the preprocessing it expects (mean/std of the grey input,
-default image size) and the layer Grad-CAM should look at, so callers never branch on model names.
+A model's spec (the preprocessing it expects: mean/std of the grey input and default image size; its
+pretrained and freezing defaults; the layer Grad-CAM should look at) is plain data in SPECS below, so
+callers never branch on model names and listing models (`kidneyct models`, the CLI's help) imports no torch.
+Each family module registers its builder with ``@register_model(name)``; it is imported, with torch, the
+first time one of its models is built.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch.nn as nn
+if TYPE_CHECKING:
+    import torch.nn as nn
 
-
-class PretrainedWeightsUnavailable(RuntimeError):
-    """ImageNet weights could not be obtained (typically: no internet)."""
+IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226  # ImageNet RGB statistics averaged over channels
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    builder: Callable[..., nn.Module]
+    module: str  # the family module whose @register_model(name) provides the builder
     description: str
     mean: float
     std: float
@@ -30,38 +33,72 @@ class ModelSpec:
     fixed_input_size: bool = False  # a Flatten head ties the model to its image size
     extra: dict = field(default_factory=dict)
 
+    @property
+    def builder(self) -> Callable[..., nn.Module]:
+        if self.name not in _BUILDERS:
+            # Imported here, not with the registry, for start-up speed: the family module imports torch.
+            importlib.import_module(self.module)
+        if self.name not in _BUILDERS:
+            raise ValueError(f"{self.module} does not register a builder for model {self.name!r}")
+        return _BUILDERS[self.name]
 
-_REGISTRY: dict[str, ModelSpec] = {}
+
+SPECS = (
+    ModelSpec(
+        name="seed-cnn", module="kidneyct.models.seed_cnn",
+        description="the original project's 5-layer CNN, trained from scratch",
+        mean=0.0, std=1.0, pretrained_default="none", frozen_default=False, cam_layer="features.12",
+        fixed_input_size=True,
+    ),
+    ModelSpec(
+        name="resnet50", module="kidneyct.models.resnet",
+        description="torchvision ResNet50 (ImageNet, needs internet once) + the seed's head",
+        mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
+        cam_layer="backbone.layer4",
+    ),
+    ModelSpec(
+        name="efficientnet-lite0", module="kidneyct.models.efficientnet",
+        description="timm EfficientNet-Lite0 (ImageNet weights, offline) + the seed's head",
+        mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
+        cam_layer="backbone.blocks.5",  # chosen on phantom validation pointing (benchmarks/localisation.py)
+    ),
+)
+
+_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(**spec_fields):
-    """Decorator: ``@register_model(name="seed-cnn", description=..., mean=..., std=...)``."""
+def register_model(name: str, **spec_fields):
+    """Decorator for a builder ``(num_classes, image_size, pretrained, freeze_backbone, dropout) -> nn.Module``.
+
+    ``@register_model("seed-cnn")`` provides the builder of a spec in SPECS; with spec fields
+    (``@register_model("my-net", description=..., mean=..., std=...)``) it also declares a new model, which is
+    listed once its module has been imported.
+    """
 
     def wrap(builder):
-        spec = ModelSpec(builder=builder, **spec_fields)
-        if spec.name in _REGISTRY:
-            raise ValueError(f"model {spec.name!r} registered twice")
-        _REGISTRY[spec.name] = spec
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} registered twice")
+        if spec_fields:
+            if name in _SPECS:
+                raise ValueError(f"model {name!r} is already declared in SPECS")
+            _SPECS[name] = ModelSpec(name=name, module=builder.__module__, **spec_fields)
+        elif name not in _SPECS:
+            raise ValueError(f"model {name!r} has no spec: add it to SPECS or give its spec fields")
+        _BUILDERS[name] = builder
         return builder
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from kidneyct.models import efficientnet, resnet, seed_cnn  # noqa: F401
-
-
 def list_models() -> list[ModelSpec]:
-    _ensure_loaded()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return [_SPECS[name] for name in sorted(_SPECS)]
 
 
 def get_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    if name not in _SPECS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_SPECS))}")
+    return _SPECS[name]
 
 
 @dataclass(frozen=True)
@@ -96,3 +133,9 @@ def create_model(config: ModelConfig, load_pretrained: bool = True) -> nn.Module
         pretrained=config.pretrained if load_pretrained else "none",
         freeze_backbone=config.freeze_backbone, dropout=config.dropout,
     )
+
+
+__all__ = [
+    "IMAGENET_GREY_MEAN", "IMAGENET_GREY_STD", "ModelConfig", "ModelSpec", "SPECS", "create_model", "get_spec",
+    "list_models", "register_model",
+]

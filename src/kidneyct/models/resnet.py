@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch.nn as nn
 from torchvision.models import ResNet50_Weights, resnet50
 
+from kidneyct.errors import PretrainedWeightsUnavailable
 from kidneyct.models.heads import BackboneClassifier, grey_stem_weight
-from kidneyct.models.registry import PretrainedWeightsUnavailable, register_model
-
-IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226  # ImageNet RGB statistics averaged over channels
+from kidneyct.models.registry import register_model
 
 
 def _imagenet_state_dict():
@@ -23,11 +22,7 @@ def _imagenet_state_dict():
         ) from None
 
 
-@register_model(
-    name="resnet50", description="torchvision ResNet50 (ImageNet, needs internet once) + the seed's head",
-    mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
-    cam_layer="backbone.layer4",
-)
+@register_model("resnet50")
 def build_resnet50(num_classes, image_size, pretrained, freeze_backbone, dropout):
     backbone = resnet50(weights=None)
     if pretrained == "imagenet":

@@ -39,11 +39,7 @@ class SeedCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model(
-    name="seed-cnn", description="the original project's 5-layer CNN, trained from scratch",
-    mean=0.0, std=1.0, pretrained_default="none", frozen_default=False, cam_layer="features.12",
-    fixed_input_size=True,
-)
+@register_model("seed-cnn")
 def build_seed_cnn(num_classes, image_size, pretrained, freeze_backbone, dropout):
     if pretrained != "none":
         raise ValueError("seed-cnn has no pretrained weights; use --pretrained none")

@@ -1,1 +1,14 @@
-"""Preprocessing: window, body crop, pad/resize, augmentation and the kidney locator."""
+"""From a read slice to the model's input: window, body crop, pad and resize to the cached uint8 form, then
+(training only) augmentation and the model's standardisation. `Preprocessing` is the one definition, stored
+in every checkpoint."""
+
+from kidneyct.preprocess.augment import AUGMENTATIONS, Augmentation
+from kidneyct.preprocess.body import body_mask, crop_to_body
+from kidneyct.preprocess.preprocessing import CACHED_FIELDS, Preprocessing, to_unit_tensor
+from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
+from kidneyct.preprocess.window import apply_window, window_to_uint8
+
+__all__ = [
+    "AUGMENTATIONS", "Augmentation", "CACHED_FIELDS", "Preprocessing", "apply_window", "body_mask", "crop_to_body",
+    "pad_to_square", "resize_to_uint8", "to_unit_tensor", "window_to_uint8",
+]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from kidneyct.data.transforms import body_mask
+from kidneyct.preprocess.body import body_mask
 
 # Anatomical priors, as shares of the body's bounding box (measured on the labelled real NIfTI scan
 # and the Kaggle slices): kidney centroids sit 0.14-0.28 of the body width beside the vertebral body and

@@ -6,15 +6,13 @@ import ipaddress
 import logging
 from pathlib import Path
 
-from kidneyct.serve.service import ServeSettings, UploadError
+import uvicorn
+
+from kidneyct.errors import UploadError
+from kidneyct.serve.app import create_app
+from kidneyct.serve.service import ServeSettings
 
 log = logging.getLogger(__name__)
-
-
-def create_app(checkpoint, settings: ServeSettings | None = None):
-    from kidneyct.serve.app import create_app as _create_app
-
-    return _create_app(checkpoint, settings)
 
 
 def _is_loopback(host: str) -> bool:
@@ -29,8 +27,6 @@ def _is_loopback(host: str) -> bool:
 def serve(checkpoint: str | Path, settings: ServeSettings | None = None, host: str = "127.0.0.1",
           port: int = 8000, log_level: str = "info") -> None:
     """Load the checkpoint (refusing unsafe ones) and serve it until interrupted."""
-    import uvicorn
-
     app = create_app(checkpoint, settings)  # before binding: a refused checkpoint never opens a port
     if not _is_loopback(host):
         log.warning("serving on %s: reachable from other machines; kidneyct has no authentication", host)

@@ -21,8 +21,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from kidneyct import DISCLAIMER, __version__
-from kidneyct.serve.service import InferenceService, ServeSettings, UploadError
+from kidneyct.about import DISCLAIMER, __version__
+from kidneyct.errors import UploadError
+from kidneyct.serve.service import InferenceService, ServeSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ and the file is gone before the answer leaves.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import threading
@@ -18,10 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kidneyct import DISCLAIMER, __version__
-from kidneyct.calibrate import decide
-from kidneyct.evaluate.metrics import positive_index
-from kidneyct.io import ImageReadError, read_dicom, read_slices
+from kidneyct.about import DISCLAIMER, __version__
+from kidneyct.errors import ImageReadError, UploadError
+from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
+from kidneyct.inference.predictor import Predictor
+from kidneyct.io import read_dicom, read_slices
+from kidneyct.labels import decide, positive_index
+from kidneyct.models import get_spec
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,6 @@ class ServeSettings:
             raise ValueError("upload size, image side (>= 16) and timeout must be positive")
         if self.max_pending < 1 or self.workers < 1:
             raise ValueError("max_pending and workers must be at least 1")
-
-
-class UploadError(Exception):
-    """A client-side problem with an upload; `status` is the HTTP status the API answers with."""
-
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-        super().__init__(message)
 
 
 ACCEPTED = "JPG, PNG or DICOM (one slice)"
@@ -90,7 +85,7 @@ def declared_side(data: bytes, kind: str, filename: str = "upload") -> tuple[int
             raise UploadError(422, f"{filename}: refused as a possible decompression bomb ({error})") from None
         except Exception:
             return None  # the reader reports the damage in its own words
-    import pydicom
+    import pydicom  # imported here for start-up speed, as in kidneyct.io.dicom: only DICOM uploads need it
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -116,8 +111,6 @@ class InferenceService:
     (PyTorch modules with hooks are not safe to share between threads mid-forward)."""
 
     def __init__(self, checkpoint: str | Path, settings: ServeSettings):
-        from kidneyct.predict import Predictor
-
         self.settings = settings
         self.checkpoint = Path(checkpoint)
         self.predictor = Predictor.from_checkpoint(self.checkpoint, settings.device)  # CheckpointError if unsafe
@@ -200,8 +193,6 @@ class InferenceService:
 
     def explainer(self):
         if self._explainer is None:
-            from kidneyct.explain import GradCamExplainer
-
             self._explainer = GradCamExplainer.from_loaded(self.predictor.loaded, self.settings.cam_layer,
                                                            self.predictor.device)
         return self._explainer
@@ -210,8 +201,6 @@ class InferenceService:
         """PNG bytes and a few facts for headers. view: 'overlay' (heatmap over the model's input),
         'input' (the model's input alone, for previews of files a browser cannot show, e.g. DICOM) or
         'panel' (input and overlay side by side with the class and probability, as `kidneyct explain`)."""
-        from kidneyct.explain import OVERLAY_SIDE, overlay_image, write_overlay
-
         result = self.predict(upload)
         side = max(OVERLAY_SIDE, upload.image.shape[0])
         if view == "input":
@@ -245,8 +234,6 @@ def _best_validation(history: list[dict], best_epoch: int | None) -> dict | None
 
 def model_card(predictor, checkpoint: Path) -> dict:
     """What the model is, what it was trained and evaluated on, and what it is not."""
-    from kidneyct.models import get_spec
-
     payload = predictor.loaded.payload
     config = predictor.loaded.model_config
     try:
@@ -283,8 +270,6 @@ def model_card(predictor, checkpoint: Path) -> dict:
     report = checkpoint.parent / "report" / "metrics.json"  # written by `kidneyct evaluate` beside the run
     if report.is_file():
         try:
-            import json
-
             metrics = json.loads(report.read_text())
             card["evaluation"]["test"] = {
                 "split": metrics.get("split"),

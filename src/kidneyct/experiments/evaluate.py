@@ -1,0 +1,210 @@
+"""Evaluate a checkpoint on its stored split: metrics with bootstrap intervals, plots, HTML/Markdown.
+
+The job behind `kidneyct evaluate`: it runs inference (kidneyct.inference) and measures the result with
+kidneyct.evaluation, so it sits above both."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.about import DISCLAIMER
+from kidneyct.data.audit import audit_lines, leakage_audit
+from kidneyct.data.cache import CacheSettings
+from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.decode import decode_samples
+from kidneyct.data.groups import series_view
+from kidneyct.data.prepare import report_skipped
+from kidneyct.data.splits import read_split_csv
+from kidneyct.errors import DatasetError
+from kidneyct.evaluation.calibration import calibration_summary, softmax
+from kidneyct.evaluation.metrics import bootstrap_metrics
+from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
+from kidneyct.evaluation.report import summary_rows, write_reports
+from kidneyct.evaluation.series import aggregate_by_group
+from kidneyct.inference.predictor import Predictor
+from kidneyct.labels import decide
+
+log = logging.getLogger(__name__)
+
+SPLIT_DESCRIPTIONS = {
+    "random": ("image-level stratified random split (seed {seed}); neighbouring slices of one series can sit "
+               "on both sides, so these numbers are optimistic for unseen patients"),
+    "grouped": ("series-disjoint stratified split (seed {seed}): series inferred from the images (exact and "
+                "near-duplicates, neighbouring file numbers); no series has images on two sides"),
+    "all": "no split: every readable image under the dataset folder",
+}
+
+
+@dataclass
+class EvaluationResult:
+    out: Path
+    metrics: dict
+    html: Path
+    markdown: Path
+    series_metrics: dict | None = None
+    leakage_audit: dict | None = None
+
+
+def describe_split(kind: str, seed) -> str:
+    return SPLIT_DESCRIPTIONS.get(kind, kind).format(seed=seed)
+
+
+def _write_predictions(path: Path, samples, labels, probs, predictions, classes) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        for sample, label, row, predicted in zip(samples, labels, probs, predictions):
+            writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
+                             sample.group or "", classes[label], classes[int(predicted)],
+                             *[f"{p:.6f}" for p in row]])
+
+
+def _series_lines(series: dict, classes) -> list[str]:
+    lines = [f"{series['n']} series; prediction per series = mean of its slices' probabilities; "
+             f"95% intervals bootstrap over series."]
+    lines += [f"{label}: {value} ({interval})" for label, value, interval in summary_rows(series) if value != "n/a"]
+    return lines
+
+
+def calibration_section(payload: dict, split: str, labels, logits, temperature: float) -> tuple[dict, list]:
+    """ECE before/after temperature scaling on the evaluated split, next to the fit on validation."""
+    summary = calibration_summary(logits, labels, temperature)
+    fitted = payload.get("calibration") or {}
+    lines = [f"Temperature T = {temperature:.4g} ({fitted.get('method', 'not fitted: T = 1')})."]
+    if "val_ece_before" in fitted:
+        lines.append(f"Validation ({fitted['val_n']} images): ECE {fitted['val_ece_before']:.4f} -> "
+                     f"{fitted['val_ece_after']:.4f}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}.")
+    lines.append(f"Evaluated split ({split}, {summary['n']} images): ECE {summary['ece_before']:.4f} -> "
+                 f"{summary['ece_after']:.4f}, NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f}.")
+    lines.append(f"ECE: top-label confidence, {summary['ece_bins']} equal-width bins, weighted by bin size.")
+    return {"temperature": temperature, "fitted": fitted, "evaluated": summary}, lines
+
+
+def operating_point_lines(point: dict | None, threshold: float | None) -> list[str]:
+    if threshold is None:
+        return ["No tumor threshold recorded: decisions are the most probable class."]
+    lines = [f"Tumor threshold {threshold:.4g} on calibrated p(tumor): a slice is called tumor at or above it, "
+             "otherwise the most probable other class. Metrics above use these decisions; ROC/PR do not depend on it."]
+    if point:
+        lines.append(f"Chosen by: {point['method']}; on validation: sensitivity {point['val_sensitivity']:.3f}, "
+                     f"specificity {point['val_specificity']:.3f} ({point['val_n']} images).")
+    return lines
+
+
+def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
+             out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
+             workers: int | None = None, progress: bool = True, audit: bool = True,
+             cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
+    """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
+    against the training split, plots, predictions.csv, metrics.json, report.html and report.md.
+
+    Args:
+        checkpoint: a checkpoint written by training; its split.csv beside it says which images to take.
+        data: the dataset folder (default: the one the checkpoint was trained on).
+        split: "test", "val", "train", or "all" (every image under `data`, also used when no split.csv exists).
+        out: the report folder (default: `report/` beside the checkpoint).
+        device, batch_size, workers, progress, cache: where and how the images are decoded and run.
+        n_boot: bootstrap resamples of series behind every interval.
+        audit: run the leakage audit of the evaluated images against the training split.
+
+    Returns:
+        An EvaluationResult: the folder, the metrics, the HTML and Markdown reports, per-series metrics and
+        the leakage audit.
+    """
+    checkpoint = Path(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    payload = predictor.loaded.payload
+    stored = payload.get("data", {})
+    root = Path(data) if data is not None else Path(stored["root"])
+    classes = predictor.classes
+    split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
+    split_kind = stored.get("split_kind", "random")
+    train_samples = []
+    superset = None  # the whole catalogue, whose decode cache a training run on this folder left
+    if split == "all" or not split_csv.exists():
+        if split != "all":
+            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
+        samples = build_catalogue(root, classes).samples
+        split, split_kind = "all", "all"
+    else:
+        by_split = read_split_csv(split_csv, root, classes)
+        samples, train_samples = by_split[split], by_split["train"]
+        if not samples:
+            raise ValueError(f"split {split!r} in {split_csv} is empty")
+        if cache is not None and cache.enabled:
+            try:
+                superset = build_catalogue(root, classes).samples
+            except DatasetError:
+                superset = None
+    device = predictor.device
+    decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress, cache=cache,
+                             jpeg_device=device if device.type == "cuda" else None, superset=superset)
+    report_skipped(decoded.skipped)
+    labels = np.array([s.label for s in decoded.samples])
+    groups = [s.group or s.key for s in decoded.samples]
+    logits = predictor.logits_uint8(decoded.images, batch_size)
+    probs = predictor.probabilities_from_logits(logits)
+    predictions = decide(probs, classes, predictor.threshold)
+    # Slices of one series are not independent: resample whole series for every interval.
+    metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
+    series_ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
+                                       predictions=decide(series_probs, classes, predictor.threshold), n_boot=n_boot)
+    series_metrics["bootstrap"]["unit"] = "series"
+
+    leak = None
+    if audit and train_samples and split != "train":
+        # On the same fixed view the series were inferred on, whatever the model's size or crop.
+        view = series_view(predictor.preprocessing)
+        options = dict(workers=workers, progress=progress, cache=cache, superset=superset)
+        reference = decode_samples(train_samples, view, **options)
+        query = decode_samples(decoded.samples, view, **options)
+        leak = leakage_audit(reference.images, reference.samples, query.images, query.samples)
+
+    out = Path(out) if out is not None else checkpoint.parent / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out / "predictions.csv", decoded.samples, labels, probs, predictions, classes)
+    figures = {
+        "confusion matrix": confusion_plot(metrics["confusion_matrix"], out / "confusion_matrix.png"),
+        "ROC": roc_plot(labels, probs, classes, out / "roc.png"),
+        "precision-recall": pr_plot(labels, probs, classes, out / "pr.png"),
+        "reliability diagram": reliability_plot(labels, softmax(logits.numpy()), probs, out / "reliability.png"),
+    }
+    calibration, calibration_lines = calibration_section(payload, split, labels, logits.numpy(),
+                                                         predictor.temperature)
+    curves = curves_plot(payload.get("history", []), out / "training_curves.png")
+    if curves is not None:
+        figures["training curves"] = curves
+    config = predictor.loaded.model_config
+    sections = [("Per series (inferred series)", _series_lines(series_metrics, classes))]
+    if leak is not None:
+        sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
+    sections += [("Calibration", calibration_lines),
+                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
+    result = {
+        "disclaimer": DISCLAIMER,
+        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": split, "classes": classes,
+        "model": config.to_dict(),
+        "preprocessing": predictor.preprocessing.to_dict(),
+        "data": {
+            "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
+            "split_description": describe_split(split_kind, stored.get("split_seed")),
+            "split_sizes": stored.get("split_sizes", {}),
+            "skipped": [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped],
+        },
+        "metrics": metrics,
+        "series_metrics": series_metrics,
+        "leakage_audit": leak,
+        "calibration": calibration,
+        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
+        "sections": sections,
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    html_path, md_path = write_reports(result, figures, out)
+    return EvaluationResult(out, metrics, html_path, md_path, series_metrics, leak)

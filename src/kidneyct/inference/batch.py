@@ -1,0 +1,228 @@
+"""The batch path behind `kidneyct predict` / `kidneyct explain`: expand files, folders, DICOM series and
+NIfTI volumes into slices, run them through a backend (PyTorch or onnxruntime) in batches, apply the
+checkpoint's temperature and tumor threshold, aggregate the slices of a series or volume into a study
+result, and optionally write Grad-CAM overlays. Results are written as CSV (with sidecars) or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.about import DISCLAIMER
+from kidneyct.errors import ImageReadError
+from kidneyct.inference.explain import GradCamExplainer, write_overlay
+from kidneyct.inference.export import OnnxPredictor, export_onnx
+from kidneyct.inference.predictor import Backend, Predictor
+from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
+from kidneyct.io import CTSlice, InputItem, expand_inputs, read_item
+from kidneyct.labels import decide, positive_index
+from kidneyct.runtime import progress_bar
+
+
+@dataclass
+class SliceResult:
+    input: str  # the file, series folder or volume the slice came from
+    source: str  # the file holding the slice
+    slice_index: int | None  # position in a series or volume
+    probabilities: dict[str, float]
+    predicted: str
+    cam: str | None = None  # Grad-CAM overlay PNG, when asked for
+
+
+@dataclass
+class StudyResult:
+    input: str
+    kind: str  # "series" or "volume"
+    n_slices: int
+    tumor_probability: float
+    tumor: bool
+    threshold: float
+    aggregation: str
+    driving_slices: list[int]  # the slices the study probability was computed from, in slice order
+    positive_slices: list[int]  # every slice called tumor on its own
+
+
+@dataclass
+class BatchPrediction:
+    classes: list[str]
+    temperature: float
+    threshold: float | None
+    backend: str
+    slices: list[SliceResult] = field(default_factory=list)
+    studies: list[StudyResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "disclaimer": DISCLAIMER, "backend": self.backend, "classes": self.classes,
+            "temperature": self.temperature, "threshold": self.threshold,
+            "slices": [asdict(s) for s in self.slices], "studies": [asdict(s) for s in self.studies],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+    def write(self, out: str | Path) -> list[Path]:
+        """JSON (everything in one file) or CSV (slices; studies and skipped files in sidecars)."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(json.dumps(self.to_dict(), indent=2))
+            return [out]
+        if out.suffix.lower() != ".csv":
+            raise ValueError(f"--out must end in .csv or .json, got {out.name}")
+        written = [out]
+        _write_csv(out, ["input", "source", "slice_index", "predicted", *[f"p_{c}" for c in self.classes], "cam"],
+                   [[s.input, s.source, "" if s.slice_index is None else s.slice_index, s.predicted,
+                     *[f"{s.probabilities[c]:.6f}" for c in self.classes], s.cam or ""] for s in self.slices])
+        if self.studies:
+            written.append(_write_csv(
+                out.with_suffix(".studies.csv"),
+                ["input", "kind", "n_slices", "tumor_probability", "tumor", "threshold", "driving_slices",
+                 "positive_slices", "aggregation"],
+                [[s.input, s.kind, s.n_slices, f"{s.tumor_probability:.6f}", int(s.tumor), s.threshold,
+                  " ".join(map(str, s.driving_slices)), " ".join(map(str, s.positive_slices)), s.aggregation]
+                 for s in self.studies]))
+        if self.skipped:
+            written.append(_write_csv(out.with_suffix(".skipped.csv"), ["path", "reason"], self.skipped))
+        return written
+
+
+def _write_csv(path: Path, header: list[str], rows) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@dataclass
+class _Pending:
+    item: InputItem
+    slices: list[CTSlice]
+    images: np.ndarray  # uint8 [n, S, S]
+
+
+def _cam_name(item: InputItem, ct_slice: CTSlice, used: set[str]) -> str:
+    stem = item.path.name.split(".")[0] if item.kind != "series" else item.path.name
+    if ct_slice.index is not None and item.is_study:
+        stem += f".slice-{ct_slice.index:04d}"
+    name, number = f"{stem}.cam.png", 2
+    while name in used:  # same file name in two folders
+        name, number = f"{stem}-{number}.cam.png", number + 1
+    used.add(name)
+    return name
+
+
+def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "auto", with_cam: bool = False,
+                 cam_layer: str | None = None):
+    """(backend, explainer or None). An .onnx file runs in onnxruntime; a .pt checkpoint in PyTorch, or in
+    onnxruntime after an export on the fly. Grad-CAM always needs the PyTorch checkpoint."""
+    path = Path(checkpoint)
+    if path.suffix.lower() == ".onnx":
+        if with_cam:
+            raise ValueError("Grad-CAM needs the PyTorch checkpoint (.pt), not an ONNX export")
+        return OnnxPredictor(path), None
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+    predictor = Predictor.from_checkpoint(path, device)
+    explainer = None
+    if with_cam:
+        explainer = GradCamExplainer.from_loaded(predictor.loaded, cam_layer, predictor.device)
+    if backend == "onnx":
+        with tempfile.TemporaryDirectory() as folder:  # the session keeps the model in memory
+            return OnnxPredictor(export_onnx(path, Path(folder) / "model.onnx")), explainer
+    return predictor, explainer
+
+
+def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = DEFAULT_TOP_K,
+                   threshold: float | None = None, cam_dir: str | Path | None = None, explainer=None,
+                   progress: bool = True) -> BatchPrediction:
+    """Predict every slice of every input; studies for series and volumes; CAM overlays when `cam_dir`.
+
+    Args:
+        backend: a Predictor or an OnnxPredictor (see `open_backend`).
+        inputs: image files, folders (walked; a folder of DICOM files is one series) and NIfTI volumes.
+        batch_size: slices per forward pass.
+        top_k: slices averaged into a study's tumor probability.
+        threshold: overrides the backend's (the checkpoint's) tumor threshold.
+        cam_dir: write a Grad-CAM overlay per slice here (needs `explainer`).
+        explainer: a GradCamExplainer of the same model.
+        progress: show a progress bar on terminals.
+
+    Returns:
+        A BatchPrediction: one SliceResult per slice, one StudyResult per series or volume, and the inputs
+        skipped as unreadable (the batch goes on without them).
+    """
+    threshold = backend.threshold if threshold is None else threshold
+    classes = backend.classes
+    pos = positive_index(classes)
+    result = BatchPrediction(classes, backend.temperature, threshold, getattr(backend, "name", "torch"))
+    items, result.skipped = expand_inputs(inputs)
+    if cam_dir is not None:
+        if explainer is None:
+            raise ValueError("Grad-CAM overlays need the PyTorch model (an explainer)")
+        cam_dir = Path(cam_dir)
+        cam_dir.mkdir(parents=True, exist_ok=True)
+    used_names: set[str] = set()
+    pending: list[_Pending] = []
+
+    def flush():
+        if not pending:
+            return
+        images = np.concatenate([p.images for p in pending])
+        probs = backend.probabilities_from_logits(backend.logits_uint8(images, batch_size))
+        decisions = decide(probs, classes, threshold)
+        cams = explainer.heatmaps(images, decisions) if cam_dir is not None else None
+        row = 0
+        for entry in pending:
+            for ct_slice in entry.slices:
+                cam_path = None
+                if cams is not None:
+                    cam_path = cam_dir / _cam_name(entry.item, ct_slice, used_names)
+                    write_overlay(images[row], cams[row], classes[decisions[row]],
+                                  float(probs[row, decisions[row]]), cam_path, ct_slice.source)
+                result.slices.append(SliceResult(
+                    str(entry.item.path), ct_slice.source, ct_slice.index,
+                    dict(zip(classes, map(float, probs[row]))), classes[decisions[row]],
+                    str(cam_path) if cam_path else None))
+                row += 1
+        pending.clear()
+
+    buffered = 0
+    for item in progress_bar(items, progress, desc="predict", unit="input"):
+        try:
+            slices, partial = read_item(item)
+        except ImageReadError as error:
+            result.skipped += getattr(error, "skipped", [])
+            result.skipped.append((error.path, error.reason))
+            continue
+        result.skipped += partial
+        images = np.stack([backend.preprocessing.to_uint8(s) for s in slices])
+        pending.append(_Pending(item, slices, images))
+        buffered += len(slices)
+        if buffered >= batch_size:
+            flush()
+            buffered = 0
+    flush()
+
+    if pos is not None:
+        by_input: dict[str, list[SliceResult]] = {}
+        for s in result.slices:
+            by_input.setdefault(s.input, []).append(s)
+        cut = 0.5 if threshold is None else threshold
+        for item in items:
+            rows = by_input.get(str(item.path))
+            if not item.is_study or not rows:
+                continue
+            tumor = np.array([r.probabilities[classes[pos]] for r in rows])
+            indices = [r.slice_index for r in rows]
+            probability, called, driving, description = aggregate_study(tumor, indices, cut, top_k)
+            result.studies.append(StudyResult(
+                str(item.path), item.kind, len(rows), probability, called, cut, description, driving,
+                [r.slice_index for r in rows if r.predicted == classes[pos]]))
+    return result

@@ -1,0 +1,27 @@
+"""Facts about class labels: which class is the positive (tumor) one, and how class probabilities become
+a decision under a tumor operating threshold. Used from training to serving; needs numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+POSITIVE_CLASS = "tumor"
+
+
+def positive_index(classes: list[str]) -> int | None:
+    """Index of the tumor class in `classes` (case-insensitive), None when there is none."""
+    lowered = [c.lower() for c in classes]
+    return lowered.index(POSITIVE_CLASS) if POSITIVE_CLASS in lowered else None
+
+
+def decide(probs: np.ndarray, classes: list[str], threshold: float | None) -> np.ndarray:
+    """Class decisions: argmax, or with a threshold: tumor when p(tumor) >= threshold, else the most
+    probable other class."""
+    probs = np.asarray(probs)
+    predictions = probs.argmax(1)
+    pos = positive_index(classes)
+    if threshold is None or pos is None or len(probs) == 0:
+        return predictions
+    others = probs.copy()
+    others[:, pos] = -np.inf
+    return np.where(probs[:, pos] >= threshold, pos, others.argmax(1))

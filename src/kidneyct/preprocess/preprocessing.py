@@ -1,0 +1,80 @@
+"""The one definition of preprocessing, shared by training, evaluation, prediction and export.
+
+Flow: CTSlice -> window (HU only) -> [0, 1] -> (body crop, optional) -> pad to square -> resize -> uint8
+(the cached form) -> float [0, 1] -> (augment, training only) -> standardise with the model's mean/std.
+A Preprocessing is stored in every checkpoint, so inference rebuilds it from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from kidneyct.io.slices import CTSlice
+from kidneyct.preprocess.body import crop_to_body
+from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
+from kidneyct.preprocess.window import apply_window
+
+# The fields that shape the cached uint8 image. mean/std are applied on the fly and tta_hflip at inference,
+# so preprocessings that differ only there share one decoded form (and one decode cache).
+CACHED_FIELDS = ("image_size", "window_level", "window_width", "body_crop")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    image_size: int = 224
+    window_level: float = 40.0  # abdomen window, applied to Hounsfield-unit inputs only
+    window_width: float = 400.0
+    mean: float = 0.0  # standardisation after scaling to [0, 1]; models declare their own
+    std: float = 1.0
+    body_crop: bool = False  # crop to the body and blank the rest before resizing (part of the cached form)
+    tta_hflip: bool = False  # inference: mean logits of the slice and its left-right mirror image
+
+    def __post_init__(self):
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+        if self.window_width <= 0:
+            raise ValueError(f"window width must be positive, got {self.window_width}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_unit(self, ct_slice: CTSlice) -> np.ndarray:
+        """Display intensities in [0, 1]: HU through the window, exported images as they are."""
+        if ct_slice.hu:
+            return apply_window(ct_slice.pixels, self.window_level, self.window_width)
+        return np.clip(ct_slice.pixels.astype(np.float32), 0.0, 1.0)
+
+    def cached_form(self) -> dict:
+        """The values of CACHED_FIELDS: two preprocessings with equal cached forms decode to equal images."""
+        return {name: getattr(self, name) for name in CACHED_FIELDS}
+
+    def to_uint8(self, ct_slice: CTSlice) -> np.ndarray:
+        """The cached, model-independent form: image_size x image_size uint8."""
+        unit = self.to_unit(ct_slice)
+        if self.body_crop:
+            unit = crop_to_body(unit)
+        return resize_to_uint8(pad_to_square(unit), self.image_size)
+
+    def standardise(self, unit: torch.Tensor) -> torch.Tensor:
+        return (unit - self.mean) / self.std
+
+    def batch_to_tensor(self, batch: torch.Tensor | np.ndarray, device=None) -> torch.Tensor:
+        """uint8 [B, H, W] (or [B, 1, H, W]) to the model's float input [B, 1, H, W]."""
+        return self.standardise(to_unit_tensor(batch, device))
+
+
+def to_unit_tensor(batch: torch.Tensor | np.ndarray, device=None) -> torch.Tensor:
+    tensor = torch.as_tensor(batch, device=device)
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    return tensor.float().div_(255.0)

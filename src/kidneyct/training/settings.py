@@ -1,0 +1,42 @@
+"""What a TrainConfig (plain data, kidneyct.config) means in objects: its preprocessing, model configuration,
+augmentation policy, split fractions and decode-cache settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kidneyct.config import TrainConfig
+from kidneyct.data.cache import CacheSettings
+from kidneyct.data.splits import SplitFractions
+from kidneyct.models import ModelConfig, get_spec
+from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing
+
+
+def split_fractions(config: TrainConfig) -> SplitFractions:
+    return SplitFractions(1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction)
+
+
+def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
+    spec = get_spec(config.model)
+    freeze = None if not config.finetune else False
+    return ModelConfig(config.model, num_classes, config.image_size or spec.image_size, config.pretrained,
+                       freeze, config.dropout).resolved()
+
+
+def cache_settings(config: TrainConfig) -> CacheSettings:
+    return CacheSettings(config.cache, config.cache_dir)
+
+
+def preprocessing(config: TrainConfig) -> Preprocessing:
+    spec = get_spec(config.model)
+    return Preprocessing(config.image_size or spec.image_size, config.window_level, config.window_width,
+                         spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta)
+
+
+def augmentation_policy(config: TrainConfig) -> Augmentation | None:
+    if not config.augment:
+        return None
+    if config.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {config.augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
+    policy = AUGMENTATIONS[config.augmentation]
+    return policy if config.translate is None else replace(policy, translate=config.translate)

@@ -1,0 +1,328 @@
+"""Training: AdamW + cosine schedule, class-weighted loss, early stopping on validation macro-F1,
+atomic best/last checkpoints, exact resume. Images are decoded once into a memory-mapped cache, live on
+the GPU when they fit (else are read per batch from the cache) and are augmented batch-wise on the
+device, so no DataLoader sits in the hot loop. A frozen backbone trains its head on cached features.
+Under torchrun each rank trains on its shard of every global batch (DistributedDataParallel); rank 0
+writes the split, checkpoints and history."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kidneyct.about import __version__
+from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
+from kidneyct.data.prepare import PreparedData, prepare_data
+from kidneyct.evaluation.metrics import point_metrics
+from kidneyct.labels import positive_index
+from kidneyct.models import ModelConfig, create_model
+from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
+from kidneyct.models.forward import predict_logits
+from kidneyct.preprocess import Augmentation, Preprocessing
+from kidneyct.runtime import configure_backend, progress_bar, seed_everything
+from kidneyct.synthetic.phantom import is_synthetic
+from kidneyct.training import settings
+from kidneyct.training.calibration import calibrate_checkpoint
+from kidneyct.training.distributed import DistContext, init_distributed
+from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
+from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
+
+log = logging.getLogger(__name__)
+
+SPLIT_CSV = "split.csv"
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    stale_epochs: int = 0
+    stopped_early: bool = False
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list
+    skipped: list
+    split_sizes: dict
+    feature_seconds: float | None = None  # time to cache backbone features (frozen backbones)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, N / (K * n_c): every class contributes equally to the loss."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    # The fused kernel updates every parameter in one pass (one launch on CUDA); a head of a few
+    # tensors trains about a third faster per step on CPU too.
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Preprocessing, augmentation,
+                        classes, model, state: TrainState, data: PreparedData, optimizer=None, scheduler=None) -> dict:
+    payload = {
+        "format": FORMAT, "version": VERSION, "kidneyct_version": __version__,
+        "model_config": model_config.to_dict(), "classes": list(classes),
+        "preprocessing": prep.to_dict(), "augmentation": augmentation.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_config": config.to_dict(),
+        "data": {
+            "root": str(data.catalogue.root), "synthetic": is_synthetic(data.catalogue.root),
+            "split_csv": SPLIT_CSV, "split_kind": config.split, "split_seed": config.seed,
+            "split_sizes": {name: len(arrays) for name, arrays in data.splits.items()},
+            "skipped": [list(item) for item in data.skipped],
+        },
+        "calibration": {"temperature": 1.0},
+        "threshold": None,
+        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
+        "stale_epochs": state.stale_epochs, "stopped_early": state.stopped_early, "history": state.history,
+    }
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+        payload["scheduler"] = scheduler.state_dict()
+    return payload
+
+
+def _write_history(path: Path, history: list) -> None:
+    if not history:
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def validation_metrics(logits: torch.Tensor, labels: np.ndarray, classes, weights=None) -> dict:
+    loss = F.cross_entropy(logits, torch.as_tensor(labels), weight=weights).item()
+    probs = torch.softmax(logits, 1).numpy()
+    metrics = point_metrics(labels, probs, classes)
+    return {"loss": loss, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
+def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: bool, ctx: DistContext):
+    """Rank 0 decodes (filling the cache) and writes the split; the other ranks then load both."""
+    device = ctx.device
+    options = dict(seed=config.seed, fractions=settings.split_fractions(config), split_kind=config.split,
+                   workers=config.workers, progress=config.progress and ctx.is_main,
+                   cache=settings.cache_settings(config),
+                   jpeg_device=device if device.type == "cuda" else None)
+    data = None
+    if config.split_file is not None and not reuse_split and ctx.is_main:
+        source = Path(config.split_file)
+        if not source.is_file():
+            raise FileNotFoundError(f"split file {source} not found")
+        if source.resolve() != (out / SPLIT_CSV).resolve():
+            shutil.copyfile(source, out / SPLIT_CSV)
+    reuse_split = reuse_split or config.split_file is not None
+    if ctx.is_main:
+        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=reuse_split, **options)
+    ctx.barrier()
+    if data is None:
+        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=True,
+                            write_split=False, **options)
+    return data
+
+
+def calibrate_checkpoint_file(path: Path, model, val_logits, val_labels, config: TrainConfig) -> dict:
+    """Fit temperature and operating point on validation logits of the weights stored in `path`;
+    `val_logits(part)` runs `model` (or its head on cached features) on validation rows."""
+    payload = read_checkpoint(path)
+    model.load_state_dict(payload["state_dict"])
+    logits = val_logits(slice(None)).float().cpu()
+    payload = calibrate_checkpoint(payload, logits.numpy(), val_labels, config.threshold, config.target_sensitivity)
+    atomic_save(payload, path)
+    return payload
+
+
+def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None,
+          feature_memo: FeatureMemo | None = None) -> TrainResult:
+    """Train per `config`; under torchrun (WORLD_SIZE > 1) every rank calls this and they train one model.
+
+    Args:
+        config: what to train on and how (kidneyct.config.TrainConfig; its defaults are the default recipe).
+        resume: continue `<out>/last.pt` under its stored configuration (only runtime settings may change).
+        extend_epochs: with `resume`, a larger epoch budget (the cosine schedule stretches from where it is).
+        feature_memo: lets trainings on subsets of one decode cache share a frozen backbone's features.
+
+    Returns:
+        A TrainResult: the run folder, best.pt and last.pt (calibrated), the history, the skipped files and
+        the split sizes.
+    """
+    ctx = init_distributed(config.device)
+    try:
+        return _train(config, resume, extend_epochs, ctx, feature_memo)
+    finally:
+        ctx.close()
+
+
+def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext,
+           memo: FeatureMemo | None) -> TrainResult:
+    out = Path(config.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    previous = None
+    if resume:
+        if not last_path.exists():
+            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+        previous = read_checkpoint(last_path)
+        stored = TrainConfig.from_dict(previous["train_config"])
+        # The run continues as configured; only where it runs and how it reports may change.
+        runtime = {name: getattr(config, name) for name in RUNTIME_FIELDS}
+        config = TrainConfig.from_dict({**stored.to_dict(), **runtime, "epochs": extend_epochs or stored.epochs})
+    if config.threshold is not None and config.target_sensitivity is not None:
+        raise ValueError("give either a threshold or a target sensitivity, not both")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {config.sampler!r}; choose from {SAMPLERS}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    device = ctx.device
+    configure_backend(device)
+    prep = settings.preprocessing(config)
+    data = _prepare(config, prep, out, previous is not None, ctx)
+    classes = data.catalogue.classes
+    if (config.threshold is not None or config.target_sensitivity is not None) and positive_index(classes) is None:
+        raise ValueError(f"a tumor operating threshold needs a tumor class; classes are {classes}")
+    train_set, val_set = data.splits["train"], data.splits["val"]
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
+                         "need more data or other fractions")
+    model_config = settings.model_config(config, len(classes))
+    augmentation = settings.augmentation_policy(config)
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
+                                                     "preprocessing": prep.to_dict()}, indent=2))
+
+    seed_everything(config.seed)
+    model = create_model(model_config, load_pretrained=previous is None).to(device)
+    model = model.to(memory_format=torch.channels_last)  # faster on CPU (oneDNN) and CUDA alike
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trainable, config.lr, config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
+                                   int(steps_per_epoch * config.warmup_epochs))
+    state = TrainState()
+    if previous is not None:
+        model.load_state_dict(previous["state_dict"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        state = TrainState(previous["epoch"], previous["best_score"], previous["best_epoch"],
+                           previous["stale_epochs"], previous["stopped_early"], list(previous["history"]))
+        log.info("resuming %s after epoch %d", out, state.epoch)
+
+    weights = class_weights(train_set.labels, len(classes))
+    train_labels = torch.as_tensor(train_set.labels).to(device)
+    # Balanced sampling already gives every class equal weight: weighting the loss too would count it twice.
+    loss_weights = weights.to(device) if config.sampler == "shuffle" else torch.ones_like(weights).to(device)
+    sample_weights = weights[torch.as_tensor(train_set.labels)].to(device)  # per image, for "balanced"
+    # Inference keeps one layer's activations, so a GPU takes big batches; on a CPU a 128-image batch at
+    # 224 px would hold ~1 GB of seed-cnn activations: the training batch size is the bounded choice.
+    val_batch = max(config.batch_size, 128) if device.type == "cuda" else config.batch_size
+    feature_seconds = None
+    if uses_feature_cache(model, config.feature_cache):
+        started = time.perf_counter()
+        views = config.feature_views if augmentation is not None else 0
+        train_features = subset_features(model, prep, train_set.images, views, augmentation, config.seed, ctx,
+                                         device, val_batch, memo)
+        # Validation takes the plain view: from the memo when there is one, else computed on its own.
+        val_features = subset_features(model, prep, val_set.images, views, augmentation, config.seed, ctx,
+                                       device, val_batch, memo)[0] if memo is not None else \
+            extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None, config.seed, ctx,
+                             val_batch)[0]
+        feature_seconds = time.perf_counter() - started
+        log.info("cached backbone features of %d training images x %d view(s) and %d validation images in %.1f s",
+                 len(train_set), 1 + views, len(val_set), feature_seconds)
+        trained, inputs = model.head, FeatureInputs(train_features)
+        val_logits = lambda part: head_logits(model.head, val_features[part], device)  # noqa: E731
+    else:
+        trained, inputs = model, ImageInputs(ImageStore.create(train_set.images, device), prep, augmentation)
+        val_logits = lambda part: predict_logits(model, prep, val_set.images[part], val_batch, device)  # noqa: E731
+    forward = ctx.wrap(trained)
+    if config.compile:
+        forward = torch.compile(forward)
+    save = lambda path, with_optimizer: atomic_save(_checkpoint_payload(  # noqa: E731
+        config, model_config, prep, augmentation or Augmentation(), classes, model, state, data,
+        optimizer if with_optimizer else None, scheduler if with_optimizer else None), path)
+
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch = state.epoch + 1
+        # Seeds per epoch (not one global stream) make a resumed run repeat the uninterrupted one.
+        seed_everything(config.seed * 1000 + epoch)
+        generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+        if config.sampler == "balanced":
+            order = torch.multinomial(sample_weights, len(train_set), replacement=True, generator=generator)
+        else:
+            order = torch.randperm(len(train_set), generator=generator, device=device)
+        model.train()
+        started = time.perf_counter()
+        bar = progress_bar(total=steps_per_epoch, enabled=config.progress and ctx.is_main,
+                           desc=f"epoch {epoch}/{config.epochs}")
+        stats = run_epoch(forward, inputs, train_labels, loss_weights, optimizer, scheduler, order,
+                          config.batch_size, generator, ctx, device, bar if not bar.disable else None,
+                          label_smoothing=config.label_smoothing)
+        bar.close()
+        train_seconds = time.perf_counter() - started
+        logits = ctx.assemble(val_logits(ctx.shard(len(val_set))), len(val_set))
+        val = validation_metrics(logits, val_set.labels, classes, weights)
+        state.epoch = epoch
+        improved = val["macro_f1"] > state.best_score + 1e-6
+        if improved:
+            state.best_score, state.best_epoch, state.stale_epochs = val["macro_f1"], epoch, 0
+        else:
+            state.stale_epochs += 1
+        state.history.append({
+            "epoch": epoch, "train_loss": round(stats.loss, 6), "train_accuracy": round(stats.accuracy, 6),
+            "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
+            "val_macro_f1": round(val["macro_f1"], 6), "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(train_seconds, 3), "images_per_second": round(stats.seen / train_seconds, 1),
+        })
+        if state.stale_epochs >= config.patience:
+            state.stopped_early = True
+            log.info("early stop after epoch %d: no better validation macro-F1 for %d epochs", epoch, config.patience)
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
+                 epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / train_seconds)
+        if ctx.is_main:
+            if improved:
+                save(best_path, False)
+            save(last_path, True)
+            _write_history(out / "metrics.csv", state.history)
+
+    if ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
+        save(best_path, False)
+    # Each checkpoint is calibrated for its own weights (last.pt's may differ from best.pt's).
+    if ctx.is_main:
+        for path in (best_path, last_path):
+            calibration = calibrate_checkpoint_file(path, model, val_logits, val_set.labels, config)["calibration"]
+            log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
+                     calibration["val_ece_before"], calibration["val_ece_after"])
+    ctx.barrier()  # every rank returns once rank 0's files are written
+    return TrainResult(out, best_path, last_path, state.history, data.skipped,
+                       {name: len(arrays) for name, arrays in data.splits.items()}, feature_seconds)

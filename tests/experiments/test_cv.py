@@ -1,0 +1,178 @@
+import csv
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from kidneyct.cli import main
+from kidneyct.config import TrainConfig
+from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.splits import grouped_stratified_folds
+from kidneyct.experiments.cv import LEVELS, METRICS, CVConfig, cross_validate
+from kidneyct.training.train import train
+
+
+@pytest.fixture(scope="module")
+def phantom_series(tmp_path_factory):
+    """80 Tumor/Normal phantom slices in short series (1-3 slices): about 40 series to deal into folds."""
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("cv_phantoms")
+    generate_dataset(root, n=80, seed=3, size=96, classes=["Tumor", "Normal"], slices_per_series=(1, 3),
+                     progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cv_run(phantom_series, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv")
+    config = TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=1,
+                         batch_size=16, device="cpu", progress=False, workers=1)
+    return cross_validate(CVConfig(config, folds=3))
+
+
+def test_folds_keep_series_together_and_stratify():
+    rng = np.random.default_rng(0)
+    groups, labels = [], []
+    for g in range(120):
+        label = int(rng.random() < 0.3)
+        size = int(rng.integers(1, 6))
+        groups += [f"g{g}"] * size
+        labels += [label] * size
+    folds = grouped_stratified_folds(labels, groups, 5, seed=1)
+    by_group = defaultdict(set)
+    for group, fold in zip(groups, folds):
+        by_group[group].add(fold)
+    assert all(len(f) == 1 for f in by_group.values())
+    counts = Counter(zip(labels, folds))
+    for label in (0, 1):
+        per_fold = [counts[(label, k)] for k in range(5)]
+        expected = labels.count(label) / 5
+        assert max(abs(c - expected) for c in per_fold) <= 5  # within one largest group of the target
+    assert grouped_stratified_folds(labels, groups, 5, seed=1) == folds  # deterministic
+    with pytest.raises(ValueError):
+        grouped_stratified_folds([0, 1], ["a", "b"], 3)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_image_tested_once_and_no_series_in_two_folds(cv_run, phantom_series):
+    out = cv_run.out
+    predictions = _rows(out / "predictions.csv")
+    n_images = len(build_catalogue(phantom_series, "tumor,normal").samples)
+    assert len(predictions) == n_images == len({(r["path"], r["slice_index"]) for r in predictions})
+    tested = Counter()
+    test_groups = []
+    for k in range(3):
+        split = _rows(out / f"fold-{k}" / "split.csv")
+        by_split = defaultdict(set)
+        for row in split:
+            by_split[row["split"]].add(row["group"])
+            if row["split"] == "test":
+                tested[row["path"]] += 1
+        # Within a fold no series spans train/val/test; the test fold is all of fold k's series.
+        assert not (by_split["train"] & by_split["val"]) and not (by_split["test"] & (by_split["train"] | by_split["val"]))
+        assert by_split["val"], "validation is carved from the training folds"
+        test_groups.append(by_split["test"])
+        assert {r["group"] for r in predictions if r["fold"] == str(k)} == by_split["test"]
+    assert sum(tested.values()) == n_images and set(tested.values()) == {1}
+    assert not (test_groups[0] & test_groups[1]) and not (test_groups[0] & test_groups[2]) \
+        and not (test_groups[1] & test_groups[2])
+    # Stratification: every test fold holds about a third of each class.
+    for label in ("Tumor", "Normal"):
+        total = sum(r["label"] == label for r in predictions)
+        per_fold = [sum(r["label"] == label and r["fold"] == str(k) for r in predictions) for k in range(3)]
+        assert all(abs(c - total / 3) <= 4 for c in per_fold), per_fold
+
+
+def test_aggregates_are_mean_and_sd_of_the_folds(cv_run):
+    saved = json.loads((cv_run.out / "cv.json").read_text())
+    folds = _rows(cv_run.out / "folds.csv")
+    assert len(folds) == 3 == len(saved["folds"])
+    for level in LEVELS:
+        for name, _ in METRICS:
+            values = np.array([float(f[f"{level}_{name}"]) for f in folds])
+            entry = saved["summary"][level][name]
+            assert entry["n"] == 3
+            assert entry["mean"] == pytest.approx(values.mean(), abs=1e-9)
+            assert entry["std"] == pytest.approx(values.std(ddof=1), abs=1e-9)
+    markdown = (cv_run.out / "cv.md").read_text()
+    assert "Balanced accuracy" in markdown and "per series" in markdown and "## Per fold" in markdown
+
+
+def test_cv_cli(phantom_series, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["cv", "--data", str(phantom_series), "--model", "seed-cnn", "--image-size", "96", "--epochs", "1",
+                 "--folds", "2", "--device", "cpu", "--no-progress", "--workers", "1", "--label-smoothing", "0.1",
+                 "--out", str(out)])
+    assert code == 0
+    assert "2-fold grouped cross-validation" in capsys.readouterr().out
+    saved = json.loads((out / "cv.json").read_text())
+    assert saved["config"]["folds"] == 2 and saved["config"]["train"]["label_smoothing"] == 0.1
+
+
+def test_feature_memo_serves_subsets_of_one_cache_like_a_fresh_extraction(tmp_path):
+    import torch
+
+    from kidneyct.data.rows import Rows
+    from kidneyct.models import ModelConfig, create_model
+    from kidneyct.preprocess import Augmentation, Preprocessing
+    from kidneyct.training.distributed import DistContext
+    from kidneyct.training.engine import ImageStore
+    from kidneyct.training.features import FeatureMemo, extract_features, subset_features
+
+    path = tmp_path / "rows.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (12, 32, 32), dtype=np.uint8))
+    base = np.load(path, mmap_mode="r")
+    model = create_model(ModelConfig("efficientnet-lite0", 2, 32, "none", True))
+    prep, ctx, device = Preprocessing(32), DistContext(), torch.device("cpu")
+    first, second = Rows(base, np.array([0, 3, 5])), Rows(base, np.array([5, 11]))
+    memo = FeatureMemo()
+    a = subset_features(model, prep, first, 1, Augmentation(), 0, ctx, device, memo=memo)
+    b = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=memo)
+    assert a.shape[:2] == (2, 3) and b.shape[:2] == (2, 2)
+    assert torch.allclose(a[:, 2], b[:, 0])  # row 5, computed once
+    fresh = extract_features(model, prep, ImageStore.create(second, device), 0, None, 0, ctx)
+    assert torch.allclose(b[0], fresh[0], atol=1e-5)  # the plain view does not depend on the subset
+    # On disk: a later block (another process, in practice) loads the same features instead of recomputing.
+    c = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=FeatureMemo(tmp_path / "memo"))
+    assert len(list((tmp_path / "memo").glob("features-*.pt"))) == 1
+    import kidneyct.training.features as features_module
+
+    calls = []
+    original = features_module.extract_features
+    features_module.extract_features = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        later = FeatureMemo(tmp_path / "memo")  # another process, in practice
+        d = subset_features(model, prep, second, 1, Augmentation(), 0, ctx, device, memo=later)
+        e = subset_features(model, Preprocessing(32, tta_hflip=True), second, 1, Augmentation(), 0, ctx, device,
+                            memo=later)
+    finally:
+        features_module.extract_features = original
+    assert not calls and torch.equal(c, d) and torch.equal(d, e)
+
+
+def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tmp_path):
+    """The test fold's logits from the head on memo features equal the checkpoint's full forward pass."""
+    import torch
+
+    from kidneyct.data.rows import Rows
+    from kidneyct.experiments.cv import _test_logits
+    from kidneyct.inference.predictor import Predictor
+    from kidneyct.training.features import FeatureMemo
+
+    config = TrainConfig(data=str(phantom_series), out=str(tmp_path / "run"), model="efficientnet-lite0",
+                         pretrained="none", image_size=32, epochs=1, device="cpu", progress=False, workers=1,
+                         feature_views=1)
+    result = train(config)
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, "cpu")
+    path = tmp_path / "rows.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8))
+    rows = Rows(np.load(path, mmap_mode="r"), np.array([1, 4, 7]))
+    full = predictor.logits_uint8(rows)
+    from_memo = _test_logits(predictor, config, rows, FeatureMemo())
+    assert torch.allclose(from_memo, full, atol=1e-4)

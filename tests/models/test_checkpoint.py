@@ -1,0 +1,45 @@
+"""Checkpoints written before the issue 11 layout still load: tests/fixtures/checkpoint-v0.1.pt was written by
+kidneyct 0.1.0 (see checkpoint-v0.1.json for how) and must give the same numbers through today's code."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kidneyct
+from kidneyct.experiments.evaluate import evaluate
+from kidneyct.io import CTSlice
+from kidneyct.models.checkpoint import load_model, read_checkpoint
+from kidneyct.synthetic.phantom import render_slice, sample_patient
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoint-v0.1.pt"
+RECORDED = json.loads(FIXTURE.with_suffix(".json").read_text())
+
+
+def _probe() -> np.ndarray:
+    hu, _ = render_slice(sample_patient(np.random.default_rng(7), 128, "Tumor"), 0.0)
+    return hu.astype(np.float32)
+
+
+def test_an_old_checkpoint_predicts_what_it_predicted_when_written():
+    predictor = kidneyct.load(FIXTURE)
+    assert predictor.classes == ["Tumor", "Normal"]
+    assert predictor.preprocessing.body_crop and predictor.preprocessing.tta_hflip
+    image = predictor.preprocessing.to_uint8(CTSlice(_probe(), hu=True, source="<array>"))
+    assert hashlib.sha256(image.tobytes()).hexdigest() == RECORDED["probe_uint8_sha256"]
+    assert predictor.logits_uint8(image[None]).numpy()[0] == pytest.approx(RECORDED["logits"], abs=1e-5)
+    assert predictor.temperature == pytest.approx(RECORDED["temperature"])
+    assert predictor.predict(_probe()) == pytest.approx(RECORDED["probabilities"], abs=1e-6)
+
+
+def test_evaluation_reads_an_old_checkpoint(phantom_png, tmp_path):
+    payload = read_checkpoint(FIXTURE)
+    assert payload["version"] == 1 and payload["model_config"]["name"] == "seed-cnn"
+    assert load_model(FIXTURE).model_config.image_size == 96
+    # Its training data are gone: evaluate every Tumor and Normal phantom slice of another set.
+    result = evaluate(FIXTURE, data=phantom_png, split="all", out=tmp_path / "report", device="cpu", n_boot=20,
+                      progress=False, workers=1)
+    assert result.metrics["n"] == 48 and result.html.exists()
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["classes"] == ["Tumor", "Normal"]

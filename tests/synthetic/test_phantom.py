@@ -1,0 +1,56 @@
+import csv
+
+import numpy as np
+from PIL import Image
+
+from kidneyct.data.catalogue import build_catalogue
+from kidneyct.io import read_slices
+from kidneyct.synthetic.phantom import is_synthetic, render_slice, sample_patient
+
+
+def test_phantom_anatomy_has_plausible_hounsfield_units():
+    rng = np.random.default_rng(0)
+    patient = sample_patient(rng, 128, "Cyst")
+    hu, mask = render_slice(patient, 0.0)
+    assert hu.shape == (128, 128) and mask.any()
+    assert np.percentile(hu, 1) < -900  # air around the body
+    assert hu.max() > 500  # bone
+    assert abs(np.median(hu[mask]) - patient.lesion.hu) < 40  # the cyst holds water density
+
+
+def test_normal_slices_have_no_lesion():
+    rng = np.random.default_rng(1)
+    _, mask = render_slice(sample_patient(rng, 64, None), 0.2)
+    assert not mask.any()
+
+
+def test_png_dataset_layout_masks_and_manifest(phantom_png):
+    rows = list(csv.DictReader(open(phantom_png / "phantom.csv")))
+    assert len(rows) == 96 and is_synthetic(phantom_png)
+    for row in rows:
+        image = phantom_png / row["path"]
+        assert image.exists()
+        if row["class"] == "Normal":
+            assert row["mask"] == ""
+        else:  # every lesion slice shows its lesion, with its mask saved beside it
+            assert int(row["lesion_pixels"]) > 0
+            mask = np.asarray(Image.open(phantom_png / row["mask"]))
+            assert mask.shape == np.asarray(Image.open(image)).shape and mask.max() == 255
+    series = {}
+    for row in rows:
+        series.setdefault(row["series"], set()).add(row["class"])
+    assert all(len(c) == 1 for c in series.values()) and len(series) < len(rows)
+
+
+def test_dicom_and_nifti_phantoms_read_back_in_hu(tmp_path):
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    for fmt in ("dicom", "nifti"):
+        root = tmp_path / fmt
+        generate_dataset(root, n=6, seed=2, size=64, classes=["Tumor", "Normal"], fmt=fmt,
+                         slices_per_series=(3, 3), progress=False)
+        catalogue = build_catalogue(root, None)
+        assert catalogue.counts() == {"Tumor": 3, "Normal": 3}
+        sample = catalogue.samples[0]
+        (ct,) = read_slices(sample.path, None if sample.slice_index is None else [sample.slice_index])
+        assert ct.hu and ct.pixels.min() < -900 and ct.pixels.max() > 300

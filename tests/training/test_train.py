@@ -1,0 +1,48 @@
+import csv
+
+import pytest
+import torch
+
+from kidneyct.config import TrainConfig
+from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.training.train import class_weights, train
+
+
+def test_training_writes_checkpoints_history_split_and_config(trained_run):
+    out = trained_run.out
+    for name in ("best.pt", "last.pt", "metrics.csv", "split.csv", "config.json"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    payload = read_checkpoint(out / "best.pt")
+    assert payload["preprocessing"]["image_size"] == 96
+    assert payload["classes"] == ["Tumor", "Normal"]
+    assert payload["data"]["synthetic"] is True
+    assert "optimizer" in read_checkpoint(out / "last.pt") and "optimizer" not in payload
+    split_rows = list(csv.DictReader(open(out / "split.csv")))
+    assert {r["split"] for r in split_rows} == {"train", "val", "test"}
+    assert {r["label"] for r in split_rows} == {"Tumor", "Normal"}
+
+
+def test_resume_continues_from_last_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.out, run)
+    before = read_checkpoint(run / "last.pt")
+    placeholder = TrainConfig(data="ignored", out=str(run), device="cpu", progress=False, workers=1)
+    result = train(placeholder, resume=True, extend_epochs=3)  # the stored configuration is used
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[:2] == before["history"]
+    after = read_checkpoint(run / "last.pt")
+    assert after["epoch"] == 3 and after["train_config"]["data"] == before["train_config"]["data"]
+
+
+def test_resume_without_last_checkpoint_fails_clearly(tmp_path, phantom_png):
+    with pytest.raises(FileNotFoundError, match="no .*last.pt"):
+        train(TrainConfig(data=str(phantom_png), out=str(tmp_path / "none")), resume=True)
+
+
+def test_class_weights_balance_the_loss():
+    weights = class_weights(torch.tensor([0, 0, 0, 1]).numpy(), 2)
+    assert torch.allclose(weights * torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0]))
