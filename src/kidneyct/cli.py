@@ -193,6 +193,13 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     _add_train_options(p, defaults)
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--fold-seed", type=int, default=None, help="seed of the fold assignment (default: --seed)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="fold assignments (seeds fold-seed, fold-seed+1, ...); numbers are averaged over them")
+    p.add_argument("--compare", default=None, metavar="RECIPE|CV_DIR",
+                   help="paired comparison on the same folds with a recipe (run too) or a finished cv folder")
+    p.add_argument("--keep-models", action="store_true",
+                   help="write OUT/ensemble.pt: the first repeat's fold models as one checkpoint (mean probability)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="series resamples for the 95%% intervals")
     p.add_argument("--out", default=None, help="folder (default runs/cv-<model>)")
     p.set_defaults(handler=cmd_cv)
 
@@ -314,7 +321,9 @@ def cmd_cv(args) -> int:
     from kidneyct.experiments.cv import CVConfig, cross_validate
 
     out = args.out or f"runs/cv-{args.model}"
-    result = cross_validate(CVConfig(_train_config(args, out), folds=args.folds, fold_seed=args.fold_seed))
+    result = cross_validate(CVConfig(_train_config(args, out), folds=args.folds, fold_seed=args.fold_seed,
+                                     repeats=args.repeats, compare=args.compare, keep_models=args.keep_models,
+                                     bootstrap=args.bootstrap))
     print((result.out / "cv.md").read_text())
     return 0
 

@@ -70,3 +70,18 @@ def test_a_dataset_of_symlinks_keeps_its_own_layout_in_split_and_group_csvs(phan
     rows = (tmp_path / "groups.csv").read_text().splitlines()[1:]
     assert rows and all(not row.startswith(("/", "..")) for row in rows)
     assert {row.split(",")[0] for row in rows} == {p.relative_to(linked).as_posix() for p in linked.rglob("*.png")}
+
+
+def test_folds_of_one_class_do_not_depend_on_the_other_classes():
+    from kidneyct.data.splits import grouped_stratified_folds
+
+    rng = np.random.default_rng(3)
+    groups, strata = [], []
+    for g in range(60):
+        strata += [["Tumor", "Normal", "Cyst"][g % 3]] * int(rng.integers(1, 8))
+        groups += [f"g{g}"] * (len(strata) - len(groups))
+    full = grouped_stratified_folds(strata, groups, 5, seed=2)
+    keep = [i for i, s in enumerate(strata) if s != "Cyst"]
+    without_cyst = grouped_stratified_folds([strata[i] for i in keep], [groups[i] for i in keep], 5, seed=2)
+    assert [full[i] for i in keep] == without_cyst
+    assert grouped_stratified_folds(strata, groups, 5, seed=3) != full  # another seed, other folds

@@ -176,3 +176,64 @@ def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tm
     full = predictor.logits_uint8(rows)
     from_memo = _test_logits(predictor, config, rows, FeatureMemo())
     assert torch.allclose(from_memo, full, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def repeated_run(phantom_series, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv_repeated")
+    config = TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=1,
+                         batch_size=16, device="cpu", progress=False, workers=1)
+    return cross_validate(CVConfig(config, folds=2, repeats=2, keep_models=True, bootstrap=100))
+
+
+def test_repeats_test_every_image_once_per_repeat_in_other_folds(repeated_run):
+    predictions = _rows(repeated_run.out / "predictions.csv")
+    by_repeat = defaultdict(list)
+    for row in predictions:
+        by_repeat[row["repeat"]].append((row["path"], row["fold"]))
+    assert set(by_repeat) == {"0", "1"}
+    assert sorted(p for p, _ in by_repeat["0"]) == sorted(p for p, _ in by_repeat["1"])
+    assert dict(by_repeat["0"]) != dict(by_repeat["1"])  # another fold assignment
+    assert (repeated_run.out / "repeat-1" / "fold-1" / "best.pt").exists()
+    assert len(repeated_run.folds) == 4
+
+
+def test_ranking_reports_means_over_repeats_with_intervals(repeated_run):
+    saved = json.loads((repeated_run.out / "cv.json").read_text())
+    entry = saved["ranking"]["tumor_vs_normal"]["series"]["roc_auc"]
+    assert len(entry["repeats"]) == 2
+    assert entry["value"] == pytest.approx(np.mean(entry["repeats"]))
+    assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    assert "Sensitivity at specificity 0.90" in (repeated_run.out / "cv.md").read_text()
+
+
+def test_ensemble_of_the_fold_models_is_the_mean_of_their_probabilities(repeated_run, phantom_series):
+    from kidneyct.inference.predictor import Predictor
+
+    ensemble = Predictor.from_checkpoint(repeated_run.ensemble)
+    members = [Predictor.from_checkpoint(repeated_run.out / f"fold-{k}" / "best.pt") for k in range(2)]
+    images = sorted((phantom_series / "Tumor").glob("*.png"))[:3] + sorted((phantom_series / "Normal").glob("*.png"))[:3]
+    images = [p for p in images if ".mask." not in p.name]
+    expected = np.mean([[list(m.predict(p).values()) for p in images] for m in members], axis=0)
+    got = np.array([list(ensemble.predict(p).values()) for p in images])
+    assert ensemble.loaded.members == 2
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_compare_with_a_finished_run_on_the_same_folds(repeated_run, phantom_series, tmp_path):
+    config = TrainConfig(data=str(phantom_series), out=str(tmp_path / "candidate"), model="seed-cnn", image_size=96,
+                         epochs=1, batch_size=16, device="cpu", progress=False, workers=1, label_smoothing=0.2)
+    result = cross_validate(CVConfig(config, folds=2, repeats=2, compare=str(repeated_run.out), bootstrap=100))
+    entry = result.comparison["tumor_vs_normal"]["image"]["roc_auc"]
+    assert entry["delta"] == pytest.approx(entry["candidate"] - entry["baseline"])
+    assert entry["baseline"] == pytest.approx(repeated_run.ranking["tumor_vs_normal"]["image"]["roc_auc"]["value"])
+    assert "Paired comparison" in (result.out / "cv.md").read_text()
+    other_folds = replace_out(config, tmp_path / "other")
+    with pytest.raises(ValueError, match="same folds"):
+        cross_validate(CVConfig(other_folds, folds=2, repeats=1, fold_seed=7, compare=str(repeated_run.out)))
+
+
+def replace_out(config, out):
+    from dataclasses import replace
+
+    return replace(config, out=str(out), epochs=1)

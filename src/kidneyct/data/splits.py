@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,37 +130,38 @@ def read_split_csv(path: str | Path, root: str | Path, classes: list[str]) -> di
     return out
 
 
-def grouped_stratified_folds(labels: list[int], groups: list[str], folds: int, seed: int = 0) -> list[int]:
+def grouped_stratified_folds(strata: list, groups: list[str], folds: int, seed: int = 0) -> list[int]:
     """Fold index (0..folds-1) per sample for k-fold cross-validation; no group in two folds.
 
-    Same dealing as `grouped_stratified_split`: per class (a group follows its majority label), groups
-    largest first (ties in seeded random order), each to the fold with the fewest images of that class
-    so far, so every fold gets about 1/folds of every class as far as the group sizes allow.
+    Groups are dealt per stratum (a class label, or the class folder a sample came from), each stratum on
+    its own: a group follows its majority stratum; largest groups first (ties in an order seeded by the
+    seed and the stratum's name), each to the fold with the fewest images of that stratum so far (ties
+    between folds in a seeded order). Because no stratum's dealing looks at another's, the Tumor and
+    Normal series land in the same folds whether or not Cyst and Stone are in the run, so recipes trained
+    on different class sets are tested on the same patients.
     """
-    if len(labels) != len(groups):
-        raise ValueError("labels and groups differ in length")
+    if len(strata) != len(groups):
+        raise ValueError("strata and groups differ in length")
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
-    rng = np.random.default_rng(seed)
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
     if len(members) < folds:
         raise ValueError(f"{len(members)} series cannot fill {folds} folds")
-    by_class: dict[int, list[str]] = defaultdict(list)
+    by_stratum: dict[str, list[str]] = defaultdict(list)
     for group, indices in members.items():
-        by_class[Counter(labels[i] for i in indices).most_common(1)[0][0]].append(group)
+        by_stratum[str(Counter(strata[i] for i in indices).most_common(1)[0][0])].append(group)
     assignment: dict[str, int] = {}
-    totals = np.zeros(folds)  # all classes so far: breaks ties between folds equally filled in this class
-    for label in sorted(by_class):
-        class_groups = by_class[label]
-        order = rng.permutation(len(class_groups))
-        ordered = sorted((class_groups[i] for i in order), key=lambda g: -len(members[g]))
+    for stratum, stratum_groups in sorted(by_stratum.items()):
+        rng = np.random.default_rng([seed, zlib.crc32(stratum.encode())])
+        shuffled = [g for g in np.array(sorted(stratum_groups))[rng.permutation(len(stratum_groups))]]
+        ordered = sorted(shuffled, key=lambda g: -len(members[g]))  # stable: the shuffle breaks size ties
+        fold_order = rng.permutation(folds)
         filled = np.zeros(folds)
         for group in ordered:
-            candidates = np.flatnonzero(filled == filled.min())
-            choice = int(candidates[np.argmin(totals[candidates])])
-            assignment[group] = choice
-            filled[choice] += len(members[group])
-            totals[choice] += len(members[group])
+            candidates = [f for f in fold_order if filled[f] == filled.min()]
+            assignment[group] = int(candidates[0])
+            filled[candidates[0]] += len(members[group])
+            fold_order = np.r_[fold_order[fold_order != candidates[0]], candidates[0]]  # rotate ties around
     return [assignment[g] for g in groups]

@@ -1,17 +1,21 @@
-"""Grouped, class-stratified k-fold cross-validation: one training per fold, metrics per fold and their
-mean and standard deviation, per image and per series.
+"""Grouped, class-stratified k-fold cross-validation, optionally repeated over several fold assignments:
+one training per fold, the out-of-fold predictions of every image, and the numbers a recipe is chosen by.
 
 Series are inferred once, by the same `infer_groups` the grouped split uses, and dealt whole to the folds
-(no series in two folds). For fold k, fold k is the test set; a validation set (early stopping,
-calibration, operating point) is carved from the other folds' series, again grouped and stratified, so
-the test fold never steers training. The images are decoded once: every fold's training loads the
-decode cache the first pass wrote. Every image is tested exactly once; the out-of-fold predictions are
-kept in predictions.csv.
+(no series in two folds), each class folder on its own, so Tumor and Normal series land in the same folds
+whether or not other classes take part. For fold k, fold k is the test set; a validation set (early
+stopping, calibration, operating point) is carved from the other folds' series, again grouped and
+stratified, so the test fold never steers training. The images are decoded once: every fold's training
+loads the decode cache the first pass wrote. Repeat r deals the folds with seed fold_seed + r.
+
+Reported: the mean and sd over folds of the decision metrics, pooled out-of-fold metrics, and for choosing
+recipes the pooled out-of-fold ROC-AUC, sensitivity at specificity 0.90 and specificity at sensitivity
+0.90, per image and per series, averaged over repeats with bootstrap intervals over series; with
+`compare`, the paired difference to another run on the same folds.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -21,118 +25,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kidneyct.about import DISCLAIMER
-from kidneyct.config import TrainConfig
-from kidneyct.data.prepare import prepare_data
-from kidneyct.data.splits import SplitFractions, grouped_stratified_folds, grouped_stratified_split, write_split_csv
-from kidneyct.evaluation.metrics import point_metrics
-from kidneyct.evaluation.series import aggregate_by_group
+from kidneyct.config import RECIPES, TrainConfig, apply_recipe
+from kidneyct.data.prepare import PreparedData, prepare_data
+from kidneyct.data.splits import (SplitFractions, grouped_stratified_folds, grouped_stratified_split, relative_path,
+                                  write_split_csv)
+from kidneyct.experiments import cv_report as report
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
+from kidneyct.models.checkpoint import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import head_logits
 from kidneyct.training.features import FeatureMemo, subset_features, uses_feature_cache
 from kidneyct.training.train import SPLIT_CSV, train
 
+LEVELS, METRICS = report.LEVELS, report.METRICS
+ENSEMBLE = "ensemble.pt"
+
 log = logging.getLogger(__name__)
-
-METRICS = [
-    ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
-    ("tumor_sensitivity", "Tumor sensitivity"), ("tumor_specificity", "Tumor specificity"),
-    ("roc_auc", "ROC-AUC (tumor vs rest)"), ("macro_f1", "Macro F1"),
-]
-LEVELS = ("image", "series")
-
-
-@dataclass
-class CVConfig:
-    train: TrainConfig  # the per-fold training; its `out` is the cross-validation folder
-    folds: int = 5
-    fold_seed: int | None = None  # seed of the fold assignment; None: the training seed
-
-    def to_dict(self) -> dict:
-        return {"train": self.train.to_dict(), "folds": self.folds, "fold_seed": self.resolved_fold_seed()}
-
-    def resolved_fold_seed(self) -> int:
-        return self.train.seed if self.fold_seed is None else self.fold_seed
-
-
-@dataclass
-class CVResult:
-    out: Path
-    folds: list[dict]  # per fold: sizes, seconds and {"image": metrics, "series": metrics}
-    summary: dict  # {level: {metric: {"mean", "std", "n"}}}
-    pooled: dict  # {level: metrics} over all out-of-fold predictions together
-    seconds: float
-    fold_of: dict = field(default_factory=dict)  # sample key -> fold
-
-
-def _metrics(labels, probs, classes, threshold, groups) -> dict:
-    image = point_metrics(labels, probs, classes, decide(probs, classes, threshold))
-    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
-    series = point_metrics(series_labels, series_probs, classes, decide(series_probs, classes, threshold))
-    keep = lambda m: {k: v for k, v in m.items() if isinstance(v, (int, float))}  # noqa: E731
-    return {"image": keep(image), "series": keep(series)}
-
-
-def summarise_folds(fold_metrics: list[dict]) -> dict:
-    """Mean and sample standard deviation (ddof=1) over folds of every metric, per level; folds where a
-    metric is undefined (e.g. ROC-AUC of a fold without both classes) are left out and counted in n."""
-    summary = {}
-    for level in LEVELS:
-        summary[level] = {}
-        for name, _ in METRICS:
-            values = np.array([m[level].get(name, np.nan) for m in fold_metrics], float)
-            values = values[np.isfinite(values)]
-            summary[level][name] = {
-                "mean": float(values.mean()) if len(values) else float("nan"),
-                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                "n": int(len(values)),
-            }
-    return summary
-
-
-def _cell(entry: dict) -> str:
-    if entry["n"] == 0:
-        return "n/a"
-    return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["n"] > 1 else f"{entry['mean']:.3f}"
-
-
-def markdown_table(summary: dict, pooled: dict) -> list[str]:
-    lines = ["| metric | per image (mean ± sd) | per series (mean ± sd) | pooled out-of-fold, image | "
-             "pooled out-of-fold, series |", "|---|---|---|---|---|"]
-    for name, label in METRICS:
-        if all(summary[level][name]["n"] == 0 for level in LEVELS):
-            continue
-        pooled_cells = [f"{pooled[level][name]:.3f}" if name in pooled[level] else "n/a" for level in LEVELS]
-        lines.append(f"| {label} | {_cell(summary['image'][name])} | {_cell(summary['series'][name])} | "
-                     f"{pooled_cells[0]} | {pooled_cells[1]} |")
-    return lines
-
-
-def fold_lines(folds: list[dict]) -> list[str]:
-    header = ["fold", "test images", "test series", "train", "val", "best epoch", "seconds"]
-    header += [f"{label} ({level})" for level in LEVELS for name, label in METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for fold in folds:
-        cells = [str(fold["fold"]), str(fold["test_images"]), str(fold["test_series"]), str(fold["train_images"]),
-                 str(fold["val_images"]), str(fold["best_epoch"]), f"{fold['seconds']:.0f}"]
-        cells += [f"{fold[level][name]:.3f}" if name in fold[level] else "n/a"
-                  for level in LEVELS for name, _ in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _write_folds_csv(path: Path, folds: list[dict]) -> None:
-    columns = ["fold", "test_images", "test_series", "train_images", "val_images", "best_epoch", "seconds"]
-    columns += [f"{level}_{name}" for level in LEVELS for name, _ in METRICS]
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for fold in folds:
-            writer.writerow([fold[c] for c in columns[:7]] +
-                            [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
 
 
 def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> torch.Tensor:
@@ -149,59 +59,165 @@ def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> tor
     return predictor.logits_uint8(rows, max(config.batch_size, 128))
 
 
-def _run_folds(config: CVConfig, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
-               thresholds, memo: FeatureMemo) -> list[dict]:
-    """Train and test every fold; fills the out-of-fold arrays and returns one row per fold."""
-    base, out = config.train, Path(config.train.out)
-    folds = []
-    for k in range(config.folds):
-        fold_started = time.perf_counter()
-        fold_dir = out / f"fold-{k}"
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        test_index = np.flatnonzero(fold_of == k)
-        rest = np.flatnonzero(fold_of != k)
-        names = grouped_stratified_split(labels[rest].tolist(), [groups[i] for i in rest], fractions,
-                                         config.resolved_fold_seed() + 1 + k)
-        by_split = {"train": [samples[i] for i, n in zip(rest, names) if n == "train"],
-                    "val": [samples[i] for i, n in zip(rest, names) if n == "val"],
-                    "test": [samples[i] for i in test_index]}
-        split_csv = fold_dir / f"fold-{SPLIT_CSV}"
-        write_split_csv(split_csv, data.catalogue.root, classes, by_split)
-        log.info("fold %d/%d: train %d, val %d, test %d images", k + 1, config.folds,
-                 *(len(by_split[n]) for n in ("train", "val", "test")))
-        run = train(replace(base, out=str(fold_dir), split="grouped", split_file=str(split_csv)), feature_memo=memo)
-        predictor = Predictor.from_checkpoint(run.best_checkpoint, base.device)
-        logits = _test_logits(predictor, base, data.decoded.images.subset(test_index), memo)
-        probs = predictor.probabilities_from_logits(logits)
-        thresholds[k] = predictor.threshold
-        oof_probs[test_index] = probs
-        oof_pred[test_index] = decide(probs, classes, predictor.threshold)
-        metrics = _metrics(labels[test_index], probs, classes, predictor.threshold, [groups[i] for i in test_index])
-        best_epoch = predictor.loaded.payload.get("best_epoch")
-        folds.append({"fold": k, "test_images": len(test_index), "test_series": len(set(groups[i] for i in test_index)),
-                      "train_images": len(by_split["train"]), "val_images": len(by_split["val"]),
-                      "best_epoch": best_epoch, "seconds": round(time.perf_counter() - fold_started, 1),
-                      "threshold": predictor.threshold, **metrics})
-        log.info("fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", k,
-                 metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
 
-    return folds
+@dataclass
+class CVConfig:
+    """A cross-validation.
+
+    Args:
+        train: the per-fold training; its `out` is the cross-validation folder.
+        folds: number of folds.
+        fold_seed: seed of the fold assignment (None: the training seed); repeat r uses fold_seed + r.
+        repeats: fold assignments to run; numbers are averaged over them.
+        compare: a recipe name (run on the same folds into `out/compare-NAME`) or a finished cv folder to
+            compare with, pairwise on the same images and folds.
+        keep_models: write `out/ensemble.pt`, the first repeat's fold models as one checkpoint.
+        bootstrap: resamples of series for the intervals.
+    """
+
+    train: TrainConfig
+    folds: int = 5
+    fold_seed: int | None = None
+    repeats: int = 1
+    compare: str | None = None
+    keep_models: bool = False
+    bootstrap: int = 1000
+
+    def to_dict(self) -> dict:
+        return {"train": self.train.to_dict(), "folds": self.folds, "fold_seed": self.resolved_fold_seed(),
+                "repeats": self.repeats, "compare": self.compare, "keep_models": self.keep_models,
+                "bootstrap": self.bootstrap}
+
+    def resolved_fold_seed(self) -> int:
+        return self.train.seed if self.fold_seed is None else self.fold_seed
+
+
+@dataclass
+class CVResult:
+    out: Path
+    folds: list[dict]  # per fold of every repeat: sizes, seconds and {"image": metrics, "series": metrics}
+    summary: dict  # {level: {metric: {"mean", "std", "n"}}} over all folds
+    pooled: dict  # {level: metrics} over repeat 0's out-of-fold predictions
+    seconds: float
+    fold_of: dict = field(default_factory=dict)  # sample key -> fold (repeat 0)
+    ranking: dict = field(default_factory=dict)  # {evaluation: {level: {statistic: interval}}}
+    comparison: dict | None = None
+    ensemble: Path | None = None
+
+
+@dataclass
+class _Plan:
+    """What every fold of every repeat shares: the data, the canonical series and the fold assignments."""
+
+    data: PreparedData
+    samples: list
+    labels: np.ndarray
+    groups: list[str]
+    folds: np.ndarray  # int [repeats, N]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.catalogue.classes
+
+
+def _canonical_groups(samples, groups: list[str], root: Path) -> list[str]:
+    """Series named by their first member's path under the data root, so that runs on other class sets
+    (whose inferred series carry other numbers) name them alike."""
+    first: dict[str, str] = {}
+    for sample, group in zip(samples, groups):
+        name = relative_path(sample.path, root) + ("" if sample.slice_index is None else f"#{sample.slice_index}")
+        first[group] = min(first.get(group, name), name)
+    return [first[g] for g in groups]
+
+
+def _plan(config: CVConfig) -> _Plan:
+    base, out = config.train, Path(config.train.out)
+    prep = settings.preprocessing(base)
+    # One decode (into the cache every fold's training then loads) and one series inference for all folds.
+    data = prepare_data(base.data, base.classes, prep, out / SPLIT_CSV, seed=base.seed, workers=base.workers,
+                        progress=base.progress, cache=settings.cache_settings(base), write_split=False)
+    groups = _canonical_groups(data.decoded.samples, data.grouping.groups, data.catalogue.root)
+    samples = [replace(s, group=g) for s, g in zip(data.decoded.samples, groups)]
+    strata = [s.origin or str(s.label) for s in samples]
+    folds = np.array([grouped_stratified_folds(strata, groups, config.folds, config.resolved_fold_seed() + r)
+                      for r in range(config.repeats)])
+    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
+                                                 "series": data.grouping.summary}, indent=2))
+    return _Plan(data, samples, np.array([s.label for s in samples], np.int64), groups, folds)
+
+
+def fold_dir(out: Path, repeat: int, fold: int) -> Path:
+    return out / (f"fold-{fold}" if repeat == 0 else f"repeat-{repeat}/fold-{fold}")
+
+
+def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureMemo) -> tuple[dict, np.ndarray, Path]:
+    """Train fold k of one repeat and test it: (the fold's row, its test probabilities, its best checkpoint)."""
+    base = config.train
+    started = time.perf_counter()
+    folder = fold_dir(Path(base.out), repeat, k)
+    folder.mkdir(parents=True, exist_ok=True)
+    fold_of = plan.folds[repeat]
+    test_index, rest = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
+    fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
+    names = grouped_stratified_split(plan.labels[rest].tolist(), [plan.groups[i] for i in rest], fractions,
+                                     config.resolved_fold_seed() + 1 + k + 1000 * repeat)
+    by_split = {"train": [plan.samples[i] for i, n in zip(rest, names) if n == "train"],
+                "val": [plan.samples[i] for i, n in zip(rest, names) if n == "val"],
+                "test": [plan.samples[i] for i in test_index]}
+    split_csv = folder / f"fold-{SPLIT_CSV}"
+    write_split_csv(split_csv, plan.data.catalogue.root, plan.classes, by_split)
+    log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, config.folds,
+             *(len(by_split[n]) for n in ("train", "val", "test")))
+    run = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
+    predictor = Predictor.from_checkpoint(run.best_checkpoint, base.device)
+    probs = predictor.probabilities_from_logits(
+        _test_logits(predictor, base, plan.data.decoded.images.subset(test_index), memo))
+    metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
+                                  [plan.groups[i] for i in test_index])
+    row = {"repeat": repeat, "fold": k, "test_images": len(test_index),
+           "test_series": len({plan.groups[i] for i in test_index}), "train_images": len(by_split["train"]),
+           "val_images": len(by_split["val"]), "best_epoch": predictor.loaded.payload.get("best_epoch"),
+           "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
+    log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
+             metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
+    return row, probs, run.best_checkpoint
+
+
+def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:
+    """The run to compare with: a finished cv folder, or the named recipe run now on the same folds."""
+    if config.compare is None:
+        return None
+    folder = Path(config.compare)
+    if (folder / "predictions.csv").is_file():
+        return report.read_out_of_fold(folder / "predictions.csv"), str(folder)
+    if config.compare not in RECIPES:
+        raise ValueError(f"--compare {config.compare!r} is neither a cv folder with predictions.csv nor a recipe "
+                         f"({', '.join(sorted(RECIPES))})")
+    runtime = {name: getattr(config.train, name) for name in ("data", "device", "progress", "workers", "cache",
+                                                             "cache_dir", "seed", "classes")}
+    out = Path(config.train.out) / f"compare-{config.compare}"
+    baseline = apply_recipe(replace(config.train, **runtime), config.compare)
+    result = cross_validate(replace(config, train=replace(baseline, out=str(out)), compare=None, keep_models=False))
+    return report.read_out_of_fold(result.out / "predictions.csv"), f"recipe {config.compare} ({out})"
 
 
 def cross_validate(config: CVConfig) -> CVResult:
-    """Train and test `config.folds` models; write cv.md, cv.json, folds.csv and predictions.csv.
+    """Train and test `config.folds` models per repeat; write cv.md, cv.json, folds.csv and predictions.csv
+    (and ensemble.pt with `keep_models`).
 
     Args:
-        config: the per-fold TrainConfig (its `out` is the cross-validation folder), the number of folds and
-            the seed of the fold assignment.
+        config: the per-fold TrainConfig (its `out` is the cross-validation folder), folds, repeats, fold seed,
+            what to compare with and whether to keep the fold models.
 
     Returns:
-        A CVResult: per-fold metrics, their mean and standard deviation per image and per series, the pooled
-        out-of-fold metrics, the wall time and each image's fold.
+        A CVResult: per-fold metrics with their mean and sd, pooled out-of-fold metrics, the ranking statistics
+        with bootstrap intervals, the paired comparison when asked for, the wall time and each image's fold.
     """
     base = config.train
     if config.folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {config.folds}")
+    if config.repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {config.repeats}")
     if not 0.0 < base.val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {base.val_fraction}")
     if not base.cache:
@@ -209,61 +225,60 @@ def cross_validate(config: CVConfig) -> CVResult:
     out = Path(base.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    prep = settings.preprocessing(base)
-    # One decode (into the cache every fold's training then loads) and one series inference for all folds.
-    data = prepare_data(base.data, base.classes, prep, out / SPLIT_CSV, seed=base.seed, workers=base.workers,
-                        progress=base.progress, cache=settings.cache_settings(base), write_split=False)
-    classes = data.catalogue.classes
-    samples = [replace(s, group=g) for s, g in zip(data.decoded.samples, data.grouping.groups)]
-    labels = np.array([s.label for s in samples], np.int64)
-    groups = [s.group for s in samples]
-    fold_of = np.array(grouped_stratified_folds(labels.tolist(), groups, config.folds, config.resolved_fold_seed()))
-    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
-                                                 "series": data.grouping.summary}, indent=2))
-    log.info("%d-fold cross-validation over %d images in %d series", config.folds, len(samples),
-             data.grouping.summary["groups"])
-
-    fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
-    oof_probs = np.zeros((len(samples), len(classes)))
-    oof_pred = np.zeros(len(samples), np.int64)
-    thresholds = [None] * config.folds
+    baseline = _baseline(config)  # first: a recipe baseline fills the decode cache this run then loads
+    plan = _plan(config)
+    planned = report.out_of_fold(plan.samples, plan.classes, plan.folds,
+                                 np.zeros((config.repeats, len(plan.samples), len(plan.classes))))
+    if baseline is not None and planned is not None:  # fail before hours of training, not after
+        report.aligned(planned, baseline[0])
+    log.info("%d-fold cross-validation x %d repeat(s) over %d images in %d series", config.folds, config.repeats,
+             len(plan.samples), plan.data.grouping.summary["groups"])
     cache_folder = settings.cache_settings(base).resolve()
     # A frozen backbone's features are computed once for all folds (and kept beside the decode cache).
     memo = FeatureMemo(cache_folder / "features" if cache_folder is not None else None)
-    folds = _run_folds(config, data, samples, labels, groups, fold_of, classes, fractions, oof_probs, oof_pred,
-                       thresholds, memo)
-    summary = summarise_folds(folds)
-    # Pooled: every image's out-of-fold prediction at once (thresholds are each fold's own).
-    pooled_image = point_metrics(labels, oof_probs, classes, oof_pred)
-    series_ids, series_labels, series_probs = aggregate_by_group(labels, oof_probs, groups)
-    series_fold = {groups[i]: int(fold_of[i]) for i in range(len(samples))}
-    series_pred = np.array([decide(p[None], classes, thresholds[series_fold[g]])[0]
-                            for g, p in zip(series_ids, series_probs)], np.int64)
-    pooled_series = point_metrics(series_labels, series_probs, classes, series_pred)
-    number = lambda m: {k: v for k, v in m.items() if isinstance(v, (int, float))}  # noqa: E731
-    pooled = {"image": number(pooled_image), "series": number(pooled_series)}
-    seconds = time.perf_counter() - started
+    n, k = len(plan.samples), len(plan.classes)
+    probs, predicted = np.zeros((config.repeats, n, k)), np.zeros((config.repeats, n), np.int64)
+    rows, thresholds, members = [], {}, []
+    for repeat in range(config.repeats):
+        for fold in range(config.folds):
+            row, fold_probs, checkpoint = _run_fold(config, plan, repeat, fold, memo)
+            test = plan.folds[repeat] == fold
+            probs[repeat, test] = fold_probs
+            predicted[repeat, test] = decide(fold_probs, plan.classes, row["threshold"])
+            thresholds[(repeat, fold)] = row["threshold"]
+            rows.append(row)
+            members += [checkpoint] if repeat == 0 else []
+    return _finish(config, plan, rows, probs, predicted, thresholds, members, baseline, started)
 
-    with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "slice_index", "group", "fold", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for i, s in enumerate(samples):
-            writer.writerow([s.path, "" if s.slice_index is None else s.slice_index, s.group, int(fold_of[i]),
-                             classes[labels[i]], classes[oof_pred[i]], *[f"{p:.6f}" for p in oof_probs[i]]])
-    _write_folds_csv(out / "folds.csv", folds)
-    result = {"disclaimer": DISCLAIMER, "config": config.to_dict(), "classes": classes,
-              "images": len(samples), "series": int(data.grouping.summary["groups"]),
-              "summary": summary, "pooled": pooled, "folds": folds, "seconds": round(seconds, 1),
-              "std": "sample standard deviation over folds (ddof=1)"}
+
+def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started) -> CVResult:
+    out, base = Path(config.train.out), config.train
+    ensemble = write_ensemble(members, out / ENSEMBLE) if config.keep_models else None
+    summary = report.summarise_folds(rows)
+    by_group = {g: thresholds[(0, int(f))] for g, f in zip(plan.groups, plan.folds[0])}
+    pooled = report.pooled_metrics(plan.labels, probs[0], predicted[0], plan.classes, plan.groups, by_group)
+    oof = report.out_of_fold(plan.samples, plan.classes, plan.folds, probs)
+    ranked = report.ranking(oof, config.bootstrap) if oof is not None else {}
+    compared = report.compare(oof, baseline[0], config.bootstrap) if baseline is not None and oof is not None else None
+    seconds = time.perf_counter() - started
+    report.write_predictions(out / "predictions.csv", plan.samples, plan.classes, plan.labels, plan.folds, probs,
+                             predicted)
+    report.write_folds_csv(out / "folds.csv", rows)
+    result = {"disclaimer": report.DISCLAIMER, "config": config.to_dict(), "classes": plan.classes,
+              "images": len(plan.samples), "series": int(plan.data.grouping.summary["groups"]),
+              "summary": summary, "pooled": pooled, "ranking": ranked, "comparison": compared,
+              "compared_with": baseline[1] if baseline else None, "folds": rows, "seconds": round(seconds, 1),
+              "ensemble": str(ensemble) if ensemble else None, "std": "sample standard deviation over folds (ddof=1)"}
     (out / "cv.json").write_text(json.dumps(result, indent=2))
-    t = base
-    lines = [f"# {config.folds}-fold grouped cross-validation: {t.model} on {t.data} ({', '.join(classes)})", "",
-             f"> {DISCLAIMER}", "",
-             f"{len(samples)} images in {data.grouping.summary['groups']} inferred series; no series in two folds. "
-             f"Image size {prep.image_size} px, {t.epochs} epochs max (patience {t.patience}), seed {t.seed}, "
-             f"validation {t.val_fraction:.0%} of the training folds' series. Per series = mean probability of "
-             f"its slices. Mean ± sample sd over folds; wall time {seconds:.0f} s.", ""]
-    lines += markdown_table(summary, pooled)
-    lines += ["", "## Per fold", ""] + fold_lines(folds)
-    (out / "cv.md").write_text("\n".join(lines) + "\n")
-    return CVResult(out, folds, summary, pooled, seconds, {s.key: int(f) for s, f in zip(samples, fold_of)})
+    title = (f"{config.folds}-fold grouped cross-validation x {config.repeats} repeat(s): {base.model} on "
+             f"{base.data} ({', '.join(plan.classes)})")
+    setup = (f"{len(plan.samples)} images in {plan.data.grouping.summary['groups']} inferred series; no series in "
+             f"two folds. Recipe {base.recipe}, image size {settings.preprocessing(base).image_size} px, "
+             f"{base.epochs} epochs max (patience {base.patience}), seed {base.seed}, fold seeds "
+             f"{config.resolved_fold_seed()}..{config.resolved_fold_seed() + config.repeats - 1}, validation "
+             f"{base.val_fraction:.0%} of the training folds' series. Per series = mean probability of its slices. "
+             f"Wall time {seconds:.0f} s.")
+    (out / "cv.md").write_text(report.markdown(title, setup, summary, pooled, ranked, compared,
+                                               baseline[1] if baseline else None, rows))
+    return CVResult(out, rows, summary, pooled, seconds, {s.key: int(f) for s, f in zip(plan.samples, plan.folds[0])},
+                    ranked, compared, ensemble)

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from kidneyct.models import get_spec
 from kidneyct.models.checkpoint import LoadedModel
 from kidneyct.preprocess import Preprocessing
 
@@ -177,7 +176,7 @@ class GradCamExplainer:
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, layer: str | None = None, device="cpu",
                     flip: bool = True, shift: float = CAM_SHIFT) -> "GradCamExplainer":
-        return cls(loaded.model, loaded.preprocessing, layer or get_spec(loaded.model_config.name).cam_layer,
+        return cls(loaded.model, loaded.preprocessing, layer or loaded.cam_layer,
                    device, flip, shift)
 
     def _maps(self, images: np.ndarray, target: int) -> torch.Tensor:

@@ -16,7 +16,8 @@ import torch
 
 from kidneyct.errors import CheckpointError
 from kidneyct.io.atomic import atomic_write
-from kidneyct.models.registry import ModelConfig, create_model
+from kidneyct.models.ensemble import Ensemble
+from kidneyct.models.registry import ModelConfig, create_model, get_spec
 from kidneyct.preprocess import Preprocessing
 
 FORMAT = "kidneyct-checkpoint"
@@ -51,24 +52,72 @@ def read_checkpoint(path: str | Path) -> dict:
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    model_config: ModelConfig
+    model_config: ModelConfig  # an ensemble's: its first member's
     classes: list[str]
     preprocessing: Preprocessing
     temperature: float
     threshold: float | None
     payload: dict
+    cam_layer: str = ""  # the default Grad-CAM layer's module path in `model`
+
+    @property
+    def members(self) -> int:
+        return len(self.payload.get("members", [])) or 1
+
+
+def _build(payload: dict) -> tuple[torch.nn.Module, ModelConfig, str]:
+    if "members" in payload:  # an ensemble: members' configs and temperatures, one state dict for all
+        configs = [ModelConfig(**m["model_config"]) for m in payload["members"]]
+        model = Ensemble([create_model(c, load_pretrained=False) for c in configs],
+                         [float(m["temperature"]) for m in payload["members"]])
+        return model, configs[0], "members.0." + get_spec(configs[0].name).cam_layer
+    config = ModelConfig(**payload["model_config"])
+    # The checkpoint supplies every weight: no ImageNet download.
+    return create_model(config, load_pretrained=False), config, get_spec(config.name).cam_layer
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     payload = read_checkpoint(path)
-    config = ModelConfig(**payload["model_config"])
-    model = create_model(config, load_pretrained=False)  # the checkpoint supplies every weight
-    model.load_state_dict(payload["state_dict"])
+    model, config, cam_layer = _build(payload)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit the stored model configuration ({error})") from None
     model.to(device).eval()
     calibration = payload.get("calibration") or {}
     return LoadedModel(
         model=model, model_config=config, classes=list(payload["classes"]),
         preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
         temperature=float(calibration.get("temperature", 1.0)), threshold=payload.get("threshold"),
-        payload=payload,
+        payload=payload, cam_layer=cam_layer,
     )
+
+
+def write_ensemble(paths: list[str | Path], out: str | Path) -> Path:
+    """One checkpoint holding the models of `paths` (e.g. a cross-validation's fold models): predict,
+    evaluate, serve and export take it like any checkpoint, and its probabilities are the mean of the
+    members' calibrated probabilities. Members must share classes and preprocessing; the ensemble's
+    threshold is the mean of theirs (None when any has none).
+    """
+    payloads = [read_checkpoint(p) for p in paths]
+    if not payloads:
+        raise ValueError("an ensemble needs at least one member checkpoint")
+    first = payloads[0]
+    for path, payload in zip(paths, payloads):
+        if payload["classes"] != first["classes"] or payload["preprocessing"] != first["preprocessing"]:
+            raise CheckpointError(f"{path}: classes or preprocessing differ from {paths[0]}'s: not one ensemble")
+    members = [{"model_config": p["model_config"], "temperature": (p.get("calibration") or {}).get("temperature", 1.0),
+                "source": str(path), "best_epoch": p.get("best_epoch")} for path, p in zip(paths, payloads)]
+    state = {f"members.{i}.{key}": value for i, p in enumerate(payloads) for key, value in p["state_dict"].items()}
+    state["temperatures"] = torch.tensor([float(m["temperature"]) for m in members])
+    thresholds = [p.get("threshold") for p in payloads]
+    payload = {key: first[key] for key in ("format", "version", "kidneyct_version", "classes", "preprocessing",
+                                           "augmentation", "train_config", "data") if key in first}
+    payload.update({
+        "model_config": first["model_config"], "members": members, "state_dict": state,
+        "calibration": {"temperature": 1.0, "note": "members are calibrated one by one; the mean needs no more"},
+        "threshold": None if any(t is None for t in thresholds) else float(sum(thresholds) / len(thresholds)),
+        "epoch": None, "best_epoch": None, "history": [],
+    })
+    atomic_save(payload, out)
+    return Path(out)

@@ -1,0 +1,292 @@
+"""What a cross-validation reports: per-fold metrics and their mean and sd, pooled out-of-fold metrics,
+the ranking statistics a recipe is chosen by (with bootstrap intervals over series), paired comparisons
+with another run on the same folds, and the files that hold them (cv.md, cv.json, folds.csv,
+predictions.csv)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.about import DISCLAIMER
+from kidneyct.evaluation.metrics import point_metrics
+from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval, paired_comparison
+from kidneyct.evaluation.series import aggregate_by_group
+from kidneyct.labels import decide, positive_index
+
+METRICS = [
+    ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
+    ("tumor_sensitivity", "Tumor sensitivity"), ("tumor_specificity", "Tumor specificity"),
+    ("roc_auc", "ROC-AUC (tumor vs rest)"), ("macro_f1", "Macro F1"),
+]
+LEVELS = ("image", "series")
+STATISTIC_LABELS = {"roc_auc": "ROC-AUC", "sensitivity_at_specificity_90": "Sensitivity at specificity 0.90",
+                    "specificity_at_sensitivity_90": "Specificity at sensitivity 0.90"}
+PREDICTION_COLUMNS = ["path", "slice_index", "origin", "group", "repeat", "fold", "label", "predicted"]
+
+
+def _numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def fold_metrics(labels, probs, classes, threshold, groups) -> dict:
+    """Point metrics of one fold's test images, per image and per series (mean probability of its slices)."""
+    image = point_metrics(labels, probs, classes, decide(probs, classes, threshold))
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    series = point_metrics(series_labels, series_probs, classes, decide(series_probs, classes, threshold))
+    return {"image": _numbers(image), "series": _numbers(series)}
+
+
+def pooled_metrics(labels, probs, predicted, classes, groups, thresholds_by_group: dict) -> dict:
+    """Every out-of-fold prediction of one repeat at once (thresholds are each fold's own)."""
+    image = point_metrics(labels, probs, classes, predicted)
+    ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    series_pred = np.array([decide(p[None], classes, thresholds_by_group[g])[0] for g, p in zip(ids, series_probs)])
+    series = point_metrics(series_labels, series_probs, classes, series_pred)
+    return {"image": _numbers(image), "series": _numbers(series)}
+
+
+def summarise_folds(fold_rows: list[dict]) -> dict:
+    """Mean and sample standard deviation (ddof=1) over folds (of every repeat) of every metric, per level;
+    folds where a metric is undefined (e.g. ROC-AUC without both classes) are left out and counted in n."""
+    summary = {}
+    for level in LEVELS:
+        summary[level] = {}
+        for name, _ in METRICS:
+            values = np.array([m[level].get(name, np.nan) for m in fold_rows], float)
+            values = values[np.isfinite(values)]
+            summary[level][name] = {
+                "mean": float(values.mean()) if len(values) else float("nan"),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                "n": int(len(values)),
+            }
+    return summary
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A tumor-vs-negatives question asked of the out-of-fold predictions: which class folders count as
+    negatives (None: every non-tumor folder)."""
+
+    name: str
+    negatives: tuple[str, ...] | None
+
+
+def evaluations(origins: list[str]) -> list[Evaluation]:
+    """Tumor vs Normal (the task every recipe is compared on) when both folders are there, and tumor vs
+    every other folder when there are more."""
+    present = {o.lower(): o for o in origins}
+    if "tumor" not in present:
+        return []
+    others = sorted(o for key, o in present.items() if key != "tumor")
+    found = []
+    if "normal" in present:
+        found.append(Evaluation("tumor_vs_normal", (present["normal"],)))
+    if len(others) > 1 or "normal" not in present:
+        found.append(Evaluation("tumor_vs_rest", None))
+    return found
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold tumor scores of R repeats over the same images, with what the ranking needs."""
+
+    keys: list[str]
+    origins: list[str]
+    series: list[str]
+    tumor: np.ndarray  # float [R, N]: p(tumor) of each image in each repeat
+    folds: np.ndarray  # int [R, N]
+
+    def units(self, evaluation: Evaluation, level: str) -> Units | None:
+        is_tumor = np.array([o.lower() == "tumor" for o in self.origins])
+        chosen = is_tumor | np.array([evaluation.negatives is None or o in evaluation.negatives for o in self.origins])
+        index = np.flatnonzero(chosen)
+        if level == "image":
+            return Units.of(is_tumor[index].astype(int), self.tumor[:, index], np.array(self.series)[index])
+        series = np.array(self.series)[index]
+        ids, inverse = np.unique(series, return_inverse=True)
+        counts = np.bincount(inverse)
+        scores = np.stack([np.bincount(inverse, weights=row[index]) / counts for row in self.tumor])
+        y = (np.bincount(inverse, weights=is_tumor[index]) / counts >= 0.5).astype(int)
+        return Units.of(y, scores, ids)
+
+
+def ranking(oof: OutOfFold, n_boot: int, seed: int = 0) -> dict:
+    """{evaluation: {level: {statistic: bootstrap_interval}}} plus the unit counts."""
+    out = {}
+    for evaluation in evaluations(oof.origins):
+        out[evaluation.name] = {}
+        for level in LEVELS:
+            units = oof.units(evaluation, level)
+            entry = {name: bootstrap_interval(units, statistic, n_boot, seed)
+                     for name, statistic in RANKING_STATISTICS.items()}
+            entry["positives"], entry["negatives"] = int(units.y.sum()), int((1 - units.y).sum())
+            out[evaluation.name][level] = entry
+    return out
+
+
+def aligned(candidate: OutOfFold, baseline: OutOfFold) -> tuple[OutOfFold, OutOfFold]:
+    """Both runs restricted to the images both tested and the repeats both ran; a ValueError unless
+    those images sat in the same folds."""
+    shared = sorted(set(candidate.keys) & set(baseline.keys))
+    if not shared:
+        raise ValueError("the two runs share no tested image")
+    a, b = _restrict(candidate, shared), _restrict(baseline, shared)
+    repeats = min(len(a.tumor), len(b.tumor))
+    if not np.array_equal(a.folds[:repeats], b.folds[:repeats]):
+        raise ValueError("the two runs did not test these images in the same folds: compare runs with the same "
+                         "data, --folds, --fold-seed and --repeats")
+    a.tumor, a.folds, b.tumor, b.folds = a.tumor[:repeats], a.folds[:repeats], b.tumor[:repeats], b.folds[:repeats]
+    return a, b
+
+
+def compare(candidate: OutOfFold, baseline: OutOfFold, n_boot: int, seed: int = 0) -> dict:
+    """Paired comparison on the units both runs tested, on the same folds (else a ValueError)."""
+    a, b = aligned(candidate, baseline)
+    out = {"images": len(a.keys), "repeats": len(a.tumor)}
+    for evaluation in evaluations(a.origins):
+        out[evaluation.name] = {}
+        for level in LEVELS:
+            ua, ub = a.units(evaluation, level), b.units(evaluation, level)
+            out[evaluation.name][level] = {name: paired_comparison(ua, ub, statistic, n_boot, seed)
+                                           for name, statistic in RANKING_STATISTICS.items()}
+    return out
+
+
+def _restrict(oof: OutOfFold, keys: list[str]) -> OutOfFold:
+    where = {key: i for i, key in enumerate(oof.keys)}
+    index = np.array([where[key] for key in keys])
+    return OutOfFold(list(keys), [oof.origins[i] for i in index], [oof.series[i] for i in index],
+                     oof.tumor[:, index].copy(), oof.folds[:, index])
+
+
+def write_predictions(path: Path, samples, classes, labels, folds, probs, predicted) -> None:
+    """predictions.csv: one row per image and repeat (its out-of-fold prediction)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PREDICTION_COLUMNS + [f"p_{c}" for c in classes])
+        for r in range(len(probs)):
+            for i, s in enumerate(samples):
+                writer.writerow([s.path, "" if s.slice_index is None else s.slice_index, s.origin or "", s.group, r,
+                                 int(folds[r, i]), classes[labels[i]], classes[predicted[r, i]],
+                                 *[f"{p:.6f}" for p in probs[r, i]]])
+
+
+def read_out_of_fold(path: Path) -> OutOfFold:
+    """The out-of-fold tumor scores in a predictions.csv written by `write_predictions`."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    tumor_column = next((c for c in rows[0] if c.startswith("p_") and c[2:].lower() == "tumor"), None) if rows else None
+    if tumor_column is None or "repeat" not in rows[0]:
+        raise ValueError(f"{path} holds no tumor probabilities of a kidneyct cv run of this version")
+    keys = list(dict.fromkeys(f"{r['path']}#{r['slice_index']}" for r in rows))
+    where = {key: i for i, key in enumerate(keys)}
+    repeats = 1 + max(int(r["repeat"]) for r in rows)
+    tumor, folds = np.zeros((repeats, len(keys))), np.zeros((repeats, len(keys)), int)
+    origins, series = [""] * len(keys), [""] * len(keys)
+    for r in rows:
+        i, repeat = where[f"{r['path']}#{r['slice_index']}"], int(r["repeat"])
+        tumor[repeat, i], folds[repeat, i] = float(r[tumor_column]), int(r["fold"])
+        origins[i], series[i] = r["origin"] or r["label"], r["group"]
+    return OutOfFold(keys, origins, series, tumor, folds)
+
+
+def out_of_fold(samples, classes, folds: np.ndarray, probs: np.ndarray) -> OutOfFold | None:
+    pos = positive_index(classes)
+    if pos is None:
+        return None
+    keys = [f"{s.path}#{'' if s.slice_index is None else s.slice_index}" for s in samples]
+    origins = [s.origin or classes[s.label] for s in samples]
+    return OutOfFold(keys, origins, [s.group for s in samples], probs[:, :, pos], folds)
+
+
+def write_folds_csv(path: Path, folds: list[dict]) -> None:
+    columns = ["repeat", "fold", "test_images", "test_series", "train_images", "val_images", "best_epoch", "seconds"]
+    columns += [f"{level}_{name}" for level in LEVELS for name, _ in METRICS]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for fold in folds:
+            writer.writerow([fold[c] for c in columns[:8]] +
+                            [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
+
+
+def _cell(entry: dict) -> str:
+    if entry["n"] == 0:
+        return "n/a"
+    return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["n"] > 1 else f"{entry['mean']:.3f}"
+
+
+def _interval(entry: dict) -> str:
+    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def summary_lines(summary: dict, pooled: dict) -> list[str]:
+    lines = ["| metric | per image (mean ± sd over folds) | per series (mean ± sd over folds) | pooled out-of-fold, "
+             "image | pooled out-of-fold, series |", "|---|---|---|---|---|"]
+    for name, label in METRICS:
+        if all(summary[level][name]["n"] == 0 for level in LEVELS):
+            continue
+        cells = [f"{pooled[level][name]:.3f}" if name in pooled[level] else "n/a" for level in LEVELS]
+        lines.append(f"| {label} | {_cell(summary['image'][name])} | {_cell(summary['series'][name])} | "
+                     f"{cells[0]} | {cells[1]} |")
+    return lines
+
+
+def ranking_lines(ranked: dict) -> list[str]:
+    lines = []
+    for evaluation, levels in ranked.items():
+        counts = ", ".join(f"{lv}: {levels[lv]['positives']} tumor / {levels[lv]['negatives']} other" for lv in LEVELS)
+        lines += [f"**{evaluation.replace('_', ' ')}** ({counts}); pooled out-of-fold, mean over repeats "
+                  "[95% bootstrap interval over series]:", "",
+                  "| statistic | per image | per series | per repeat (image / series) |", "|---|---|---|---|"]
+        for name, label in STATISTIC_LABELS.items():
+            per_repeat = " / ".join(", ".join(f"{v:.3f}" for v in levels[lv][name]["repeats"]) for lv in LEVELS)
+            lines.append(f"| {label} | {_interval(levels['image'][name])} | {_interval(levels['series'][name])} "
+                         f"| {per_repeat} |")
+        lines.append("")
+    return lines
+
+
+def comparison_lines(compared: dict, baseline_name: str) -> list[str]:
+    lines = [f"## Paired comparison with {baseline_name}", "",
+             f"Same {compared['images']} images, same folds, {compared['repeats']} repeat(s); the difference "
+             "(this run minus the baseline) with a 95% bootstrap interval over series shared by both runs, and the "
+             "share of resamples in which this run is ahead.", ""]
+    for evaluation in (k for k in compared if k not in ("images", "repeats")):
+        lines += [f"**{evaluation.replace('_', ' ')}**", "", "| statistic | level | this run | baseline | "
+                  "difference [95% CI] | ahead in |", "|---|---|---|---|---|---|"]
+        for level in LEVELS:
+            for name, label in STATISTIC_LABELS.items():
+                e = compared[evaluation][level][name]
+                lines.append(f"| {label} | {level} | {e['candidate']:.3f} | {e['baseline']:.3f} | {e['delta']:+.3f} "
+                             f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | {e['p_better']:.0%} |")
+        lines.append("")
+    return lines
+
+
+def fold_lines(folds: list[dict]) -> list[str]:
+    header = ["repeat", "fold", "test images", "test series", "train", "val", "best epoch", "seconds"]
+    header += [f"{label} ({level})" for level in LEVELS for name, label in METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fold in folds:
+        cells = [str(fold[c]) for c in ("repeat", "fold", "test_images", "test_series", "train_images",
+                                        "val_images", "best_epoch")] + [f"{fold['seconds']:.0f}"]
+        cells += [f"{fold[level][name]:.3f}" if name in fold[level] else "n/a" for level in LEVELS for name, _ in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(title: str, setup: str, summary: dict, pooled: dict, ranked: dict, compared: dict | None,
+             baseline_name: str | None, folds: list[dict]) -> str:
+    lines = [f"# {title}", "", f"> {DISCLAIMER}", "", setup, ""]
+    if ranked:
+        lines += ["## Ranking (what recipes are chosen by)", ""] + ranking_lines(ranked)
+    if compared:
+        lines += comparison_lines(compared, baseline_name)
+    lines += ["## Decisions at each fold's operating point (repeat 0 pooled)", ""] + summary_lines(summary, pooled)
+    lines += ["", "## Per fold", ""] + fold_lines(folds)
+    return "\n".join(lines) + "\n"
