@@ -1,0 +1,1 @@
+"""Synthetic data built from real slices: lesions inserted into located kidneys."""
