@@ -18,6 +18,7 @@ Measured: a batch of 32 slices at 96 px takes about 25 ms on one CPU core (2-cor
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -31,8 +32,9 @@ _NECROSIS_EDGE = 0.12  # soft edge of the necrotic core, as a share of the lesio
 _RANDOM_COLUMNS = 12
 _GREY_FAT = 0.06  # a fat level above this display intensity is not clipped: black is air
 _FINER = 2.0  # the second texture octave is this many times finer
-_GRAIN_PX = 0.7  # stand-in noise is white noise blurred this much: CT and JPEG noise is grainy
+_GRAINS = tuple(i / 10 for i in range(16))  # candidate noise grains: white noise blurred 0-1.5 px
 _WALL = 0.01  # lesions stay this share of the image side inside the body's soft-tissue outline
+_BODY = 0.06  # blurred display level above which a pixel is body (dark fat beside tissue included)
 _TISSUE = 0.1  # blurred display level above which the body is tissue, not air (or, doubled, the table)
 _BRIGHT = 0.95  # display intensity of bone and dense contrast, which lesions leave alone
 _ANGLES = 128  # the margin is tabulated at this many angles (linear in between)
@@ -54,7 +56,7 @@ class LesionModel:
     exophytic_shift: float = 0.4  # the lesion's centre moves up to this share of its radius laterally/anteriorly
     fat_hu: float = -100.0  # the two anchors of the display scale
     soft_hu: float = 55.0  # median of the non-fat tissue around a kidney (muscle, bowel, liver edge)
-    enhanced_above_hu: float = 90.0  # a kidney denser than this is contrast-enhanced (cortex 150-260 HU)
+    enhanced_above_hu: float = 75.0  # kidney denser: enhanced (plain 30-40 HU, enhanced cortex 150-260)
     tumor_drop_hu: tuple[float, float] = (60.0, 140.0)  # enhanced phase: below the kidney's own level
     tumor_offset_plain_hu: tuple[float, float] = (35.0, 60.0)  # plain scans: this far above or below
     tumor_texture_hu: tuple[float, float] = (70.0, 110.0)  # std of the patchy enhancement
@@ -70,7 +72,6 @@ class LesionModel:
     tumor_irregularity: float = 0.12  # amplitude of each cosine harmonic of the margin
     cyst_irregularity: float = 0.015
     harmonics: int = 4
-    context: float = 3.0  # the display scale is read within this many kidney radii of the lesion
     noise_blur_px: float = 1.0  # the local mean is the image blurred this much; the rest is noise
 
     def __post_init__(self):
@@ -82,8 +83,8 @@ class LesionModel:
         if self.soft_hu <= self.fat_hu:
             raise ValueError("soft_hu must be above fat_hu: they anchor the display scale")
         if min(self.tumor_radius[0], self.small_tumor_radius[0], self.cyst_radius[0], self.texture_scale,
-               self.context, self.noise_blur_px) <= 0:
-            raise ValueError("radii, texture_scale, context and noise_blur_px must be positive")
+               self.noise_blur_px) <= 0:
+            raise ValueError("radii, texture_scale and noise_blur_px must be positive")
         if self.harmonics < 1:
             raise ValueError("harmonics must be at least 1")
 
@@ -234,48 +235,48 @@ def estimate_display_scale(images: torch.Tensor, region: torch.Tensor, model: Le
     return DisplayScale(fat=fat, per_hu=per_hu, fat_hu=model.fat_hu)
 
 
-def _body(images: torch.Tensor) -> torch.Tensor:
-    """Roughly the body, bool [B, H, W]: where a blur over 1/64 of the image side is not black. Dark fat
-    between bright tissue stays in it (narrow windows render fat as black as air); the air around the
-    body does not, nor, mostly, the thin table beneath it."""
-    sigma = max(1.0, max(images.shape[-2:]) / 64)
-    return _gaussian_blur(images.float(), sigma)[:, 0] > 0.06
+def _body_blur(images: torch.Tensor) -> torch.Tensor:
+    """The slices blurred over 1/64 of their side, float [B, H, W]: what the body outline is read from."""
+    return _gaussian_blur(images.float(), max(1.0, max(images.shape[-2:]) / 64))[:, 0]
 
 
 def _seen_from(mask: torch.Tensor, dim: int, reverse: bool) -> torch.Tensor:
-    """Pixels of bool [B, H, W] with `mask` somewhere before them along `dim` (after them if `reverse`)."""
-    m = mask.to(torch.uint8)
+    """Pixels of bool [B, H, W] with `mask` somewhere before them along `dim` (after them if `reverse`):
+    a comparison with the first (last) set index, cheaper than a cumulative maximum."""
+    length = mask.shape[dim]
+    index = torch.arange(length, device=mask.device).view([-1 if d == dim else 1 for d in range(mask.ndim)])
+    ordered = mask.flip(dim) if reverse else mask
+    first = ordered.to(torch.uint8).argmax(dim, keepdim=True)  # the first maximum: the first set pixel
+    found = mask.any(dim, keepdim=True)
     if reverse:
-        return m.flip(dim).cummax(dim).values.flip(dim) > 0
-    return m.cummax(dim).values > 0
+        return found & (index <= length - 1 - first)
+    return found & (index >= first)
 
 
-def _inside_body(images: torch.Tensor) -> torch.Tensor:
+def _inside_body(blurred: torch.Tensor) -> torch.Tensor:
     """The body's outline with its holes (dark fat, gas) filled, bool [B, H, W]: pixels with tissue (a
     blurred level above _TISSUE) to their left, right and top, and dense tissue (twice that, or that
     within a few percent of the image side to the side) below. The stricter test below leaves out the
     gap above the table, whose thin lines blur to about _TISSUE; the sideways reach keeps the flanks,
-    under which there may be only fat and skin. Batched with cumulative maxima."""
-    side = max(images.shape[-2:])
-    blurred = _gaussian_blur(images.float(), max(1.0, side / 64))
-    tissue = blurred[:, 0] > _TISSUE
-    dense = _gaussian_blur((blurred > 2 * _TISSUE).float(), side / 20, vertical=False)[:, 0] > 0.05
+    under which there may be only fat and skin."""
+    tissue = blurred > _TISSUE
+    sideways = max(blurred.shape[-2:]) / 20
+    dense = _gaussian_blur((blurred > 2 * _TISSUE)[:, None].float(), sideways, vertical=False)[:, 0] > 0.05
     return (_seen_from(tissue, 2, False) & _seen_from(tissue, 2, True) & _seen_from(tissue, 1, False)
             & _seen_from(dense, 1, True))
 
 
-def _room(images: torch.Tensor, kidney_masks: torch.Tensor) -> torch.Tensor:
-    """Where a lesion may show, float [B, H, W] in [0, 1] with soft borders: within the body's soft
-    tissue outline (a mass pushes the abdominal wall out, it does not replace it), and not over bright structures outside the kidney (bone, contrast-filled vessels and
-    bowel). The located kidney itself is always room. Morphology as blur-and-threshold: cheap
-    depthwise convolutions on any device."""
+def _room(images: torch.Tensor, kidney_masks: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
+    """Where a lesion may show, float [B, H, W] in [0, 1] with soft borders: within the body's outline
+    (a mass pushes the abdominal wall out, it does not replace it), and not over bright structures
+    outside the kidney (bone, contrast-filled vessels and bowel). The located kidney itself is always
+    room. Erosion as blur-and-threshold: a cheap depthwise convolution on any device."""
     side = max(images.shape[-2:])
-    inside = _gaussian_blur(_inside_body(images)[:, None].float(), _WALL * side / 1.28)[:, 0] > 0.9
-    near_kidney = _gaussian_blur(kidney_masks[:, None].float(), 1.5)[:, 0] > 0.05
-    bright = (images[:, 0] >= _BRIGHT) & ~near_kidney
-    keep_out = _gaussian_blur(bright[:, None].float(), 1.0)[:, 0] > 0.05
-    room = (inside & ~keep_out) | kidney_masks
-    return _gaussian_blur(room[:, None].float(), 0.7)[:, 0].maximum(kidney_masks.float())
+    inside = _gaussian_blur(_inside_body(blurred)[:, None].float(), _WALL * side / 1.28)[:, 0] > 0.9
+    bright = (images[:, 0] >= _BRIGHT) & ~_dilate(_dilate(kidney_masks))
+    room = (inside & ~_dilate(bright)) | kidney_masks
+    soft = _smoothstep((_gaussian_blur(room[:, None].float(), 0.7)[:, 0] - 0.1) / 0.8)  # exactly 0 off room
+    return soft.maximum(kidney_masks.float())
 
 
 def _grid(shape, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,6 +326,10 @@ class _Draws:
         return cls(draw(torch.rand, batch, _RANDOM_COLUMNS), draw(torch.rand, batch, 3, model.harmonics),
                    draw(torch.randn, batch, 1, side, side), draw(torch.randn, batch, 1, fine, fine),
                    draw(torch.randn, batch, 1, *images.shape[-2:]))
+
+    def rows(self, index: torch.Tensor) -> "_Draws":
+        """The draws of the images at `index`."""
+        return _Draws(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
 @dataclass(frozen=True)
@@ -427,25 +432,95 @@ def _slope(smooth: torch.Tensor) -> torch.Tensor:
     return torch.maximum(along_rows, along_cols) / 2
 
 
-def _slice_noise(images: torch.Tensor, near: torch.Tensor, draws: _Draws, model: LesionModel) -> torch.Tensor:
-    """The slice's own noise [B, H, W]: what a small blur removes. That residual also holds part of every
-    edge, which would show through the lesion as a ghost of the kidney's outline; so where the blurred
-    slice has an edge (a slope three times its typical one near the lesion), where the residual is an
-    outlier (above 3 robust stds) and where the slice is clipped, stand-in noise takes over: the same
-    robust strength, high-passed alike, and grainy like most CT noise (correlated over about a pixel)."""
+def _gaussian_taps(sigma: float, half: int) -> torch.Tensor:
+    """A sampled, normalised 1-D Gaussian on -half..half (float64); sigma 0 is the identity."""
+    taps = torch.arange(-half, half + 1, dtype=torch.float64)
+    if sigma <= 0:
+        return (taps == 0).double()
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+@functools.lru_cache(maxsize=4)
+def _grain_table(blur: float) -> dict[str, torch.Tensor]:
+    """Per candidate grain (_GRAINS: white noise blurred by that many pixels), from the 2-D kernels:
+    `correlation` of neighbouring pixels in what a blur of `blur` removes (what an image shows),
+    `share` of the noise's std that the blur removes (what it hides), `std` of unit white noise so
+    blurred, and `low` the std of the blurred noise blurred again by `blur`, relative to `std`."""
+    half = math.ceil(3 * (max(_GRAINS) + blur)) + 2
+    rows = []
+    for grain in _GRAINS:
+        noise = _gaussian_taps(grain, half)
+        smooth = F.conv1d(noise.view(1, 1, -1), _gaussian_taps(blur, half).view(1, 1, -1), padding=half).view(-1)
+        kernel = torch.outer(noise, noise) - torch.outer(smooth, smooth)  # high-pass of the noise
+        power, full = (kernel * kernel).sum(), (noise * noise).sum() ** 2
+        rows.append([(kernel[:, 1:] * kernel[:, :-1]).sum() / power, torch.sqrt(power / full),
+                     torch.sqrt(full), (smooth * smooth).sum() / torch.sqrt(full)])
+    table = torch.tensor(rows, dtype=torch.float32)
+    return dict(zip(("correlation", "share", "std", "low"), table.unbind(1)))
+
+
+def _neighbour_correlation(residual: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Correlation [B] of horizontally and vertically neighbouring residuals where both are flat."""
+    products, powers = 0.0, 0.0
+    for a, b, fa, fb in ((residual[:, :, 1:], residual[:, :, :-1], flat[:, :, 1:], flat[:, :, :-1]),
+                         (residual[:, 1:], residual[:, :-1], flat[:, 1:], flat[:, :-1])):
+        both = fa & fb
+        products = products + (a * b * both).flatten(1).sum(1)
+        powers = powers + ((a * a + b * b) * both).flatten(1).sum(1) / 2
+    return products / powers.clamp(min=1e-12)
+
+
+def _grainy_noise(draws: _Draws, grain: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Unit-std noise [B, 1, H, W]: each image's white noise blurred by its own grain [B] (pixels), as
+    one depthwise convolution with a kernel per image; `std` [B] is what the blur leaves of unit noise."""
+    half = math.ceil(3 * max(_GRAINS))
+    taps = torch.arange(-half, half + 1, device=grain.device, dtype=torch.float32)
+    kernels = torch.exp(-0.5 * (taps / grain.clamp(min=1e-3)[:, None]) ** 2)
+    kernels = kernels / kernels.sum(1, keepdim=True)  # grain 0 leaves the centre tap alone: white noise
+    channels = kernels.shape[0]
+    out = F.pad(draws.noise.transpose(0, 1), (half, half, half, half), mode="reflect")
+    out = F.conv2d(out, kernels.view(channels, 1, 1, -1), groups=channels)
+    out = F.conv2d(out, kernels.view(channels, 1, -1, 1), groups=channels).transpose(0, 1)
+    return out / std.view(-1, 1, 1, 1)
+
+
+def _slice_noise(images: torch.Tensor, body: torch.Tensor, draws: _Draws, model: LesionModel) -> torch.Tensor:
+    """Noise [B, H, W] for the lesion: the slice's own where it can be read, matched noise elsewhere.
+
+    The slice's own is what a small blur removes (its high-pass part). That misses the noise's
+    low-frequency part (much of it for the grainy noise of JPEG exports), so noise of the same grain,
+    low-passed, is added: the grain (white noise blurred by a Gaussian of some width) is the one whose
+    high-pass part has the neighbour correlation the slice's residual has. The residual also holds part of every edge, which
+    would show through the lesion as a ghost of the kidney's outline; so where the blurred slice has
+    an edge (a slope three times its typical one in the body), where the residual is an outlier
+    (above 3 robust stds) and where the slice is clipped, the matched noise stands in whole."""
     x = images.float()
     smooth = _gaussian_blur(x, model.noise_blur_px)
     residual = (x - smooth)[:, 0]
     readable = (x[:, 0] > 0.5 / 255) & (x[:, 0] < 1 - 0.5 / 255)
-    usable = (readable & near).flatten(1)
-    sigma = 1.4826 * _masked_median(residual.abs().flatten(1), usable, 0.0, top=0.25)[:, None, None]
+    usable = (readable & body).flatten(1)
+
+    def spread(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return 1.4826 * _masked_median(values.abs().flatten(1), where, 0.0, top=0.25)[:, None, None]
+
+    sigma = spread(residual, usable)
     slope = _slope(smooth)
-    typical = _masked_median(slope.flatten(1), usable, 0.0, top=0.25)[:, None, None]
+    typical = spread(slope, usable)
+    # The grain is read from neighbouring pixels where the slice is flat (edges would pass for grain).
+    flat = usable.view_as(residual) & (slope < 1.5 * typical) & (residual.abs() < 3 * sigma)
+    table = {key: column.to(x.device) for key, column in _grain_table(model.noise_blur_px).items()}
+    nearest = (_neighbour_correlation(residual, flat).view(-1, 1) - table["correlation"]).abs().argmin(1)
+    share = table["share"][nearest].view(-1, 1, 1)
+    full = sigma / share
+    grains = torch.tensor(_GRAINS, device=x.device)[nearest]
+    matched = _grainy_noise(draws, grains, table["std"][nearest])
+    # The added low part is independent of the slice's high part, so it carries all the variance the
+    # high part lacks (in the slice, part of it is their covariance).
+    low = _gaussian_blur(matched, model.noise_blur_px)[:, 0] / table["low"][nearest].view(-1, 1, 1)
+    low = low * torch.sqrt(1 - share ** 2)
     outlier = _dilate(~readable | (residual.abs() > 3 * sigma)) | (slope > torch.maximum(3 * typical, sigma))
-    grain = _gaussian_blur(draws.noise, _GRAIN_PX)
-    stand_in = (grain - _gaussian_blur(grain, model.noise_blur_px))[:, 0]
-    stand_in = stand_in / stand_in.flatten(1).std(1).clamp(min=1e-6)[:, None, None]
-    return torch.where(outlier, sigma * stand_in, residual)
+    return torch.where(outlier, full * matched[:, 0], residual + full * low)
 
 
 def _squash(hu: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -501,43 +576,64 @@ def _check_inputs(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch
         raise ValueError(f"apply must be bool [B], got {tuple(apply.shape)}")
 
 
-def render_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch.Tensor, kind,
-                   generator: torch.Generator, model: LesionModel = LesionModel()) -> InsertedLesions:
-    """Insert one lesion into each chosen image, inside its kidney mask; see `insert_lesions`.
-
-    Returns:
-        InsertedLesions: the images and masks of `insert_lesions` plus each lesion's centre, radius,
-        kind, kidney radius and the estimated display scale (for manifests and tests).
-    """
-    _check_inputs(images, kidney_masks, apply)
-    device = images.device
-    kidney_masks, apply = kidney_masks.to(device), apply.to(device).bool()
-    tumor = _kind_codes(kind, images.shape[0], device)
-    draws = _Draws.sample(images, model, generator)
-    rows, cols = _grid(images.shape[-2:], device)
+def _render(images: torch.Tensor, kidney_masks: torch.Tensor, tumor: torch.Tensor, draws: _Draws,
+            model: LesionModel) -> InsertedLesions:
+    """One lesion into every image of the batch (all have a kidney)."""
+    rows, cols = _grid(images.shape[-2:], images.device)
     centres = _pick_centres(kidney_masks, draws.u[:, 0])
     local, kidney_radius = _kidney_around(kidney_masks, centres, rows, cols)
     x = images[:, 0].float()
-    dist2 = (rows - centres[:, 0, None, None]) ** 2 + (cols - centres[:, 1, None, None]) ** 2
-    near = dist2 <= (model.context * kidney_radius[:, None, None]) ** 2
-    body = _body(images)
+    blurred = _body_blur(images)
+    body = blurred > _BODY
     scale = estimate_display_scale(images, body & ~kidney_masks & (x < _BRIGHT), model)
     kidney_level = _masked_median(x.flatten(1), local.flatten(1), 0.5)
     shape = _lesion_shape(images, centres, kidney_radius, tumor, draws, model)
     weight, radius_share, offsets = _lesion_weight(shape, rows, cols)
-    weight = weight * _room(images, kidney_masks)
+    weight = weight * _room(images, kidney_masks, blurred)
     inside = weight > 0.5
     texture = _texture(draws, offsets, inside, shape.radius, model)
     solid = _tumor_values(kidney_level, scale, radius_share, texture, shape.radius > kidney_radius, draws, model)
     cyst = scale.to_display(_uniform(draws.u[:, 11], model.cyst_hu))[:, None, None]
     target = torch.where(tumor[:, None, None], solid, cyst)
-    noise = _slice_noise(images, near | local, draws, model)
-    applied = apply & kidney_masks.flatten(1).any(1)
+    noise = _slice_noise(images, body, draws, model)
     # An additive change to the local mean (x - noise): the slice's noise stays on the lesion.
     change = (weight * (target + noise - x))[:, None].to(images.dtype)
-    out = torch.where(applied[:, None, None, None], (images + change).clamp(0, 1), images)
-    return InsertedLesions(out, inside & applied[:, None, None], applied, centres, shape.radius, tumor,
+    applied = torch.ones_like(tumor)
+    return InsertedLesions((images + change).clamp(0, 1), inside, applied, centres, shape.radius, tumor,
                            kidney_radius, scale)
+
+
+def render_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch.Tensor, kind,
+                   generator: torch.Generator, model: LesionModel = LesionModel()) -> InsertedLesions:
+    """Insert one lesion into each chosen image, inside its kidney mask; see `insert_lesions`.
+
+    Only the images that receive a lesion are computed (the random numbers are drawn for all, so an
+    image's lesion does not depend on which others receive one); on a GPU, choosing them costs one
+    synchronisation.
+
+    Returns:
+        InsertedLesions: the images and masks of `insert_lesions` plus each lesion's centre, radius,
+        kind, kidney radius and the estimated display scale (for manifests and tests); for images
+        left alone the centre is -1, the radii 0 and the scale NaN.
+    """
+    _check_inputs(images, kidney_masks, apply)
+    device, batch = images.device, images.shape[0]
+    kidney_masks, apply = kidney_masks.to(device), apply.to(device).bool()
+    tumor = _kind_codes(kind, batch, device)
+    draws = _Draws.sample(images, model, generator)
+    applied = apply & kidney_masks.flatten(1).any(1)
+    chosen = applied.nonzero().squeeze(1)
+    out, masks = images.clone(), torch.zeros_like(kidney_masks)
+    centres = torch.full((batch, 2), -1.0, device=device)
+    radii, kidney_radius = torch.zeros(batch, device=device), torch.zeros(batch, device=device)
+    fat, per_hu = torch.full((batch,), torch.nan, device=device), torch.full((batch,), torch.nan, device=device)
+    if len(chosen):
+        part = _render(images[chosen], kidney_masks[chosen], tumor[chosen], draws.rows(chosen), model)
+        out[chosen], masks[chosen], centres[chosen] = part.images, part.masks, part.centres
+        radii[chosen], kidney_radius[chosen] = part.radii, part.kidney_radius
+        fat[chosen], per_hu[chosen] = part.scale.fat, part.scale.per_hu
+    return InsertedLesions(out, masks, applied, centres, radii, tumor, kidney_radius,
+                           DisplayScale(fat, per_hu, model.fat_hu))
 
 
 def insert_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch.Tensor, kind,
