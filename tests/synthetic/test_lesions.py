@@ -1,0 +1,243 @@
+"""Synthetic lesions in real slices: where they land, what they leave alone, their contrast and noise."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from kidneyct.data.phantom import render_slice, sample_patient
+from kidneyct.data.transforms import apply_window
+from kidneyct.synthetic.lesions import LesionModel, insert_lesions, render_lesions
+
+SIZE = 96
+KAGGLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct-kidney"
+
+
+def phantom_hu(n: int, seed: int = 0, cortex: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """HU slices [n, S, S] of normal phantoms and their true kidney masks; `cortex` fixes an enhanced
+    phase with that cortical density (so that a narrow window does not clip the kidney)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    slices, masks = [], []
+    for _ in range(n):
+        patient = sample_patient(rng, SIZE)
+        if cortex is not None:
+            patient.enhanced = True
+            patient.phase_hu.update(cortex=cortex, medulla_drop=10.0)
+        slices.append(render_slice(patient, 0.0)[0])
+        masks.append(np.any([kidney.r2(xx, yy) <= 1 for kidney in patient.kidneys], axis=0))
+    return np.stack(slices), np.stack(masks)
+
+
+def windowed(hu: np.ndarray, level: float = 40, width: float = 400) -> torch.Tensor:
+    return torch.from_numpy(apply_window(hu, level, width))[:, None]
+
+
+@pytest.fixture(scope="module")
+def phantoms() -> tuple[torch.Tensor, torch.Tensor]:
+    hu, masks = phantom_hu(8)
+    return windowed(hu), torch.from_numpy(masks)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def all_of(images: torch.Tensor) -> torch.Tensor:
+    return torch.ones(images.shape[0], dtype=torch.bool)
+
+
+def reach(inserted, index: int) -> np.ndarray:
+    """The lesion mask dilated by its soft edge: where the image may have changed."""
+    mask = inserted.masks[index].numpy()
+    edge = int(np.ceil(LesionModel().tumor_edge * float(inserted.radii[index]))) + 2
+    return ndimage.binary_dilation(mask, iterations=edge)
+
+
+def check_inside_kidney(inserted, images: torch.Tensor, masks: torch.Tensor) -> None:
+    """Each lesion grows from a kidney pixel, holds it, overlaps the kidney and changes nothing beyond
+    its soft edge."""
+    for i in range(images.shape[0]):
+        row, col = inserted.centres[i].long().tolist()
+        assert masks[i, row, col], f"image {i}: centre ({row}, {col}) outside the kidney mask"
+        assert inserted.masks[i, row, col], f"image {i}: the lesion does not hold its centre"
+        assert (inserted.masks[i] & masks[i]).sum() > 0
+        changed = (inserted.images[i, 0] != images[i, 0]).numpy()
+        assert not (changed & ~reach(inserted, i)).any(), f"image {i} changed outside its lesion"
+
+
+@pytest.mark.parametrize("kind", ["tumor", "cyst"])
+def test_lesions_grow_from_the_kidney_and_overlap_it(phantoms, kind):
+    images, masks = phantoms
+    inserted = render_lesions(images, masks, all_of(images), kind, generator())
+    assert inserted.applied.all() and inserted.masks.flatten(1).any(1).all()
+    check_inside_kidney(inserted, images, masks)
+    model = LesionModel()
+    share = inserted.radii / inserted.kidney_radius  # sizes relative to the kidney, as the model says
+    low, high = model.cyst_radius if kind == "cyst" else (model.small_tumor_radius[0], model.tumor_radius[1])
+    assert (share >= low - 1e-4).all() and (share <= high + 1e-4).all()
+
+
+def test_unapplied_and_kidneyless_images_are_left_bit_identical(phantoms):
+    images, masks = phantoms
+    masks = masks.clone()
+    masks[1] = False  # the locator found nothing here
+    apply = torch.tensor([True, True, False, True, False, True, True, True])
+    out, lesions = insert_lesions(images, masks, apply, "tumor", generator())
+    for i in (1, 2, 4):
+        assert torch.equal(out[i], images[i]) and not lesions[i].any()
+    for i in (0, 3, 5, 6, 7):
+        assert lesions[i].any() and not torch.equal(out[i], images[i])
+
+
+def test_same_generator_gives_the_same_lesions_and_other_seeds_others(phantoms):
+    images, masks = phantoms
+    first = insert_lesions(images, masks, all_of(images), "tumor", generator(7))
+    again = insert_lesions(images, masks, all_of(images), "tumor", generator(7))
+    other = insert_lesions(images, masks, all_of(images), "tumor", generator(8))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], other[0]) and not torch.equal(first[1], other[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_output_keeps_shape_dtype_device_and_range(phantoms, dtype):
+    images, masks = phantoms
+    images = images.to(dtype)
+    out, lesions = insert_lesions(images, masks, all_of(images), "tumor", generator())
+    assert out.shape == images.shape and out.dtype == dtype and out.device == images.device
+    assert lesions.shape == masks.shape and lesions.dtype == torch.bool
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_runs_on_the_gpu_like_on_the_cpu(phantoms):
+    images, masks = phantoms
+    device = torch.device("cuda")
+    out, lesions = insert_lesions(images.to(device), masks.to(device), all_of(images).to(device), "tumor",
+                                  torch.Generator(device=device).manual_seed(0))
+    assert out.device.type == "cuda" and lesions.device.type == "cuda"
+    assert out.min() >= 0 and out.max() <= 1 and lesions.flatten(1).any(1).all()
+
+
+def test_per_sample_kinds_and_bad_arguments(phantoms):
+    images, masks = phantoms
+    kinds = torch.tensor([0, 1] * 4)  # indices into KINDS: tumor, cyst
+    inserted = render_lesions(images, masks, all_of(images), kinds, generator())
+    assert inserted.tumor.tolist() == [True, False] * 4
+    with pytest.raises(ValueError, match="kind"):
+        insert_lesions(images, masks, all_of(images), "stone", generator())
+    with pytest.raises(ValueError, match="kidney_masks"):
+        insert_lesions(images, masks[:, :-1], all_of(images), "tumor", generator())
+
+
+def test_lesion_model_round_trips_through_json_and_checks_ranges():
+    model = LesionModel(tumor_radius=(1.0, 1.5), necrosis_probability=0.2)
+    assert LesionModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model
+    with pytest.raises(ValueError, match="tumor_radius"):
+        LesionModel(tumor_radius=(2.0, 1.0))
+
+
+def lesion_core(inserted, masks: torch.Tensor, index: int) -> np.ndarray:
+    """Pixels well inside both the lesion and the kidney: where a lesion's contrast is read."""
+    core = ndimage.binary_erosion(inserted.masks[index].numpy(), iterations=2)
+    return core & masks[index].numpy()
+
+
+WINDOWS = {"wide": (40, 400), "narrow": (60, 280)}  # the narrow one clips fat to black
+
+
+def test_tumor_contrast_follows_each_images_display_scale():
+    """The same enhanced phantoms exported through a wide and a narrow window: the tumor is darker than
+    the kidney by the same estimated HU in both, so by 400/280 times more display units in the narrow one."""
+    hu, masks = phantom_hu(6, seed=1, cortex=180.0)  # 0.93 at most in the narrow window: not clipped
+    masks = torch.from_numpy(masks)
+    drops = {}
+    for name, (level, width) in WINDOWS.items():
+        images = windowed(hu, level, width)
+        inserted = render_lesions(images, masks, all_of(images), "tumor", generator(3))
+        for i in range(len(hu)):
+            core = lesion_core(inserted, masks, i)
+            kidney = float(np.median(images[i, 0].numpy()[masks[i].numpy()]))
+            change = float(inserted.images[i, 0].numpy()[core].mean()) - kidney
+            drops.setdefault(name, []).append((change, change / float(inserted.scale.per_hu[i])))
+    for (display_wide, hu_wide), (display_narrow, hu_narrow) in zip(drops["wide"], drops["narrow"]):
+        assert hu_wide < -40 and hu_narrow < -40  # hypo-enhancing: darker than the kidney
+        assert hu_narrow == pytest.approx(hu_wide, rel=0.25)
+        assert display_narrow / display_wide == pytest.approx(400 / 280, rel=0.25)
+
+
+def high_pass_spread(image: np.ndarray, where: np.ndarray) -> float:
+    """Robust std of what a one-pixel blur removes: the noise."""
+    residual = image - ndimage.gaussian_filter(image, 1.0)
+    return float(1.4826 * np.median(np.abs(residual[where])))
+
+
+@pytest.mark.parametrize("kind", ["cyst", "tumor"])
+def test_the_slices_noise_stays_on_the_lesion(phantoms, kind):
+    """High-frequency spread inside a lesion (kept 3 pixels clear of its margin, where the high-pass
+    would see the edge) matches the slice's own; cysts are made large here to leave pixels to measure."""
+    images, masks = phantoms
+    model = LesionModel(cyst_radius=(1.3, 1.6))
+    inserted = render_lesions(images, masks, all_of(images), kind, generator(2), model)
+    for i in range(images.shape[0]):
+        original, out = images[i, 0].numpy(), inserted.images[i, 0].numpy()
+        inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
+        body = (original > 0.02) & (original < 0.98)
+        ratio = high_pass_spread(out, inside) / high_pass_spread(original, body)
+        assert 0.65 < ratio < (1.4 if kind == "cyst" else 1.7), f"image {i}: noise ratio {ratio:.2f}"
+
+
+@pytest.mark.parametrize("grain", [0.0, 0.8])
+def test_lesions_carry_noise_as_strong_and_as_grainy_as_the_slices(grain):
+    """On flat slices of white and of grainy (blurred) noise, a large cyst's interior has the same
+    full-band and high-frequency spread as the slice around it: no smoother, no rougher."""
+    rng = np.random.default_rng(5)
+    noise = np.stack([ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), grain) for _ in range(4)])
+    noise /= noise.std(axis=(1, 2), keepdims=True)
+    base = np.full((SIZE, SIZE), 0.45)
+    base[:, :16] = 0.15  # a strip of fat, for the display scale
+    images = torch.from_numpy(np.clip(base + 0.03 * noise, 0, 1).astype(np.float32))[:, None]
+    masks = torch.zeros(4, SIZE, SIZE, dtype=torch.bool)
+    masks[:, 40:56, 40:56] = True
+    inserted = render_lesions(images, masks, all_of(images), "cyst", generator(), LesionModel(cyst_radius=(1.5, 1.6)))
+    outside = np.zeros((SIZE, SIZE), bool)
+    outside[:, 24:] = True
+    for i in range(4):
+        original, out = images[i, 0].numpy(), inserted.images[i, 0].numpy()
+        inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
+        reference = outside & ~ndimage.binary_dilation(inserted.masks[i].numpy(), iterations=4)
+        assert out[inside].std() / original[reference].std() == pytest.approx(1.0, abs=0.25)
+        assert high_pass_spread(out, inside) / high_pass_spread(original, reference) == pytest.approx(1.0, abs=0.25)
+
+
+def kaggle_slices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from kidneyct.preprocess.kidney import locate_kidneys
+
+    folder = KAGGLE / "CT-KIDNEY-DATASET-Normal-Cyst-Tumor-Stone" / "Normal"
+    if not folder.is_dir():
+        pytest.skip(f"real CT data not present at {folder}")
+    images, masks = [], []
+    for path in sorted(folder.glob("*.jpg"))[::37]:
+        unit = np.asarray(Image.open(path).convert("L"), np.float32) / 255
+        location = locate_kidneys(unit)
+        if location.found:
+            images.append(unit)
+            masks.append(location.mask)
+        if len(images) == n:
+            break
+    return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(masks))
+
+
+def test_real_kaggle_slices_get_lesions_inside_the_located_kidneys():
+    images, masks = kaggle_slices(6)
+    for kind in ("tumor", "cyst"):
+        inserted = render_lesions(images, masks, all_of(images), kind, generator(1))
+        assert inserted.applied.all() and inserted.images.min() >= 0 and inserted.images.max() <= 1
+        check_inside_kidney(inserted, images, masks)
