@@ -83,6 +83,12 @@ def _add_train_options(p, defaults) -> None:
                    help="crop to the body and blank table/background before resizing (stored in the checkpoint)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=defaults.tta,
                    help="inference averages the slice and its mirror image (stored in the checkpoint)")
+    p.add_argument("--synthetic-lesions", type=float, default=defaults.synthetic_lesions, metavar="SHARE",
+                   help="share of training draws (slices with a located kidney) that receive a synthetic tumor "
+                        "(or cyst, with a Cyst class) and its label (default %(default)s)")
+    p.add_argument("--acquisition", default=defaults.acquisition,
+                   help="scanner/export augmentation: none, mild, strong, or PRESET:family+family, families "
+                        "fov, resolution, blur, sharpen, noise, window, gamma, jpeg (default %(default)s)")
     point = p.add_mutually_exclusive_group()
     point.add_argument("--threshold", type=float, default=None,
                        help="tumor operating threshold on calibrated p(tumor), recorded in the checkpoint")
@@ -110,6 +116,7 @@ def _train_config(args, out: str) -> TrainConfig:
         threshold=args.threshold, target_sensitivity=args.target_sensitivity,
         augmentation=args.augmentation, label_smoothing=args.label_smoothing, sampler=args.sampler,
         body_crop=args.body_crop, tta=args.tta, recipe=args.recipe,
+        synthetic_lesions=args.synthetic_lesions, acquisition=args.acquisition,
     )
 
 

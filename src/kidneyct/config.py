@@ -107,6 +107,8 @@ class TrainConfig:
     #                          "balanced": classes drawn equally often (with replacement), unweighted loss
     body_crop: bool = _DEFAULT.get("body_crop", False)  # crop to the body; see kidneyct.preprocess.body
     tta: bool = False  # inference averages the logits of the slice and its left-right mirror image
+    synthetic_lesions: float = 0.0  # share of training draws with a located kidney that get a synthetic lesion
+    acquisition: str = "none"  # scanner/export augmentation: a preset, or PRESET:family+family (one at a time)
     recipe: str | None = DEFAULT_RECIPE  # the named recipe these settings came from (informational)
 
     def to_dict(self) -> dict:

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from kidneyct.data.phantom import render_slice, sample_patient
-from kidneyct.data.transforms import apply_window
+from kidneyct.synthetic.phantom import render_slice, sample_patient
+from kidneyct.preprocess.window import apply_window
 from kidneyct.synthetic.lesions import LesionModel, insert_lesions, render_lesions
 
 SIZE = 96

@@ -30,6 +30,7 @@ PRIOR_AREA, AREA_LOG_SD = 0.015, 1.0
 MIN_AREA, MAX_AREA = 0.002, 0.06
 MIN_DX = 0.10  # closer to the midline lie the psoas muscles (centroids at 0.06-0.09), not kidneys
 MIN_SCORE = 0.1  # below this a blob is not called a kidney (liver/spleen/bowel blobs scored 0-0.09)
+LOCATOR_VERSION = 1  # bump when the locator changes what it finds: memoised masks are keyed by it
 THRESHOLDS = 10  # intensity levels tried between the fat/soft-tissue split and near-white
 BONE_LEVEL = 0.85  # [0, 1] display intensity from which a pixel may be bone
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from kidneyct.data.transforms import Preprocessing
+from kidneyct.preprocess import Preprocessing
 from kidneyct.io import ImageReadError, file_kind, read_slices
 from kidneyct.preprocess.kidney import KidneyLocation, locate_kidneys
 from kidneyct.synthetic.lesions import KINDS, LesionModel, render_lesions

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from kidneyct.data.rows import Rows
 from kidneyct.preprocess import Augmentation, Preprocessing, to_unit_tensor
+from kidneyct.preprocess.acquisition import AcquisitionAugmentation
 from kidneyct.runtime import autocast
+from kidneyct.training.lesion_inputs import LesionPlan
 from kidneyct.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,32 @@ class ImageStore:
 
 
 class ImageInputs:
-    """Model inputs for a batch: gathered, scaled to [0, 1], augmented, standardised, channels_last."""
+    """Model inputs for a batch: gathered, scaled to [0, 1], given synthetic lesions (relabelled), augmented
+    (geometry and intensity, then acquisition), standardised, channels_last.
 
-    def __init__(self, store: ImageStore, prep: Preprocessing, augmentation: Augmentation | None):
+    Every random draw is made for the whole global batch and each rank applies its rows, so an image's
+    augmentation does not depend on the number of ranks (the lesions' own shapes excepted: each rank
+    renders its rows from one seed of the global stream).
+    """
+
+    def __init__(self, store: ImageStore, prep: Preprocessing, augmentation: Augmentation | None,
+                 acquisition: AcquisitionAugmentation | None = None, lesions: LesionPlan | None = None):
         self.store, self.prep, self.augmentation = store, prep, augmentation
+        self.acquisition, self.lesions = acquisition, lesions
 
-    def __call__(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = to_unit_tensor(self.store.take(index[local]))
+        if self.lesions is not None:
+            receive, cyst, seed = self.lesions.draw(len(index), generator)
+            images, labels = self.lesions.apply(images, index[local], labels, (receive[local], cyst[local], seed))
         if self.augmentation is not None:
             params = self.augmentation.sample(len(index), generator, generator.device)  # the global batch's
             images = Augmentation.apply(images, params[local])
-        return self.prep.standardise(images).contiguous(memory_format=torch.channels_last)
+        if self.acquisition is not None:
+            params = self.acquisition.sample(len(index), generator, generator.device)
+            images = self.acquisition.apply(images, params[local])
+        return self.prep.standardise(images).contiguous(memory_format=torch.channels_last), labels
 
 
 class FeatureInputs:
@@ -79,10 +96,11 @@ class FeatureInputs:
     def __init__(self, features: torch.Tensor):
         self.features = features
 
-    def __call__(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator,
+                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Drawn for the global batch, like augmentation, so a view does not depend on the number of ranks.
         views = torch.randint(0, len(self.features), (len(index),), generator=generator, device=generator.device)
-        return self.features[views[local], index[local]]
+        return self.features[views[local], index[local]], labels
 
 
 @dataclass
@@ -112,8 +130,7 @@ def run_epoch(forward, inputs, labels: torch.Tensor, loss_weights: torch.Tensor,
         local = ctx.local_positions(len(index), index.device)
         batch_labels = labels[index]
         weight_total = loss_weights[batch_labels].sum()
-        local_labels = batch_labels[local]
-        images = inputs(index, local, generator)
+        images, local_labels = inputs(index, local, generator, batch_labels[local])
         with autocast(device):
             logits = forward(images)
         losses = F.cross_entropy(logits.float(), local_labels, weight=loss_weights, reduction="none",

@@ -10,6 +10,7 @@ from kidneyct.data.cache import CacheSettings
 from kidneyct.data.splits import SplitFractions
 from kidneyct.models import ModelConfig, get_spec
 from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing
+from kidneyct.preprocess.acquisition import ACQUISITIONS, AcquisitionAugmentation, families
 
 
 def split_fractions(config: TrainConfig) -> SplitFractions:
@@ -40,3 +41,14 @@ def augmentation_policy(config: TrainConfig) -> Augmentation | None:
         raise ValueError(f"unknown augmentation {config.augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
     policy = AUGMENTATIONS[config.augmentation]
     return policy if config.translate is None else replace(policy, translate=config.translate)
+
+
+def acquisition_policy(config: TrainConfig) -> AcquisitionAugmentation | None:
+    """The acquisition augmentation: a preset name ('mild', 'strong'), or 'PRESET:family+family' for only
+    those families of the preset (e.g. 'strong:window+gamma'); None when off."""
+    if not config.augment or config.acquisition in ("none", "", None):
+        return None
+    preset, _, names = config.acquisition.partition(":")
+    if preset not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition preset {preset!r}; choose from {sorted(ACQUISITIONS)}")
+    return families(names.split("+"), preset) if names else ACQUISITIONS[preset]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from kidneyct.about import __version__
 from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
+from kidneyct.data.kidneys import kidney_masks
 from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.labels import positive_index
@@ -36,6 +37,7 @@ from kidneyct.training.calibration import calibrate_checkpoint
 from kidneyct.training.distributed import DistContext, init_distributed
 from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
+from kidneyct.training.lesion_inputs import LesionPlan
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,8 @@ def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int):
 
 
 def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Preprocessing, augmentation,
-                        classes, model, state: TrainState, data: PreparedData, optimizer=None, scheduler=None) -> dict:
+                        classes, model, state: TrainState, data: PreparedData, optimizer=None, scheduler=None,
+                        acquisition=None, lesions: LesionPlan | None = None) -> dict:
     payload = {
         "format": FORMAT, "version": VERSION, "kidneyct_version": __version__,
         "model_config": model_config.to_dict(), "classes": list(classes),
@@ -105,6 +108,10 @@ def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Pr
         "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
         "stale_epochs": state.stale_epochs, "stopped_early": state.stopped_early, "history": state.history,
     }
+    if acquisition is not None:
+        payload["acquisition"] = acquisition.to_dict()
+    if lesions is not None:  # what training taught with: recorded, not needed for inference
+        payload["synthetic_lesions"] = {"share": lesions.share, "model": lesions.model.to_dict()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
         payload["scheduler"] = scheduler.state_dict()
@@ -183,29 +190,86 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
         ctx.close()
 
 
-def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext,
-           memo: FeatureMemo | None) -> TrainResult:
-    out = Path(config.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    previous = None
-    if resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"--resume: no {last_path} to resume from")
-        previous = read_checkpoint(last_path)
-        stored = TrainConfig.from_dict(previous["train_config"])
-        # The run continues as configured; only where it runs and how it reports may change.
-        runtime = {name: getattr(config, name) for name in RUNTIME_FIELDS}
-        config = TrainConfig.from_dict({**stored.to_dict(), **runtime, "epochs": extend_epochs or stored.epochs})
+def _resolved(config: TrainConfig, resume: bool, extend_epochs: int | None) -> tuple[TrainConfig, dict | None]:
+    """The configuration to run and, when resuming, the checkpoint to continue from."""
+    last_path = Path(config.out) / "last.pt"
+    if not resume:
+        return config, None
+    if not last_path.exists():
+        raise FileNotFoundError(f"--resume: no {last_path} to resume from")
+    previous = read_checkpoint(last_path)
+    stored = TrainConfig.from_dict(previous["train_config"])
+    # The run continues as configured; only where it runs (its folder, which may have moved, included) and how
+    # it reports may change.
+    runtime = {name: getattr(config, name) for name in (*RUNTIME_FIELDS, "out")}
+    return TrainConfig.from_dict({**stored.to_dict(), **runtime, "epochs": extend_epochs or stored.epochs}), previous
+
+
+def _check(config: TrainConfig) -> None:
     if config.threshold is not None and config.target_sensitivity is not None:
         raise ValueError("give either a threshold or a target sensitivity, not both")
     if config.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {config.sampler!r}; choose from {SAMPLERS}")
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0.0 <= config.synthetic_lesions <= 1.0:
+        raise ValueError(f"synthetic_lesions is a share of training slices, in [0, 1]; got {config.synthetic_lesions}")
+
+
+@dataclass
+class _Run:
+    """What one training run holds while its epochs go by (instead of closures over mutable state)."""
+
+    config: TrainConfig
+    ctx: DistContext
+    out: Path
+    prep: Preprocessing
+    data: PreparedData
+    model_config: ModelConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    state: TrainState
+    augmentation: Augmentation | None
+    acquisition: object = None
+    lesions: LesionPlan | None = None
+    inputs: object = None
+    forward: object = None
+    val_features: torch.Tensor | None = None
+    feature_seconds: float | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.data.catalogue.classes
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    @property
+    def val_batch(self) -> int:
+        # Inference keeps one layer's activations, so a GPU takes big batches; on a CPU a 128-image batch at
+        # 224 px would hold ~1 GB of seed-cnn activations: the training batch size is the bounded choice.
+        return max(self.config.batch_size, 128) if self.device.type == "cuda" else self.config.batch_size
+
+    def val_logits(self, part) -> torch.Tensor:
+        if self.val_features is not None:
+            return head_logits(self.model.head, self.val_features[part], self.device)
+        return predict_logits(self.model, self.prep, self.data.splits["val"].images[part], self.val_batch, self.device)
+
+    def save(self, path: Path, with_optimizer: bool) -> None:
+        atomic_save(_checkpoint_payload(
+            self.config, self.model_config, self.prep, self.augmentation or Augmentation(), self.classes, self.model,
+            self.state, self.data, self.optimizer if with_optimizer else None,
+            self.scheduler if with_optimizer else None, self.acquisition, self.lesions), path)
+
+
+def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run:
+    """Data, model, optimiser and schedule (restored when resuming)."""
+    out = Path(config.out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    device = ctx.device
-    configure_backend(device)
+    configure_backend(ctx.device)
     prep = settings.preprocessing(config)
     data = _prepare(config, prep, out, previous is not None, ctx)
     classes = data.catalogue.classes
@@ -216,16 +280,13 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         raise ValueError(f"split left {len(train_set)} training and {len(val_set)} validation images; "
                          "need more data or other fractions")
     model_config = settings.model_config(config, len(classes))
-    augmentation = settings.augmentation_policy(config)
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
                                                      "preprocessing": prep.to_dict()}, indent=2))
-
     seed_everything(config.seed)
-    model = create_model(model_config, load_pretrained=previous is None).to(device)
+    model = create_model(model_config, load_pretrained=previous is None).to(ctx.device)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU (oneDNN) and CUDA alike
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(trainable, config.lr, config.weight_decay)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
                                    int(steps_per_epoch * config.warmup_epochs))
@@ -237,92 +298,132 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
         state = TrainState(previous["epoch"], previous["best_score"], previous["best_epoch"],
                            previous["stale_epochs"], previous["stopped_early"], list(previous["history"]))
         log.info("resuming %s after epoch %d", out, state.epoch)
+    return _Run(config, ctx, out, prep, data, model_config, model, optimizer, scheduler, state,
+                settings.augmentation_policy(config), settings.acquisition_policy(config))
 
-    weights = class_weights(train_set.labels, len(classes))
-    train_labels = torch.as_tensor(train_set.labels).to(device)
-    # Balanced sampling already gives every class equal weight: weighting the loss too would count it twice.
-    loss_weights = weights.to(device) if config.sampler == "shuffle" else torch.ones_like(weights).to(device)
-    sample_weights = weights[torch.as_tensor(train_set.labels)].to(device)  # per image, for "balanced"
-    # Inference keeps one layer's activations, so a GPU takes big batches; on a CPU a 128-image batch at
-    # 224 px would hold ~1 GB of seed-cnn activations: the training batch size is the bounded choice.
-    val_batch = max(config.batch_size, 128) if device.type == "cuda" else config.batch_size
-    feature_seconds = None
-    if uses_feature_cache(model, config.feature_cache):
+
+def _lesion_plan(run: _Run) -> LesionPlan | None:
+    """Kidney masks of the training rows and the plan for synthetic lesions, when asked for."""
+    if run.config.synthetic_lesions <= 0:
+        return None
+    train_set = run.data.splits["train"]
+    masks = kidney_masks(train_set.images, run.data.decoded.cache_file, run.config.workers)
+    log.info("synthetic lesions: %.0f%% of draws, %d of %d training images have a located kidney",
+             100 * run.config.synthetic_lesions, int(masks.reshape(len(masks), -1).any(1).sum()), len(masks))
+    return LesionPlan.for_classes(torch.from_numpy(masks).to(run.device), run.config.synthetic_lesions, run.classes)
+
+
+def _attach_inputs(run: _Run, memo: FeatureMemo | None) -> None:
+    """What the optimiser trains on: the head on cached backbone features (frozen backbone), else the
+    whole model on augmented images (with synthetic lesions when asked for)."""
+    config, train_set, val_set = run.config, run.data.splits["train"], run.data.splits["val"]
+    if uses_feature_cache(run.model, config.feature_cache):
+        if config.synthetic_lesions > 0 or run.acquisition is not None:
+            raise ValueError("synthetic lesions and acquisition augmentation change images every draw: a frozen "
+                             "backbone's cached features cannot follow; add --no-feature-cache or --finetune")
         started = time.perf_counter()
-        views = config.feature_views if augmentation is not None else 0
-        train_features = subset_features(model, prep, train_set.images, views, augmentation, config.seed, ctx,
-                                         device, val_batch, memo)
+        views = config.feature_views if run.augmentation is not None else 0
+        args = (run.model, run.prep)
+        train_features = subset_features(*args, train_set.images, views, run.augmentation, config.seed, run.ctx,
+                                         run.device, run.val_batch, memo)
         # Validation takes the plain view: from the memo when there is one, else computed on its own.
-        val_features = subset_features(model, prep, val_set.images, views, augmentation, config.seed, ctx,
-                                       device, val_batch, memo)[0] if memo is not None else \
-            extract_features(model, prep, ImageStore.create(val_set.images, device), 0, None, config.seed, ctx,
-                             val_batch)[0]
-        feature_seconds = time.perf_counter() - started
+        run.val_features = subset_features(*args, val_set.images, views, run.augmentation, config.seed, run.ctx,
+                                           run.device, run.val_batch, memo)[0] if memo is not None else \
+            extract_features(*args, ImageStore.create(val_set.images, run.device), 0, None, config.seed, run.ctx,
+                             run.val_batch)[0]
+        run.feature_seconds = time.perf_counter() - started
         log.info("cached backbone features of %d training images x %d view(s) and %d validation images in %.1f s",
-                 len(train_set), 1 + views, len(val_set), feature_seconds)
-        trained, inputs = model.head, FeatureInputs(train_features)
-        val_logits = lambda part: head_logits(model.head, val_features[part], device)  # noqa: E731
+                 len(train_set), 1 + views, len(val_set), run.feature_seconds)
+        trained, run.inputs = run.model.head, FeatureInputs(train_features)
     else:
-        trained, inputs = model, ImageInputs(ImageStore.create(train_set.images, device), prep, augmentation)
-        val_logits = lambda part: predict_logits(model, prep, val_set.images[part], val_batch, device)  # noqa: E731
-    forward = ctx.wrap(trained)
+        run.lesions = _lesion_plan(run)
+        trained = run.model
+        run.inputs = ImageInputs(ImageStore.create(train_set.images, run.device), run.prep, run.augmentation,
+                                 run.acquisition, run.lesions)
+    run.forward = run.ctx.wrap(trained)
     if config.compile:
-        forward = torch.compile(forward)
-    save = lambda path, with_optimizer: atomic_save(_checkpoint_payload(  # noqa: E731
-        config, model_config, prep, augmentation or Augmentation(), classes, model, state, data,
-        optimizer if with_optimizer else None, scheduler if with_optimizer else None), path)
+        run.forward = torch.compile(run.forward)
 
-    while state.epoch < config.epochs and not state.stopped_early:
-        epoch = state.epoch + 1
-        # Seeds per epoch (not one global stream) make a resumed run repeat the uninterrupted one.
-        seed_everything(config.seed * 1000 + epoch)
-        generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
-        if config.sampler == "balanced":
-            order = torch.multinomial(sample_weights, len(train_set), replacement=True, generator=generator)
-        else:
-            order = torch.randperm(len(train_set), generator=generator, device=device)
-        model.train()
-        started = time.perf_counter()
-        bar = progress_bar(total=steps_per_epoch, enabled=config.progress and ctx.is_main,
-                           desc=f"epoch {epoch}/{config.epochs}")
-        stats = run_epoch(forward, inputs, train_labels, loss_weights, optimizer, scheduler, order,
-                          config.batch_size, generator, ctx, device, bar if not bar.disable else None,
-                          label_smoothing=config.label_smoothing)
-        bar.close()
-        train_seconds = time.perf_counter() - started
-        logits = ctx.assemble(val_logits(ctx.shard(len(val_set))), len(val_set))
-        val = validation_metrics(logits, val_set.labels, classes, weights)
-        state.epoch = epoch
-        improved = val["macro_f1"] > state.best_score + 1e-6
+
+def _epoch(run: _Run, weights: torch.Tensor) -> None:
+    """One epoch: sample, train, validate, record, checkpoint."""
+    config, state, train_set, val_set = run.config, run.state, run.data.splits["train"], run.data.splits["val"]
+    epoch = state.epoch + 1
+    # Seeds per epoch (not one global stream) make a resumed run repeat the uninterrupted one.
+    seed_everything(config.seed * 1000 + epoch)
+    generator = torch.Generator(device=run.device).manual_seed(config.seed * 1000 + epoch)
+    labels = torch.as_tensor(train_set.labels).to(run.device)
+    if config.sampler == "balanced":
+        order = torch.multinomial(weights[labels.cpu()].to(run.device), len(train_set), replacement=True,
+                                  generator=generator)
+    else:
+        order = torch.randperm(len(train_set), generator=generator, device=run.device)
+    # Balanced sampling already gives every class equal weight: weighting the loss too would count it twice.
+    loss_weights = (weights if config.sampler == "shuffle" else torch.ones_like(weights)).to(run.device)
+    run.model.train()
+    started = time.perf_counter()
+    steps = math.ceil(len(train_set) / config.batch_size)
+    bar = progress_bar(total=steps, enabled=config.progress and run.ctx.is_main, desc=f"epoch {epoch}/{config.epochs}")
+    stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
+                      config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
+                      label_smoothing=config.label_smoothing)
+    bar.close()
+    seconds = time.perf_counter() - started
+    logits = run.ctx.assemble(run.val_logits(run.ctx.shard(len(val_set))), len(val_set))
+    val = validation_metrics(logits, val_set.labels, run.classes, weights)
+    improved = _record(state, epoch, stats, val, seconds, run.optimizer.param_groups[0]["lr"], config.patience)
+    log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
+             epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / seconds)
+    if run.ctx.is_main:
         if improved:
-            state.best_score, state.best_epoch, state.stale_epochs = val["macro_f1"], epoch, 0
-        else:
-            state.stale_epochs += 1
-        state.history.append({
-            "epoch": epoch, "train_loss": round(stats.loss, 6), "train_accuracy": round(stats.accuracy, 6),
-            "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
-            "val_macro_f1": round(val["macro_f1"], 6), "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(train_seconds, 3), "images_per_second": round(stats.seen / train_seconds, 1),
-        })
-        if state.stale_epochs >= config.patience:
-            state.stopped_early = True
-            log.info("early stop after epoch %d: no better validation macro-F1 for %d epochs", epoch, config.patience)
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
-                 epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / train_seconds)
-        if ctx.is_main:
-            if improved:
-                save(best_path, False)
-            save(last_path, True)
-            _write_history(out / "metrics.csv", state.history)
+            run.save(run.out / "best.pt", False)
+        run.save(run.out / "last.pt", True)
+        _write_history(run.out / "metrics.csv", state.history)
 
-    if ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
-        save(best_path, False)
-    # Each checkpoint is calibrated for its own weights (last.pt's may differ from best.pt's).
-    if ctx.is_main:
+
+def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr: float, patience: int) -> bool:
+    """Update the state with one epoch's numbers; True when validation macro-F1 improved."""
+    state.epoch = epoch
+    improved = val["macro_f1"] > state.best_score + 1e-6
+    if improved:
+        state.best_score, state.best_epoch, state.stale_epochs = val["macro_f1"], epoch, 0
+    else:
+        state.stale_epochs += 1
+    state.history.append({
+        "epoch": epoch, "train_loss": round(stats.loss, 6), "train_accuracy": round(stats.accuracy, 6),
+        "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
+        "val_macro_f1": round(val["macro_f1"], 6), "lr": lr,
+        "seconds": round(seconds, 3), "images_per_second": round(stats.seen / seconds, 1),
+    })
+    if state.stale_epochs >= patience:
+        state.stopped_early = True
+        log.info("early stop after epoch %d: no better validation macro-F1 for %d epochs", epoch, patience)
+    return improved
+
+
+def _finish(run: _Run) -> None:
+    """Calibrate best.pt and last.pt, each for its own weights, on the validation split."""
+    best_path, last_path = run.out / "best.pt", run.out / "last.pt"
+    if run.ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
+        run.save(best_path, False)
+    if run.ctx.is_main:
         for path in (best_path, last_path):
-            calibration = calibrate_checkpoint_file(path, model, val_logits, val_set.labels, config)["calibration"]
+            calibration = calibrate_checkpoint_file(path, run.model, run.val_logits, run.data.splits["val"].labels,
+                                                    run.config)["calibration"]
             log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
                      calibration["val_ece_before"], calibration["val_ece_after"])
-    ctx.barrier()  # every rank returns once rank 0's files are written
-    return TrainResult(out, best_path, last_path, state.history, data.skipped,
-                       {name: len(arrays) for name, arrays in data.splits.items()}, feature_seconds)
+    run.ctx.barrier()  # every rank returns once rank 0's files are written
+
+
+def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext,
+           memo: FeatureMemo | None) -> TrainResult:
+    config, previous = _resolved(config, resume, extend_epochs)
+    _check(config)
+    run = _start(config, previous, ctx)
+    _attach_inputs(run, memo)
+    weights = class_weights(run.data.splits["train"].labels, len(run.classes))
+    while run.state.epoch < config.epochs and not run.state.stopped_early:
+        _epoch(run, weights)
+    _finish(run)
+    return TrainResult(run.out, run.out / "best.pt", run.out / "last.pt", run.state.history, run.data.skipped,
+                       {name: len(arrays) for name, arrays in run.data.splits.items()}, run.feature_seconds)
