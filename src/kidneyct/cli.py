@@ -146,6 +146,28 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write one group id per image to this CSV")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(handler=cmd_data_groups)
+    p = data.add_parser("probe", help="shortcut probe: class from the background alone; model accuracy with the "
+                                      "kidneys blanked vs kept")
+    p.add_argument("--data", required=True, help="dataset folder above the class folders")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--cv", default=None, metavar="CV_DIR", help="a kidneyct cv folder: its fold models on their test folds")
+    source.add_argument("--checkpoint", default=None, help="a checkpoint, on its split.csv's test images")
+    p.add_argument("--classes", default="tumor,normal", help="task of the background probe (default tumor,normal)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", required=True, help="report folder (probe.md, probe.json)")
+    p.set_defaults(handler=cmd_data_probe)
+    p = data.add_parser("synth", help="insert synthetic lesions into real slices' located kidneys: examples with "
+                                      "masks, a manifest and a contact sheet")
+    p.add_argument("--data", required=True, help="dataset folder above the class folders (real slices)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=48, help="examples to write (default 48)")
+    p.add_argument("--kind", choices=["tumor", "cyst"], default="tumor")
+    p.add_argument("--classes", default="all", help="classes to take slices from (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_data_synth)
     p = data.add_parser("audit", help="leakage audit of a split CSV: test images with near-duplicates in train")
     p.add_argument("--split", required=True, help="split.csv of a run")
     p.add_argument("--data", default=None, help="dataset folder (default: from the run's config.json)")
@@ -252,6 +274,24 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
     return parser
+
+
+def cmd_data_probe(args) -> int:
+    from kidneyct.experiments.probe import run_probe
+
+    run_probe(args.data, args.out, cv_dir=args.cv, checkpoint=args.checkpoint, classes=args.classes,
+              folds=args.folds, seed=args.seed, device=args.device, workers=args.workers)
+    print((Path(args.out) / "probe.md").read_text())
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from kidneyct.synthetic.lesion_examples import write_lesion_examples
+
+    classes = None if args.classes == "all" else [c.strip() for c in args.classes.split(",")]
+    manifest = write_lesion_examples(args.data, args.out, args.n, kind=args.kind, seed=args.seed, classes=classes)
+    print(f"wrote synthetic {args.kind} examples (research only; synthetic lesions in real slices): {manifest}")
+    return 0
 
 
 def cmd_data_phantom(args) -> int:

@@ -128,6 +128,41 @@ def occlusion_images(units: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, n
     return np.stack(kidneys), np.stack(control), np.array(usable)
 
 
+def occlusion_predictions(predict: Callable[[np.ndarray], np.ndarray], units: list[np.ndarray]) -> dict:
+    """A model's class probabilities for each slice as it is, with the kidney region blanked and with the
+    control region blanked: {"kept", "kidneys_blanked", "control_blanked": [N, K] arrays (NaN rows for
+    slices where no kidney region could be placed), "usable": bool [N]}."""
+    blanked, control, usable = occlusion_images(units)
+    out = {"usable": usable}
+    for name, images in (("kept", np.stack(units)), ("kidneys_blanked", blanked), ("control_blanked", control)):
+        probs = predict(images[usable]) if usable.any() else np.zeros((0, 2))
+        full = np.full((len(units), probs.shape[1]), np.nan)
+        full[usable] = probs
+        out[name] = full
+    return out
+
+
+CONDITIONS = ("kept", "kidneys_blanked", "control_blanked")
+
+
+def occlusion_scores(predictions: dict, labels: np.ndarray, positive: int | None) -> dict:
+    """Balanced accuracy and ROC-AUC per condition over the usable slices, and the share of the model's
+    above-chance accuracy that survives with the kidneys blanked ("share_outside_kidneys")."""
+    usable = predictions["usable"]
+    y = np.asarray(labels)[usable]
+    chance = 1.0 / max(2, len(np.unique(labels)))
+    out = {"usable": int(usable.sum()), "left_out": int((~usable).sum()), "chance": chance}
+    for name in CONDITIONS:
+        probs = predictions[name][usable]
+        accuracy = _balanced_accuracy(y, probs.argmax(1)) if len(y) else float("nan")
+        auc = roc_auc((y == positive).astype(int), probs[:, positive]) if positive is not None and len(y) else float("nan")
+        out[name] = ProbeScore(accuracy, auc, len(y)).to_dict()
+    above = out["kept"]["balanced_accuracy"] - chance
+    out["share_outside_kidneys"] = (float((out["kidneys_blanked"]["balanced_accuracy"] - chance) / above)
+                                    if above > 0.02 else float("nan"))
+    return out
+
+
 def occlusion_probe(predict: Callable[[np.ndarray], np.ndarray], units: list[np.ndarray], labels: np.ndarray,
                     positive: int | None) -> dict:
     """A model's accuracy with the kidneys kept, blanked, and an equal control region blanked.
@@ -143,17 +178,4 @@ def occlusion_probe(predict: Callable[[np.ndarray], np.ndarray], units: list[np.
         "usable": n, "left_out": n, "share_outside_kidneys": above-chance accuracy left with the
         kidneys blanked, as a share of the above-chance accuracy with them}.
     """
-    labels = np.asarray(labels)
-    blanked, control, usable = occlusion_images(units)
-    kept = np.stack(units)[usable]
-    y = labels[usable]
-    chance = 1.0 / max(2, len(np.unique(labels)))
-    out = {"usable": int(usable.sum()), "left_out": int((~usable).sum()), "chance": chance}
-    for name, images in (("kept", kept), ("kidneys_blanked", blanked[usable]), ("control_blanked", control[usable])):
-        probs = predict(images) if len(images) else np.zeros((0, 2))
-        auc = roc_auc((y == positive).astype(int), probs[:, positive]) if positive is not None and len(y) else float("nan")
-        out[name] = ProbeScore(_balanced_accuracy(y, probs.argmax(1)) if len(y) else float("nan"), auc, len(y)).to_dict()
-    above = out["kept"]["balanced_accuracy"] - chance
-    out["share_outside_kidneys"] = (float((out["kidneys_blanked"]["balanced_accuracy"] - chance) / above)
-                                    if above > 0.02 else float("nan"))
-    return out
+    return occlusion_scores(occlusion_predictions(predict, units), labels, positive)

@@ -115,16 +115,30 @@ class OutOfFold:
 
 
 def ranking(oof: OutOfFold, n_boot: int, seed: int = 0) -> dict:
-    """{evaluation: {level: {statistic: bootstrap_interval}}} plus the unit counts."""
+    """{evaluation: {level: {statistic: bootstrap_interval}}} plus the unit counts. With several repeats also
+    '<evaluation> (ensemble of repeats)': each image scored by the mean of its R out-of-fold probabilities, an
+    honest estimate of an R-model ensemble since none of the R models saw the image."""
+    out = {}
+    runs = [("", oof)]
+    if len(oof.tumor) > 1:
+        runs.append((" (ensemble of repeats)", OutOfFold(oof.keys, oof.origins, oof.series,
+                                                        oof.tumor.mean(0, keepdims=True), oof.folds[:1])))
+    for suffix, run in runs:
+        out.update(_ranking_of(run, n_boot, seed, suffix))
+    return out
+
+
+def _ranking_of(oof: OutOfFold, n_boot: int, seed: int, suffix: str) -> dict:
     out = {}
     for evaluation in evaluations(oof.origins):
-        out[evaluation.name] = {}
+        name = evaluation.name + suffix
+        out[name] = {}
         for level in LEVELS:
             units = oof.units(evaluation, level)
-            entry = {name: bootstrap_interval(units, statistic, n_boot, seed)
-                     for name, statistic in RANKING_STATISTICS.items()}
+            entry = {stat: bootstrap_interval(units, statistic, n_boot, seed)
+                     for stat, statistic in RANKING_STATISTICS.items()}
             entry["positives"], entry["negatives"] = int(units.y.sum()), int((1 - units.y).sum())
-            out[evaluation.name][level] = entry
+            out[name][level] = entry
     return out
 
 
