@@ -13,10 +13,11 @@ import json
 import logging
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.config import DEFAULT_RECIPE, RECIPES, TrainConfig, apply_recipe
+from kidneyct.config import DEFAULT_RECIPE, GROUPS, RECIPES, TrainConfig, apply_recipe
 from kidneyct.errors import KidneyCTError
 from kidneyct.experiments import demo as demo_defaults
 from kidneyct.models import list_models
@@ -35,66 +36,39 @@ def _add_data_phantom(sub) -> None:
     p.set_defaults(handler=cmd_data_phantom)
 
 
-def _add_train_options(p, defaults) -> None:
-    p.add_argument("--data", required=True, help="dataset folder above the class folders")
-    p.add_argument("--model", default=defaults.model, help=f"a name from `kidneyct models` (default {defaults.model})")
-    p.add_argument("--classes", default=defaults.classes, help="'tumor,normal' (default) or 'all' for four classes")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"default {defaults.epochs}; with --resume, a larger value extends the run")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience in epochs")
-    size = defaults.image_size or "the model's"
-    p.add_argument("--image-size", type=int, default=defaults.image_size,
-                   help=f"default {size} (recipe {defaults.recipe})")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--pretrained", choices=["imagenet", "none"], default=defaults.pretrained,
-                   help="default: the model's")
-    p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=defaults.finetune,
-                   help="unfreeze an ImageNet backbone")
-    p.add_argument("--split", choices=["random", "grouped"], default=defaults.split)
-    p.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    p.add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"),
-                   default=(defaults.window_level, defaults.window_width),
-                   help="HU window for DICOM/NIfTI inputs (default 40 400, abdomen)")
-    p.add_argument("--no-augment", action="store_true", default=not defaults.augment)
-    p.add_argument("--translate", type=float, default=defaults.translate,
-                   help="random shifts up to this fraction of the image side (default: the augmentation preset's)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--dropout", type=float, default=defaults.dropout)
-    _add_cache_options(p)
-    p.add_argument("--no-feature-cache", action="store_true",
-                   help="frozen backbone: run it every step instead of training the head on cached features")
-    p.add_argument("--feature-views", type=int, default=defaults.feature_views,
-                   help=f"augmented views per image in the feature cache (default {defaults.feature_views})")
-    p.add_argument("--compile", action="store_true", help="torch.compile the trained module")
-    p.add_argument("--recipe", default=defaults.recipe,
-                   help="named settings from kidneyct.recipes (`kidneyct recipes`); explicit options override them")
-    p.add_argument("--augmentation", default=defaults.augmentation,
-                   help=f"augmentation policy: default, jitter or strong (default {defaults.augmentation})")
-    p.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    p.add_argument("--sampler", choices=["shuffle", "balanced"], default=defaults.sampler,
-                   help="shuffle: each image once per epoch, class-weighted loss; balanced: classes drawn equally")
-    p.add_argument("--body-crop", action=argparse.BooleanOptionalAction, default=defaults.body_crop,
-                   help="crop to the body and blank table/background before resizing (stored in the checkpoint)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=defaults.tta,
-                   help="inference averages the slice and its mirror image (stored in the checkpoint)")
-    p.add_argument("--synthetic-lesions", type=float, default=defaults.synthetic_lesions, metavar="SHARE",
-                   help="share of training draws (slices with a located kidney) that receive a synthetic tumor "
-                        "(or cyst, with a Cyst class) and its label (default %(default)s)")
-    p.add_argument("--acquisition", default=defaults.acquisition,
-                   help="scanner/export augmentation: none, mild, strong, or PRESET:family+family, families "
-                        "fov, resolution, blur, sharpen, noise, window, gamma, jpeg (default %(default)s)")
-    point = p.add_mutually_exclusive_group()
-    point.add_argument("--threshold", type=float, default=None,
-                       help="tumor operating threshold on calibrated p(tumor), recorded in the checkpoint")
-    point.add_argument("--target-sensitivity", type=float, default=None,
-                       help="record the highest tumor threshold reaching this sensitivity on the validation "
-                            "split (e.g. 0.95)")
+def _option_type(annotation: str):
+    """int/float/str from a field's (string) annotation such as 'float | None'."""
+    for name, kind in (("int", int), ("float", float)):
+        if annotation.split("|")[0].strip() == name:
+            return kind
+    return str
+
+
+def _add_train_options(p, defaults: TrainConfig) -> None:
+    """One option per exposed TrainConfig field, in argument groups, help and default from the field. Every
+    option defaults to None (not given): `_train_config` lays what was given over the recipe's settings."""
+    groups = {name: p.add_argument_group(f"{name} settings") for name in GROUPS}
+    exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("flag", "") is None:
+            continue
+        current = getattr(defaults, f.name)
+        target = groups[meta["group"]]
+        if "exclusive" in meta:
+            if meta["exclusive"] not in exclusive:
+                exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
+            target = exclusive[meta["exclusive"]]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = meta["help"] + ("" if meta.get("required") else f" (default: {current})")
+        if f.type == "bool":
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        target.add_argument(flag, type=_option_type(f.type), default=None, help=help_text, choices=meta.get("choices"),
+                            metavar=meta.get("metavar"), required=bool(meta.get("required")))
+    groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
+                                help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
+                                     f"{defaults.window_width:g}, abdomen)")
 
 
 def _add_cache_options(p) -> None:
@@ -104,20 +78,12 @@ def _add_cache_options(p) -> None:
 
 
 def _train_config(args, out: str) -> TrainConfig:
-    return TrainConfig(
-        data=args.data, out=out, model=args.model, classes=args.classes, image_size=args.image_size,
-        epochs=args.epochs or args.default_epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        patience=args.patience, seed=args.seed, device=args.device, pretrained=args.pretrained,
-        finetune=args.finetune, split=args.split, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, window_level=args.window[0], window_width=args.window[1],
-        augment=not args.no_augment, translate=args.translate, workers=args.workers, progress=not args.no_progress, dropout=args.dropout,
-        cache=not args.no_cache, cache_dir=args.cache_dir, feature_cache=not args.no_feature_cache,
-        feature_views=args.feature_views, compile=args.compile,
-        threshold=args.threshold, target_sensitivity=args.target_sensitivity,
-        augmentation=args.augmentation, label_smoothing=args.label_smoothing, sampler=args.sampler,
-        body_crop=args.body_crop, tta=args.tta, recipe=args.recipe,
-        synthetic_lesions=args.synthetic_lesions, acquisition=args.acquisition,
-    )
+    """The recipe's settings (the parser's defaults) with every option given on the command line on top."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if f.metadata.get("flag", "") is not None and getattr(args, f.name, None) is not None}
+    if args.window is not None:
+        given["window_level"], given["window_width"] = args.window
+    return replace(args.train_defaults, out=out, **given)
 
 
 def _recipe_argument(argv: list[str] | None) -> str | None:
@@ -135,7 +101,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kidneyct", description=f"kidneyct {__version__}. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"kidneyct {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true")
-    parser.set_defaults(default_epochs=defaults.epochs)
+    parser.set_defaults(train_defaults=defaults)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
@@ -358,8 +324,9 @@ def cmd_data_audit(args) -> int:
 def cmd_compare_splits(args) -> int:
     from kidneyct.experiments.compare import compare_splits
 
-    out = args.out or f"runs/compare-{args.model}"
-    compare_splits(_train_config(args, out), out)
+    config = _train_config(args, args.out or "")
+    out = args.out or f"runs/compare-{config.model}"
+    compare_splits(replace(config, out=out), out)
     print(Path(out, "comparison.md").read_text())
     return 0
 
@@ -367,8 +334,9 @@ def cmd_compare_splits(args) -> int:
 def cmd_cv(args) -> int:
     from kidneyct.experiments.cv import CVConfig, cross_validate
 
-    out = args.out or f"runs/cv-{args.model}"
-    result = cross_validate(CVConfig(_train_config(args, out), folds=args.folds, fold_seed=args.fold_seed,
+    config = _train_config(args, args.out or "")
+    config = replace(config, out=args.out or f"runs/cv-{config.model}")
+    result = cross_validate(CVConfig(config, folds=args.folds, fold_seed=args.fold_seed,
                                      repeats=args.repeats, compare=args.compare, keep_models=args.keep_models,
                                      bootstrap=args.bootstrap))
     print((result.out / "cv.md").read_text())
@@ -396,16 +364,17 @@ def cmd_train(args) -> int:
     from kidneyct.training.distributed import is_main_process
     from kidneyct.training.train import train
 
-    out = args.out or f"runs/{args.model}"
-    result = train(_train_config(args, out), resume=args.resume, extend_epochs=args.epochs if args.resume else None)
+    config = _train_config(args, args.out or "")
+    config = replace(config, out=args.out or f"runs/{config.model}")
+    result = train(config, resume=args.resume, extend_epochs=args.epochs if args.resume else None)
     if not is_main_process():  # under torchrun, rank 0 reports
         return 0
     print(f"best checkpoint: {result.best_checkpoint}")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable file(s); see the log above and the report")
     if args.evaluate:
-        report = evaluate(result.best_checkpoint, device=args.device, progress=not args.no_progress,
-                          cache=CacheSettings(not args.no_cache, args.cache_dir))
+        report = evaluate(result.best_checkpoint, device=config.device, progress=config.progress,
+                          cache=CacheSettings(config.cache, config.cache_dir))
         print(f"report: {report.html}")
     return 0
 

@@ -11,7 +11,7 @@ from it, so `kidneyct train --data DIR` and `TrainConfig(data, out)` train exact
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 RECIPES: dict[str, dict] = {
     # The student project's set-up, the defaults before cross-validation picked a recipe; the demo uses it.
@@ -60,56 +60,82 @@ def recipe_settings(name: str) -> dict:
 SAMPLERS = ("shuffle", "balanced")
 # Settings about where and how fast a run goes, not what it learns: a resumed run takes them anew.
 RUNTIME_FIELDS = ("device", "progress", "workers", "cache", "cache_dir", "compile")
+GROUPS = ("data", "model", "optimisation", "augmentation", "runtime")
 
 # The defaults are the best cross-validated recipe (DEFAULT_RECIPE), read from its entry so that the recipe
 # table stays the one place those settings are written down.
 _DEFAULT = recipe_settings(DEFAULT_RECIPE)
 
 
+def setting(default, group: str, help: str, **cli):
+    """A TrainConfig field: its default, its group and its help; the command line's option is generated from
+    it (`cli` may hold choices, metavar, required, exclusive (a mutually exclusive set's name) or
+    flag=None for a field the command line does not expose)."""
+    return field(default=default, metadata={"group": group, "help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    data: str
-    out: str
-    model: str = _DEFAULT["model"]
-    classes: str = "tumor,normal"
-    image_size: int | None = _DEFAULT.get("image_size")  # None: the model's default
-    epochs: int = _DEFAULT.get("epochs", 30)
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    patience: int = 8  # epochs without a better validation macro-F1 before stopping
-    seed: int = 0
-    device: str = "auto"
-    pretrained: str | None = None  # "imagenet" | "none" | None (model default)
-    finetune: bool = _DEFAULT.get("finetune", False)  # unfreeze an ImageNet backbone
-    dropout: float = 0.5
-    split: str = "grouped"  # series-disjoint; "random" only to show how much a leaky split inflates
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    window_level: float = 40.0
-    window_width: float = 400.0
-    augment: bool = True
-    translate: float | None = None  # random shifts up to this fraction of the side; None: the preset's
-    workers: int | None = None
-    progress: bool = True
-    cache: bool = True  # decode once into a memory-mapped cache that later runs load
-    cache_dir: str | None = None  # None: $KIDNEYCT_CACHE, else ./.cache/kidneyct
-    feature_cache: bool = True  # frozen backbone: compute features once, train the head on them
-    feature_views: int = 4  # augmented views per image in the feature cache, besides the plain one
-    compile: bool = False  # torch.compile the trained module
-    threshold: float | None = None  # fixed tumor operating threshold, recorded in the checkpoints
-    target_sensitivity: float | None = None  # or: pick the threshold reaching this validation sensitivity
-    split_file: str | None = None  # read train/val/test from this split CSV instead of splitting (cv folds)
-    augmentation: str = "default"  # a preset of kidneyct.preprocess.AUGMENTATIONS (if augment)
-    label_smoothing: float = _DEFAULT.get("label_smoothing", 0.0)
-    sampler: str = _DEFAULT.get("sampler", "shuffle")  # "shuffle": every image once per epoch, class-weighted loss;
-    #                          "balanced": classes drawn equally often (with replacement), unweighted loss
-    body_crop: bool = _DEFAULT.get("body_crop", False)  # crop to the body; see kidneyct.preprocess.body
-    tta: bool = False  # inference averages the logits of the slice and its left-right mirror image
-    synthetic_lesions: float = 0.0  # share of training draws with a located kidney that get a synthetic lesion
-    acquisition: str = "none"  # scanner/export augmentation: a preset, or PRESET:family+family (one at a time)
-    recipe: str | None = DEFAULT_RECIPE  # the named recipe these settings came from (informational)
+    """What a training run is asked to do, grouped (data, model, optimisation, augmentation, runtime); every
+    field documents itself and `kidneyct train/cv/compare-splits` options are generated from these fields."""
+
+    data: str = setting("", "data", "dataset folder above the class folders", required=True)
+    out: str = setting("", "runtime", "run folder", flag=None)
+    classes: str = setting("tumor,normal", "data", "'tumor,normal', 'all' (four classes), 'tumor,rest' (every other "
+                           "folder one class) or merged classes such as 'tumor,normal+cyst'")
+    split: str = setting("grouped", "data", "grouped: series-disjoint; random: image-level, only to show how much a "
+                         "leaky split inflates", choices=("grouped", "random"))
+    val_fraction: float = setting(0.15, "data", "share of series for validation")
+    test_fraction: float = setting(0.15, "data", "share of series for the test split")
+    window_level: float = setting(40.0, "data", "HU window level for DICOM/NIfTI inputs", flag=None)
+    window_width: float = setting(400.0, "data", "HU window width for DICOM/NIfTI inputs", flag=None)
+    body_crop: bool = setting(_DEFAULT.get("body_crop", False), "data",
+                              "crop to the body and blank table/background before resizing (stored in the checkpoint)")
+    split_file: str | None = setting(None, "data", "read train/val/test from this split CSV (cv folds)", flag=None)
+    model: str = setting(_DEFAULT["model"], "model", "a name from `kidneyct models`")
+    image_size: int | None = setting(_DEFAULT.get("image_size"), "model", "input side in pixels (None: the model's)")
+    pretrained: str | None = setting(None, "model", "ImageNet weights or none (default: the model's)",
+                                     choices=("imagenet", "none"))
+    finetune: bool = setting(_DEFAULT.get("finetune", False), "model", "unfreeze an ImageNet backbone")
+    dropout: float = setting(0.5, "model", "dropout before the classifier")
+    tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint)")
+    epochs: int = setting(_DEFAULT.get("epochs", 30), "optimisation",
+                          "epochs; with --resume, a larger value extends the run")
+    batch_size: int = setting(32, "optimisation", "images per optimiser step")
+    lr: float = setting(1e-3, "optimisation", "AdamW learning rate (cosine schedule)")
+    weight_decay: float = setting(1e-4, "optimisation", "AdamW weight decay")
+    warmup_epochs: float = setting(1.0, "optimisation", "linear warm-up, in epochs")
+    patience: int = setting(8, "optimisation", "epochs without a better validation macro-F1 before stopping")
+    label_smoothing: float = setting(_DEFAULT.get("label_smoothing", 0.0), "optimisation", "label smoothing")
+    sampler: str = setting(_DEFAULT.get("sampler", "shuffle"), "optimisation",
+                           "shuffle: each image once per epoch, class-weighted loss; balanced: classes drawn equally",
+                           choices=SAMPLERS)
+    threshold: float | None = setting(None, "optimisation", "tumor operating threshold on calibrated p(tumor), "
+                                      "recorded in the checkpoint", exclusive="operating point")
+    target_sensitivity: float | None = setting(None, "optimisation", "record the highest tumor threshold reaching "
+                                               "this sensitivity on the validation split (e.g. 0.95)",
+                                               exclusive="operating point")
+    seed: int = setting(0, "optimisation", "seed of the split, the initialisation and the augmentation")
+    augment: bool = setting(True, "augmentation", "augment training batches")
+    augmentation: str = setting("default", "augmentation", "geometry/intensity policy: default, jitter or strong")
+    translate: float | None = setting(None, "augmentation",
+                                      "random shifts up to this fraction of the side (default: the policy's)")
+    acquisition: str = setting("none", "augmentation", "scanner/export augmentation: none, mild, strong, or "
+                               "PRESET:family+family (fov, resolution, blur, sharpen, noise, window, gamma, jpeg)")
+    synthetic_lesions: float = setting(0.0, "augmentation", "share of training draws (slices with a located kidney) "
+                                       "that receive a synthetic tumor (or cyst, with a Cyst class) and its label",
+                                       metavar="SHARE")
+    device: str = setting("auto", "runtime", "auto, cpu, cuda or cuda:N")
+    workers: int | None = setting(None, "runtime", "decoding processes (default: CPU count)")
+    progress: bool = setting(True, "runtime", "progress bars")
+    cache: bool = setting(True, "runtime", "decode once into a memory-mapped cache that later runs load")
+    cache_dir: str | None = setting(None, "runtime", "decode cache folder (default: $KIDNEYCT_CACHE, else "
+                                    "./.cache/kidneyct)")
+    feature_cache: bool = setting(True, "runtime", "frozen backbone: train the head on cached features")
+    feature_views: int = setting(4, "runtime", "augmented views per image in the feature cache")
+    compile: bool = setting(False, "runtime", "torch.compile the trained module")
+    recipe: str | None = setting(DEFAULT_RECIPE, "model", "named settings (`kidneyct recipes`); explicit options "
+                                 "override them")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +144,13 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    def groups(self) -> dict[str, dict]:
+        """The settings by group: {"data": {...}, "model": {...}, ...}."""
+        out: dict[str, dict] = {group: {} for group in GROUPS}
+        for f in fields(self):
+            out[f.metadata["group"]][f.name] = getattr(self, f.name)
+        return out
 
 
 def apply_recipe(config: TrainConfig, name: str) -> TrainConfig:

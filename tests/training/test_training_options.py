@@ -1,3 +1,4 @@
+from dataclasses import replace
 """The experiment options of issue 7: body crop, intensity jitter, TTA, label smoothing, balanced sampling,
 augmentation presets and recipes."""
 
@@ -130,16 +131,17 @@ def test_recipes_are_data_and_the_command_line_overrides_them(monkeypatch, phant
 def test_train_defaults_are_the_default_recipe_and_the_demo_keeps_the_baseline(monkeypatch, tmp_path):
     """`kidneyct train` with no options trains DEFAULT_RECIPE; the demo pins the student baseline."""
     import kidneyct.training.train as train_module
-    from kidneyct.cli import build_parser
+    from kidneyct.cli import _train_config, build_parser
     from kidneyct.config import DEFAULT_RECIPE, recipe_settings
     from kidneyct.experiments.demo import run_demo
 
     plain = TrainConfig(data="d", out="o")
     assert plain.recipe == DEFAULT_RECIPE
     assert apply_recipe(plain, DEFAULT_RECIPE) == plain  # every recipe setting is a default
-    parsed = build_parser().parse_args(["train", "--data", "d"])
+    parsed = _train_config(build_parser().parse_args(["train", "--data", "d"]), "o")
     for name, value in recipe_settings(DEFAULT_RECIPE).items():
-        assert getattr(parsed, name if name != "epochs" else "default_epochs") == value, name
+        assert getattr(parsed, name) == value, name
+    assert parsed == replace(plain, data="d")  # options not given keep the recipe's values
 
     seen = {}
 
