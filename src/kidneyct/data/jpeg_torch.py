@@ -21,15 +21,15 @@ import torch.nn.functional as F
 
 from kidneyct.data.catalogue import Sample
 from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.sniff import file_format
 from kidneyct.preprocess import Preprocessing
 
-JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Start-of-frame markers (C0-CF) except DHT (C4), JPG (C8) and DAC (CC), which share the range.
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def is_plain_jpeg(sample: Sample) -> bool:
-    return sample.slice_index is None and sample.path.lower().endswith(JPEG_SUFFIXES)
+    return sample.slice_index is None and file_format(sample.path) == "jpeg"
 
 
 def jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
