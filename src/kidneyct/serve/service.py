@@ -61,7 +61,7 @@ def sniff_kind(data: bytes, filename: str) -> str:
     if kind == "nifti":
         raise UploadError(415, f"{filename}: NIfTI volumes are not accepted by the API ({ACCEPTED}); "
                                "use `kidneyct predict` for volumes")
-    if kind not in UPLOAD_SUFFIXES:  # the reader says what is wrong with a damaged file of an accepted kind
+    if kind not in UPLOAD_SUFFIXES:
         raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
     return UPLOAD_SUFFIXES[kind]
 
