@@ -58,8 +58,8 @@ def images_per_second(run, images: np.ndarray, batch_size: int, repeats: int) ->
 
 
 def main(argv=None) -> dict:
-    from kidneyct.inference.export import OnnxPredictor, export_onnx
-    from kidneyct.inference.predictor import Predictor
+    from kidneyct.inference.export import export_onnx
+    from kidneyct.inference.predictor import OnnxPredictor, Predictor
 
     args = parse_args(argv)
     if args.threads:

@@ -40,6 +40,22 @@ def phantom_png(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def study_tree(tmp_path) -> tuple[Path, object, object]:
+    """A folder with PNG slices (and a mask beside one), a DICOM series sub-folder, a NIfTI volume and junk:
+    (the folder, the series, the volume)."""
+    from kidneyct.synthetic.phantom import generate_dataset
+    from kidneyct.synthetic.phantom_study import write_study
+
+    root = tmp_path / "data"
+    generate_dataset(root / "png", n=4, seed=0, size=64, classes=["Tumor", "Normal"], progress=False,
+                     slices_per_series=(2, 2))
+    series = write_study(root / "dicom", "dicom", seed=1, size=64, n_slices=6, lesion_slices=(2, 3))
+    volume = write_study(root / "nifti", "nifti", seed=2, size=64, n_slices=5, lesion_slices=(1, 2))
+    (root / "notes.txt").write_text("not an image")
+    return root, series, volume
+
+
 @pytest.fixture(scope="session")
 def trained_run(phantom_png, tmp_path_factory):
     """A real (tiny) seed-cnn training on phantoms: 2 epochs at 96 px."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kidneyct.evaluation.localisation import body_mask, mass_inside, peak, pointing_hits
+from kidneyct.evaluation.localisation import grid_body_mask, mass_inside, peak, pointing_hits
 from kidneyct.preprocess import window_to_uint8
 from kidneyct.synthetic.phantom import render_slice, sample_patient
 
@@ -36,20 +36,20 @@ def test_mass_inside_is_the_share_of_the_heatmap_in_the_region():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_body_mask_covers_the_phantom_body_and_leaves_out_the_table(seed):
+def test_grid_body_mask_covers_the_phantom_body_and_leaves_out_the_table(seed):
     rng = np.random.default_rng(seed)
     patient = sample_patient(rng, 128)
     patient.table.update(present=True, y=patient.body.cy + patient.body.b + 6, rise=4.0, thickness=2.0)
     hu, _ = render_slice(patient, 0.0)
     yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
     body = patient.body.r2(xx, yy) <= 1.0
-    found = body_mask(window_to_uint8(hu))
+    found = grid_body_mask(window_to_uint8(hu))
     assert (found & body).sum() / (found | body).sum() > 0.9
     table = (hu > 100) & ~body & (yy > patient.body.cy + patient.body.b)
     assert table.any() and not (found & table).any()
 
 
-def test_body_mask_on_real_slices(real_data):
+def test_grid_body_mask_on_real_slices(real_data):
     from kidneyct.io import read_raster
     from kidneyct.preprocess import Preprocessing
 
@@ -57,7 +57,7 @@ def test_body_mask_on_real_slices(real_data):
     prep = Preprocessing(128)
     for path in files[:: max(1, len(files) // 20)]:  # axial and some coronal slices
         image = prep.to_uint8(read_raster(path))
-        mask = body_mask(image)
+        mask = grid_body_mask(image)
         assert 0.1 < mask.mean() < 0.85, path
         assert image[~mask].mean() < 20 < image[mask].mean(), path  # outside: air and the thin table
 

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -7,8 +8,8 @@ import torch
 from kidneyct.cli import main
 from kidneyct.errors import CheckpointError
 from kidneyct.inference.batch import predict_inputs
-from kidneyct.inference.export import OnnxPredictor, export_onnx
-from kidneyct.inference.predictor import Predictor
+from kidneyct.inference.export import export_onnx
+from kidneyct.inference.predictor import OnnxPredictor, Predictor
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,25 @@ def test_onnx_logits_match_pytorch_for_any_batch_size(trained_run, onnx_model):
         exported = onnx_predictor.logits_uint8(images, batch_size)
         assert exported.shape == reference.shape == (7, 2)
         assert torch.max(torch.abs(exported - reference)).item() < 1e-4
+
+
+def test_flip_tta_is_the_same_in_both_backends(trained_run, onnx_model):
+    torch_predictor = Predictor.from_checkpoint(trained_run.best_checkpoint, "cpu")
+    onnx_predictor = OnnxPredictor(onnx_model)
+    images = np.random.default_rng(1).integers(0, 256, (5, 96, 96), dtype=np.uint8)
+    plain = torch_predictor.logits_uint8(images)
+    torch_predictor.loaded.preprocessing = replace(torch_predictor.preprocessing, tta_hflip=True)
+    onnx_predictor.preprocessing = replace(onnx_predictor.preprocessing, tta_hflip=True)
+    reference, exported = torch_predictor.logits_uint8(images, 2), onnx_predictor.logits_uint8(images, 2)
+    assert torch.max(torch.abs(exported - reference)).item() < 1e-4
+    assert torch.max(torch.abs(reference - plain)).item() > 1e-4  # the mirror image did count
+
+
+def test_both_backends_answer_predict_alike(trained_run, onnx_model, phantom_png):
+    image = next((phantom_png / "Tumor").glob("*[0-9]).png"))
+    by_torch = Predictor.from_checkpoint(trained_run.best_checkpoint, "cpu").predict(image)
+    by_onnx = OnnxPredictor(onnx_model).predict(str(image))
+    assert by_onnx == pytest.approx(by_torch, abs=1e-5) and set(by_onnx) == {"Tumor", "Normal"}
 
 
 def test_onnx_file_carries_the_inference_metadata(trained_run, onnx_model):

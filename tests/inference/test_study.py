@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from kidneyct.inference.batch import predict_inputs
+from kidneyct.inference.study import aggregate_study
 from kidneyct.synthetic.phantom_study import study_positions, write_study
 
 N_SLICES, LESION = 16, (5, 10)
@@ -60,3 +61,14 @@ def test_series_and_volume_get_a_tumor_call_driven_by_the_tumor_slices(phantom_d
         tumor = np.array([s.probabilities["Tumor"] for s in slices])
         inside = [i in TRUE_SLICES for i in range(N_SLICES)]
         assert tumor[inside].mean() > tumor[~np.array(inside)].mean()  # the lesion, not the patient
+
+
+def test_study_aggregation_is_the_top_k_mean_and_names_its_slices():
+    probs = np.array([0.1, 0.2, 0.9, 0.8, 0.05, 0.7, 0.1])
+    indices = [10, 11, 12, 13, 14, 15, 16]
+    probability, called, driving, description = aggregate_study(probs, indices, 0.5, top_k=3)
+    assert probability == pytest.approx((0.9 + 0.8 + 0.7) / 3) and called
+    assert driving == [12, 13, 15] and "mean of the 3 highest" in description
+    probability, called, driving, _ = aggregate_study(probs, indices, 0.85, top_k=3)
+    assert not called  # 0.8 < 0.85: one confident slice alone does not make the study positive
+    assert aggregate_study(np.array([0.3, 0.6]), [0, 1], 0.5, top_k=3)[2] == [0, 1]  # k capped by length

@@ -65,6 +65,26 @@ def test_dicom_series_sorted_by_position_not_name(tmp_path):
     assert [s.index for s in slices] == list(range(5))
 
 
+@pytest.mark.filterwarnings("ignore:Expected explicit VR", "ignore:VR lookup failed")  # pydicom on the broken file
+def test_dicom_series_read_with_skipped_loses_only_its_bad_files(tmp_path):
+    images = [np.full((16, 16), float(100 * i), np.float32) for i in range(4)]
+    files = sorted(write_ct_series(tmp_path / "series", images))
+    files[1].write_bytes(b"not a DICOM file at all")  # left out of the series (as a readme file would be)
+    files[2].write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage")  # in the series, but no pixels
+    with pytest.raises(ImageReadError, match="no pixel data"):
+        read_series(tmp_path / "series")  # strict: a slice of the series does not go missing without a word
+    skipped = []
+    slices = read_series(tmp_path / "series", skipped)
+    assert skipped == [(str(files[1]), "not a readable DICOM file"), (str(files[2]), "DICOM file has no pixel data")]
+    assert [float(s.pixels.mean()) for s in slices] == [0.0, 300.0]
+    assert [s.index for s in slices] == [1, 2]  # positions in the sorted series (the broken file sorts first)
+    for file in (files[0], files[3]):
+        file.write_bytes(files[2].read_bytes())
+    with pytest.raises(ImageReadError, match="no readable slice") as raised:
+        read_series(tmp_path / "series", [])
+    assert len(raised.value.skipped) == 4
+
+
 def test_dicom_other_modality_refused_with_reason(tmp_path):
     (path,) = write_ct_series(tmp_path / "mr", [np.zeros((16, 16), np.float32)], modality="MR")
     with pytest.raises(ImageReadError, match="modality is MR"):

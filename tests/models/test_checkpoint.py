@@ -43,3 +43,18 @@ def test_evaluation_reads_an_old_checkpoint(phantom_png, tmp_path):
                       progress=False, workers=1)
     assert result.metrics["n"] == 48 and result.html.exists()
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["classes"] == ["Tumor", "Normal"]
+
+
+def test_checkpoint_needing_arbitrary_unpickling_is_refused(tmp_path):
+    import pickle
+
+    from kidneyct.errors import CheckpointError
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this would run code",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format": "kidneyct-checkpoint", "x": Exploit()}))
+    with pytest.raises(CheckpointError, match="refused"):
+        read_checkpoint(path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kidneyct.errors import DatasetError, ImageReadError
-from kidneyct.io import MASK_MARKER, count_slices, file_kind
+from kidneyct.io import count_slices, file_kind, walk_folders
 
 KAGGLE_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 DEFAULT_CLASSES = ("Tumor", "Normal")
@@ -91,16 +91,7 @@ def _find_class_dirs(root: Path, wanted: list[str]) -> dict[str, list[Path]]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = []
-    for current, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
-            if name.startswith(".") or MASK_MARKER in name.lower():
-                continue
-            path = Path(current) / name
-            if file_kind(path) is not None:
-                files.append(path)
-    return files
+    return [path for _, files in walk_folders(folder) for path in files if file_kind(path) is not None]
 
 
 def _folder_names(root: Path) -> set[str]:

@@ -1,5 +1,5 @@
-"""Batched JPEG decoding with torchvision (nvjpeg when the device is CUDA) and Preprocessing.to_uint8's
-pad-and-resize in torch.
+"""Batched JPEG decoding with torchvision (nvjpeg when the device is CUDA), then Preprocessing.to_uint8's
+pad-and-resize in torch (`resize_batch_to_uint8`).
 
 Agrees with the Pillow path (read_raster + Preprocessing.to_uint8) to within one grey level: both take
 the JPEG's luma, pad with black and resize with an antialiased bilinear (triangle) filter. Files this
@@ -17,19 +17,18 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kidneyct.data.catalogue import Sample
 from kidneyct.io.raster import MAX_SIDE
-from kidneyct.preprocess import Preprocessing
+from kidneyct.io.sniff import file_format
+from kidneyct.preprocess import Preprocessing, resize_batch_to_uint8
 
-JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Start-of-frame markers (C0-CF) except DHT (C4), JPG (C8) and DAC (CC), which share the range.
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def is_plain_jpeg(sample: Sample) -> bool:
-    return sample.slice_index is None and sample.path.lower().endswith(JPEG_SUFFIXES)
+    return sample.slice_index is None and file_format(sample.path) == "jpeg"
 
 
 def jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
@@ -69,17 +68,6 @@ def read_jpeg_bytes(path: str) -> torch.Tensor | None:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def unit_to_uint8(unit: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 1, H, W] float in [0, 1] -> pad to square -> resize -> [B, size, size] uint8 (as to_uint8)."""
-    height, width = unit.shape[-2:]
-    side = max(height, width)
-    top, left = (side - height) // 2, (side - width) // 2
-    if height != width:
-        unit = F.pad(unit, (left, side - width - left, top, side - height - top))
-    resized = F.interpolate(unit, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)[:, 0]
-
-
 def _decode(datas: list[torch.Tensor], device) -> list[torch.Tensor | None]:
     from torchvision.io import ImageReadMode, decode_jpeg  # imported here for start-up speed: torch path only
 
@@ -109,7 +97,7 @@ def decode_batch(datas: list[torch.Tensor | None], prep: Preprocessing, device) 
             by_shape.setdefault(tuple(image.shape), []).append((i, image))
     for items in by_shape.values():
         unit = torch.stack([image for _, image in items]).float().div_(255.0)
-        out = unit_to_uint8(unit, prep.image_size).cpu().numpy()
+        out = resize_batch_to_uint8(unit, prep.image_size).cpu().numpy()
         for (i, _), array in zip(items, out):
             results[i] = array
     return results

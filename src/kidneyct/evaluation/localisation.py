@@ -18,7 +18,7 @@ from kidneyct.data.decode import decode_samples
 from kidneyct.data.splits import read_split_csv
 from kidneyct.io import CTSlice, read_raster
 from kidneyct.labels import decide, positive_index
-from kidneyct.preprocess import Preprocessing
+from kidneyct.preprocess import Preprocessing, disk_opening, largest_component
 from kidneyct.synthetic.phantom import MANIFEST
 
 DEFAULT_TOLERANCE = 3  # pixels on the model's input grid: a few pixels, as the issue allows
@@ -50,20 +50,15 @@ def pointing_hits(heatmaps: np.ndarray, masks: np.ndarray, tolerance: float = 0)
     return hits
 
 
-def body_mask(image: np.ndarray) -> np.ndarray:
-    """The patient's body in a uint8 display slice: everything above air, minus thin structures (the
-    table, its cradle, lines) removed by an opening, largest connected part, holes (bowel gas) filled."""
-    side = image.shape[0]
+def grid_body_mask(image: np.ndarray) -> np.ndarray:
+    """The patient's body in a uint8 image on the model's input grid, where heatmaps are scored: everything
+    above air, holes filled first, minus thin structures (the table, its cradle, lines) removed by an
+    opening, largest connected part, holes (bowel gas) filled. Unlike `preprocess.body_mask` (tuned for the
+    crop, at the source resolution, before resizing), it never gives up on a slice: no body, no pixels."""
     # Filling first keeps fat that a narrow window shows as black inside the skin line.
     body = ndimage.binary_fill_holes(image.astype(np.float32) / 255.0 > BODY_LEVEL)
-    radius = max(1, round(side * 0.02))
-    disk = np.hypot(*np.mgrid[-radius:radius + 1, -radius:radius + 1]) <= radius
-    body = ndimage.binary_opening(body, disk)
-    labels, count = ndimage.label(body)
-    if count == 0:
-        return body
-    sizes = ndimage.sum(body, labels, index=range(1, count + 1))
-    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    body = largest_component(disk_opening(body, max(1, round(image.shape[0] * 0.02))))
+    return np.zeros(image.shape, bool) if body is None else ndimage.binary_fill_holes(body)
 
 
 def mass_inside(heatmaps: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -115,7 +110,7 @@ def phantom_pointing(predictor, explainer, root: str | Path, split_csv: str | Pa
     masks = np.stack([to_model_grid(read_raster(masks_by_path[str(Path(s.path).resolve())]).pixels > 0.5, prep)
                       for s in kept])
     heatmaps = explainer.heatmaps(images, np.full(len(images), pos))
-    bodies = np.stack([body_mask(image) for image in images])
+    bodies = np.stack([grid_body_mask(image) for image in images])
     inside, near = pointing_hits(heatmaps, masks, 0), pointing_hits(heatmaps, masks, tolerance)
     report.update(peak_inside_mask=float(inside.mean()), peak_within_tolerance=float(near.mean()),
                   mass_inside_body=_summary(mass_inside(heatmaps, bodies)))
@@ -128,7 +123,7 @@ def body_pointing(predictor, explainer, images: np.ndarray) -> dict:
     probs = predictor.predict_uint8(images)
     decisions = decide(probs, predictor.classes, predictor.threshold)
     heatmaps = explainer.heatmaps(images, decisions)
-    bodies = np.stack([body_mask(image) for image in images])
+    bodies = np.stack([grid_body_mask(image) for image in images])
     peaks = [peak(h) for h in heatmaps]
     peak_inside = [bodies[i][p] for i, p in enumerate(peaks) if p is not None]
     shares = mass_inside(heatmaps, bodies)

@@ -7,40 +7,20 @@ import html
 from pathlib import Path
 
 from kidneyct.about import DISCLAIMER
-
-SUMMARY_METRICS = [
-    ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_precision", "Macro precision"),
-    ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1"), ("tumor_sensitivity", "Tumor sensitivity"),
-    ("tumor_specificity", "Tumor specificity"), ("roc_auc", "ROC-AUC (tumor vs rest)"),
-    ("pr_auc", "PR-AUC (tumor vs rest)"), ("macro_roc_auc", "ROC-AUC (macro one-vs-rest)"),
-    ("macro_pr_auc", "PR-AUC (macro one-vs-rest)"),
-]
+from kidneyct.evaluation.tables import SUMMARY_METRICS, interval_cell, markdown_table, value_and_interval
 
 
 def _plural(unit: str) -> str:
     return unit if unit.endswith("s") else unit + "s"  # series is its own plural
 
 
-def _fmt(entry) -> tuple[str, str]:
-    if not isinstance(entry, dict):
-        return "n/a", ""
-    value, low, high = entry["value"], entry["ci_low"], entry["ci_high"]
-    if value != value:  # NaN
-        return "n/a", ""
-    return f"{value:.3f}", f"{low:.3f} - {high:.3f}"
-
-
 def summary_rows(metrics: dict) -> list[tuple[str, str, str]]:
-    return [(label, *_fmt(metrics[key])) for key, label in SUMMARY_METRICS if key in metrics]
+    return [(label, *value_and_interval(metrics[key])) for key, label in SUMMARY_METRICS if key in metrics]
 
 
 def class_rows(metrics: dict, classes: list[str]) -> list[tuple[str, ...]]:
-    rows = []
-    for name in classes:
-        key = name.lower()
-        rows.append((name, *(_fmt(metrics[f"{m}_{key}"])[0] + " (" + _fmt(metrics[f"{m}_{key}"])[1] + ")"
-                            for m in ("precision", "recall", "f1"))))
-    return rows
+    return [(name, *(interval_cell(metrics[f"{m}_{name.lower()}"]) for m in ("precision", "recall", "f1")))
+            for name in classes]
 
 
 def data_lines(result: dict) -> list[str]:
@@ -76,12 +56,6 @@ def _table_html(header, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _table_md(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _image_html(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -96,8 +70,8 @@ def write_reports(result: dict, figures: dict[str, Path], out: Path) -> tuple[Pa
 
     md = ["# kidneyct evaluation report", "", f"> {DISCLAIMER}", ""]
     md += [f"- {line}" for line in data_lines(result) + model_lines(result)] + [""]
-    md += ["## Metrics", "", _table_md(["metric", "value", "95% CI"], summary), ""]
-    md += ["## Per class", "", _table_md(["class", "precision (CI)", "recall (CI)", "F1 (CI)"], per_class), ""]
+    md += ["## Metrics", "", *markdown_table(["metric", "value", "95% CI"], summary), ""]
+    md += ["## Per class", "", *markdown_table(["class", "precision (CI)", "recall (CI)", "F1 (CI)"], per_class), ""]
     for title, lines in extra_sections:
         md += [f"## {title}", "", *lines, ""]
     for name, path in figures.items():

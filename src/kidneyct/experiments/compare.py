@@ -12,28 +12,17 @@ from pathlib import Path
 
 from kidneyct.about import DISCLAIMER
 from kidneyct.config import TrainConfig
+from kidneyct.evaluation.tables import HEADLINE_METRICS, NOT_AVAILABLE, interval_cell, markdown_table
 from kidneyct.experiments.evaluate import evaluate
 from kidneyct.training.train import train
-
-ROWS = [
-    ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro F1"),
-    ("tumor_sensitivity", "Tumor sensitivity"), ("tumor_specificity", "Tumor specificity"),
-    ("roc_auc", "ROC-AUC (tumor)"),
-]
-
-
-def _cell(entry) -> str:
-    if not isinstance(entry, dict) or entry["value"] != entry["value"]:
-        return "n/a"
-    return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
 
 
 def comparison_table(results: dict) -> list[list[str]]:
     rows = []
     for level, key in (("image", "metrics"), ("series", "series_metrics")):
-        for metric, label in ROWS:
-            cells = [_cell(results[kind][key].get(metric)) for kind in ("random", "grouped")]
-            if any(c != "n/a" for c in cells):
+        for metric, label in HEADLINE_METRICS:
+            cells = [interval_cell(results[kind][key].get(metric)) for kind in ("random", "grouped")]
+            if any(c != NOT_AVAILABLE for c in cells):
                 rows.append([f"{label} (per {level})", *cells])
     audit = [results[kind]["leakage_audit"] for kind in ("random", "grouped")]
     rows.append(["Test images with a near-duplicate in training",
@@ -56,9 +45,7 @@ def compare_splits(config: TrainConfig, out: str | Path, n_boot: int = 1000) -> 
     lines = [f"# Random vs grouped split: {config.model} on {config.data} ({config.classes})", "",
              f"> {DISCLAIMER}", "",
              f"Same model, settings and seed ({config.seed}); only the split differs. Values with 95% "
-             "bootstrap intervals over series.", "",
-             "| " + " | ".join(header) + " |", "|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table]
+             "bootstrap intervals over series.", "", *markdown_table(header, table)]
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     summary = {"config": config.to_dict(), "header": header, "rows": table,
                "runs": {k: str(out / k) for k in results}}

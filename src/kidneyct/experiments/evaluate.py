@@ -29,6 +29,7 @@ from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
+from kidneyct.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -122,89 +123,137 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     payload = predictor.loaded.payload
     stored = payload.get("data", {})
     root = Path(data) if data is not None else Path(stored["root"])
-    classes = predictor.classes
-    split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
-    split_kind = stored.get("split_kind", "random")
-    train_samples = []
-    superset = None  # the whole catalogue, whose decode cache a training run on this folder left
-    if split == "all" or not split_csv.exists():
-        if split != "all":
-            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
-        samples = build_catalogue(root, classes).samples
-        split, split_kind = "all", "all"
-    else:
-        by_split = read_split_csv(split_csv, root, classes)
-        samples, train_samples = by_split[split], by_split["train"]
-        if not samples:
-            raise ValueError(f"split {split!r} in {split_csv} is empty")
-        if cache is not None and cache.enabled:
-            try:
-                superset = build_catalogue(root, classes).samples
-            except DatasetError:
-                superset = None
-    device = predictor.device
-    decoded = decode_samples(samples, predictor.preprocessing, workers=workers, progress=progress, cache=cache,
-                             jpeg_device=device if device.type == "cuda" else None, superset=superset)
+    chosen = _choose_samples(root, predictor.classes, checkpoint.parent / stored.get("split_csv", "split.csv"),
+                             split, stored.get("split_kind", "random"), cache)
+    options = dict(workers=workers, progress=progress, cache=cache, superset=chosen.superset)
+    jpeg_device = predictor.device if predictor.device.type == "cuda" else None
+    decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
     report_skipped(decoded.skipped)
-    labels = np.array([s.label for s in decoded.samples])
-    groups = [s.group or s.key for s in decoded.samples]
-    logits = predictor.logits_uint8(decoded.images, batch_size)
-    probs = predictor.probabilities_from_logits(logits)
-    predictions = decide(probs, classes, predictor.threshold)
-    # Slices of one series are not independent: resample whole series for every interval.
-    metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
-    series_ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
-    series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
-                                       predictions=decide(series_probs, classes, predictor.threshold), n_boot=n_boot)
-    series_metrics["bootstrap"]["unit"] = "series"
-
+    scored = _score(predictor, decoded.samples, decoded.images, batch_size, n_boot)
     leak = None
-    if audit and train_samples and split != "train":
-        # On the same fixed view the series were inferred on, whatever the model's size or crop.
-        view = series_view(predictor.preprocessing)
-        options = dict(workers=workers, progress=progress, cache=cache, superset=superset)
-        reference = decode_samples(train_samples, view, **options)
-        query = decode_samples(decoded.samples, view, **options)
-        leak = leakage_audit(reference.images, reference.samples, query.images, query.samples)
+    if audit and chosen.train_samples and chosen.split != "train":
+        leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
 
     out = Path(out) if out is not None else checkpoint.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _write_predictions(out / "predictions.csv", decoded.samples, labels, probs, predictions, classes)
-    figures = {
-        "confusion matrix": confusion_plot(metrics["confusion_matrix"], out / "confusion_matrix.png"),
-        "ROC": roc_plot(labels, probs, classes, out / "roc.png"),
-        "precision-recall": pr_plot(labels, probs, classes, out / "pr.png"),
-        "reliability diagram": reliability_plot(labels, softmax(logits.numpy()), probs, out / "reliability.png"),
-    }
-    calibration, calibration_lines = calibration_section(payload, split, labels, logits.numpy(),
-                                                         predictor.temperature)
-    curves = curves_plot(payload.get("history", []), out / "training_curves.png")
-    if curves is not None:
-        figures["training curves"] = curves
-    config = predictor.loaded.model_config
-    sections = [("Per series (inferred series)", _series_lines(series_metrics, classes))]
-    if leak is not None:
-        sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
-    sections += [("Calibration", calibration_lines),
-                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
+    _write_predictions(out / "predictions.csv", decoded.samples, scored.labels, scored.probs, scored.predictions,
+                       predictor.classes)
+    figures = _figures(scored, predictor.classes, payload.get("history", []), out)
+    calibration, sections = _sections(predictor, chosen.split, scored, leak)
+    skipped = [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped]
     result = {
         "disclaimer": DISCLAIMER,
-        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": split, "classes": classes,
-        "model": config.to_dict(),
+        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": chosen.split,
+        "classes": predictor.classes, "model": predictor.loaded.model_config.to_dict(),
         "preprocessing": predictor.preprocessing.to_dict(),
-        "data": {
-            "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
-            "split_description": describe_split(split_kind, stored.get("split_seed")),
-            "split_sizes": stored.get("split_sizes", {}),
-            "skipped": [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped],
-        },
-        "metrics": metrics,
-        "series_metrics": series_metrics,
-        "leakage_audit": leak,
+        "data": _data_summary(root, stored, chosen.split_kind, skipped),
+        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "leakage_audit": leak,
         "calibration": calibration,
         "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
         "sections": sections,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
-    return EvaluationResult(out, metrics, html_path, md_path, series_metrics, leak)
+    return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
+
+
+def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict:
+    """The leakage audit of `samples` against the training images, on the same fixed view the series were
+    inferred on, whatever the model's size or crop."""
+    view = series_view(prep)
+    reference = decode_samples(train_samples, view, **options)
+    query = decode_samples(samples, view, **options)
+    return leakage_audit(reference.images, reference.samples, query.images, query.samples)
+
+
+def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None) -> tuple[dict, list]:
+    """The calibration summary, and the report's sections after the metrics: series, leakage, calibration,
+    operating point."""
+    payload = predictor.loaded.payload
+    calibration, calibration_lines = calibration_section(payload, split, scored.labels, scored.logits,
+                                                         predictor.temperature)
+    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, predictor.classes))]
+    if leak is not None:
+        sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
+    sections += [("Calibration", calibration_lines),
+                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
+    return calibration, sections
+
+
+@dataclass
+class _Chosen:
+    """The images to evaluate, the training images to audit them against, and the whole catalogue (whose
+    decode cache a training run on this folder left) when a cache may be used."""
+
+    samples: list
+    train_samples: list
+    superset: list | None
+    split: str
+    split_kind: str
+
+
+def _choose_samples(root: Path, classes: list[str], split_csv: Path, split: str, split_kind: str,
+                    cache: CacheSettings | None) -> _Chosen:
+    if split == "all" or not split_csv.exists():
+        if split != "all":
+            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
+        return _Chosen(build_catalogue(root, classes).samples, [], None, "all", "all")
+    by_split = read_split_csv(split_csv, root, classes)
+    if not by_split[split]:
+        raise ValueError(f"split {split!r} in {split_csv} is empty")
+    superset = None
+    if cache is not None and cache.enabled:
+        try:
+            superset = build_catalogue(root, classes).samples
+        except DatasetError:
+            superset = None
+    return _Chosen(by_split[split], by_split["train"], superset, split, split_kind)
+
+
+@dataclass
+class _Scored:
+    labels: np.ndarray
+    logits: np.ndarray
+    probs: np.ndarray  # calibrated
+    predictions: np.ndarray  # under the checkpoint's threshold
+    metrics: dict  # per image
+    series_metrics: dict
+
+
+def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n_boot: int) -> _Scored:
+    """Predictions and metrics per image and per inferred series, with bootstrap intervals over series."""
+    classes, threshold = predictor.classes, predictor.threshold
+    labels = np.array([s.label for s in samples])
+    groups = [s.group or s.key for s in samples]
+    logits = predictor.logits_uint8(images, batch_size)
+    probs = predictor.probabilities_from_logits(logits)
+    predictions = decide(probs, classes, threshold)
+    # Slices of one series are not independent: resample whole series for every interval.
+    metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
+                                       predictions=decide(series_probs, classes, threshold), n_boot=n_boot)
+    series_metrics["bootstrap"]["unit"] = "series"
+    return _Scored(labels, logits.numpy(), probs, predictions, metrics, series_metrics)
+
+
+def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path) -> dict[str, Path]:
+    figures = {
+        "confusion matrix": confusion_plot(scored.metrics["confusion_matrix"], out / "confusion_matrix.png"),
+        "ROC": roc_plot(scored.labels, scored.probs, classes, out / "roc.png"),
+        "precision-recall": pr_plot(scored.labels, scored.probs, classes, out / "pr.png"),
+        "reliability diagram": reliability_plot(scored.labels, softmax(scored.logits), scored.probs,
+                                                out / "reliability.png"),
+    }
+    curves = curves_plot(history, out / "training_curves.png")
+    if curves is not None:
+        figures["training curves"] = curves
+    return figures
+
+
+def _data_summary(root: Path, stored: dict, split_kind: str, skipped: list) -> dict:
+    return {
+        "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
+        "split_description": describe_split(split_kind, stored.get("split_seed")),
+        "split_sizes": stored.get("split_sizes", {}), "skipped": skipped,
+    }

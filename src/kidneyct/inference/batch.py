@@ -17,8 +17,8 @@ import numpy as np
 from kidneyct.about import DISCLAIMER
 from kidneyct.errors import ImageReadError
 from kidneyct.inference.explain import GradCamExplainer, write_overlay
-from kidneyct.inference.export import OnnxPredictor, export_onnx
-from kidneyct.inference.predictor import Backend, Predictor
+from kidneyct.inference.export import export_onnx
+from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
 from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
 from kidneyct.io import CTSlice, InputItem, expand_inputs, read_item
 from kidneyct.labels import decide, positive_index
@@ -101,21 +101,45 @@ def _write_csv(path: Path, header: list[str], rows) -> Path:
 
 
 @dataclass
-class _Pending:
+class _ReadInput:
+    """An input read and preprocessed, waiting for the next forward pass."""
+
     item: InputItem
     slices: list[CTSlice]
     images: np.ndarray  # uint8 [n, S, S]
 
 
-def _cam_name(item: InputItem, ct_slice: CTSlice, used: set[str]) -> str:
-    stem = item.path.name.split(".")[0] if item.kind != "series" else item.path.name
-    if ct_slice.index is not None and item.is_study:
-        stem += f".slice-{ct_slice.index:04d}"
-    name, number = f"{stem}.cam.png", 2
-    while name in used:  # same file name in two folders
-        name, number = f"{stem}-{number}.cam.png", number + 1
-    used.add(name)
-    return name
+class _CamWriter:
+    """Grad-CAM overlays of the predicted class, one PNG per slice, under names unique within `folder`."""
+
+    def __init__(self, folder: Path, explainer):
+        if explainer is None:
+            raise ValueError("Grad-CAM overlays need the PyTorch model (an explainer)")
+        self.folder, self.explainer, self.used = folder, explainer, set()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def name(self, item: InputItem, ct_slice: CTSlice) -> str:
+        stem = item.path.name.split(".")[0] if item.kind != "series" else item.path.name
+        if ct_slice.index is not None and item.is_study:
+            stem += f".slice-{ct_slice.index:04d}"
+        name, number = f"{stem}.cam.png", 2
+        while name in self.used:  # same file name in two folders
+            name, number = f"{stem}-{number}.cam.png", number + 1
+        self.used.add(name)
+        return name
+
+    def write(self, read: list[_ReadInput], images: np.ndarray, probs: np.ndarray, decisions: np.ndarray,
+              classes: list[str]) -> list[str]:
+        """The overlay paths, one per slice of `read` in order (the rows of `images`)."""
+        heatmaps = self.explainer.heatmaps(images, decisions)
+        slices = [(entry.item, ct_slice) for entry in read for ct_slice in entry.slices]
+        paths = []
+        for row, (item, ct_slice) in enumerate(slices):
+            path = self.folder / self.name(item, ct_slice)
+            write_overlay(images[row], heatmaps[row], classes[decisions[row]], float(probs[row, decisions[row]]),
+                          path, ct_slice.source)
+            paths.append(str(path))
+        return paths
 
 
 def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "auto", with_cam: bool = False,
@@ -159,70 +183,69 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
         skipped as unreadable (the batch goes on without them).
     """
     threshold = backend.threshold if threshold is None else threshold
-    classes = backend.classes
-    pos = positive_index(classes)
-    result = BatchPrediction(classes, backend.temperature, threshold, getattr(backend, "name", "torch"))
+    result = BatchPrediction(backend.classes, backend.temperature, threshold, backend.name)
     items, result.skipped = expand_inputs(inputs)
-    if cam_dir is not None:
-        if explainer is None:
-            raise ValueError("Grad-CAM overlays need the PyTorch model (an explainer)")
-        cam_dir = Path(cam_dir)
-        cam_dir.mkdir(parents=True, exist_ok=True)
-    used_names: set[str] = set()
-    pending: list[_Pending] = []
-
-    def flush():
-        if not pending:
-            return
-        images = np.concatenate([p.images for p in pending])
-        probs = backend.probabilities_from_logits(backend.logits_uint8(images, batch_size))
-        decisions = decide(probs, classes, threshold)
-        cams = explainer.heatmaps(images, decisions) if cam_dir is not None else None
-        row = 0
-        for entry in pending:
-            for ct_slice in entry.slices:
-                cam_path = None
-                if cams is not None:
-                    cam_path = cam_dir / _cam_name(entry.item, ct_slice, used_names)
-                    write_overlay(images[row], cams[row], classes[decisions[row]],
-                                  float(probs[row, decisions[row]]), cam_path, ct_slice.source)
-                result.slices.append(SliceResult(
-                    str(entry.item.path), ct_slice.source, ct_slice.index,
-                    dict(zip(classes, map(float, probs[row]))), classes[decisions[row]],
-                    str(cam_path) if cam_path else None))
-                row += 1
-        pending.clear()
-
-    buffered = 0
+    cams = _CamWriter(Path(cam_dir), explainer) if cam_dir is not None else None
+    waiting: list[_ReadInput] = []
     for item in progress_bar(items, progress, desc="predict", unit="input"):
-        try:
-            slices, partial = read_item(item)
-        except ImageReadError as error:
-            result.skipped += getattr(error, "skipped", [])
-            result.skipped.append((error.path, error.reason))
-            continue
-        result.skipped += partial
-        images = np.stack([backend.preprocessing.to_uint8(s) for s in slices])
-        pending.append(_Pending(item, slices, images))
-        buffered += len(slices)
-        if buffered >= batch_size:
-            flush()
-            buffered = 0
-    flush()
-
-    if pos is not None:
-        by_input: dict[str, list[SliceResult]] = {}
-        for s in result.slices:
-            by_input.setdefault(s.input, []).append(s)
-        cut = 0.5 if threshold is None else threshold
-        for item in items:
-            rows = by_input.get(str(item.path))
-            if not item.is_study or not rows:
-                continue
-            tumor = np.array([r.probabilities[classes[pos]] for r in rows])
-            indices = [r.slice_index for r in rows]
-            probability, called, driving, description = aggregate_study(tumor, indices, cut, top_k)
-            result.studies.append(StudyResult(
-                str(item.path), item.kind, len(rows), probability, called, cut, description, driving,
-                [r.slice_index for r in rows if r.predicted == classes[pos]]))
+        read = _read_input(item, backend.preprocessing, result.skipped)
+        if read is not None:
+            waiting.append(read)
+        if sum(len(entry.slices) for entry in waiting) >= batch_size:
+            result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
+            waiting = []
+    result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
+    result.studies = _study_results(items, result.slices, backend.classes, threshold, top_k)
     return result
+
+
+def _read_input(item: InputItem, prep, skipped: list[tuple[str, str]]) -> _ReadInput | None:
+    """The input's slices and model images; None (and the reasons added to `skipped`) when unreadable."""
+    try:
+        slices, partial = read_item(item)
+    except ImageReadError as error:
+        skipped += getattr(error, "skipped", [])
+        skipped.append((error.path, error.reason))
+        return None
+    skipped += partial
+    return _ReadInput(item, slices, np.stack([prep.to_uint8(s) for s in slices]))
+
+
+def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,
+                  cams: _CamWriter | None) -> list[SliceResult]:
+    """One SliceResult per slice of `read`, in order (and their overlays, when `cams`)."""
+    if not read:
+        return []
+    classes = backend.classes
+    images = np.concatenate([entry.images for entry in read])
+    probs = backend.probabilities_from_logits(backend.logits_uint8(images, batch_size))
+    decisions = decide(probs, classes, threshold)
+    cam_paths = cams.write(read, images, probs, decisions, classes) if cams is not None else [None] * len(images)
+    slices = [(entry.item, ct_slice) for entry in read for ct_slice in entry.slices]
+    return [SliceResult(str(item.path), ct_slice.source, ct_slice.index, dict(zip(classes, map(float, row))),
+                        classes[decision], cam)
+            for (item, ct_slice), row, decision, cam in zip(slices, probs, decisions, cam_paths)]
+
+
+def _study_results(items: list[InputItem], slices: list[SliceResult], classes: list[str], threshold: float | None,
+                   top_k: int) -> list[StudyResult]:
+    """One StudyResult per series or volume with predicted slices; none without a tumor class."""
+    pos = positive_index(classes)
+    if pos is None:
+        return []
+    by_input: dict[str, list[SliceResult]] = {}
+    for s in slices:
+        by_input.setdefault(s.input, []).append(s)
+    cut = 0.5 if threshold is None else threshold
+    studies = []
+    for item in items:
+        rows = by_input.get(str(item.path))
+        if not item.is_study or not rows:
+            continue
+        tumor = np.array([r.probabilities[classes[pos]] for r in rows])
+        indices = [r.slice_index for r in rows]
+        probability, called, driving, description = aggregate_study(tumor, indices, cut, top_k)
+        studies.append(StudyResult(
+            str(item.path), item.kind, len(rows), probability, called, cut, description, driving,
+            [r.slice_index for r in rows if r.predicted == classes[pos]]))
+    return studies

@@ -1,18 +1,22 @@
 """The predictor behind ``kidneyct.load``: a checkpoint's model with its own preprocessing, calibrated
-probabilities for slices, files or arrays; and the interface the batch path needs from any backend."""
+probabilities for slices, files or arrays, in PyTorch or (an exported model) in onnxruntime, behind one
+interface."""
 
 from __future__ import annotations
 
+import json
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
+from kidneyct.errors import CheckpointError
+from kidneyct.inference.export import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from kidneyct.io import CTSlice, read_slices
 from kidneyct.models.checkpoint import LoadedModel, load_model
-from kidneyct.models.forward import predict_logits
+from kidneyct.models.forward import flip_averaged, predict_logits
 from kidneyct.preprocess import Preprocessing
 from kidneyct.runtime import resolve_device
 
@@ -41,8 +45,9 @@ def to_slice(item) -> list[CTSlice]:
     raise TypeError(f"cannot predict on {type(item).__name__}; give a path, PIL image, array or CTSlice")
 
 
-class Backend(Protocol):
-    """What the batch path needs from a model: PyTorch (`Predictor`) and onnxruntime (`OnnxPredictor`)."""
+class Backend(ABC):
+    """A checkpoint's model behind one interface, in PyTorch (`Predictor`) or onnxruntime (`OnnxPredictor`).
+    A backend only turns uint8 images into logits; reading, temperature and probabilities are shared here."""
 
     name: str
     classes: list[str]
@@ -50,13 +55,32 @@ class Backend(Protocol):
     temperature: float
     threshold: float | None
 
-    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor: ...
+    @abstractmethod
+    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """Logits [N, K] (float32, CPU) for uint8 images [N, S, S] at the model's size, flip TTA included
+        when the preprocessing asks for it."""
 
-    def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray: ...
+    def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray:
+        """Softmax of temperature-scaled logits (temperature 1 until calibration is fitted)."""
+        return torch.softmax(logits / self.temperature, dim=1).numpy()
+
+    def predict_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return self.probabilities_from_logits(self.logits_uint8(images, batch_size))
+
+    def predict_slices(self, slices: list[CTSlice], batch_size: int = 256) -> np.ndarray:
+        images = np.stack([self.preprocessing.to_uint8(s) for s in slices])
+        return self.predict_uint8(images, batch_size)
+
+    def predict(self, image_or_path) -> dict[str, float] | list[dict[str, float]]:
+        """{class: probability} for one slice; a list of them for a multi-slice volume or series."""
+        slices = to_slice(image_or_path)
+        probabilities = self.predict_slices(slices)
+        results = [dict(zip(self.classes, map(float, row))) for row in probabilities]
+        return results[0] if len(results) == 1 else results
 
 
-class Predictor:
-    """``kidneyct.load(checkpoint)``: class probabilities for slices, files or arrays."""
+class Predictor(Backend):
+    """``kidneyct.load(checkpoint)``: class probabilities for slices, files or arrays, in PyTorch."""
 
     name = "torch"
 
@@ -87,23 +111,44 @@ class Predictor:
     def threshold(self) -> float | None:
         return self.loaded.threshold
 
-    def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray:
-        """Softmax of temperature-scaled logits (temperature 1 until calibration is fitted)."""
-        return torch.softmax(logits / self.loaded.temperature, dim=1).numpy()
-
     def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         return predict_logits(self.model, self.preprocessing, images, batch_size, self.device)
 
-    def predict_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return self.probabilities_from_logits(self.logits_uint8(images, batch_size))
 
-    def predict_slices(self, slices: list[CTSlice], batch_size: int = 256) -> np.ndarray:
-        images = np.stack([self.preprocessing.to_uint8(s) for s in slices])
-        return self.predict_uint8(images, batch_size)
+class OnnxPredictor(Backend):
+    """An exported model (`kidneyct export`) in an onnxruntime session; its preprocessing, temperature and
+    threshold come from the metadata the export embeds."""
 
-    def predict(self, image_or_path) -> dict[str, float] | list[dict[str, float]]:
-        """{class: probability} for one slice; a list of them for a multi-slice volume or series."""
-        slices = to_slice(image_or_path)
-        probabilities = self.predict_slices(slices)
-        results = [dict(zip(self.classes, map(float, row))) for row in probabilities]
-        return results[0] if len(results) == 1 else results
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort  # imported here for start-up speed: only the ONNX backend needs it
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: ONNX model not found")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({type(error).__name__}: {error})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if raw is None:
+            raise CheckpointError(f"{path}: no kidneyct metadata; export it with `kidneyct export`")
+        self.path = path
+        self.metadata = json.loads(raw)
+        self.classes: list[str] = list(self.metadata["classes"])
+        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
+        self.threshold: float | None = self.metadata.get("threshold")
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])
+
+    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        prep = self.preprocessing
+        outputs = [flip_averaged(self._run, prep.batch_to_tensor(images[start:start + batch_size]), prep.tta_hflip)
+                   for start in range(0, len(images), batch_size)]
+        return torch.cat(outputs) if outputs else torch.zeros((0, len(self.classes)))

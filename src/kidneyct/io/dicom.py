@@ -10,6 +10,7 @@ import numpy as np
 from kidneyct.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
+from kidneyct.io.sniff import file_kind
 
 if TYPE_CHECKING:
     import pydicom
@@ -96,10 +97,35 @@ def list_series(folder: str | Path) -> list[Path]:
     return [file for _, file in keyed]
 
 
-def read_series(folder: str | Path) -> list[CTSlice]:
+def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[CTSlice]:
+    """The slices of a series folder in anatomical order, each with its position in the sorted series as
+    `index`.
+
+    Without `skipped`, the first unreadable file raises its ImageReadError. With it, the series loses only
+    its unreadable files (added to `skipped` as (path, reason), DICOM-named files that are no DICOM among
+    them), not the whole study; a folder with no readable slice raises an ImageReadError that carries them
+    in its `skipped`."""
+    folder = Path(folder)
+    files = list_series(folder)
+    if skipped is None:
+        return [_indexed(read_dicom(file), index) for index, file in enumerate(files)]
+    listed = set(files)
+    found = [(str(p), "not a readable DICOM file") for p in sorted(folder.iterdir())
+             if file_kind(p) == "dicom" and p not in listed]
     slices = []
-    for index, file in enumerate(list_series(folder)):
-        ct_slice = read_dicom(file)
-        ct_slice.index = index
-        slices.append(ct_slice)
+    for index, file in enumerate(files):
+        try:
+            slices.append(_indexed(read_dicom(file), index))
+        except ImageReadError as error:
+            found.append((error.path, error.reason))
+    if not slices:
+        error = ImageReadError(folder, "no readable slice in the DICOM series")
+        error.skipped = found  # each file's own reason still reaches the report
+        raise error
+    skipped += found
     return slices
+
+
+def _indexed(ct_slice: CTSlice, index: int) -> CTSlice:
+    ct_slice.index = index
+    return ct_slice

@@ -4,11 +4,11 @@ the inputs a batch prediction reads, each read into its slices."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kidneyct.errors import ImageReadError
-from kidneyct.io.dicom import list_series, read_dicom
+from kidneyct.io.dicom import read_series
 from kidneyct.io.read import read_slices
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.sniff import MASK_MARKER, file_kind, looks_like_dicom
@@ -24,15 +24,20 @@ class InputItem:
         return self.kind in ("series", "volume")
 
 
+def walk_folders(root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """Each folder under `root` (itself first, then its subfolders depth first, in sorted order) with its
+    files that may hold slices, sorted: hidden files and phantom lesion masks are left out."""
+    for current, dirs, names in os.walk(root):
+        dirs.sort()
+        yield Path(current), [Path(current) / name for name in sorted(names)
+                              if not name.startswith(".") and MASK_MARKER not in name.lower()]
+
+
 def _folder_items(folder: Path) -> list[InputItem]:
     items = []
-    for current, dirs, names in os.walk(folder):
-        dirs.sort()
+    for current, files in walk_folders(folder):
         dicom_found = False
-        for name in sorted(names):
-            path = Path(current) / name
-            if name.startswith(".") or MASK_MARKER in name.lower():
-                continue  # hidden files and phantom lesion masks are no slices
+        for path in files:
             kind = file_kind(path)
             if kind == "dicom" or (kind is None and not path.suffix and looks_like_dicom(path)):
                 dicom_found = True
@@ -41,7 +46,7 @@ def _folder_items(folder: Path) -> list[InputItem]:
             elif kind == "raster":
                 items.append(InputItem(path, "image"))
         if dicom_found:  # the DICOM files of one folder form one series
-            items.append(InputItem(Path(current), "series"))
+            items.append(InputItem(current, "series"))
     return items
 
 
@@ -64,25 +69,9 @@ def expand_inputs(inputs) -> tuple[list[InputItem], list[tuple[str, str]]]:
 
 
 def read_item(item: InputItem) -> tuple[list[CTSlice], list[tuple[str, str]]]:
-    """Slices of one input. A series loses only its unreadable files (reported), not the whole study;
-    slice indices stay positions in the sorted series."""
+    """Slices of one input, and the files of a series left out as unreadable (a series loses only those,
+    not the whole study; see `read_series`)."""
     if item.kind != "series":
         return read_slices(item.path), []
-    files = list_series(item.path)
-    listed = set(files)
-    skipped = [(str(p), "not a readable DICOM file") for p in sorted(item.path.iterdir())
-               if file_kind(p) == "dicom" and p not in listed]
-    slices = []
-    for index, file in enumerate(files):
-        try:
-            ct_slice = read_dicom(file)
-        except ImageReadError as error:
-            skipped.append((error.path, error.reason))
-            continue
-        ct_slice.index = index
-        slices.append(ct_slice)
-    if not slices:
-        error = ImageReadError(item.path, "no readable slice in the DICOM series")
-        error.skipped = skipped  # each file's own reason still reaches the report
-        raise error
-    return slices, skipped
+    skipped: list[tuple[str, str]] = []
+    return read_series(item.path, skipped), skipped

@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from kidneyct.preprocess import Preprocessing
+from kidneyct.preprocess import Preprocessing, to_unit_tensor
 from kidneyct.runtime import autocast
+
+
+def flip_averaged(run: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, hflip: bool) -> torch.Tensor:
+    """Float logits `run(batch)`; with `hflip` (test-time augmentation) averaged with those of the batch's
+    left-right mirror image. `run` is the model itself or an onnxruntime session's call."""
+    logits = run(batch).float()
+    if hflip:
+        logits = (logits + run(batch.flip(-1)).float()) / 2
+    return logits
 
 
 @torch.inference_mode()
@@ -18,13 +29,9 @@ def predict_logits(model: torch.nn.Module, prep: Preprocessing, images: np.ndarr
     model.eval()
     outputs = []
     for start in range(0, len(images), batch_size):
-        batch = prep.batch_to_tensor(images[start:start + batch_size], device)
-        batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = prep.model_input(to_unit_tensor(images[start:start + batch_size], device))
         with autocast(device):
-            logits = model(batch).float()
-            if prep.tta_hflip:
-                logits = (logits + model(batch.flip(-1)).float()) / 2
-            outputs.append(logits.cpu())
+            outputs.append(flip_averaged(model, batch, prep.tta_hflip).cpu())
     if not outputs:
         return torch.zeros((0, 0))
     return torch.cat(outputs)

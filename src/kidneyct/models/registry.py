@@ -13,6 +13,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from kidneyct.records import DictRecord
+
 if TYPE_CHECKING:
     import torch.nn as nn
 
@@ -102,7 +104,7 @@ def get_spec(name: str) -> ModelSpec:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictRecord):
     """Everything needed to rebuild a model's architecture (stored in checkpoints)."""
 
     name: str
@@ -119,9 +121,6 @@ class ModelConfig:
         if pretrained not in ("imagenet", "none"):
             raise ValueError(f"--pretrained must be 'imagenet' or 'none', got {pretrained!r}")
         return ModelConfig(self.name, self.num_classes, self.image_size, pretrained, freeze, self.dropout)
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def create_model(config: ModelConfig, load_pretrained: bool = True) -> nn.Module:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from kidneyct.records import DictRecord
+
 
 @dataclass(frozen=True)
-class Augmentation:
+class Augmentation(DictRecord):
     """Batched, per-sample random augmentation on [B, 1, H, W] tensors in [0, 1]; runs on any device.
 
     Only left-right flips: CT slices have a fixed anterior-posterior orientation (spine at the back,
@@ -25,14 +27,11 @@ class Augmentation:
     contrast: float = 0.15  # multiplicative around each image's mean
     gamma: float = 0.0  # intensity jitter: x ** g with log g uniform in [-gamma, gamma] (a window-shape change)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict) -> "Augmentation":
-        known = {f.name for f in fields(cls)}
-        values = {k: (tuple(v) if k == "scale" else v) for k, v in values.items() if k in known}
-        return cls(**values)
+        if "scale" in values:  # JSON gives the tuple back as a list
+            values = {**values, "scale": tuple(values["scale"])}
+        return super().from_dict(values)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.apply(images, self.sample(images.shape[0], generator, images.device))

@@ -27,6 +27,20 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return inside[radius + 1:-(radius + 1), radius + 1:-(radius + 1)]
 
 
+def disk_opening(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening with a disk: removes structures thinner than the disk (the table, its rim, cables)."""
+    return _dilate(_erode(mask, radius), radius)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray | None:
+    """The largest connected part of `mask` (the first of equal ones), None when it has none."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == int(sizes.argmax()) + 1
+
+
 def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray | None:
     """The patient's body in a [0, 1] slice: pixels above `threshold`, closed (so dark fat inside the body
     joins it), holes filled, opened (so the thin table and its rim fall off), then the largest connected
@@ -36,17 +50,11 @@ def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray
     pad, close, open_ = side // 10, max(1, round(BODY_CLOSE * side)), max(1, round(BODY_OPEN * side))
     closed = _erode(_dilate(np.pad(bright, pad), close), close)
     closed = ndimage.binary_fill_holes(closed[pad:-pad, pad:-pad])
-    opened = _dilate(_erode(closed, open_), open_)
-    labels, count = ndimage.label(opened)
-    if count == 0:
-        return None
-    sizes = np.bincount(labels.ravel())[1:]
-    largest = int(sizes.argmax()) + 1
-    if sizes[largest - 1] < BODY_MIN_AREA * unit.size:
+    body = largest_component(disk_opening(closed, open_))
+    if body is None or body.sum() < BODY_MIN_AREA * unit.size:
         return None
     # Give back the rim the opening shaved off the body (skin), but not the table it cut away.
-    grown = _dilate(labels == largest, open_)
-    return grown & closed
+    return _dilate(body, open_) & closed
 
 
 def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray:

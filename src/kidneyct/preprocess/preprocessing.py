@@ -7,7 +7,7 @@ A Preprocessing is stored in every checkpoint, so inference rebuilds it from the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from kidneyct.io.slices import CTSlice
 from kidneyct.preprocess.body import crop_to_body
 from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
 from kidneyct.preprocess.window import apply_window
+from kidneyct.records import DictRecord
 
 # The fields that shape the cached uint8 image. mean/std are applied on the fly and tta_hflip at inference,
 # so preprocessings that differ only there share one decoded form (and one decode cache).
@@ -23,7 +24,7 @@ CACHED_FIELDS = ("image_size", "window_level", "window_width", "body_crop")
 
 
 @dataclass(frozen=True)
-class Preprocessing:
+class Preprocessing(DictRecord):
     image_size: int = 224
     window_level: float = 40.0  # abdomen window, applied to Hounsfield-unit inputs only
     window_width: float = 400.0
@@ -39,14 +40,6 @@ class Preprocessing:
             raise ValueError(f"window width must be positive, got {self.window_width}")
         if self.std <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
     def to_unit(self, ct_slice: CTSlice) -> np.ndarray:
         """Display intensities in [0, 1]: HU through the window, exported images as they are."""
@@ -67,6 +60,11 @@ class Preprocessing:
 
     def standardise(self, unit: torch.Tensor) -> torch.Tensor:
         return (unit - self.mean) / self.std
+
+    def model_input(self, unit: torch.Tensor) -> torch.Tensor:
+        """Images [B, 1, H, W] in [0, 1] (augmented or not) as the PyTorch models take them: standardised and
+        channels_last, the layout their convolutions run fastest in (oneDNN on CPUs, cuDNN on GPUs)."""
+        return self.standardise(unit).contiguous(memory_format=torch.channels_last)
 
     def batch_to_tensor(self, batch: torch.Tensor | np.ndarray, device=None) -> torch.Tensor:
         """uint8 [B, H, W] (or [B, 1, H, W]) to the model's float input [B, 1, H, W]."""

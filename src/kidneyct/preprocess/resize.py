@@ -1,24 +1,45 @@
-"""Pad to square and resize: the geometry of the cached image (anatomy keeps its proportions)."""
+"""Pad to square and resize: the geometry of the cached image (anatomy keeps its proportions).
+
+Two implementations of the one step: Pillow for single slices (`pad_to_square` + `resize_to_uint8`, what the
+cache and every checkpoint were made with) and torch for batches on any device (`resize_batch_to_uint8`, the
+JPEG fast path). They share the padding and agree to within one grey level (tests/preprocess/test_resize.py).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
+
+
+def square_padding(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): the black margins that centre an image on a square canvas."""
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    return top, side - height - top, left, side - width - left
 
 
 def pad_to_square(image: np.ndarray) -> np.ndarray:
     """Pad with black (air) so resizing keeps the anatomy's proportions."""
-    height, width = image.shape
-    side = max(height, width)
-    if height == width:
+    if image.shape[0] == image.shape[1]:
         return image
-    top, left = (side - height) // 2, (side - width) // 2
-    out = np.zeros((side, side), dtype=image.dtype)
-    out[top:top + height, left:left + width] = image
-    return out
+    top, bottom, left, right = square_padding(*image.shape)
+    return np.pad(image, ((top, bottom), (left, right)))
 
 
 def resize_to_uint8(unit: np.ndarray, size: int) -> np.ndarray:
     """A square [0, 1] image to size x size uint8 (bilinear, Pillow)."""
     resized = Image.fromarray(unit, mode="F").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
     return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
+
+
+def resize_batch_to_uint8(unit: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 1, H, W] float in [0, 1] -> pad to square -> resize -> [B, size, size] uint8: the two steps above in
+    torch. Pillow's bilinear filter widens with the scale when it shrinks, like torch's antialias=True."""
+    height, width = unit.shape[-2:]
+    if height != width:
+        top, bottom, left, right = square_padding(height, width)
+        unit = F.pad(unit, (left, right, top, bottom))
+    resized = F.interpolate(unit, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)[:, 0]

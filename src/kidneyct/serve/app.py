@@ -40,8 +40,9 @@ ERROR_RESPONSES = {
 }
 
 
-class _Pending:
-    """Requests admitted and not finished (a timed-out request counts until its thread is done)."""
+class AdmissionLimit:
+    """Requests admitted and not finished (a timed-out request counts until its thread is done): 503 beyond
+    the limit."""
 
     def __init__(self, limit: int):
         self.limit, self.count, self.lock = limit, 0, threading.Lock()
@@ -55,6 +56,33 @@ class _Pending:
     def release(self, *_ignored) -> None:
         with self.lock:
             self.count -= 1
+
+
+class RequestRunner:
+    """Runs a request's blocking work (decoding, inference) on the app's own thread pool, admitted under the
+    pending limit and answered with a 504 after the per-request timeout."""
+
+    def __init__(self, settings: ServeSettings):
+        self.timeout_s = settings.request_timeout_s
+        self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kidneyct-serve")
+        self.admission = AdmissionLimit(settings.max_pending)
+
+    async def run(self, function, *args):
+        self.admission.admit()
+        try:
+            future = self.executor.submit(function, *args)
+        except RuntimeError:  # executor shut down
+            self.admission.release()
+            raise UploadError(503, "server is shutting down")
+        future.add_done_callback(self.admission.release)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            future.cancel()  # not started yet: never runs; running: finishes unobserved
+            raise UploadError(504, f"request took longer than the {self.timeout_s:g} s limit")
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class BodyLimit:
@@ -95,13 +123,12 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
     (it is read with weights_only=True: nothing in it can run code)."""
     settings = settings or ServeSettings()
     service = InferenceService(checkpoint, settings)
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="kidneyct-serve")
-    pending = _Pending(settings.max_pending)
+    runner = RequestRunner(settings)
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        runner.shutdown()
 
     # FastAPIOffline: FastAPI whose /docs and /redoc serve Swagger UI and ReDoc from the package, no CDN.
     app = FastAPIOffline(
@@ -115,7 +142,13 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
                        upload_limit=settings.max_upload_bytes)
     app.state.service = service
     app.state.settings = settings
+    _add_error_handlers(app)
+    _add_routes(app, service, runner)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(_request: Request, error: UploadError):
         return JSONResponse({"detail": error.message}, status_code=error.status)
@@ -125,36 +158,29 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
         log.exception("unexpected error while serving a request")
         return JSONResponse({"detail": f"internal error ({type(error).__name__})"}, status_code=500)
 
-    async def run(function, *args):
-        pending.admit()
-        try:
-            future = executor.submit(function, *args)
-        except RuntimeError:  # executor shut down
-            pending.release()
-            raise UploadError(503, "server is shutting down")
-        future.add_done_callback(pending.release)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
-        except (asyncio.TimeoutError, TimeoutError):
-            future.cancel()  # not started yet: never runs; running: finishes unobserved
-            raise UploadError(504, f"request took longer than the {settings.request_timeout_s:g} s limit")
 
-    async def upload_bytes(file: UploadFile) -> tuple[bytes, str]:
-        # The multipart parser spooled the upload to memory or a temporary file of its own; read it back,
-        # at most one byte past the limit.
-        data = await file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise UploadError(413, f"upload exceeds the {settings.max_upload_bytes}-byte limit")
-        return data, file.filename or "upload"
+async def _upload_bytes(file: UploadFile, limit: int) -> tuple[bytes, str]:
+    # The multipart parser spooled the upload to memory or a temporary file of its own; read it back,
+    # at most one byte past the limit.
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise UploadError(413, f"upload exceeds the {limit}-byte limit")
+    return data, file.filename or "upload"
 
-    def predict_job(data: bytes, filename: str) -> dict:
-        started = time.perf_counter()
-        result = service.predict(service.read(data, filename))
-        result["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return result
 
-    def explain_job(data: bytes, filename: str, view: str):
-        return service.explain(service.read(data, filename), view)
+def _predict_job(service: InferenceService, data: bytes, filename: str) -> dict:
+    started = time.perf_counter()
+    result = service.predict(service.read(data, filename))
+    result["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
+    return result
+
+
+def _explain_job(service: InferenceService, data: bytes, filename: str, view: str) -> tuple[bytes, dict]:
+    return service.explain(service.read(data, filename), view)
+
+
+def _add_routes(app: FastAPI, service: InferenceService, runner: RequestRunner) -> None:
+    limit = service.settings.max_upload_bytes
 
     @app.get("/health", summary="Liveness: the model is loaded")
     async def health():
@@ -168,8 +194,8 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
     @app.post("/predict", summary="Class probabilities for one CT slice (JPG, PNG or DICOM)",
               responses=ERROR_RESPONSES)
     async def predict(file: UploadFile = File(..., description="one JPG, PNG or DICOM slice")):
-        data, filename = await upload_bytes(file)
-        return await run(predict_job, data, filename)
+        data, filename = await _upload_bytes(file, limit)
+        return await runner.run(_predict_job, service, data, filename)
 
     @app.post("/explain", summary="Grad-CAM overlay PNG for one CT slice", responses={
         200: {"content": {"image/png": {}}, "description": "the overlay, or the model's input for view=input"},
@@ -178,8 +204,8 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
                       view: Literal["overlay", "input", "panel"] = Query(
                           "overlay", description="overlay: heatmap over the model's input; input: the model's "
                                                  "input alone; panel: both side by side with a caption")):
-        data, filename = await upload_bytes(file)
-        png, result = await run(explain_job, data, filename, view)
+        data, filename = await _upload_bytes(file, limit)
+        png, result = await runner.run(_explain_job, service, data, filename, view)
         headers = {"X-Predicted-Class": result["predicted"],
                    "X-Probability": f"{result['probabilities'][result['predicted']]:.6f}"}
         return Response(png, media_type="image/png", headers=headers)
@@ -187,6 +213,3 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html")
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app

@@ -24,6 +24,7 @@ from kidneyct.errors import ImageReadError, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
 from kidneyct.inference.predictor import Predictor
 from kidneyct.io import read_dicom, read_slices
+from kidneyct.io.sniff import HEADER_BYTES, content_format, file_format
 from kidneyct.labels import decide, positive_index
 from kidneyct.models import get_spec
 
@@ -49,30 +50,20 @@ class ServeSettings:
 
 
 ACCEPTED = "JPG, PNG or DICOM (one slice)"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC = b"\xff\xd8\xff"
-GZIP_MAGIC = b"\x1f\x8b"
+# The formats the API accepts, each with the suffix its temporary file gets (and the `kind` answers report).
+UPLOAD_SUFFIXES = {"png": "png", "jpeg": "jpg", "dicom": "dcm"}
 
 
 def sniff_kind(data: bytes, filename: str) -> str:
     """'png', 'jpg' or 'dcm' from the bytes first, the client's file name only as a hint for
     content no magic number identifies (DICOM without preamble, damaged images)."""
-    if data[128:132] == b"DICM":
-        return "dcm"
-    if data.startswith(PNG_MAGIC):
-        return "png"
-    if data.startswith(JPEG_MAGIC):
-        return "jpg"
-    name = Path(filename).name.lower()
-    if name.endswith((".nii", ".nii.gz")) or data.startswith(GZIP_MAGIC) or data[344:348] in (b"n+1\0", b"ni1\0"):
+    kind = content_format(data[:HEADER_BYTES]) or file_format(filename)
+    if kind == "nifti":
         raise UploadError(415, f"{filename}: NIfTI volumes are not accepted by the API ({ACCEPTED}); "
                                "use `kidneyct predict` for volumes")
-    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
-    if suffix in ("jpg", "jpeg", "png"):
-        return "jpg" if suffix == "jpeg" else suffix  # the reader says what is wrong with it
-    if suffix in ("dcm", "dicom"):
-        return "dcm"
-    raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
+    if kind not in UPLOAD_SUFFIXES:
+        raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
+    return UPLOAD_SUFFIXES[kind]
 
 
 def declared_side(data: bytes, kind: str, filename: str = "upload") -> tuple[int, int] | None:

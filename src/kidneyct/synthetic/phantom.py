@@ -114,14 +114,40 @@ def _wobble(rng: np.random.Generator, amount: float, terms: int = 3) -> tuple:
 
 
 def sample_patient(rng: np.random.Generator, size: int = 256, lesion: str | None = None) -> Patient:
-    """Random anatomy; `lesion` is None (normal) or one of LESION_CLASSES."""
-    s = size
+    """Random anatomy; `lesion` is None (normal) or one of LESION_CLASSES.
+
+    The steps draw from `rng` in a fixed order, so a seed gives the same patient (and the same slices)."""
     zoom = _u(rng, 0.78, 1.1)  # field of view: how much of the image the body fills
+    body = _sample_body(rng, size, zoom)
+    enhanced = rng.random() < 0.85
+    phase = _sample_phase(rng, enhanced)
+    spine = _sample_spine(rng, size, zoom, body)
+    kidneys = _sample_kidneys(rng, size, zoom, spine)
+    liver, spleen = _sample_liver_and_spleen(rng, body)
+    aorta, ivc = _sample_vessels(rng, size, zoom, spine)
+    bowel = _sample_bowel(rng, size, zoom, body)
+    table = _sample_table(rng, size, body)
+    patient = Patient(
+        size=size, seed=int(rng.integers(2**31)), body=body, fat_mm=size * _u(rng, 0.012, 0.07) * zoom,
+        wall=size * _u(rng, 0.012, 0.025) * zoom, enhanced=enhanced, phase_hu=phase, liver=liver,
+        spleen=spleen, kidneys=kidneys, spine=spine, aorta=aorta, ivc=ivc,
+        bowel=bowel, table=table, noise_hu=_u(rng, 6, 28), blur=_u(rng, 0.5, 1.1) * size / 256,
+    )
+    patient.distractors = _sample_distractors(rng, patient)
+    if lesion is not None:
+        patient.lesion = _sample_lesion(rng, patient, lesion)
+    return patient
+
+
+def _sample_body(rng: np.random.Generator, s: int, zoom: float) -> Ellipse:
     cx, cy = s * _u(rng, 0.46, 0.54), s * _u(rng, 0.42, 0.5)
     a, b = s * 0.41 * zoom * _u(rng, 0.85, 1.08), s * 0.30 * zoom * _u(rng, 0.85, 1.1)
-    body = Ellipse(cx, cy, a, b, _u(rng, -0.04, 0.04), _wobble(rng, 0.025))
-    enhanced = rng.random() < 0.85
-    phase = {
+    return Ellipse(cx, cy, a, b, _u(rng, -0.04, 0.04), _wobble(rng, 0.025))
+
+
+def _sample_phase(rng: np.random.Generator, enhanced: bool) -> dict:
+    """Tissue densities (HU) of the contrast phase: enhanced (portal venous) or unenhanced."""
+    return {
         "cortex": _u(rng, 150, 260) if enhanced else _u(rng, 28, 40),
         "medulla_drop": _u(rng, 30, 110) if enhanced and rng.random() < 0.6 else _u(rng, -5, 15),
         "liver": _u(rng, 95, 130) if enhanced else _u(rng, 50, 65),
@@ -130,8 +156,15 @@ def sample_patient(rng: np.random.Generator, size: int = 256, lesion: str | None
         "muscle": _u(rng, 45, 65),
         "fat": _u(rng, -115, -85),
     }
-    spine_x, spine_y = cx + _u(rng, -0.01, 0.01) * s, cy + b * _u(rng, 0.5, 0.6)
-    spine_r = s * 0.047 * zoom
+
+
+def _sample_spine(rng: np.random.Generator, s: int, zoom: float, body: Ellipse) -> tuple[float, float, float]:
+    """(x, y, radius) of the vertebral body, behind the body's centre."""
+    return body.cx + _u(rng, -0.01, 0.01) * s, body.cy + body.b * _u(rng, 0.5, 0.6), s * 0.047 * zoom
+
+
+def _sample_kidneys(rng: np.random.Generator, s: int, zoom: float, spine: tuple) -> list[Ellipse]:
+    spine_x, spine_y, _ = spine
     kidneys = []
     for side in (-1, 1):
         k_cx = spine_x + side * s * _u(rng, 0.14, 0.175) * zoom
@@ -140,42 +173,53 @@ def sample_patient(rng: np.random.Generator, size: int = 256, lesion: str | None
         k_a, k_b = s * _u(rng, 0.05, 0.064) * zoom, s * _u(rng, 0.066, 0.085) * zoom
         # Long axis tilts so the hilum faces forward and inward, as in real axial anatomy.
         kidneys.append(Ellipse(k_cx, k_cy, k_a, k_b, side * _u(rng, 0.35, 0.7), _wobble(rng, 0.04)))
+    return kidneys
+
+
+def _sample_liver_and_spleen(rng: np.random.Generator, body: Ellipse) -> tuple[Ellipse, Ellipse]:
+    cx, cy, a, b = body.cx, body.cy, body.a, body.b
     liver = Ellipse(cx - a * _u(rng, 0.35, 0.5), cy - b * _u(rng, 0.05, 0.25), a * _u(rng, 0.45, 0.6),
                     b * _u(rng, 0.55, 0.75), _u(rng, -0.3, 0.3), _wobble(rng, 0.06))
     spleen = Ellipse(cx + a * _u(rng, 0.55, 0.7), cy + b * _u(rng, -0.1, 0.2), a * _u(rng, 0.12, 0.2),
                      b * _u(rng, 0.25, 0.4), _u(rng, -0.6, 0.2), _wobble(rng, 0.05))
+    return liver, spleen
+
+
+def _sample_vessels(rng: np.random.Generator, s: int, zoom: float, spine: tuple) -> tuple[tuple, Ellipse]:
+    """The aorta (x, y, radius) and the inferior vena cava, in front of the spine."""
+    spine_x, spine_y, spine_r = spine
     aorta = (spine_x + s * _u(rng, 0.01, 0.03) * zoom, spine_y - spine_r * _u(rng, 1.6, 2.0), s * 0.018 * zoom)
     ivc = Ellipse(spine_x - s * _u(rng, 0.035, 0.06) * zoom, spine_y - spine_r * _u(rng, 1.5, 2.0),
                   s * 0.022 * zoom, s * 0.015 * zoom, _u(rng, -0.3, 0.3))
+    return aorta, ivc
+
+
+def _sample_bowel(rng: np.random.Generator, s: int, zoom: float, body: Ellipse) -> list[dict]:
+    """Bowel loops in the front of the abdomen: wall, content (sometimes oral contrast) and gas."""
     bowel = []
     for _ in range(int(rng.integers(8, 18))):
         angle, radius = _u(rng, 0, 2 * np.pi), np.sqrt(_u(rng, 0.0, 1.0)) * 0.75
-        bx, by = cx + np.cos(angle) * a * radius, cy - abs(np.sin(angle)) * b * radius * 0.9
+        bx, by = body.cx + np.cos(angle) * body.a * radius, body.cy - abs(np.sin(angle)) * body.b * radius * 0.9
         bowel.append({
             "ellipse": Ellipse(bx, by, s * _u(rng, 0.015, 0.045) * zoom, s * _u(rng, 0.012, 0.035) * zoom,
                                _u(rng, 0, np.pi), _wobble(rng, 0.1)),
             "content": _u(rng, -10, 60) if rng.random() < 0.8 else _u(rng, 150, 400),  # oral contrast
             "gas": _u(rng, 0, 0.8) if rng.random() < 0.55 else 0.0,
         })
-    table = {
+    return bowel
+
+
+def _sample_table(rng: np.random.Generator, s: int, body: Ellipse) -> dict:
+    """The scanner table below the body (absent in one patient in ten), with an optional second rail."""
+    return {
         "present": rng.random() < 0.9,
-        "y": cy + b + s * _u(rng, 0.02, 0.12),
+        "y": body.cy + body.b + s * _u(rng, 0.02, 0.12),
         "rise": s * _u(rng, 0.0, 0.12),  # how far the cradle's edges curve up
         "thickness": _u(rng, 1.0, 3.0) * s / 256,
         "hu": _u(rng, 150, 700),
         "second": rng.random() < 0.6,
         "gap": s * _u(rng, 0.02, 0.05),
     }
-    patient = Patient(
-        size=s, seed=int(rng.integers(2**31)), body=body, fat_mm=s * _u(rng, 0.012, 0.07) * zoom,
-        wall=s * _u(rng, 0.012, 0.025) * zoom, enhanced=enhanced, phase_hu=phase, liver=liver,
-        spleen=spleen, kidneys=kidneys, spine=(spine_x, spine_y, spine_r), aorta=aorta, ivc=ivc,
-        bowel=bowel, table=table, noise_hu=_u(rng, 6, 28), blur=_u(rng, 0.5, 1.1) * s / 256,
-    )
-    patient.distractors = _sample_distractors(rng, patient)
-    if lesion is not None:
-        patient.lesion = _sample_lesion(rng, patient, lesion)
-    return patient
 
 
 def _sample_distractors(rng: np.random.Generator, p: Patient) -> list:
@@ -247,84 +291,115 @@ def _paint(canvas: np.ndarray, e: Ellipse, value, xx, yy, within: float = 1.0, w
 
 
 def render_slice(p: Patient, z: float = 0.0, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One axial slice at series position z (about -1..1): HU image and lesion mask (bool)."""
+    """One axial slice at series position z (about -1..1): HU image and lesion mask (bool).
+
+    Tissues are painted back to front in a fixed order (later ones cover earlier ones), then the scanner
+    blurs, adds its table and noise."""
     rng = np.random.default_rng(p.seed + int(round(z * 1000)) + 7) if rng is None else rng
     s = p.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    breathe = z * s * 0.01  # organs drift a little between slices
     hu = np.full((s, s), AIR, np.float32)
-    ph = p.phase_hu
+    inside, cavity = _draw_body_wall(hu, p, xx, yy)
+    _draw_liver_and_spleen(hu, p, z, cavity, xx, yy)
+    _draw_bowel(hu, p, z, cavity, xx, yy)
+    _draw_spine(hu, p, inside, xx, yy, rng)
+    ax, ay, ar = p.aorta
+    _paint(hu, Ellipse(ax, ay, ar, ar), p.phase_hu["vessel"], xx, yy)
+    _paint(hu, p.ivc, p.phase_hu["vessel"] * 0.8, xx, yy)
+    _draw_kidneys(hu, p, z, xx, yy)
+    for _, dx, dy, dr, dhu in p.distractors:
+        _paint(hu, Ellipse(dx, dy, dr, dr), dhu, xx, yy)
+    mask = np.zeros((s, s), bool)
+    if p.lesion is not None:
+        mask = _draw_lesion(hu, p.lesion, z, xx, yy, rng)
+    return _scan(hu, p, xx, yy, rng), mask
 
-    inside = np.zeros((s, s), bool)
-    box, hit, _ = _paint(hu, p.body, ph["fat"], xx, yy)
-    inside[box] = hit
+
+def _region(shape, painted: tuple) -> np.ndarray:
+    """Where `_paint` painted, as a full-size mask (it returns the hits within the ellipse's box)."""
+    box, hit, _ = painted
+    mask = np.zeros(shape, bool)
+    mask[box] = hit
+    return mask
+
+
+def _draw_body_wall(hu, p: Patient, xx, yy) -> tuple[np.ndarray, np.ndarray]:
+    """Subcutaneous fat, the muscle wall and the visceral fat inside it. Returns (inside the body, inside
+    the abdominal cavity), the masks later organs are confined to."""
+    fat = p.phase_hu["fat"]
+    inside = _region(hu.shape, _paint(hu, p.body, fat, xx, yy))
     wall_outer = p.body.scaled(1.0 - p.fat_mm / p.body.b)
     wall_inner = wall_outer.scaled(1.0 - p.wall / wall_outer.b)
-    _paint(hu, wall_outer, ph["muscle"], xx, yy)
-    cavity = np.zeros((s, s), bool)
-    box, hit, _ = _paint(hu, wall_inner, ph["fat"] + 15, xx, yy)  # visceral fat, denser than subcutaneous
-    cavity[box] = hit
+    _paint(hu, wall_outer, p.phase_hu["muscle"], xx, yy)
+    # Visceral fat, denser than subcutaneous.
+    cavity = _region(hu.shape, _paint(hu, wall_inner, fat + 15, xx, yy))
+    return inside, cavity
 
+
+def _breathe(p: Patient, z: float) -> float:
+    return z * p.size * 0.01  # organs drift a little between slices
+
+
+def _draw_liver_and_spleen(hu, p: Patient, z: float, cavity, xx, yy) -> None:
     liver_scale = np.clip(1.0 - 0.35 * (z + 0.3), 0.35, 1.1)
-    liver = Ellipse(p.liver.cx, p.liver.cy + breathe, p.liver.a * liver_scale, p.liver.b * liver_scale,
+    liver = Ellipse(p.liver.cx, p.liver.cy + _breathe(p, z), p.liver.a * liver_scale, p.liver.b * liver_scale,
                     p.liver.angle, p.liver.wobble)
-    _paint(hu, liver, ph["liver"], xx, yy, where=cavity)
+    _paint(hu, liver, p.phase_hu["liver"], xx, yy, where=cavity)
     spleen_scale = np.clip(1.0 - 0.5 * (z + 0.2), 0.2, 1.1)
-    _paint(hu, p.spleen.scaled(spleen_scale), ph["spleen"], xx, yy, where=cavity)
+    _paint(hu, p.spleen.scaled(spleen_scale), p.phase_hu["spleen"], xx, yy, where=cavity)
 
+
+def _draw_bowel(hu, p: Patient, z: float, cavity, xx, yy) -> None:
     for loop in p.bowel:
         e = loop["ellipse"]
-        e = Ellipse(e.cx + z * s * 0.02, e.cy + breathe, e.a, e.b, e.angle + z, e.wobble)
-        _paint(hu, e, ph["muscle"] - 10, xx, yy, where=cavity, outside=0.7)  # wall
+        e = Ellipse(e.cx + z * p.size * 0.02, e.cy + _breathe(p, z), e.a, e.b, e.angle + z, e.wobble)
+        _paint(hu, e, p.phase_hu["muscle"] - 10, xx, yy, where=cavity, outside=0.7)  # wall
         _paint(hu, e, loop["content"], xx, yy, within=0.7, where=cavity)
         if loop["gas"] > 0:  # gas rises: the anterior part of the lumen
             level = e.cy - e.b * (1 - 2 * loop["gas"])
             _paint(hu, e, AIR + 50, xx, yy, within=0.7, where=cavity & (yy < level))
 
+
+def _draw_spine(hu, p: Patient, inside, xx, yy, rng: np.random.Generator) -> None:
+    """Psoas and paraspinal muscles, the vertebra (cortex, trabecular bone), its arch, canal and process."""
     sx, sy, sr = p.spine
-    for side in (-1, 1):  # psoas and paraspinal muscles
-        _paint(hu, Ellipse(sx + side * sr * 1.6, sy - sr * 0.1, sr * 0.8, sr * 1.1, side * 0.3), ph["muscle"], xx, yy)
-        _paint(hu, Ellipse(sx + side * sr * 1.25, sy + sr * 2.3, sr * 1.1, sr * 0.9), ph["muscle"], xx, yy,
-               where=inside)
+    muscle = p.phase_hu["muscle"]
+    for side in (-1, 1):
+        _paint(hu, Ellipse(sx + side * sr * 1.6, sy - sr * 0.1, sr * 0.8, sr * 1.1, side * 0.3), muscle, xx, yy)
+        _paint(hu, Ellipse(sx + side * sr * 1.25, sy + sr * 2.3, sr * 1.1, sr * 0.9), muscle, xx, yy, where=inside)
     vertebra = Ellipse(sx, sy, sr, sr * 0.9)
     _paint(hu, vertebra, 800.0, xx, yy)
-    _paint(hu, vertebra, 230.0 + 40 * _smooth_noise(rng, (s, s), 1.5), xx, yy, within=0.7)
+    _paint(hu, vertebra, 230.0 + 40 * _smooth_noise(rng, hu.shape, 1.5), xx, yy, within=0.7)
     _paint(hu, Ellipse(sx, sy + sr * 1.45, sr * 0.45, sr * 0.4), 650.0, xx, yy)  # posterior arch
     _paint(hu, Ellipse(sx, sy + sr * 1.45, sr * 0.3, sr * 0.25), 15.0, xx, yy)  # spinal canal
     _paint(hu, Ellipse(sx, sy + sr * 2.2, sr * 0.18, sr * 0.7), 650.0, xx, yy, where=inside)  # spinous process
 
-    ax, ay, ar = p.aorta
-    _paint(hu, Ellipse(ax, ay, ar, ar), ph["vessel"], xx, yy)
-    _paint(hu, p.ivc, ph["vessel"] * 0.8, xx, yy)
 
+def _draw_kidneys(hu, p: Patient, z: float, xx, yy) -> None:
+    """Cortex, medulla, and the renal sinus fat and pelvis opening toward the hilum (medial and anterior)."""
+    ph = p.phase_hu
     kidney_scale = float(np.sqrt(max(1.0 - (z * 0.55) ** 2, 0.15)))
     for kidney in p.kidneys:
         k = kidney.scaled(kidney_scale)
-        side = np.sign(k.cx - sx)
+        side = np.sign(k.cx - p.spine[0])
         _paint(hu, k, ph["cortex"], xx, yy)
         _paint(hu, k, ph["cortex"] - ph["medulla_drop"], xx, yy, within=0.55)
-        # Renal sinus fat and pelvis open toward the hilum (medial and anterior).
-        near_kidney = np.zeros((s, s), bool)
-        box, hit, _ = _paint(np.zeros((s, s), np.float32), k, 1.0, xx, yy, within=1.1)
-        near_kidney[box] = hit
+        near_kidney = _region(hu.shape, _paint(np.zeros(hu.shape, np.float32), k, 1.0, xx, yy, within=1.1))
         hilum = Ellipse(k.cx - side * k.a * 0.45, k.cy - k.b * 0.15, k.a * 0.45, k.b * 0.35, k.angle)
         _paint(hu, hilum, ph["fat"] + 20, xx, yy, where=near_kidney)
         _paint(hu, hilum, 10.0, xx, yy, within=0.35, where=near_kidney)
 
-    for _, dx, dy, dr, dhu in p.distractors:
-        _paint(hu, Ellipse(dx, dy, dr, dr), dhu, xx, yy)
 
-    mask = np.zeros((s, s), bool)
-    if p.lesion is not None:
-        mask = _draw_lesion(hu, p.lesion, z, xx, yy, rng)
-
-    anatomy = ndimage.gaussian_filter(hu, p.blur)  # scanner point-spread: partial-volume edges
+def _scan(hu, p: Patient, xx, yy, rng: np.random.Generator) -> np.ndarray:
+    """What the scanner makes of the anatomy: point-spread blur (partial-volume edges), the table, noise."""
+    s = p.size
+    anatomy = ndimage.gaussian_filter(hu, p.blur)
     _draw_table(anatomy, p, xx, yy)
     noise = ndimage.gaussian_filter(rng.standard_normal((s, s)).astype(np.float32), 0.7 * s / 256)
     noise *= p.noise_hu / (noise.std() + 1e-6)
     out = anatomy + noise
     out[anatomy < -950] = np.maximum(out[anatomy < -950], AIR)  # air reads as -1000, not below
-    return out.astype(np.float32), mask
+    return out.astype(np.float32)
 
 
 def _draw_lesion(hu, lesion: Lesion, z, xx, yy, rng) -> np.ndarray:
@@ -337,9 +412,8 @@ def _draw_lesion(hu, lesion: Lesion, z, xx, yy, rng) -> np.ndarray:
         texture = _smooth_noise(rng, hu.shape, max(radius / 4, 1.0)) * lesion.texture
         values = lesion.hu + texture
         if lesion.necrosis > 0:
-            necrotic = np.zeros(hu.shape, bool)
-            box, hit, _ = _paint(np.zeros(hu.shape, np.float32), e, 1.0, xx, yy, within=lesion.necrosis ** 2)
-            necrotic[box] = hit
+            necrotic = _region(hu.shape, _paint(np.zeros(hu.shape, np.float32), e, 1.0, xx, yy,
+                                                 within=lesion.necrosis ** 2))
             values = np.where(necrotic, 20.0 + texture * 0.4, values)
         box, hit, _ = _paint(hu, e, values, xx, yy)
     else:

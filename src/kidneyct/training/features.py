@@ -58,7 +58,7 @@ def extract_features(model: torch.nn.Module, prep: Preprocessing, store: ImageSt
             images = to_unit_tensor(store.slice(start, stop))
             if params is not None:
                 images = Augmentation.apply(images, params[start:stop])
-            images = prep.standardise(images).contiguous(memory_format=torch.channels_last)
+            images = prep.model_input(images)
             with autocast(device):
                 chunks.append(model.features(images).float())
         parts.append(torch.cat(chunks) if chunks else None)
@@ -66,7 +66,7 @@ def extract_features(model: torch.nn.Module, prep: Preprocessing, store: ImageSt
     width = next((p.shape[1] for p in parts if p is not None), None)
     if width is None:  # this rank's shard is empty; learn the width from one image
         with autocast(device):
-            width = model.features(prep.standardise(to_unit_tensor(store.slice(0, 1)))).shape[1]
+            width = model.features(prep.model_input(to_unit_tensor(store.slice(0, 1)))).shape[1]
         parts = [torch.zeros((0, width), device=device) for _ in parts]
     local = torch.stack(parts)
     return ctx.assemble(local, n, dim=1)
