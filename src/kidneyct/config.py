@@ -11,7 +11,9 @@ from it, so `kidneyct train --data DIR` and `TrainConfig(data, out)` train exact
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
+
+from kidneyct.records import DictRecord
 
 RECIPES: dict[str, dict] = {
     # The student project's set-up, the defaults before cross-validation picked a recipe; the demo uses it.
@@ -75,7 +77,7 @@ def setting(default, group: str, help: str, **cli):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictRecord):
     """What a training run is asked to do, grouped (data, model, optimisation, augmentation, runtime); every
     field documents itself and `kidneyct train/cv/compare-splits` options are generated from these fields."""
 
@@ -136,14 +138,6 @@ class TrainConfig:
     compile: bool = setting(False, "runtime", "torch.compile the trained module")
     recipe: str | None = setting(DEFAULT_RECIPE, "model", "named settings (`kidneyct recipes`); explicit options "
                                  "override them")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
     def groups(self) -> dict[str, dict]:
         """The settings by group: {"data": {...}, "model": {...}, ...}."""

@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.about import DISCLAIMER
+from kidneyct.evaluation import tables
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval, paired_comparison
 from kidneyct.evaluation.series import aggregate_by_group
 from kidneyct.labels import decide, positive_index
 
-METRICS = [
-    ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"),
-    ("tumor_sensitivity", "Tumor sensitivity"), ("tumor_specificity", "Tumor specificity"),
-    ("roc_auc", "ROC-AUC (tumor vs rest)"), ("macro_f1", "Macro F1"),
-]
+METRICS = tables.HEADLINE_METRICS
 LEVELS = ("image", "series")
 STATISTIC_LABELS = {"roc_auc": "ROC-AUC", "sensitivity_at_specificity_90": "Sensitivity at specificity 0.90",
                     "specificity_at_sensitivity_90": "Specificity at sensitivity 0.90"}
@@ -228,26 +225,17 @@ def write_folds_csv(path: Path, folds: list[dict]) -> None:
                             [fold[level].get(name, "") for level in LEVELS for name, _ in METRICS])
 
 
-def _cell(entry: dict) -> str:
-    if entry["n"] == 0:
-        return "n/a"
-    return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["n"] > 1 else f"{entry['mean']:.3f}"
-
-
 def _interval(entry: dict) -> str:
     return f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
 
 
 def summary_lines(summary: dict, pooled: dict) -> list[str]:
-    lines = ["| metric | per image (mean ± sd over folds) | per series (mean ± sd over folds) | pooled out-of-fold, "
-             "image | pooled out-of-fold, series |", "|---|---|---|---|---|"]
-    for name, label in METRICS:
-        if all(summary[level][name]["n"] == 0 for level in LEVELS):
-            continue
-        cells = [f"{pooled[level][name]:.3f}" if name in pooled[level] else "n/a" for level in LEVELS]
-        lines.append(f"| {label} | {_cell(summary['image'][name])} | {_cell(summary['series'][name])} | "
-                     f"{cells[0]} | {cells[1]} |")
-    return lines
+    header = ["metric", "per image (mean ± sd over folds)", "per series (mean ± sd over folds)",
+              "pooled out-of-fold, image", "pooled out-of-fold, series"]
+    rows = [[label, tables.mean_sd_cell(summary["image"][name]), tables.mean_sd_cell(summary["series"][name]),
+             *(f"{pooled[level][name]:.3f}" if name in pooled[level] else "n/a" for level in LEVELS)]
+            for name, label in METRICS if any(summary[level][name]["n"] for level in LEVELS)]
+    return tables.markdown_table(header, rows)
 
 
 def ranking_lines(ranked: dict) -> list[str]:
@@ -285,13 +273,11 @@ def comparison_lines(compared: dict, baseline_name: str) -> list[str]:
 def fold_lines(folds: list[dict]) -> list[str]:
     header = ["repeat", "fold", "test images", "test series", "train", "val", "best epoch", "seconds"]
     header += [f"{label} ({level})" for level in LEVELS for name, label in METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for fold in folds:
-        cells = [str(fold[c]) for c in ("repeat", "fold", "test_images", "test_series", "train_images",
-                                        "val_images", "best_epoch")] + [f"{fold['seconds']:.0f}"]
-        cells += [f"{fold[level][name]:.3f}" if name in fold[level] else "n/a" for level in LEVELS for name, _ in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    rows = [[fold[c] for c in ("repeat", "fold", "test_images", "test_series", "train_images", "val_images",
+                               "best_epoch")] + [f"{fold['seconds']:.0f}"]
+            + [f"{fold[level][name]:.3f}" if name in fold[level] else "n/a" for level in LEVELS for name, _ in METRICS]
+            for fold in folds]
+    return tables.markdown_table(header, rows)
 
 
 def markdown(title: str, setup: str, summary: dict, pooled: dict, ranked: dict, compared: dict | None,

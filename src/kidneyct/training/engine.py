@@ -87,7 +87,7 @@ class ImageInputs:
         if self.acquisition is not None:
             params = self.acquisition.sample(len(index), generator, generator.device)
             images = self.acquisition.apply(images, params[local])
-        return self.prep.standardise(images).contiguous(memory_format=torch.channels_last), labels
+        return self.prep.model_input(images), labels
 
 
 class FeatureInputs:
