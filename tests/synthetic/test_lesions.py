@@ -206,7 +206,8 @@ def test_lesions_carry_noise_as_strong_and_as_grainy_as_the_slices(grain):
     images = torch.from_numpy(np.clip(base + 0.03 * noise, 0, 1).astype(np.float32))[:, None]
     masks = torch.zeros(4, SIZE, SIZE, dtype=torch.bool)
     masks[:, 40:56, 40:56] = True
-    inserted = render_lesions(images, masks, all_of(images), "cyst", generator(), LesionModel(cyst_radius=(1.5, 1.6)))
+    model = LesionModel(cyst_radius=(1.5, 1.6))
+    inserted = render_lesions(images, masks, all_of(images), "cyst", generator(), model)
     outside = np.zeros((SIZE, SIZE), bool)
     outside[:, 24:] = True
     for i in range(4):
@@ -214,7 +215,8 @@ def test_lesions_carry_noise_as_strong_and_as_grainy_as_the_slices(grain):
         inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
         reference = outside & ~ndimage.binary_dilation(inserted.masks[i].numpy(), iterations=4)
         assert out[inside].std() / original[reference].std() == pytest.approx(1.0, abs=0.25)
-        assert high_pass_spread(out, inside) / high_pass_spread(original, reference) == pytest.approx(1.0, abs=0.25)
+        high = high_pass_spread(out, inside) / high_pass_spread(original, reference)
+        assert high == pytest.approx(1.0, abs=0.25)
 
 
 def kaggle_slices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,3 +243,29 @@ def test_real_kaggle_slices_get_lesions_inside_the_located_kidneys():
         inserted = render_lesions(images, masks, all_of(images), kind, generator(1))
         assert inserted.applied.all() and inserted.images.min() >= 0 and inserted.images.max() <= 1
         check_inside_kidney(inserted, images, masks)
+
+
+def test_write_lesion_examples_on_phantom_slices(tmp_path):
+    from kidneyct.data.phantom import generate_dataset
+    from kidneyct.synthetic.lesion_examples import write_lesion_examples
+
+    generate_dataset(tmp_path / "data", n=8, size=128, classes=["normal"], progress=False)
+    manifest = write_lesion_examples(tmp_path / "data", tmp_path / "out", n=4, kind="tumor", seed=0)
+    rows = list(csv.DictReader(open(manifest)))
+    assert 1 <= len(rows) <= 4 and {row["class"] for row in rows} == {"Normal"}
+    for row in rows:
+        original = np.asarray(Image.open(tmp_path / "out" / row["original"]))
+        lesion = np.asarray(Image.open(tmp_path / "out" / row["lesion_image"]))
+        mask = np.asarray(Image.open(tmp_path / "out" / row["mask"])) > 127
+        assert original.shape == lesion.shape == mask.shape == (128, 128)
+        assert mask.sum() == int(row["lesion_pixels"]) > 0
+        assert mask[int(row["centre_row"]), int(row["centre_col"])]
+        changed = np.abs(lesion.astype(int) - original.astype(int)) > 1  # beyond PNG rounding
+        assert changed[mask].mean() > 0.5 and not (changed & ~ndimage.binary_dilation(mask, iterations=4)).any()
+        assert row["kind"] == "tumor" and float(row["radius_px"]) > 0 and float(row["kidney_score"]) > 0
+    note = json.loads((tmp_path / "out" / "SYNTHETIC.json").read_text())
+    assert note["synthetic"] is True and LesionModel.from_dict(note["lesion_model"]) == LesionModel()
+    sheet = Image.open(tmp_path / "out" / "contact-sheet.png")
+    assert sheet.mode == "P" and sheet.width == 4 * 3 * 128 + 3 * 4
+    again = write_lesion_examples(tmp_path / "data", tmp_path / "again", n=4, kind="tumor", seed=0)
+    assert open(again).read() == open(manifest).read()

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from kidneyct.data.transforms import Preprocessing
+from kidneyct.data.transforms import Preprocessing, body_mask
 from kidneyct.io import ImageReadError, file_kind, read_slices
 from kidneyct.preprocess.kidney import KidneyLocation, locate_kidneys
 from kidneyct.synthetic.lesions import KINDS, LesionModel, render_lesions
@@ -193,7 +193,7 @@ def write_lesion_examples(data_root: str | Path, out: str | Path, n: int, kind: 
         if len(examples) == n:
             break
     if not examples:
-        raise FileNotFoundError(f"the kidney locator found no kidney in any of {len(files)} files under {data_root}")
+        raise FileNotFoundError(f"the kidney locator found no kidney in {len(files)} files under {data_root}")
     manifest = out / MANIFEST
     with open(manifest, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(examples[0].row))
@@ -227,9 +227,22 @@ def _greys(unit: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(unit, 0, 1) * (_RED - 1)).astype(np.uint8)
 
 
+def _square_box(unit: np.ndarray) -> tuple[slice, slice]:
+    """A square around the body (the whole slice when no body is found), so that tiles show anatomy,
+    not the table and the air around it."""
+    mask = body_mask(unit)
+    if mask is None:
+        return slice(0, unit.shape[0]), slice(0, unit.shape[1])
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    side = int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 5
+    top = int(np.clip((rows[0] + rows[-1] - side) // 2, 0, max(unit.shape[0] - side, 0)))
+    left = int(np.clip((cols[0] + cols[-1] - side) // 2, 0, max(unit.shape[1] - side, 0)))
+    return slice(top, top + side), slice(left, left + side)
+
+
 def contact_sheet(examples: list[Example], tile: int = 128, per_row: int = 4) -> Image.Image:
-    """Original | with lesion | outlines (lesion red, located kidney green) for each example, `per_row`
-    examples a row, as a palette PNG image (greys plus two colours: small files).
+    """Original | with lesion | outlines (lesion red, located kidney green) for each example, cropped
+    to the body, `per_row` examples a row, as a palette PNG image (greys plus two colours: small files).
 
     Args:
         examples: what `_write_example` returned, in order.
@@ -245,11 +258,12 @@ def contact_sheet(examples: list[Example], tile: int = 128, per_row: int = 4) ->
     sheet = np.full((rows * tile + (rows - 1) * gap, width), 96, np.uint8)  # mid-grey separators
     for i, example in enumerate(examples):
         top, left = (i // per_row) * (tile + gap), (i % per_row) * (3 * tile + gap)
-        original = _greys(_tile(example.original, tile, Image.Resampling.BILINEAR))
-        lesion = _greys(_tile(example.with_lesion, tile, Image.Resampling.BILINEAR))
+        box = _square_box(example.original)
+        original = _greys(_tile(example.original[box], tile, Image.Resampling.BILINEAR))
+        lesion = _greys(_tile(example.with_lesion[box], tile, Image.Resampling.BILINEAR))
         outlined = lesion.copy()
-        outlined[_outline(_tile(example.kidney_mask, tile, Image.Resampling.NEAREST))] = _GREEN
-        outlined[_outline(_tile(example.lesion_mask, tile, Image.Resampling.NEAREST))] = _RED
+        outlined[_outline(_tile(example.kidney_mask[box], tile, Image.Resampling.NEAREST))] = _GREEN
+        outlined[_outline(_tile(example.lesion_mask[box], tile, Image.Resampling.NEAREST))] = _RED
         sheet[top:top + tile, left:left + 3 * tile] = np.concatenate([original, lesion, outlined], 1)
     image = Image.fromarray(sheet, mode="P")
     grey = np.linspace(0, 255, _RED).round().astype(int)
