@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from kidneyct.data.catalogue import KAGGLE_CLASSES, MASK_MARKER
 from kidneyct.data.transforms import Preprocessing, body_mask
 from kidneyct.io import ImageReadError, file_kind, read_slices
 from kidneyct.preprocess.kidney import KidneyLocation, locate_kidneys
@@ -23,8 +24,6 @@ from kidneyct.synthetic.lesions import KINDS, LesionModel, render_lesions
 MANIFEST = "lesions.csv"
 SHEET = "contact-sheet.png"
 SHEET_EXAMPLES = 24
-CLASS_NAMES = ("Normal", "Cyst", "Tumor", "Stone")  # the class folders looked for when none are named
-MASK_MARKER = ".mask."  # files beside images that are masks, not images (as the catalogue skips them)
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def find_class_images(data_root: str | Path, classes: list[str] | None = None) -
     Raises:
         FileNotFoundError: no class folder or no image in them.
     """
-    wanted = {c.lower() for c in (classes or CLASS_NAMES)}
+    wanted = {c.lower() for c in (classes or KAGGLE_CLASSES)}
     found = []
     for current, dirs, names in os.walk(Path(data_root)):
         dirs.sort()
@@ -114,13 +113,6 @@ def _stem(located: _Located, data_root: Path) -> str:
     return stem if located.slice_index is None else f"{stem}-s{located.slice_index:03d}"
 
 
-def _insert(located: _Located, kind: str, generator: torch.Generator, model: LesionModel):
-    image = torch.from_numpy(located.unit.astype(np.float32))[None, None]
-    mask = torch.from_numpy(located.location.mask)[None]
-    inserted = render_lesions(image, mask, torch.ones(1, dtype=torch.bool), kind, generator, model)
-    return inserted
-
-
 def _save_png(array: np.ndarray, path: Path) -> None:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
@@ -131,7 +123,9 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 def _write_example(located: _Located, data_root: Path, out: Path, kind: str, generator: torch.Generator,
                    model: LesionModel) -> Example:
-    inserted = _insert(located, kind, generator, model)
+    image = torch.from_numpy(located.unit.astype(np.float32))[None, None]
+    kidney = torch.from_numpy(located.location.mask)[None]
+    inserted = render_lesions(image, kidney, torch.ones(1, dtype=torch.bool), kind, generator, model)
     folder = out / located.class_name
     folder.mkdir(parents=True, exist_ok=True)
     stem = _stem(located, data_root)
@@ -143,7 +137,8 @@ def _write_example(located: _Located, data_root: Path, out: Path, kind: str, gen
     row_col = inserted.centres[0].tolist()
     row = {
         **{key: f"{located.class_name}/{name}" for key, name in names.items()},
-        "source": str(located.source), "slice": "" if located.slice_index is None else located.slice_index,
+        "source": located.source.relative_to(data_root).as_posix(),
+        "slice": "" if located.slice_index is None else located.slice_index,
         "class": located.class_name, "kind": kind,
         "centre_row": int(row_col[0]), "centre_col": int(row_col[1]),
         "radius_px": round(float(inserted.radii[0]), 2),
@@ -194,18 +189,23 @@ def write_lesion_examples(data_root: str | Path, out: str | Path, n: int, kind: 
             break
     if not examples:
         raise FileNotFoundError(f"the kidney locator found no kidney in {len(files)} files under {data_root}")
+    contact_sheet(examples[:SHEET_EXAMPLES]).save(out / SHEET, optimize=True)
+    return _write_manifest(out, examples, {"data_root": str(data_root), "kind": kind, "seed": seed, "size": size,
+                                           "lesion_model": model.to_dict()})
+
+
+def _write_manifest(out: Path, examples: list[Example], settings: dict) -> Path:
+    """The manifest CSV (one row per example) and the SYNTHETIC.json note beside it."""
     manifest = out / MANIFEST
     with open(manifest, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(examples[0].row))
         writer.writeheader()
         writer.writerows(example.row for example in examples)
     (out / "SYNTHETIC.json").write_text(json.dumps({
-        "synthetic": True, "generator": "kidneyct.synthetic.lesion_examples", "kind": kind, "seed": seed,
-        "n": len(examples), "size": size, "lesion_model": model.to_dict(),
+        "synthetic": True, "generator": "kidneyct.synthetic.lesion_examples", "n": len(examples), **settings,
         "note": "Synthetic lesions inserted into real CT slices, for research only: these are not real "
                 "tumors or cysts, and the originals' diagnoses do not apply to the edited images.",
     }, indent=2))
-    contact_sheet(examples[:SHEET_EXAMPLES]).save(out / SHEET, optimize=True)
     return manifest
 
 
