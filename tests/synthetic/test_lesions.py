@@ -16,7 +16,7 @@ from kidneyct.data.phantom import render_slice, sample_patient
 from kidneyct.data.transforms import apply_window
 from kidneyct.synthetic.lesions import LesionModel, insert_lesions, render_lesions
 
-SIZE = 96
+SIZE = 128
 KAGGLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct-kidney"
 
 
@@ -80,9 +80,12 @@ def test_lesions_grow_from_the_kidney_and_overlap_it(phantoms, kind):
     assert inserted.applied.all() and inserted.masks.flatten(1).any(1).all()
     check_inside_kidney(inserted, images, masks)
     model = LesionModel()
-    share = inserted.radii / inserted.kidney_radius  # sizes relative to the kidney, as the model says
-    low, high = model.cyst_radius if kind == "cyst" else (model.small_tumor_radius[0], model.tumor_radius[1])
-    assert (share >= low - 1e-4).all() and (share <= high + 1e-4).all()
+    share = inserted.radii / inserted.kidney_radius  # sizes relative to the kidney, at most the model's
+    high = model.cyst_radius[1] if kind == "cyst" else model.tumor_radius[1]  # (less near the body wall)
+    assert (share <= high + 1e-4).all() and share.mean() > (0.4 if kind == "cyst" else 0.9)
+    for i in range(images.shape[0]):  # lesions stay inside the body
+        body = ndimage.binary_fill_holes(images[i, 0].numpy() > 0.05)
+        assert not (inserted.masks[i].numpy() & ~body).any()
 
 
 def test_unapplied_and_kidneyless_images_are_left_bit_identical(phantoms):
@@ -150,27 +153,33 @@ def lesion_core(inserted, masks: torch.Tensor, index: int) -> np.ndarray:
     return core & masks[index].numpy()
 
 
-WINDOWS = {"wide": (40, 400), "narrow": (60, 280)}  # the narrow one clips fat to black
+WINDOWS = {"wide": (40, 400), "narrow": (60, 250)}  # the narrow one clips fat to black
 
 
 def test_tumor_contrast_follows_each_images_display_scale():
     """The same enhanced phantoms exported through a wide and a narrow window: the tumor is darker than
-    the kidney by the same estimated HU in both, so by 400/280 times more display units in the narrow one."""
-    hu, masks = phantom_hu(6, seed=1, cortex=180.0)  # 0.93 at most in the narrow window: not clipped
+    the kidney by the same estimated HU in both, so by 400/250 times more display units in the narrow one.
+    (Drawn in fixed display units, it would differ by 37% in estimated HU and not at all on screen.)
+    Texture and necrosis are off: the lesion's extent differs a little between the two exports (the body
+    wall is read from each), and a patchy texture averaged over different pixels would blur the test."""
+    hu, masks = phantom_hu(6, seed=1, cortex=170.0)  # 0.94 in the narrow window: not clipped
     masks = torch.from_numpy(masks)
+    model = LesionModel(tumor_texture_hu=(0.0, 0.0), necrosis_probability=0.0)
     drops = {}
     for name, (level, width) in WINDOWS.items():
         images = windowed(hu, level, width)
-        inserted = render_lesions(images, masks, all_of(images), "tumor", generator(3))
+        inserted = render_lesions(images, masks, all_of(images), "tumor", generator(3), model)
         for i in range(len(hu)):
             core = lesion_core(inserted, masks, i)
             kidney = float(np.median(images[i, 0].numpy()[masks[i].numpy()]))
             change = float(inserted.images[i, 0].numpy()[core].mean()) - kidney
             drops.setdefault(name, []).append((change, change / float(inserted.scale.per_hu[i])))
-    for (display_wide, hu_wide), (display_narrow, hu_narrow) in zip(drops["wide"], drops["narrow"]):
-        assert hu_wide < -40 and hu_narrow < -40  # hypo-enhancing: darker than the kidney
-        assert hu_narrow == pytest.approx(hu_wide, rel=0.25)
-        assert display_narrow / display_wide == pytest.approx(400 / 280, rel=0.25)
+    (display_wide, hu_wide), (display_narrow, hu_narrow) = (np.array(drops[name]).T for name in WINDOWS)
+    assert (hu_wide < -40).all() and (hu_narrow < -40).all()  # hypo-enhancing: darker than the kidney
+    # Per lesion loosely (small lesions average few pixels), over the batch tightly.
+    assert np.allclose(hu_narrow / hu_wide, 1.0, atol=0.4)
+    assert np.median(hu_narrow / hu_wide) == pytest.approx(1.0, abs=0.2)
+    assert np.median(display_narrow / display_wide) == pytest.approx(400 / 250, rel=0.2)
 
 
 def high_pass_spread(image: np.ndarray, where: np.ndarray) -> float:
@@ -182,16 +191,17 @@ def high_pass_spread(image: np.ndarray, where: np.ndarray) -> float:
 @pytest.mark.parametrize("kind", ["cyst", "tumor"])
 def test_the_slices_noise_stays_on_the_lesion(phantoms, kind):
     """High-frequency spread inside a lesion (kept 3 pixels clear of its margin, where the high-pass
-    would see the edge) matches the slice's own; cysts are made large here to leave pixels to measure."""
+    would see the edge) matches the slice's own; cysts are made large here to leave pixels to measure,
+    and tumors plain (no texture, no necrosis), so that what is measured is noise."""
     images, masks = phantoms
-    model = LesionModel(cyst_radius=(1.3, 1.6))
+    model = LesionModel(cyst_radius=(1.3, 1.6), tumor_texture_hu=(0.0, 0.0), necrosis_probability=0.0)
     inserted = render_lesions(images, masks, all_of(images), kind, generator(2), model)
     for i in range(images.shape[0]):
         original, out = images[i, 0].numpy(), inserted.images[i, 0].numpy()
         inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
         body = (original > 0.02) & (original < 0.98)
         ratio = high_pass_spread(out, inside) / high_pass_spread(original, body)
-        assert 0.65 < ratio < (1.4 if kind == "cyst" else 1.7), f"image {i}: noise ratio {ratio:.2f}"
+        assert 0.65 < ratio < 1.4, f"image {i}: noise ratio {ratio:.2f}"
 
 
 @pytest.mark.parametrize("grain", [0.0, 0.8])

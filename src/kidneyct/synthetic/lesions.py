@@ -33,11 +33,11 @@ _TEXTURE_REACH = 1.6  # the texture grid spans +-1.6 radii: the lesion with its 
 _NECROSIS_EDGE = 0.12  # soft edge of the necrotic core, as a share of the lesion's radius
 _RANDOM_COLUMNS = 12  # uniforms per image: centre, small?, sizes (2), shift (2), offset, sign, texture,
 #                       necrosis (2), cyst density
-_GREY_FAT = 0.06  # a fat level above this display intensity is not clipped: black is air
+_FAT_BAND = 10  # histogram bins (of 256) compared to tell clipped fat from air
 _FINER = 2.0  # the second texture octave is this many times finer
 _GRAINS = tuple(i / 10 for i in range(16))  # candidate noise grains: white noise blurred 0-1.5 px
-_WALL = 0.01  # lesions stay this share of the image side inside the body's soft-tissue outline
-_BODY = 0.06  # blurred display level above which a pixel is body (dark fat beside tissue included)
+_WALL = 0.035  # lesions stay this share of the image side inside the body's outline
+_AIR = 0.03  # display level above which a pixel is not air (JPEG ringing in air stays below)
 _TISSUE = 0.1  # blurred display level above which the body is tissue, not air (or, doubled, the table)
 _BRIGHT = 0.95  # display intensity of bone and dense contrast, which lesions leave alone
 _ANGLES = 128  # the margin is tabulated at this many angles (linear in between)
@@ -205,11 +205,21 @@ def _fat_and_soft_levels(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     low = below.gather(1, split[:, None])[:, 0]
     fat = _first_bin_reaching(below, low / 2)
     soft = centres[_first_bin_reaching(below, low + (total[:, 0] - low) / 2)]
-    # Black pixels are fat clipped by a narrow window when fat's median is near black; when fat is clearly
-    # grey (a wide window) they are air (bowel gas, around the table) and are left out of fat's median.
+    # Black pixels are air (bowel gas, beside the body) or fat that a narrow window clipped. Clipped fat's
+    # tail is densest just above black and thins out upwards; behind air there is a gap before grey fat's
+    # peak. So where the band just above black is much sparser than the band around the median of the
+    # fat that is not black, black is air and is left out of fat's median.
     without_black = below - hist[:, :1]
     grey_fat = _first_bin_reaching(without_black, without_black.gather(1, split[:, None])[:, 0] / 2)
-    return centres[torch.where(centres[fat] >= _GREY_FAT, grey_fat, fat)], soft
+    band = _FAT_BAND
+
+    def count(first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        return below.gather(1, last.clamp(0, _HIST_BINS - 1)[:, None])[:, 0] - below.gather(
+            1, (first - 1).clamp(0, _HIST_BINS - 1)[:, None])[:, 0]
+
+    ones = torch.ones_like(grey_fat)
+    gap = count(ones, ones * band) < 0.5 * count(grey_fat - band // 2, grey_fat + band // 2)
+    return centres[torch.where(gap, grey_fat, fat)], soft
 
 
 def estimate_display_scale(images: torch.Tensor, region: torch.Tensor, model: LesionModel) -> DisplayScale:
@@ -240,7 +250,7 @@ def estimate_display_scale(images: torch.Tensor, region: torch.Tensor, model: Le
 
 
 def _body_blur(images: torch.Tensor) -> torch.Tensor:
-    """The slices blurred over 1/64 of their side, float [B, H, W]: what the body outline is read from."""
+    """The slices blurred over 1/64 of their side, float [B, H, W]: what the body's wall is read from."""
     return _gaussian_blur(images.float(), max(1.0, max(images.shape[-2:]) / 64))[:, 0]
 
 
@@ -257,28 +267,47 @@ def _seen_from(mask: torch.Tensor, dim: int, reverse: bool) -> torch.Tensor:
     return found & (index >= first)
 
 
-def _inside_body(blurred: torch.Tensor) -> torch.Tensor:
-    """The body's outline with its holes (dark fat, gas) filled, bool [B, H, W]: pixels with tissue (a
-    blurred level above _TISSUE) to their left, right and top, and dense tissue (twice that, or that
-    within a few percent of the image side to the side) below. The stricter test below leaves out the
-    gap above the table, whose thin lines blur to about _TISSUE; the sideways reach keeps the flanks,
-    under which there may be only fat and skin."""
-    tissue = blurred > _TISSUE
-    sideways = max(blurred.shape[-2:]) / 20
+def _inside_body(image: torch.Tensor, level: float, blurred: torch.Tensor) -> torch.Tensor:
+    """The body with its holes (dark fat, gas) filled, bool [B, H, W] from [B, H, W]: pixels with tissue
+    (`image` above `level`) to their left, right and top, and dense tissue (`blurred`, the same slices
+    blurred, above 2 * _TISSUE, or that within a few percent of the image side to the side) below. The
+    stricter test below leaves out the gap above the table, whose thin lines blur to less; the
+    sideways reach keeps the flanks, under which there may be only fat and skin. Batched as
+    comparisons with first and last indices."""
+    tissue = image > level
+    sideways = max(image.shape[-2:]) / 20
     dense = _gaussian_blur((blurred > 2 * _TISSUE)[:, None].float(), sideways, vertical=False)[:, 0] > 0.05
     return (_seen_from(tissue, 2, False) & _seen_from(tissue, 2, True) & _seen_from(tissue, 1, False)
             & _seen_from(dense, 1, True))
 
 
-def _room(images: torch.Tensor, kidney_masks: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
-    """Where a lesion may show, float [B, H, W] in [0, 1] with soft borders: within the body's outline
+def _within_wall(blurred: torch.Tensor) -> torch.Tensor:
+    """The body minus its outer _WALL share of the image side (skin, subcutaneous fat, much of the
+    muscular wall), bool [B, H/2, W/2]: the outline is coarse, so it is found at half resolution (4
+    times cheaper), and eroded as blur-and-threshold (a cheap depthwise convolution on any device)."""
+    half = blurred[:, ::2, ::2]
+    half = _inside_body(half, _TISSUE, half)[:, None].float()
+    return _gaussian_blur(half, max(blurred.shape[-2:]) * _WALL / 2.56)[:, 0] > 0.9
+
+
+def _nearest_wall(within: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance [B] (pixels) from each centre to the nearest pixel beyond the wall (`within`, at half
+    resolution; infinite when the body fills the image) and the unit vector [B, 2] (row, col) towards it."""
+    rows, cols = _grid(within.shape[-2:], within.device)
+    dist2 = (2 * rows - centres[:, 0, None, None]) ** 2 + (2 * cols - centres[:, 1, None, None]) ** 2
+    nearest = torch.where(within, torch.inf, dist2).flatten(1).min(1)
+    width = within.shape[-1]
+    point = torch.stack([2 * (nearest.indices // width), 2 * (nearest.indices % width)], 1).float()
+    towards = point - centres
+    return nearest.values.sqrt(), towards / towards.norm(dim=1, keepdim=True).clamp(min=1e-6)
+
+
+def _room(images: torch.Tensor, kidney_masks: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
+    """Where a lesion may show, float [B, H, W] in [0, 1] with soft borders: within the body's wall
     (a mass pushes the abdominal wall out, it does not replace it), and not over bright structures
     outside the kidney (bone, contrast-filled vessels and bowel). The located kidney itself is always
-    room. Erosion as blur-and-threshold: a cheap depthwise convolution on any device."""
-    # The outline is coarse: found at half resolution (from the already blurred slice), 4 times cheaper.
-    half = _inside_body(blurred[:, ::2, ::2])[:, None].float()
-    half = _gaussian_blur(half, max(images.shape[-2:]) * _WALL / 2.56) > 0.9
-    inside = F.interpolate(half.float(), size=images.shape[-2:], mode="nearest")[:, 0] > 0
+    room."""
+    inside = F.interpolate(within[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0] > 0
     bright = (images[:, 0] >= _BRIGHT) & ~_dilate(_dilate(kidney_masks))
     room = (inside & ~_dilate(bright)) | kidney_masks
     soft = _smoothstep((_gaussian_blur(room[:, None].float(), 0.7)[:, 0] - 0.1) / 0.8)  # exactly 0 off room
@@ -361,29 +390,41 @@ def _kidney_around(masks: torch.Tensor, centres: torch.Tensor, rows, cols) -> tu
     return local, torch.sqrt(local.flatten(1).sum(1).float() / math.pi).clamp(min=1.0)
 
 
-def _lesion_shape(images, centres, kidney_radius, tumor, draws: _Draws, model: LesionModel) -> _Shape:
-    """Size (relative to the kidney), lobulated margin and outward shift of each lesion."""
+def _outwards(images: torch.Tensor, centres: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Unit vectors [B, 2] (row, col) of exophytic growth: away from the body's midline (its intensity
+    centroid), tilted forwards by up to 70 degrees (u uniform [B]), where real masses have room."""
+    weights = images[:, 0].float()
+    cols = torch.arange(images.shape[-1], device=images.device, dtype=torch.float32)
+    midline = (weights.sum(1) * cols).sum(1) / weights.sum((1, 2)).clamp(min=1e-6)
+    side = torch.where(centres[:, 1] >= midline, 1.0, -1.0)
+    tilt = math.radians(-20) + u * math.radians(90)
+    return torch.stack([-torch.sin(tilt), side * torch.cos(tilt)], 1)
+
+
+def _lesion_shape(images, centres, kidney_radius, wall, tumor, draws: _Draws, model: LesionModel) -> _Shape:
+    """Size (relative to the kidney), lobulated margin and outward shift of each lesion. A mass pushes
+    the abdominal wall out rather than crossing it: its reach towards the nearest point of the wall
+    (`wall`: distance and direction) may pass it by a little, where it is cut as if pressed against
+    it, not by much."""
     u = draws.u
     small = u[:, 1] < model.small_tumor_share
     size = _uniform(u[:, 2], model.tumor_radius)
     factor = torch.where(small, _uniform(u[:, 2], model.small_tumor_radius), size)
     factor = torch.where(tumor, factor, _uniform(u[:, 3], model.cyst_radius))
-    radius = (factor * kidney_radius).clamp(min=model.min_radius_px)
+    radius = factor * kidney_radius
     irregularity = torch.where(tumor, model.tumor_irregularity, model.cyst_irregularity)
     frequency = torch.floor(2 + draws.harmonics[:, 1] * 5)  # 2-6 lobes per turn
     # Higher harmonics weaker (as 2 / frequency): smooth lobulation rather than a clover or a star.
     amplitude = draws.harmonics[:, 0] * irregularity[:, None] * 2 / frequency
     phase = draws.harmonics[:, 2] * 2 * math.pi
-    # Exophytic growth: away from the body's midline (intensity centroid) and forwards, where real
-    # masses have room; the shift stays below the margin's smallest reach so the lesion holds its centre.
-    weights = images[:, 0].float().flatten(1)
-    cols = torch.arange(images.shape[-1], device=images.device, dtype=torch.float32)
-    midline = (weights.view_as(images[:, 0]).sum(1) * cols).sum(1) / weights.sum(1).clamp(min=1e-6)
-    side = torch.where(centres[:, 1] >= midline, 1.0, -1.0)
-    tilt = math.radians(-20) + u[:, 5] * math.radians(90)
-    direction = torch.stack([-torch.sin(tilt), side * torch.cos(tilt)], 1)
+    direction = _outwards(images, centres, u[:, 5])
+    # The shift stays below the margin's smallest reach, so the lesion holds its centre.
     lowest = (1 - amplitude.sum(1)).clamp(min=0.3)
-    shift = torch.minimum(u[:, 4] * model.exophytic_shift, 0.8 * lowest) * radius
+    shift_share = torch.minimum(u[:, 4] * model.exophytic_shift, 0.8 * lowest)
+    distance, towards = wall
+    reach = 1 + amplitude.sum(1) + shift_share * (direction * towards).sum(1)  # per radius, towards the wall
+    radius = torch.minimum(radius, 1.2 * distance / reach.clamp(min=0.5)).clamp(min=model.min_radius_px)
+    shift = shift_share * radius
     edge = (torch.where(tumor, model.tumor_edge, model.cyst_edge) * radius).clamp(min=0.5)
     return _Shape(centres, centres + shift[:, None] * direction, radius, edge, (amplitude, frequency, phase))
 
@@ -455,16 +496,22 @@ def _grain_table(blur: float) -> dict[str, torch.Tensor]:
     """Per candidate grain (_GRAINS: white noise blurred by that many pixels), from the 2-D kernels:
     `correlation` of neighbouring pixels in what a blur of `blur` removes (what an image shows),
     `share` of the noise's std that the blur removes (what it hides), `std` of unit white noise so
-    blurred, and `low` the std of the blurred noise blurred again by `blur`, relative to `std`."""
+    blurred, and `low` the std of that noise blurred again by `blur` / sqrt(2) (the complement), relative
+    to `std`."""
     half = math.ceil(3 * (max(_GRAINS) + blur)) + 2
     rows = []
+
+    def blurred(taps: torch.Tensor, sigma: float) -> torch.Tensor:
+        return F.conv1d(taps.view(1, 1, -1), _gaussian_taps(sigma, half).view(1, 1, -1), padding=half)[0, 0]
+
     for grain in _GRAINS:
         noise = _gaussian_taps(grain, half)
-        smooth = F.conv1d(noise.view(1, 1, -1), _gaussian_taps(blur, half).view(1, 1, -1), padding=half)[0, 0]
+        smooth = blurred(noise, blur)
         kernel = torch.outer(noise, noise) - torch.outer(smooth, smooth)  # high-pass of the noise
         power, full = (kernel * kernel).sum(), (noise * noise).sum() ** 2
+        complement = blurred(noise, blur / math.sqrt(2))
         rows.append([(kernel[:, 1:] * kernel[:, :-1]).sum() / power, torch.sqrt(power / full),
-                     torch.sqrt(full), (smooth * smooth).sum() / torch.sqrt(full)])
+                     torch.sqrt(full), (complement * complement).sum() / torch.sqrt(full)])
     table = torch.tensor(rows, dtype=torch.float32)
     return dict(zip(("correlation", "share", "std", "low"), table.unbind(1)))
 
@@ -531,8 +578,10 @@ def _slice_noise(images: torch.Tensor, body: torch.Tensor, draws: _Draws, model:
     grains = torch.tensor(_GRAINS, device=x.device)[nearest]
     matched = _grainy_noise(draws, grains, table["std"][nearest])
     # The added low part is independent of the slice's high part, so it carries all the variance the
-    # high part lacks (in the slice, part of it is their covariance).
-    low = _gaussian_blur(matched, model.noise_blur_px)[:, 0] / table["low"][nearest].view(-1, 1, 1)
+    # high part lacks (in the slice, part of it is their covariance). It is the complement of the high
+    # part's spectrum, (1 - (1 - G)^2) = 2G - G^2 for a Gaussian G, whose root is about a Gaussian of
+    # width / sqrt(2): else mid frequencies, which the residual keeps only partly, would go missing.
+    low = _gaussian_blur(matched, model.noise_blur_px / math.sqrt(2))[:, 0] / table["low"][nearest].view(-1, 1, 1)
     low = low * torch.sqrt(1 - share ** 2)
     outlier = _dilate(~readable | (residual.abs() > 3 * sigma)) | (slope > torch.maximum(3 * typical, sigma))
     return torch.where(outlier, full * matched[:, 0], residual + full * low)
@@ -600,14 +649,15 @@ def _render(images: torch.Tensor, kidney_masks: torch.Tensor, tumor: torch.Tenso
     local, kidney_radius = _kidney_around(kidney_masks, centres, rows, cols)
     x = images[:, 0].float()
     blurred = _body_blur(images)
-    body = blurred > _BODY
-    # Levels and noise are read from every other pixel: as good a median, a quarter of the work.
+    within = _within_wall(blurred)
+    body = _inside_body(x, _AIR, blurred)  # its edge sharp, not blurred: no ring of air to pass for fat
+    # Levels are read from every other pixel: as good a median, a quarter of the work.
     region = body & ~kidney_masks & (x < _BRIGHT)
     scale = estimate_display_scale(images[..., ::2, ::2], region[:, ::2, ::2], model)
     kidney_level = _masked_median(x.flatten(1), local.flatten(1), 0.5)
-    shape = _lesion_shape(images, centres, kidney_radius, tumor, draws, model)
+    shape = _lesion_shape(images, centres, kidney_radius, _nearest_wall(within, centres), tumor, draws, model)
     weight, radius_share, offsets = _lesion_weight(shape, rows, cols)
-    weight = weight * _room(images, kidney_masks, blurred)
+    weight = weight * _room(images, kidney_masks, within)
     inside = weight > 0.5
     texture = _texture(draws, offsets, inside, shape.radius, model)
     large = shape.radius > kidney_radius
