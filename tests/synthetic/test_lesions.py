@@ -276,6 +276,6 @@ def test_write_lesion_examples_on_phantom_slices(tmp_path):
     note = json.loads((tmp_path / "out" / "SYNTHETIC.json").read_text())
     assert note["synthetic"] is True and LesionModel.from_dict(note["lesion_model"]) == LesionModel()
     sheet = Image.open(tmp_path / "out" / "contact-sheet.png")
-    assert sheet.mode == "P" and sheet.width == 4 * 3 * 128 + 3 * 4
+    assert sheet.mode == "P" and sheet.width == 4 * 3 * 160 + 3 * 5
     again = write_lesion_examples(tmp_path / "data", tmp_path / "again", n=4, kind="tumor", seed=0)
     assert open(again).read() == open(manifest).read()

@@ -212,10 +212,11 @@ def _write_manifest(out: Path, examples: list[Example], settings: dict) -> Path:
 _RED, _GREEN = 254, 255  # palette indices of the outlines; 0-253 are greys
 
 
-def _tile(image: np.ndarray, side: int, resample) -> np.ndarray:
+def _tile(image: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    """`image` resized to `size` (width, height); masks stay bool."""
     mode = "L" if image.dtype == bool else "F"
     data = image.astype(np.uint8) * 255 if image.dtype == bool else image.astype(np.float32)
-    resized = np.asarray(Image.fromarray(data, mode=mode).resize((side, side), resample))
+    resized = np.asarray(Image.fromarray(data, mode=mode).resize(size, resample))
     return resized > 127 if image.dtype == bool else np.clip(resized, 0, 1)
 
 
@@ -227,44 +228,52 @@ def _greys(unit: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(unit, 0, 1) * (_RED - 1)).astype(np.uint8)
 
 
-def _square_box(unit: np.ndarray) -> tuple[slice, slice]:
-    """A square around the body (the whole slice when no body is found), so that tiles show anatomy,
-    not the table and the air around it."""
+def _body_box(unit: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a box of `aspect` (width / height) around the body, or around the
+    whole slice when no body is found: tiles then show anatomy, not the table and the air around it."""
     mask = body_mask(unit)
     if mask is None:
-        return slice(0, unit.shape[0]), slice(0, unit.shape[1])
+        mask = np.ones(unit.shape, bool)
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    side = int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 5
-    top = int(np.clip((rows[0] + rows[-1] - side) // 2, 0, max(unit.shape[0] - side, 0)))
-    left = int(np.clip((cols[0] + cols[-1] - side) // 2, 0, max(unit.shape[1] - side, 0)))
-    return slice(top, top + side), slice(left, left + side)
+    height = max(rows[-1] - rows[0] + 1, (cols[-1] - cols[0] + 1) / aspect) * 1.04
+    width = height * aspect
+    return (int(round((rows[0] + rows[-1] - height) / 2)), int(round((cols[0] + cols[-1] - width) / 2)),
+            int(round(height)), int(round(width)))
 
 
-def contact_sheet(examples: list[Example], tile: int = 128, per_row: int = 4) -> Image.Image:
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box's part of `array`, padded with zeros (black, or False) where the box leaves the slice."""
+    top, left, height, width = box
+    pad = max(0, -top, -left, top + height - array.shape[0], left + width - array.shape[1])
+    padded = np.pad(array, pad)
+    return padded[top + pad:top + pad + height, left + pad:left + pad + width]
+
+
+def contact_sheet(examples: list[Example], tile: int = 160, per_row: int = 4) -> Image.Image:
     """Original | with lesion | outlines (lesion red, located kidney green) for each example, cropped
     to the body, `per_row` examples a row, as a palette PNG image (greys plus two colours: small files).
 
     Args:
         examples: what `_write_example` returned, in order.
-        tile: side of each panel, pixels.
+        tile: width of each panel, pixels (panels are 4:3, like an abdomen's cross-section).
         per_row: examples per row.
 
     Returns:
         A PIL image in mode "P".
     """
+    size = (tile, tile * 3 // 4)
     gap = max(2, tile // 32)
     rows = -(-len(examples) // per_row)
-    width = per_row * 3 * tile + (per_row - 1) * gap
-    sheet = np.full((rows * tile + (rows - 1) * gap, width), 96, np.uint8)  # mid-grey separators
+    sheet = np.full((rows * (size[1] + gap) - gap, per_row * (3 * tile + gap) - gap), 96, np.uint8)  # grey gaps
     for i, example in enumerate(examples):
-        top, left = (i // per_row) * (tile + gap), (i % per_row) * (3 * tile + gap)
-        box = _square_box(example.original)
-        original = _greys(_tile(example.original[box], tile, Image.Resampling.BILINEAR))
-        lesion = _greys(_tile(example.with_lesion[box], tile, Image.Resampling.BILINEAR))
+        top, left = (i // per_row) * (size[1] + gap), (i % per_row) * (3 * tile + gap)
+        box = _body_box(example.original, size[0] / size[1])
+        original = _greys(_tile(_crop(example.original, box), size, Image.Resampling.BILINEAR))
+        lesion = _greys(_tile(_crop(example.with_lesion, box), size, Image.Resampling.BILINEAR))
         outlined = lesion.copy()
-        outlined[_outline(_tile(example.kidney_mask[box], tile, Image.Resampling.NEAREST))] = _GREEN
-        outlined[_outline(_tile(example.lesion_mask[box], tile, Image.Resampling.NEAREST))] = _RED
-        sheet[top:top + tile, left:left + 3 * tile] = np.concatenate([original, lesion, outlined], 1)
+        outlined[_outline(_tile(_crop(example.kidney_mask, box), size, Image.Resampling.NEAREST))] = _GREEN
+        outlined[_outline(_tile(_crop(example.lesion_mask, box), size, Image.Resampling.NEAREST))] = _RED
+        sheet[top:top + size[1], left:left + 3 * tile] = np.concatenate([original, lesion, outlined], 1)
     image = Image.fromarray(sheet, mode="P")
     grey = np.linspace(0, 255, _RED).round().astype(int)
     palette = np.stack([grey] * 3, 1).ravel().tolist() + [230, 40, 40, 40, 210, 60]
