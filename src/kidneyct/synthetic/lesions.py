@@ -423,7 +423,10 @@ def _lesion_shape(images, centres, kidney_radius, wall, tumor, draws: _Draws, mo
     shift_share = torch.minimum(u[:, 4] * model.exophytic_shift, 0.8 * lowest)
     distance, towards = wall
     reach = 1 + amplitude.sum(1) + shift_share * (direction * towards).sum(1)  # per radius, towards the wall
-    radius = torch.minimum(radius, 1.2 * distance / reach.clamp(min=0.5)).clamp(min=model.min_radius_px)
+    # A kidney close to the wall still gets a lesion of 0.7 of its own radius (cut by the wall if need be).
+    floor = torch.minimum(radius, 0.7 * kidney_radius)
+    radius = torch.maximum(torch.minimum(radius, 1.2 * distance / reach.clamp(min=0.5)), floor)
+    radius = radius.clamp(min=model.min_radius_px)
     shift = shift_share * radius
     edge = (torch.where(tumor, model.tumor_edge, model.cyst_edge) * radius).clamp(min=0.5)
     return _Shape(centres, centres + shift[:, None] * direction, radius, edge, (amplitude, frequency, phase))
@@ -650,10 +653,13 @@ def _render(images: torch.Tensor, kidney_masks: torch.Tensor, tumor: torch.Tenso
     x = images[:, 0].float()
     blurred = _body_blur(images)
     within = _within_wall(blurred)
-    body = _inside_body(x, _AIR, blurred)  # its edge sharp, not blurred: no ring of air to pass for fat
-    # Levels are read from every other pixel: as good a median, a quarter of the work.
-    region = body & ~kidney_masks & (x < _BRIGHT)
-    scale = estimate_display_scale(images[..., ::2, ::2], region[:, ::2, ::2], model)
+    # The body and its levels are read from every other pixel (as good a median, a quarter of the work),
+    # its edge sharp, not blurred: no ring of air around it to pass for fat.
+    sub = x[:, ::2, ::2]
+    body = _inside_body(sub, _AIR, blurred[:, ::2, ::2])
+    region = body & ~kidney_masks[:, ::2, ::2] & (sub < _BRIGHT)
+    scale = estimate_display_scale(images[..., ::2, ::2], region, model)
+    body = F.interpolate(body[:, None].float(), size=x.shape[-2:], mode="nearest")[:, 0] > 0
     kidney_level = _masked_median(x.flatten(1), local.flatten(1), 0.5)
     shape = _lesion_shape(images, centres, kidney_radius, _nearest_wall(within, centres), tumor, draws, model)
     weight, radius_share, offsets = _lesion_weight(shape, rows, cols)
