@@ -17,7 +17,9 @@ from kidneyct.data.transforms import apply_window
 from kidneyct.synthetic.lesions import LesionModel, insert_lesions, render_lesions
 
 SIZE = 128
-KAGGLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct-kidney"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+KAGGLE = SHARED / "ct-kidney"
+REAL_CT = SHARED / "real-ct-examples" / "abdomen-ct-30slices.nii.gz"
 
 
 def phantom_hu(n: int, seed: int = 0, cortex: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -279,3 +281,28 @@ def test_write_lesion_examples_on_phantom_slices(tmp_path):
     assert sheet.mode == "P" and sheet.width == 4 * 3 * 160 + 3 * 5
     again = write_lesion_examples(tmp_path / "data", tmp_path / "again", n=4, kind="tumor", seed=0)
     assert open(again).read() == open(manifest).read()
+
+
+def test_display_scale_of_a_real_scan_follows_its_window():
+    """A real CT volume in HU (plain scan, with organ labels): windowed 40/400 and 40/250, the estimated
+    window widths keep the true ratio and lie within 0.9-1.5 times the truth (this plain scan's soft
+    tissue, about 30 HU, is below the model's nominal 55 HU, so estimates run 20-45% wide); lesions
+    land in the labelled kidneys."""
+    from kidneyct.io import read_slices
+
+    if not REAL_CT.exists():
+        pytest.skip(f"real CT volume not present at {REAL_CT}")
+    indices = [5, 10, 15, 20]  # slices with kidneys
+    hu = np.stack([ct.pixels for ct in read_slices(REAL_CT, indices)])
+    organs = REAL_CT.with_name(REAL_CT.name.replace(".nii.gz", ".organs.nii.gz"))
+    labels = np.stack([ct.pixels for ct in read_slices(organs, indices)])
+    masks = torch.from_numpy(np.isin(labels, (2, 3)))  # TotalSegmentator: right and left kidney
+    widths = {}
+    for width in (400, 250):
+        images = windowed(hu, 40, width)
+        inserted = render_lesions(images, masks, all_of(images), "tumor", generator())
+        check_inside_kidney(inserted, images, masks)
+        widths[width] = 1 / inserted.scale.per_hu.numpy()
+    assert np.allclose(widths[250] / widths[400], 250 / 400, rtol=0.15)
+    for width, estimates in widths.items():
+        assert ((estimates > 0.9 * width) & (estimates < 1.5 * width)).all(), (width, estimates)
