@@ -718,7 +718,8 @@ def insert_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torc
 
     Each lesion grows from a pixel drawn uniformly from the image's kidney mask, with a radius relative to
     that kidney's size, rendered in the image's own display scale (see `estimate_display_scale`) as an
-    additive change that keeps the slice's noise, blended with a soft edge and clipped to [0, 1].
+    additive change that keeps the slice's noise, blended with a soft edge and clipped to [0, 1]. It
+    stays within the body's wall and leaves bone and dense contrast outside the kidney alone.
 
     Args:
         images: float [B, 1, H, W] display intensities in [0, 1] (already windowed).
