@@ -14,8 +14,9 @@ bone and dense contrast outside the kidney.
 
 Everything is tensor arithmetic over the batch (no loop over pixels or samples; only the images that
 receive a lesion are computed), and all randomness comes from the caller's torch.Generator, so the same
-generator state and inputs give the same lesions. Measured on one thread of a shared 2-core CPU: a batch
-of 32 slices at 96 px, all receiving a lesion, 60-80 ms (half that when half receive one).
+generator state and inputs give the same lesions. Measured (benchmarks/lesion_speed.py, one thread,
+CPU time on a shared 2-core machine): a batch of 32 phantom slices at 96 px 65-80 ms when all receive
+a lesion, about 35 ms when half do; 420-470 ms at 224 px. Not yet measured on a GPU.
 """
 
 from __future__ import annotations
