@@ -25,6 +25,10 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _STUDY_KEYS = ("PatientID", "PatientName", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
                "FrameOfReferenceUID")
 _SERIES_KEYS = ("SeriesNumber", "SeriesDate", "SeriesTime", "SeriesDescription", "Modality", "FrameOfReferenceUID")
+# Type 2 attributes of the Patient and General Study modules: present, if empty, in a valid image. Results
+# copy them from their source, so a source lacking them (phantoms, exports) gets them empty.
+PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -71,7 +75,8 @@ def fill_missing_uids(ds: pydicom.Dataset, source: str = "") -> list[str]:
 
 
 def read_header(path: str | Path) -> pydicom.Dataset:
-    """The header of a DICOM file (no pixel data) with blank UIDs filled (`fill_missing_uids`).
+    """The header of a DICOM file (no pixel data) with blank UIDs filled (`fill_missing_uids`) and the
+    patient and study modules' type 2 attributes present.
 
     Args:
         path: a DICOM file.
@@ -86,4 +91,28 @@ def read_header(path: str | Path) -> pydicom.Dataset:
     except Exception as error:  # pydicom raises many types for damaged files
         raise ImageReadError(path, f"cannot read the DICOM header ({type(error).__name__}: {error})") from None
     fill_missing_uids(ds, str(path))
+    for keyword in PATIENT_STUDY_TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
     return ds
+
+
+def series_identity(ds: pydicom.Dataset) -> tuple[str, str]:
+    """(Study Instance UID, Series Instance UID) as results will name them, blanks derived as in
+    `fill_missing_uids`, without changing `ds`.
+
+    Args:
+        ds: a DICOM dataset, e.g. one just received.
+
+    Returns:
+        The two UIDs.
+    """
+    from pydicom.dataset import Dataset
+
+    probe = Dataset()
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", *_STUDY_KEYS, *_SERIES_KEYS):
+        if keyword in ds:
+            setattr(probe, keyword, ds.get(keyword))
+    probe.SOPInstanceUID = _text(ds, "SOPInstanceUID") or "0"  # not used here; keeps the check quiet
+    fill_missing_uids(probe)
+    return str(probe.StudyInstanceUID), str(probe.SeriesInstanceUID)
