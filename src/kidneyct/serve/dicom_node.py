@@ -108,10 +108,11 @@ def forward_files(paths: list[Path], destination: Destination, calling_ae: str) 
     """
     from pynetdicom import AE
     from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+    from pydicom.uid import ExplicitVRLittleEndian
 
     ae = AE(ae_title=calling_ae)
-    ae.add_requested_context(ComprehensiveSRStorage)
-    ae.add_requested_context(SecondaryCaptureImageStorage)
+    for sop_class in (ComprehensiveSRStorage, SecondaryCaptureImageStorage):
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)  # the syntax `write_study` writes
     record = {"destination": f"{destination.host}:{destination.port}:{destination.ae_title}", "sent": 0, "failed": []}
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
@@ -120,17 +121,27 @@ def forward_files(paths: list[Path], destination: Destination, calling_ae: str) 
         return record
     try:
         for path in paths:
-            status = assoc.send_c_store(path)  # a path is sent as stored, not decoded again
-            code = getattr(status, "Status", None)
-            if code == 0x0000:
+            reason = _send(assoc, path)
+            if reason is None:
                 record["sent"] += 1
             else:
-                reason = "no response" if code is None else f"status 0x{code:04X}"
                 record["failed"].append([path.name, reason])
                 log.error("forward %s to %s: %s", path.name, record["destination"], reason)
     finally:
         assoc.release()
     return record
+
+
+def _send(assoc, path: Path) -> str | None:
+    """C-STORE one file; None on success, else why not."""
+    try:
+        status = assoc.send_c_store(path)
+    except (ValueError, AttributeError, OSError) as error:  # no accepted context, unreadable file
+        return f"{type(error).__name__}: {error}"
+    code = getattr(status, "Status", None)
+    if code == 0x0000:
+        return None
+    return "no response" if code is None else f"status 0x{code:04X}"
 
 
 class DicomNode:
