@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from kidneyct.inference.batch import predict_inputs
@@ -91,8 +92,8 @@ def send(port: int, items, called: str = "KIDNEYCT", raw: bool = False, monkeypa
     """C-STORE datasets or files in one association; the statuses. `raw` sends files as stored (no decoding,
     the SOP UIDs from the file meta), as a router forwards them."""
     ae = AE(ae_title="SENDER")
-    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    ae.add_requested_context(CTImageStorage, JPEG2000Lossless)  # one context per syntax: the real series'
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless):  # the real series' is J2K
+        ae.add_requested_context(CTImageStorage, syntax)  # one context each: files sent raw are not converted
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     assert assoc.is_established
     if raw:
@@ -153,3 +154,97 @@ def _finding(report: pydicom.Dataset) -> dict:
     (call,) = group.get_qualitative_evaluations(name=TUMOR_CALL)
     return {"tumor": call.value.meaning == "Present", "probability": probability.value,
             "sources": [image.referenced_sop_instance_uid for image in group.source_images]}
+
+
+def test_echo_answered_and_other_sop_classes_refused(start_node, phantom_dicom):
+    node = start_node()
+    ae = AE(ae_title="SENDER")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="KIDNEYCT")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+    mr = AE(ae_title="SENDER")
+    mr.add_requested_context(MRImageStorage)
+    assoc = mr.associate("127.0.0.1", node.port, ae_title="KIDNEYCT")
+    assert not assoc.is_established or not assoc.accepted_contexts  # refused at negotiation
+    if assoc.is_established:
+        dataset = pydicom.dcmread(series_files(phantom_dicom, "normal-0000")[0])
+        dataset.SOPClassUID = MRImageStorage
+        with pytest.raises(ValueError, match="No presentation context"):
+            assoc.send_c_store(dataset)
+        assoc.release()
+    assert not ae.associate("127.0.0.1", node.port, ae_title="SOMEONE").is_established  # not our AE title
+
+    dataset = pydicom.dcmread(series_files(phantom_dicom, "normal-0000")[0])
+    dataset.Modality = "MR"  # an MR image sent as CT Image Storage
+    assert send(node.port, [dataset]) == [DATASET_DOES_NOT_MATCH]
+    assert not list(node.settings.out.rglob("*.dcm"))
+
+
+def test_series_over_concurrent_associations_with_a_repeat_is_answered_once(start_node, phantom_dicom):
+    node = start_node()
+    first, second = series_files(phantom_dicom, "tumor-0000"), series_files(phantom_dicom, "normal-0001")
+    parts = [first[:2], first[2:4] + first[:1], first[4:], second]  # one repeated instance, 4 associations
+    statuses = [None] * len(parts)
+
+    def deliver(number):
+        statuses[number] = send(node.port, [pydicom.dcmread(p) for p in parts[number]])
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(len(parts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [[0] * len(part) for part in parts]
+    records = wait_for(lambda: len(node.records) == 2 and node.records)
+    time.sleep(3 * IDLE)  # nothing is answered twice
+    assert len(node.records) == 2
+    by_series = {r["series_uid"]: r for r in records}
+    for files in (first, second):
+        record = by_series[read_header(files[0]).SeriesInstanceUID]
+        assert record["instances"] == record["slices_read"] == len(files) == 6
+        assert record["finding"] is not None and len(record["dicom"]) == 1
+        answer = json.loads((node.settings.out / "results" / record["series_uid"] / "answer.json").read_text())
+        assert answer["finding"] == record["finding"]
+
+
+def test_corrupt_instances_are_logged_and_the_rest_of_the_series_read(start_node, phantom_dicom, tmp_path,
+                                                                      monkeypatch, caplog):
+    node = start_node()
+    files = series_files(phantom_dicom, "tumor-0001")
+    truncated = pydicom.dcmread(files[2])
+    truncated.PixelData = truncated.PixelData[: len(truncated.PixelData) // 2]  # decodes as a dataset, not as pixels
+    assert send(node.port, [pydicom.dcmread(p) for p in files[:2]] + [truncated] +
+                [pydicom.dcmread(p) for p in files[3:]]) == [0] * 6
+    garbage = tmp_path / "garbage.dcm"  # valid file meta, then a sequence that never ends
+    meta = pydicom.dcmread(files[0]).file_meta
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    with open(garbage, "wb") as handle:
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(handle, meta)
+        handle.write(b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff\x08\x00\x50\x11UI\x04\x00abcd")
+    assert send(node.port, [garbage], raw=True, monkeypatch=monkeypatch) == [CANNOT_UNDERSTAND]
+    (record,) = wait_for(lambda: node.records)
+    assert record["instances"] == 6 and record["slices_read"] == 5
+    assert [s["path"] for s in record["skipped"]] == [f"{truncated.SOPInstanceUID}.dcm"]
+    assert record["finding"] is not None and len(record["dicom"][0]["key_images"]) == 3
+    assert "cannot decode the dataset" in caplog.text and "skipped" in caplog.text
+
+
+def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phantom_dicom, caplog):
+    node = start_node()
+    out = node.settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "incoming").write_text("a file where the node's folder should be")  # as unwritable as a full disk
+    files = series_files(phantom_dicom, "normal-0000")
+    assert send(node.port, [pydicom.dcmread(p) for p in files]) == [OUT_OF_RESOURCES] * 6
+    assert not list(out.rglob("*.dcm")) and not list(out.rglob("*.tmp"))
+    assert "could not store instance" in caplog.text
+
+    (out / "incoming").unlink()  # space again; now the results folder is blocked
+    (out / "results").write_text("blocked")
+    assert send(node.port, [pydicom.dcmread(p) for p in files]) == [0] * 6
+    wait_for(lambda: "no answer" in caplog.text)
+    assert not node.records and not (out / "dicom").exists()
+    assert len(list((out / "incoming").rglob("*.dcm"))) == 6

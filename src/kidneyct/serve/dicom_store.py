@@ -108,6 +108,8 @@ def store_instance(event, registry: SeriesRegistry) -> int:
     try:
         ds = event.dataset
         ds.file_meta = event.file_meta
+        for _ in ds.iterall():  # pydicom parses lazily: meet a damaged element here, not while saving
+            pass
         modality = str(ds.get("Modality", "") or "").upper()
         # the request carries the SOP UIDs: fill what an anonymiser blanked in the dataset
         ds.SOPInstanceUID = str(ds.get("SOPInstanceUID", "") or "") or sop_uid
@@ -126,5 +128,9 @@ def store_instance(event, registry: SeriesRegistry) -> int:
     except OSError as error:
         log.error("could not store instance %s from %s in %s: %s", sop_uid, sender, path.parent, error)
         return OUT_OF_RESOURCES
+    except Exception as error:  # an element pydicom cannot encode again
+        log.warning("refused instance %s from %s: cannot encode the dataset (%s: %s)", sop_uid, sender,
+                    type(error).__name__, error)
+        return CANNOT_UNDERSTAND
     registry.note(series_uid, study_uid, sop_uid, sender)
     return SUCCESS
