@@ -43,6 +43,7 @@ class StudyFiles:
     series: list[str]  # the CT series the SR reports on
 
     def to_dict(self) -> dict:
+        """JSON-ready: paths as strings."""
         return {"study_uid": self.study_uid, "sr": str(self.sr), "sr_uid": self.sr_uid,
                 "key_images": [str(p) for p in self.key_images], "series": self.series}
 

@@ -45,6 +45,14 @@ class SeriesFinding:
     key_images: list = field(default_factory=list)  # Secondary Capture datasets of the driving slices
 
     def header_of(self, index: int):
+        """The header of the slice at position `index` in the series.
+
+        Args:
+            index: a slice index (as in `driving`).
+
+        Returns:
+            Its pydicom dataset.
+        """
         return self.headers[self.slice_indices.index(index)]
 
 

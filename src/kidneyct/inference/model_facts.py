@@ -30,7 +30,7 @@ def best_validation(history: list[dict], best_epoch: int | None) -> dict | None:
     return None
 
 
-def test_metrics(checkpoint: str | Path) -> dict | None:
+def held_out_metrics(checkpoint: str | Path) -> dict | None:
     """The test metrics `kidneyct evaluate` wrote beside the run (report/metrics.json).
 
     Args:
@@ -63,7 +63,7 @@ def _validation_statement(payload: dict, checkpoint: Path) -> str:
     if val:
         parts.append(f"Validation at the kept epoch {val.get('epoch')}: accuracy {val.get('val_accuracy', float('nan')):.3f},"
                      f" macro-F1 {val.get('val_macro_f1', float('nan')):.3f}.")
-    test = test_metrics(checkpoint)
+    test = held_out_metrics(checkpoint)
     if test and test["metrics"]:
         shown = {k: v for k, v in test["metrics"].items() if k in ("balanced_accuracy", "tumor_sensitivity",
                                                                      "tumor_specificity", "roc_auc")}

@@ -55,10 +55,25 @@ class SeriesRegistry:
         self._series: dict[str, SeriesState] = {}
 
     def folder(self, series_uid: str) -> Path:
+        """Where the series' instances are stored (one file per SOP Instance UID).
+
+        Args:
+            series_uid: the Series Instance UID (derived when the dataset's is blank).
+
+        Returns:
+            The folder, `incoming/<series_uid>`.
+        """
         return self.incoming / series_uid
 
     def note(self, series_uid: str, study_uid: str, sop_uid: str, sender: str) -> None:
-        """Record that an instance of the series was stored (a repeat adds nothing new to answer)."""
+        """Record that an instance of the series was stored (a repeat adds nothing new to answer).
+
+        Args:
+            series_uid: its series.
+            study_uid: its study.
+            sop_uid: its SOP Instance UID.
+            sender: the calling AE title.
+        """
         with self._lock:
             state = self._series.setdefault(series_uid, SeriesState(series_uid, study_uid, self.folder(series_uid)))
             state.received.add(sop_uid)
@@ -83,14 +98,13 @@ class SeriesRegistry:
             return [DueSeries(s.series_uid, s.study_uid, s.folder, frozenset(s.received)) for s in ready]
 
     def mark_answered(self, due: DueSeries) -> None:
-        """The answer to `due` is done (written, or failed and logged): wait for new instances."""
+        """The answer to `due` is done (written, or failed and logged): wait for new instances.
+
+        Args:
+            due: the snapshot `due()` returned; instances that arrived since keep the series pending.
+        """
         with self._lock:
             self._series[due.series_uid].answered |= due.instances
-
-    def pending(self) -> int:
-        """Series with instances not answered yet."""
-        with self._lock:
-            return sum(1 for s in self._series.values() if not s.received <= s.answered)
 
 
 def store_instance(event, registry: SeriesRegistry) -> int:

@@ -21,7 +21,7 @@ from PIL import Image
 from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.errors import ImageReadError, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
-from kidneyct.inference.model_facts import best_validation, test_metrics
+from kidneyct.inference.model_facts import best_validation, held_out_metrics
 from kidneyct.inference.predictor import Predictor
 from kidneyct.io import read_dicom, read_slices
 from kidneyct.labels import decide, positive_index
@@ -254,7 +254,7 @@ def model_card(predictor, checkpoint: Path) -> dict:
             "validation_at_best_epoch": best_validation(payload.get("history", []), payload.get("best_epoch")),
             "calibration": {k: v for k, v in calibration.items() if isinstance(v, (int, float, str, bool))},
             "operating_point": payload.get("operating_point"),
-            "test": test_metrics(checkpoint),
+            "test": held_out_metrics(checkpoint),
         },
         "threshold": predictor.threshold,
         "disclaimer": DISCLAIMER,
