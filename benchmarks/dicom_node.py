@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from load import free_port, stop  # benchmarks/ is the script's folder, first on sys.path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,12 +38,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 senders x 3 series x 10 slices")
     p.add_argument("--out", default=None, help="also write the JSON here")
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def tiny_checkpoint(folder: Path) -> Path:
@@ -186,11 +180,7 @@ def measure(args, checkpoint: Path, series: list[list[Path]], folder: Path) -> d
                 time.sleep(0.2)
             finished = time.monotonic()
         finally:
-            node.terminate()
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop(node, 30)
             receiver.server.shutdown()
     answers = [json.loads(p.read_text()) for p in (folder / "node" / "results").glob("*/answer.json")]
     received = {a["series_uid"]: a["instances"] for a in answers}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,8 +128,9 @@ class DicomNode:
             self._worker.join(timeout=60)
 
     def serve_forever(self) -> None:
-        """Start, then block until interrupted (Ctrl-C)."""
+        """Start, then block until interrupted (Ctrl-C or SIGTERM, as from a service manager)."""
         self.start()
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())  # the CLI calls this from the main thread
         try:
             while not self._stop.wait(1.0):
                 pass
