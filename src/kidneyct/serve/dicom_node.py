@@ -146,6 +146,8 @@ class DicomNode:
                 self._stop.wait(0.1)
                 continue
             for series in due:
+                if self._stop.is_set():  # stopping: the rest stay stored in incoming/, unanswered
+                    break
                 record = self.answer(series)
                 self.registry.mark_answered(series)
                 if record is not None and self.on_answer is not None:
