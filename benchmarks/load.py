@@ -43,6 +43,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop(process: subprocess.Popen, seconds: float) -> None:
+    """Terminate a server subprocess; kill it if it has not exited after `seconds`."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def phantom_png(folder: Path) -> Path:
     from kidneyct.synthetic.phantom import generate_dataset
 
@@ -126,11 +135,7 @@ def main(argv=None) -> dict:
             result = asyncio.run(run_clients(f"{base}/{args.endpoint}", image, args.clients, args.requests,
                                              args.max_seconds))
         finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server, 20)
             server.stderr.close()
     result = {"endpoint": f"POST /{args.endpoint}", "clients": args.clients, **result,
               "image": image.name, "cpu_count": os.cpu_count(),

@@ -21,6 +21,7 @@ from kidneyct.inference.export import export_onnx
 from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
 from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
 from kidneyct.io import CTSlice, InputItem, expand_inputs, read_item
+from kidneyct.io.atomic import atomic_write
 from kidneyct.labels import decide, positive_index
 from kidneyct.runtime import progress_bar
 
@@ -71,7 +72,8 @@ class BatchPrediction:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(self.to_dict(), indent=2))
+            text = json.dumps(self.to_dict(), indent=2)
+            atomic_write(out, lambda stream: stream.write(text), binary=False)
             return [out]
         if out.suffix.lower() != ".csv":
             raise ValueError(f"--out must end in .csv or .json, got {out.name}")
@@ -93,10 +95,12 @@ class BatchPrediction:
 
 
 def _write_csv(path: Path, header: list[str], rows) -> Path:
-    with open(path, "w", newline="") as handle:
+    def write(handle):
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+    atomic_write(path, write, binary=False)  # a reader (or a full disk) never meets half a results file
     return path
 
 
