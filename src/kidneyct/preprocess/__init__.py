@@ -3,13 +3,14 @@
 in every checkpoint."""
 
 from kidneyct.preprocess.augment import AUGMENTATIONS, Augmentation
-from kidneyct.preprocess.body import body_mask, crop_to_body, disk_opening, largest_component
+from kidneyct.preprocess.body import body_mask, crop_box, crop_to_body
+from kidneyct.preprocess.morphology import disk_opening, largest_component
 from kidneyct.preprocess.preprocessing import CACHED_FIELDS, Preprocessing, to_unit_tensor
 from kidneyct.preprocess.resize import pad_to_square, resize_batch_to_uint8, resize_to_uint8
 from kidneyct.preprocess.window import apply_window, window_to_uint8
 
 __all__ = [
-    "AUGMENTATIONS", "Augmentation", "CACHED_FIELDS", "Preprocessing", "apply_window", "body_mask", "crop_to_body",
-    "disk_opening", "largest_component", "pad_to_square", "resize_batch_to_uint8", "resize_to_uint8",
-    "to_unit_tensor", "window_to_uint8",
+    "AUGMENTATIONS", "Augmentation", "CACHED_FIELDS", "Preprocessing", "apply_window", "body_mask", "crop_box",
+    "crop_to_body", "disk_opening", "largest_component", "pad_to_square", "resize_batch_to_uint8",
+    "resize_to_uint8", "to_unit_tensor", "window_to_uint8",
 ]

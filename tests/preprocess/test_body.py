@@ -1,0 +1,61 @@
+"""The body crop of issue 17 crops exactly as the one it replaced (kept in benchmarks/body_crop_agreement.py):
+on phantoms always, on a sample of the real slices when they are present. The full comparison over every
+real slice is the benchmark's."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kidneyct.io import read_slices
+from kidneyct.preprocess import Preprocessing, body_mask, crop_box
+from kidneyct.synthetic.phantom import generate_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("bench_body_crop", ROOT / "benchmarks" / "body_crop_agreement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _assert_same_as_reference(paths, reference_body_mask):
+    prep = Preprocessing(96)
+    found = 0
+    for path in paths:
+        unit = prep.to_unit(read_slices(path)[0])
+        new, old = body_mask(unit), reference_body_mask(unit)
+        assert (new is None) == (old is None), path
+        if new is not None:
+            np.testing.assert_array_equal(new, old, err_msg=str(path))
+            found += 1
+    return found
+
+
+def test_body_mask_equals_the_former_one_on_phantoms(tmp_path):
+    generate_dataset(tmp_path, n=12, seed=5, size=160, classes=["Tumor", "Normal"], progress=False)
+    paths = sorted(p for p in tmp_path.rglob("*.png") if ".mask" not in p.name)
+    assert _assert_same_as_reference(paths, _benchmark().reference_body_mask) >= len(paths) // 2
+
+
+def test_body_mask_equals_the_former_one_on_real_slices(real_data, real_data_512):
+    reference = _benchmark().reference_body_mask
+    sample = sorted(real_data.rglob("*.jpg"))[::400] + sorted(real_data_512.rglob("*.jpg"))[::40]
+    assert _assert_same_as_reference(sample, reference) == len(sample)
+
+
+def test_the_agreement_benchmark_reports_boxes_images_and_timings(real_data_512):
+    report = _benchmark().main(["--data", str(real_data_512), "--step", "50"])
+    folder = report["folders"][0]
+    assert folder["slices"] == 4 and folder["side_px"] == [512]
+    assert folder["boxes_within_2px"] == folder["masks_identical"] == folder["cached_images_identical"] == 4
+    assert folder["ms_per_slice"]["new"] > 0 and folder["ms_per_slice"]["reference"] > 0
+
+
+def test_crop_box_is_the_bounding_box_plus_the_margin_within_the_slice():
+    mask = np.zeros((100, 200), bool)
+    mask[10:20, 150:199] = True
+    assert crop_box(mask) == (6, 24, 146, 200)  # margin round(0.02 * 200) = 4, cut at the right edge
