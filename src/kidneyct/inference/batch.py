@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.about import DISCLAIMER
-from kidneyct.errors import ImageReadError
-from kidneyct.inference.explain import GradCamExplainer, write_overlay
-from kidneyct.inference.export import export_onnx
 from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
 from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
-from kidneyct.io import CTSlice, InputItem, expand_inputs, read_item
+from kidneyct.inference.pipeline import prepared_inputs
+from kidneyct.io import CTSlice, InputItem, expand_inputs
 from kidneyct.io.atomic import atomic_write
 from kidneyct.labels import decide, positive_index
 from kidneyct.runtime import progress_bar
@@ -135,6 +133,7 @@ class _CamWriter:
     def write(self, read: list[_ReadInput], images: np.ndarray, probs: np.ndarray, decisions: np.ndarray,
               classes: list[str]) -> list[str]:
         """The overlay paths, one per slice of `read` in order (the rows of `images`)."""
+        from kidneyct.inference.explain import write_overlay  # imported here: only --cam runs draw
         heatmaps = self.explainer.heatmaps(images, decisions)
         slices = [(entry.item, ct_slice) for entry in read for ct_slice in entry.slices]
         paths = []
@@ -159,9 +158,13 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "
         raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
     predictor = Predictor.from_checkpoint(path, device)
     explainer = None
-    if with_cam:
+    if with_cam:  # Grad-CAM and ONNX export are imported only when asked for: a fast start for the rest
+        from kidneyct.inference.explain import GradCamExplainer
+
         explainer = GradCamExplainer.from_loaded(predictor.loaded, cam_layer, predictor.device)
     if backend == "onnx":
+        from kidneyct.inference.export import export_onnx
+
         with tempfile.TemporaryDirectory() as folder:  # the session keeps the model in memory
             return OnnxPredictor(export_onnx(path, Path(folder) / "model.onnx")), explainer
     return predictor, explainer
@@ -169,7 +172,7 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "
 
 def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = DEFAULT_TOP_K,
                    threshold: float | None = None, cam_dir: str | Path | None = None, explainer=None,
-                   progress: bool = True) -> BatchPrediction:
+                   progress: bool = True, workers: int | None = None) -> BatchPrediction:
     """Predict every slice of every input; studies for series and volumes; CAM overlays when `cam_dir`.
 
     Args:
@@ -181,6 +184,8 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
         cam_dir: write a Grad-CAM overlay per slice here (needs `explainer`).
         explainer: a GradCamExplainer of the same model.
         progress: show a progress bar on terminals.
+        workers: processes reading and preprocessing inputs while the model runs (default: one per core;
+            0 or 1: in this process).
 
     Returns:
         A BatchPrediction: one SliceResult per slice, one StudyResult per series or volume, and the inputs
@@ -191,28 +196,20 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
     items, result.skipped = expand_inputs(inputs)
     cams = _CamWriter(Path(cam_dir), explainer) if cam_dir is not None else None
     waiting: list[_ReadInput] = []
-    for item in progress_bar(items, progress, desc="predict", unit="input"):
-        read = _read_input(item, backend.preprocessing, result.skipped)
-        if read is not None:
-            waiting.append(read)
+    # Issue 17: inputs are read and preprocessed in worker processes (inference/pipeline.py), in order,
+    # while the model runs on the ones before them; an unreadable input comes back as its skip reasons.
+    prepared = prepared_inputs(items, backend.preprocessing, workers)
+    for read in progress_bar(prepared, progress, total=len(items), desc="predict", unit="input"):
+        result.skipped += read.skipped
+        if read.images is not None:
+            waiting.append(_ReadInput(read.item, read.slices, read.images))
+        # end of the issue-17 hook
         if sum(len(entry.slices) for entry in waiting) >= batch_size:
             result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
             waiting = []
     result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
     result.studies = _study_results(items, result.slices, backend.classes, threshold, top_k)
     return result
-
-
-def _read_input(item: InputItem, prep, skipped: list[tuple[str, str]]) -> _ReadInput | None:
-    """The input's slices and model images; None (and the reasons added to `skipped`) when unreadable."""
-    try:
-        slices, partial = read_item(item)
-    except ImageReadError as error:
-        skipped += getattr(error, "skipped", [])
-        skipped.append((error.path, error.reason))
-        return None
-    skipped += partial
-    return _ReadInput(item, slices, np.stack([prep.to_uint8(s) for s in slices]))
 
 
 def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,

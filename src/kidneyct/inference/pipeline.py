@@ -1,0 +1,122 @@
+"""Inputs read and preprocessed in worker processes while the model runs on the ones before them.
+
+`prepared_inputs` is an ordered, bounded producer: it keeps up to `ahead` inputs in flight in a pool of
+forked worker processes and hands them back in input order, so the consumer's forward passes overlap the
+decoding of what comes next. An input that cannot be read is a result like any other (`Prepared.images`
+None, the reasons in `Prepared.skipped`); one unexpected failure never stops the others. Workers are
+forked, not spawned: a spawned worker would import torch again (seconds) before its first slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+import numpy as np
+
+from kidneyct.errors import ImageReadError
+from kidneyct.io import CTSlice, InputItem, read_item
+from kidneyct.preprocess import Preprocessing
+
+log = logging.getLogger(__name__)
+
+_NO_PIXELS = np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class Prepared:
+    """One input read and preprocessed: its slices, the model's images, and what was left out."""
+
+    item: InputItem
+    slices: list[CTSlice]  # in reading order; pixels dropped (an empty array), the images below are what counts
+    images: np.ndarray | None  # uint8 [n, S, S]; None when the input could not be read at all
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): the input, or files of it
+
+
+def prepare(item: InputItem, prep: Preprocessing) -> Prepared:
+    """Read one input and preprocess its slices; a failure becomes the result's `skipped`, never an exception.
+
+    Args:
+        item: a file, DICOM series folder or NIfTI volume (see `kidneyct.io.expand_inputs`).
+        prep: the checkpoint's preprocessing.
+
+    Returns:
+        A Prepared with images [n, S, S], or with images None and the reasons in `skipped`.
+    """
+    try:
+        slices, partial_skips = read_item(item)
+        images = np.stack([prep.to_uint8(s) for s in slices])
+    except ImageReadError as error:
+        return Prepared(item, [], None, [*getattr(error, "skipped", []), (error.path, error.reason)])
+    except Exception as error:  # a reader bug on one file must not take down the batch
+        return Prepared(item, [], None, [(str(item.path), f"unexpected {type(error).__name__}: {error}")])
+    # Slices travel back without their pixels: the uint8 images are a fraction of their size.
+    return Prepared(item, [replace(s, pixels=_NO_PIXELS) for s in slices], images, list(partial_skips))
+
+
+def default_workers() -> int:
+    """Worker processes for reading: one per CPU core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def prepared_inputs(items: list[InputItem], prep: Preprocessing, workers: int | None = None,
+                    ahead: int | None = None) -> Iterator[Prepared]:
+    """`prepare(item, prep)` for every item, in order, computed in `workers` processes while the caller
+    consumes earlier results.
+
+    Args:
+        items: the inputs, in the order results are wanted.
+        prep: the checkpoint's preprocessing.
+        workers: worker processes (default: one per core, at most 8); 0 or 1, or a single input, reads in
+            this process (no start-up cost: what a one-slice predict wants).
+        ahead: inputs in flight at most (default 4 per worker), bounding memory for long lists.
+
+    Returns:
+        An iterator of Prepared, one per item, in the items' order.
+    """
+    task = partial(prepare, prep=prep)
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or len(items) <= 1:
+        return map(task, items)
+    return ordered_map(task, items, workers, ahead or 4 * workers)
+
+
+def ordered_map(task: Callable, items: Iterable, workers: int, ahead: int) -> Iterator:
+    """task(item) for each item in a process pool, yielded in order with at most `ahead` in flight. If the
+    pool breaks (a worker killed, say by the out-of-memory killer), the rest is computed in this process."""
+    queue = iter(items)
+    pending: deque[tuple[object, Future]] = deque()
+    pool = ProcessPoolExecutor(workers, mp_context=_fork_context())
+    try:
+        for item in queue:
+            pending.append((item, pool.submit(task, item)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            item, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool as error:
+                log.warning("a reader process died (%s): reading the rest in this process", error)
+                pool.shutdown(wait=False, cancel_futures=True)
+                yield from map(task, [item, *(entry[0] for entry in pending), *queue])
+                return
+            for item in queue:  # refill before yielding, so workers stay busy while the caller works
+                pending.append((item, pool.submit(task, item)))
+                break
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fork_context():
+    """Fork where the platform has it (Linux): workers start in milliseconds with the modules already loaded."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else methods[0])

@@ -1,0 +1,85 @@
+"""The ordered, bounded producer behind `predict`: inputs read in worker processes, in order, errors as results."""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+
+from kidneyct.inference.pipeline import ordered_map, prepare, prepared_inputs
+from kidneyct.io import InputItem, expand_inputs
+from kidneyct.preprocess import Preprocessing
+
+
+def _square(x):
+    return x * x, os.getpid()
+
+
+def _die_on_three(x):
+    if x == 3 and os.getpid() != PARENT:
+        os._exit(1)  # a worker killed mid-task, as by the out-of-memory killer
+    return x
+
+
+PARENT = os.getpid()
+
+
+def test_ordered_map_keeps_the_order_and_uses_workers():
+    results = list(ordered_map(_square, range(40), workers=2, ahead=3))
+    assert [value for value, _ in results] == [x * x for x in range(40)]
+    assert any(pid != os.getpid() for _, pid in results)
+
+
+def test_ordered_map_finishes_in_this_process_when_a_worker_dies(caplog):
+    assert list(ordered_map(_die_on_three, range(8), workers=2, ahead=2)) == list(range(8))
+    assert "reader process died" in caplog.text
+
+
+def test_ordered_map_stops_its_workers_when_the_consumer_stops_early():
+    results = ordered_map(_square, range(1000), workers=2, ahead=4)
+    assert next(results)[0] == 0
+    results.close()  # the pool is shut down and its pending tasks cancelled
+    assert not multiprocessing.active_children()
+
+
+def test_prepared_inputs_match_reading_in_process_and_keep_bad_inputs_as_results(study_tree):
+    root, series, volume = study_tree
+    (root / "png" / "Tumor" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    items, skipped = expand_inputs([root])
+    assert not skipped
+    prep = Preprocessing(32, body_crop=True)
+    parallel = list(prepared_inputs(items, prep, workers=2, ahead=2))
+    serial = [prepare(item, prep) for item in items]
+    assert [p.item for p in parallel] == items
+    for a, b in zip(parallel, serial):
+        assert a.skipped == b.skipped
+        assert (a.images is None) == (b.images is None)
+        if a.images is not None:
+            np.testing.assert_array_equal(a.images, b.images)
+            assert a.images.shape == (len(a.slices), 32, 32) and a.images.dtype == np.uint8
+            assert all(s.pixels.size == 0 and s.source for s in a.slices)  # metadata only crosses back
+    broken = [p for p in parallel if p.images is None]
+    assert len(broken) == 1 and broken[0].skipped[0][0].endswith("broken.png")
+    assert len(next(p for p in parallel if p.item.path == series.path).slices) == 6
+
+
+def test_prepare_turns_an_unexpected_reader_failure_into_a_skip(tmp_path, monkeypatch):
+    import kidneyct.inference.pipeline as pipeline
+
+    def broken_reader(item):
+        raise ZeroDivisionError("a reader bug")
+
+    monkeypatch.setattr(pipeline, "read_item", broken_reader)
+    result = prepare(InputItem(tmp_path / "x.png", "image"), Preprocessing(32))
+    assert result.images is None and result.skipped == [(str(tmp_path / "x.png"),
+                                                         "unexpected ZeroDivisionError: a reader bug")]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_single_worker_or_input_reads_in_this_process(study_tree, workers):
+    root, _, _ = study_tree
+    items, _ = expand_inputs([root / "png"])
+    results = prepared_inputs(items, Preprocessing(32), workers=workers)
+    assert isinstance(results, map)  # no pool, no fork: the fast start of a one-slice predict
+    assert len(list(prepared_inputs(items[:1], Preprocessing(32), workers=4))) == 1
+    assert len(list(results)) == len(items)
