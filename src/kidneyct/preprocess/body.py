@@ -28,11 +28,27 @@ def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray
     Returns:
         A boolean mask of `unit`'s shape, or None when no component reaches BODY_MIN_AREA of the image.
     """
-    side = max(unit.shape)
+    bright = unit > threshold
+    rows, cols = np.flatnonzero(bright.any(1)), np.flatnonzero(bright.any(0))
+    if len(rows) == 0:
+        return None
+    # A closing never reaches past the bounding box of what it closes, and every later step stays inside
+    # the closed set: the work is done in that box, which leaves out the air around the patient and table.
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    body = _body_in_box(bright[box], max(unit.shape), unit.size)
+    if body is None:
+        return None
+    mask = np.zeros(unit.shape, bool)
+    mask[box] = body
+    return mask
+
+
+def _body_in_box(bright: np.ndarray, side: int, area: int) -> np.ndarray | None:
+    """body_mask's morphology on the bright pixels' bounding box; radii and the least area are the slice's."""
     close, open_ = max(1, round(BODY_CLOSE * side)), max(1, round(BODY_OPEN * side))
-    closed = fill_holes(disk_closing(unit > threshold, close))
+    closed = fill_holes(disk_closing(bright, close))
     body = largest_component(disk_opening(closed, open_))
-    if body is None or body.sum() < BODY_MIN_AREA * unit.size:
+    if body is None or body.sum() < BODY_MIN_AREA * area:
         return None
     # Give back the rim the opening shaved off the body (skin), but not the table it cut away.
     return disk_dilation(body, open_) & closed

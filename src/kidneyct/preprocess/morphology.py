@@ -3,9 +3,10 @@
 The digital disk of radius r holds the offsets with dy^2 + dx^2 <= r^2. For each column offset dx it
 spans the rows |dy| <= h(dx) = floor(sqrt(r^2 - dx^2)), so a dilation by the disk is the union over dx of
 the mask dilated vertically by h(dx) and shifted by dx. The vertical dilations are grown one row at a
-time and kept for the few distinct h, which makes a dilation about 4r boolean ORs of the image instead
-of a Euclidean distance transform: the same sets as `distance_transform_edt(~mask) <= r` (and as scipy's
-binary_dilation with a disk), about 10x faster on 512 px slices. Pixels outside the image are background.
+time and kept for the few distinct h, on rows packed 64 pixels to a word, which makes a dilation about 4r
+word-wise ORs instead of a Euclidean distance transform: the same sets as
+`distance_transform_edt(~mask) <= r` (and as scipy's binary_dilation with a disk), over 10x faster on
+512 px slices. Pixels outside the image are background.
 """
 
 from __future__ import annotations
@@ -32,18 +33,43 @@ def disk_dilation(mask: np.ndarray, radius: float) -> np.ndarray:
     heights = _half_heights(radius)
     reach = heights[0]
     rows, cols = mask.shape
-    source = np.zeros((rows + 2 * reach, cols + 2 * reach), bool)
-    source[reach:reach + rows, reach:reach + cols] = mask
+    # Rows packed 8 pixels a byte, with `reach` blank pixels on both sides and whole 64-bit words: a row
+    # of the image is then a run of bits in one long stream, and moving it sideways never spills a set bit
+    # into the next row.
+    width = -(-(cols + 2 * reach) // 64) * 64
+    plain = np.zeros((rows + 2 * reach, width), bool)
+    plain[reach:reach + rows, reach:reach + cols] = mask
+    source = np.packbits(plain, axis=1, bitorder="little")
     grown, done, vertical = source.copy(), 0, {}
     for height in sorted(set(heights)):
         while done < height:  # grown: the mask dilated vertically by `done` rows each way
             done += 1
             grown[done:] |= source[:-done]
             grown[:-done] |= source[done:]
-        vertical[height] = grown.copy()
-    out = np.zeros((rows, cols), bool)
-    for dx in range(-reach, reach + 1):
-        out |= vertical[heights[abs(dx)]][reach:reach + rows, reach + dx:reach + dx + cols]
+        vertical[height] = grown[reach:reach + rows].reshape(-1).view(np.uint64).copy()
+    out = vertical[heights[0]].copy()
+    for dx in range(1, reach + 1):
+        out |= _shift_bits(vertical[heights[dx]], dx)
+        out |= _shift_bits(vertical[heights[dx]], -dx)
+    bits = np.unpackbits(out.view(np.uint8).reshape(rows, -1), axis=1, bitorder="little")
+    return bits[:, reach:reach + cols].view(bool)
+
+
+def _shift_bits(words: np.ndarray, shift: int) -> np.ndarray:
+    """A little-endian bit stream held in uint64 words, moved `shift` bits up (negative: down); zeros come in."""
+    whole, part = divmod(abs(shift), 64)
+    out = np.zeros_like(words)
+    n = len(words)
+    if whole >= n:
+        return out
+    if shift > 0:
+        out[whole:] = words[:n - whole] << np.uint64(part)
+        if part:
+            out[whole + 1:] |= words[:n - whole - 1] >> np.uint64(64 - part)
+    else:
+        out[:n - whole] = words[whole:] >> np.uint64(part)
+        if part:
+            out[:n - whole - 1] |= words[whole + 1:] << np.uint64(64 - part)
     return out
 
 
@@ -80,13 +106,16 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     """`mask` with every background region that does not reach the image's edge (4-connected) filled: the
     same set as scipy's binary_fill_holes, through one labelling instead of an iterated dilation."""
     labels, count = ndimage.label(~mask)
-    if count == 0:
-        return mask.copy()
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = np.zeros(count + 1, bool)
-    outside[edge] = True
-    outside[0] = True  # label 0: the mask itself
-    return mask | ~outside[labels]
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    if len(edge) <= 8:  # the usual case, the air around the patient: a few comparisons beat a lookup
+        outside = np.zeros(mask.shape, bool)
+        for label in edge:
+            outside |= labels == label
+        return ~outside
+    reaches_edge = np.zeros(count + 1, bool)
+    reaches_edge[edge] = True
+    return mask | ~reaches_edge[labels]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray | None:
