@@ -25,6 +25,23 @@ def test_jpg_grey_and_rgb_read_as_unit_grey(tmp_path):
         np.testing.assert_allclose(ct.pixels, grey / 255.0, atol=0.03)
 
 
+def test_rgb_jpg_is_read_through_its_luma_with_pillows_grey_levels(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (48, 48)).astype(np.uint8)
+    colour = np.stack([grey, np.roll(grey, 5), grey // 2], -1)  # chroma everywhere: luma differs from L
+    for name, pixels in (("grey.jpg", np.stack([grey] * 3, -1)), ("colour.jpg", colour)):
+        Image.fromarray(pixels).save(tmp_path / name, quality=90)
+        with Image.open(tmp_path / name) as image:
+            assert image.mode == "RGB"
+            expected = np.asarray(image.convert("L"), np.float32) / 255.0  # the path before issue 17
+        (ct,) = read_slices(tmp_path / name)
+        difference = np.abs(ct.pixels - expected) * 255
+        if name == "grey.jpg":
+            assert difference.max() < 1e-3  # identical grey levels
+        else:  # saturated colours clamp on the way through RGB; luma does not
+            assert difference.mean() < 0.5 and difference.max() < 10.5
+
+
 def test_png_16bit_uses_full_range(tmp_path):
     values = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")
