@@ -1,5 +1,6 @@
-"""Does the fast body crop (issue 17) crop exactly as the one it replaced? Per slice: the crop boxes, the
-masks, the cached uint8 images and, given checkpoints, the predicted classes; and the time of both.
+"""Does the fast body crop (issue 17) crop exactly as the one it replaced, and does the faster JPEG reader
+read the same grey levels? Per slice: the read pixels, the crop boxes, the masks, the cached uint8 images
+and, given checkpoints, the predicted classes; and the time of both masks.
 
     OMP_NUM_THREADS=1 python benchmarks/body_crop_agreement.py \\
         --data ../shared/data/ct-kidney-512-sample ../shared/data/ct-kidney \\
@@ -82,34 +83,52 @@ def _uint8(unit: np.ndarray, mask: np.ndarray | None, size: int) -> np.ndarray:
     return resize_to_uint8(pad_to_square(unit), size)
 
 
+def reference_unit(path: Path) -> np.ndarray | None:
+    """A grey JPEG/PNG as the reader decoded it before issue 17 (RGB through Pillow's RGB-to-L), None for
+    the other modes, which the reader did not change."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("L", "RGB"):
+            return None
+        return np.clip(np.asarray(image.convert("L"), dtype=np.float32) / 255.0, 0.0, 1.0)
+
+
+def _timed(function, unit, seconds: dict, key: str):
+    started = time.perf_counter()
+    result = function(unit)
+    seconds[key] += time.perf_counter() - started
+    return result
+
+
 def compare_folder(folder: str, step: int, size: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(summary, new uint8 images, reference uint8 images) for the slices under `folder`."""
+    """(summary, new uint8 images, reference uint8 images) for the slices under `folder`: the reader and
+    the body crop of this checkout against those before issue 17."""
     from kidneyct.io import read_slices
     from kidneyct.preprocess import Preprocessing, body_mask, crop_box
 
-    prep, offsets, masks_equal, seconds = Preprocessing(size), [], 0, {"new": 0.0, "reference": 0.0}
+    prep, offsets, counts, seconds = Preprocessing(size), [], {"reads": 0, "masks": 0}, {"new": 0.0, "reference": 0.0}
     new_images, reference_images, sides = [], [], set()
     for path in _files(folder, step):
         unit = prep.to_unit(read_slices(path)[0])
+        before = reference_unit(path)
+        before = unit if before is None else before
+        counts["reads"] += bool(np.array_equal(unit, before))
         sides.add(int(max(unit.shape)))
-        started = time.perf_counter()
-        new = body_mask(unit)
-        seconds["new"] += time.perf_counter() - started
-        started = time.perf_counter()
-        reference = reference_body_mask(unit)
-        seconds["reference"] += time.perf_counter() - started
+        new = _timed(body_mask, unit, seconds, "new")
+        reference = _timed(reference_body_mask, before, seconds, "reference")
         same_none = (new is None) == (reference is None)
-        masks_equal += same_none and (new is None or bool(np.array_equal(new, reference)))
+        counts["masks"] += same_none and (new is None or bool(np.array_equal(new, reference)))
         offsets.append(np.abs(np.subtract(crop_box(new), crop_box(reference))).max()
                        if new is not None and reference is not None else (0 if same_none else 10 ** 6))
         new_images.append(_uint8(unit, new, size))
-        reference_images.append(_uint8(unit, reference, size))
+        reference_images.append(_uint8(before, reference, size))
     offsets, n = np.array(offsets), len(offsets)
     new_images, reference_images = np.stack(new_images), np.stack(reference_images)
     summary = {
-        "folder": Path(folder).name, "slices": n, "side_px": sorted(sides),
+        "folder": Path(folder).name, "slices": n, "side_px": sorted(sides), "reads_identical": counts["reads"],
         "boxes_within_2px": int((offsets <= 2).sum()), "largest_box_offset_px": int(offsets.max()),
-        "masks_identical": int(masks_equal),
+        "masks_identical": int(counts["masks"]),
         "cached_images_identical": int(sum(np.array_equal(a, b) for a, b in zip(new_images, reference_images))),
         "ms_per_slice": {k: round(v / n * 1000, 2) for k, v in seconds.items()},
     }
@@ -124,7 +143,8 @@ def compare_predictions(checkpoint: str, new: np.ndarray, reference: np.ndarray,
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     if predictor.preprocessing.image_size != size or not predictor.preprocessing.body_crop:
         raise SystemExit(f"{checkpoint}: needs a body-crop model at --image-size {size}")
-    a, b = (decide(predictor.predict_uint8(images), predictor.classes, predictor.threshold) for images in (new, reference))
+    a, b = (decide(predictor.predict_uint8(images), predictor.classes, predictor.threshold)
+            for images in (new, reference))
     return {"checkpoint": checkpoint, "slices": len(a), "predicted_classes_identical": int((a == b).sum())}
 
 

@@ -32,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def fresh_checkpoint(model_name: str, image_size: int, folder: Path) -> Path:
+def fresh_checkpoint(model_name: str, image_size: int, folder: Path, body_crop: bool = False) -> Path:
+    """A checkpoint of `model_name` with fresh weights (speed does not depend on them) in `folder`."""
     from kidneyct.models import ModelConfig, create_model, get_spec
     from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save
     from kidneyct.preprocess import Preprocessing
@@ -41,8 +42,9 @@ def fresh_checkpoint(model_name: str, image_size: int, folder: Path) -> Path:
     config = ModelConfig(model_name, 2, image_size, pretrained="none").resolved()
     model = create_model(config, load_pretrained=False)
     path = folder / "fresh.pt"
+    prep = Preprocessing(image_size, mean=spec.mean, std=spec.std, body_crop=body_crop)
     atomic_save({"format": FORMAT, "version": VERSION, "model_config": config.to_dict(), "classes": ["Tumor", "Normal"],
-                 "preprocessing": Preprocessing(image_size, mean=spec.mean, std=spec.std).to_dict(),
+                 "preprocessing": prep.to_dict(),
                  "state_dict": model.state_dict(), "calibration": {"temperature": 1.0}, "threshold": None}, path)
     return path
 

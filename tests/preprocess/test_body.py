@@ -51,7 +51,8 @@ def test_the_agreement_benchmark_reports_boxes_images_and_timings(real_data_512)
     report = _benchmark().main(["--data", str(real_data_512), "--step", "50"])
     folder = report["folders"][0]
     assert folder["slices"] == 4 and folder["side_px"] == [512]
-    assert folder["boxes_within_2px"] == folder["masks_identical"] == folder["cached_images_identical"] == 4
+    assert folder["reads_identical"] == folder["boxes_within_2px"] == folder["masks_identical"] == 4
+    assert folder["cached_images_identical"] == 4
     assert folder["ms_per_slice"]["new"] > 0 and folder["ms_per_slice"]["reference"] > 0
 
 

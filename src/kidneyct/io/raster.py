@@ -32,7 +32,7 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return np.asarray(image if mode == "L" else image.convert("L"), dtype=np.float32) / 255.0
 
 
 def read_raster(path: str | Path) -> CTSlice:

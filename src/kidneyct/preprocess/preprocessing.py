@@ -45,7 +45,7 @@ class Preprocessing(DictRecord):
         """Display intensities in [0, 1]: HU through the window, exported images as they are."""
         if ct_slice.hu:
             return apply_window(ct_slice.pixels, self.window_level, self.window_width)
-        return np.clip(ct_slice.pixels.astype(np.float32), 0.0, 1.0)
+        return np.clip(ct_slice.pixels, 0.0, 1.0, dtype=np.float32)  # one pass: cast and clip together
 
     def cached_form(self) -> dict:
         """The values of CACHED_FIELDS: two preprocessings with equal cached forms decode to equal images."""
