@@ -48,6 +48,22 @@ def test_predict_command_prints_probabilities(trained_run, phantom_png, capsys):
     assert set(line["probabilities"]) == {"Tumor", "Normal"}
 
 
+def test_predict_reads_in_worker_processes_or_in_process_with_the_same_answers(trained_run, phantom_png, capsys,
+                                                                                monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("OMP_WAIT_POLICY")  # absent, and put back as it was after the test
+    outputs = []
+    for workers in ("0", "2"):
+        assert main(["predict", "--checkpoint", str(trained_run.best_checkpoint), str(phantom_png / "Tumor"),
+                     "--device", "cpu", "--no-progress", "--workers", workers]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.strip().splitlines()])
+    assert len(outputs[0]) == len(list((phantom_png / "Tumor").glob("*).png"))) and outputs[0] == outputs[1]
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # set for torch, which reads it when it loads
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    main(["predict", "--checkpoint", str(trained_run.best_checkpoint), str(phantom_png / "Tumor"), "--workers", "0"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's own choice stays
+
+
 def test_data_groups_and_audit_commands(trained_run, phantom_png, tmp_path, capsys):
     import csv
 

@@ -171,8 +171,9 @@ class DicomNode:
 
     def _answer(self, series: DueSeries) -> dict:
         settings = self.settings
+        # workers=0: read in this thread; forking reader processes from a server full of threads is unsafe.
         result = predict_inputs(self.predictor, [series.folder], threshold=settings.threshold,
-                                top_k=settings.top_k, progress=False)
+                                top_k=settings.top_k, progress=False, workers=0)
         for path, reason in result.skipped:
             log.warning("series %s: skipped %s: %s", series.series_uid, Path(path).name, reason)
         folder = settings.out / "results" / series.series_uid
