@@ -157,12 +157,17 @@ def main(argv=None) -> dict:
         for checkpoint in args.checkpoint:
             report["predictions"].append({"folder": summary["folder"],
                                           **compare_predictions(checkpoint, new, reference, args.image_size)})
+    print_and_save(report, args.out)
+    return report
+
+
+def print_and_save(report: dict, out: str | None) -> None:
+    """The report as indented JSON on stdout, and in `out` when given."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    return report
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ct-kidney-512-sample"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `kidneyct predict` and `serve` run (see cli.py)
 
 import numpy as np  # noqa: E402  (after the OpenMP setting, which torch reads when it loads)
-from inference_speed import fresh_checkpoint  # noqa: E402  (benchmarks/ is first on sys.path)
+from body_crop_agreement import print_and_save  # noqa: E402  (benchmarks/ is first on sys.path)
+from inference_speed import fresh_checkpoint  # noqa: E402
 from load import free_port, run_clients, stop  # noqa: E402
 from startup import environment  # noqa: E402
 
@@ -176,11 +176,7 @@ def main(argv=None) -> dict:
                         "load_average_before": [round(x, 2) for x in load_before],
                         "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    print_and_save(report, args.out)
     return report
 
 

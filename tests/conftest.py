@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct-kidney"
 REAL_DATA_512 = REAL_DATA.parent / "ct-kidney-512-sample"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,6 +81,20 @@ def real_data_512() -> Path:
     if not any(REAL_DATA_512.rglob("*.jpg")):
         pytest.skip(f"real 512 px CT sample not present at {REAL_DATA_512}")
     return REAL_DATA_512
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """A function that loads a script of benchmarks/ (not a package) by name, e.g. "localisation", as a module."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,4 @@
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +6,6 @@ import pytest
 from kidneyct.evaluation.localisation import grid_body_mask, mass_inside, peak, pointing_hits
 from kidneyct.preprocess import window_to_uint8
 from kidneyct.synthetic.phantom import render_slice, sample_patient
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_pointing_counts_peaks_inside_or_near_the_mask():
@@ -62,17 +58,10 @@ def test_grid_body_mask_on_real_slices(real_data):
         assert image[~mask].mean() < 20 < image[mask].mean(), path  # outside: air and the thin table
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("bench_localisation", ROOT / "benchmarks" / "localisation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys):
+def test_localisation_benchmark_runs_on_a_small_phantom_set(tmp_path, capsys, benchmark_script):
     import csv
 
-    report = _benchmark_module().main([
+    report = benchmark_script("localisation").main([
         "--out", str(tmp_path), "--n", "60", "--phantom-size", "96", "--model", "seed-cnn", "--image-size", "96",
         "--epochs", "2", "--no-finetune", "--slices-per-series", "1", "2", "--no-ablation"])
     assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "localisation.json").read_text())

@@ -2,24 +2,11 @@
 on phantoms always, on a sample of the real slices when they are present. The full comparison over every
 real slice is the benchmark's."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from kidneyct.io import read_slices
 from kidneyct.preprocess import Preprocessing, body_mask, crop_box
 from kidneyct.synthetic.phantom import generate_dataset
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("bench_body_crop", ROOT / "benchmarks" / "body_crop_agreement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _assert_same_as_reference(paths, reference_body_mask):
@@ -35,20 +22,21 @@ def _assert_same_as_reference(paths, reference_body_mask):
     return found
 
 
-def test_body_mask_equals_the_former_one_on_phantoms(tmp_path):
+def test_body_mask_equals_the_former_one_on_phantoms(tmp_path, benchmark_script):
     generate_dataset(tmp_path, n=12, seed=5, size=160, classes=["Tumor", "Normal"], progress=False)
     paths = sorted(p for p in tmp_path.rglob("*.png") if ".mask" not in p.name)
-    assert _assert_same_as_reference(paths, _benchmark().reference_body_mask) >= len(paths) // 2
+    reference = benchmark_script("body_crop_agreement").reference_body_mask
+    assert _assert_same_as_reference(paths, reference) >= len(paths) // 2
 
 
-def test_body_mask_equals_the_former_one_on_real_slices(real_data, real_data_512):
-    reference = _benchmark().reference_body_mask
+def test_body_mask_equals_the_former_one_on_real_slices(real_data, real_data_512, benchmark_script):
+    reference = benchmark_script("body_crop_agreement").reference_body_mask
     sample = sorted(real_data.rglob("*.jpg"))[::400] + sorted(real_data_512.rglob("*.jpg"))[::40]
     assert _assert_same_as_reference(sample, reference) == len(sample)
 
 
-def test_the_agreement_benchmark_reports_boxes_images_and_timings(real_data_512):
-    report = _benchmark().main(["--data", str(real_data_512), "--step", "50"])
+def test_the_agreement_benchmark_reports_boxes_images_and_timings(real_data_512, benchmark_script):
+    report = benchmark_script("body_crop_agreement").main(["--data", str(real_data_512), "--step", "50"])
     folder = report["folders"][0]
     assert folder["slices"] == 4 and folder["side_px"] == [512]
     assert folder["reads_identical"] == folder["boxes_within_2px"] == folder["masks_identical"] == 4
