@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -145,18 +146,20 @@ def compare_predictions(checkpoint: str, new: np.ndarray, reference: np.ndarray,
         raise SystemExit(f"{checkpoint}: needs a body-crop model at --image-size {size}")
     a, b = (decide(predictor.predict_uint8(images), predictor.classes, predictor.threshold)
             for images in (new, reference))
-    return {"checkpoint": checkpoint, "slices": len(a), "predicted_classes_identical": int((a == b).sum())}
+    name = "/".join(Path(checkpoint).parts[-3:])  # e.g. run/fold-0/best.pt, not the machine's folders
+    return {"checkpoint": name, "slices": len(a), "predicted_classes_identical": int((a == b).sum())}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    report = {"folders": [], "predictions": []}
+    report = {"folders": [], "predictions": [], "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     for folder in args.data:
         summary, new, reference = compare_folder(folder, args.step, args.image_size)
         report["folders"].append(summary)
         for checkpoint in args.checkpoint:
             report["predictions"].append({"folder": summary["folder"],
                                           **compare_predictions(checkpoint, new, reference, args.image_size)})
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print_and_save(report, args.out)
     return report
 
