@@ -1,4 +1,4 @@
-"""JPG/PNG slices through Pillow: 8- and 16-bit, grey, RGB(A) or palette."""
+"""JPG/PNG slices through Pillow: 8- and 16-bit, grey, RGB(A) or palette; no other decoder runs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kidneyct.errors import ImageReadError
+from kidneyct.io.budget import check_decoded_size
 from kidneyct.io.slices import CTSlice
+from kidneyct.io.validate import check_slice
 
 # Far above any CT export (512-1024 px); stops decompression bombs before any pixel is decoded.
 MAX_SIDE = 8192
+DECODERS = ("PNG", "JPEG")  # Pillow plugins allowed to run: the formats kidneyct reads
 
 _BIT_DEPTH_MAX = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 
@@ -35,17 +38,39 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+# Bytes per pixel and band of Pillow's modes, for the decoded size a header declares.
+_BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+def _check_header(path: Path, image: Image.Image) -> None:
+    """Refuse from the header alone: sides beyond MAX_SIDE, more decoded bytes than the budget, several
+    frames (an animated PNG, a multi-picture JPEG: which one would be the slice?)."""
+    width, height = image.size
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageReadError(path, f"image is {width}x{height} pixels, above the {MAX_SIDE}-pixel limit")
+    bands = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    check_decoded_size(path, width * height * bands, f"a {width}x{height} {image.mode} image")
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise ImageReadError(path, f"{image.format} holds {frames} frames; kidneyct reads one slice per file")
+
+
 def read_raster(path: str | Path) -> CTSlice:
+    """A PNG or JPEG slice as display intensities in [0, 1]. Only those two decoders ever run, whatever the
+    file's name; the header is checked (side, decoded-size budget, frames) before any pixel is decoded.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The slice (`hu` false).
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width > MAX_SIDE or height > MAX_SIDE:
-                    raise ImageReadError(
-                        path, f"image is {width}x{height} pixels, above the {MAX_SIDE}-pixel limit"
-                    )
+            with Image.open(path, formats=DECODERS) as image:
+                _check_header(path, image)
                 image.load()
                 pixels = _to_unit_grey(image)
     except ImageReadError:
@@ -54,8 +79,6 @@ def read_raster(path: str | Path) -> CTSlice:
         raise ImageReadError(path, f"refused as a possible decompression bomb ({error})") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
-    if pixels.ndim != 2 or min(pixels.shape) < 8:
-        raise ImageReadError(path, f"image of shape {pixels.shape} is too small to be a CT slice")
-    return CTSlice(pixels=pixels, hu=False, source=str(path))
+    return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))

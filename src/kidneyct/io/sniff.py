@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kidneyct.errors import UnsupportedFormat
+
+
 # Files written beside images that are not images of their own (phantom lesion masks).
 MASK_MARKER = ".mask."
 
@@ -53,3 +56,38 @@ def looks_like_dicom(path: str | Path) -> bool:
             return content_format(handle.read(DICOM_PREAMBLE + 4)) == "dicom"
     except OSError:
         return False
+
+
+# Image formats kidneyct does not read, by magic number: named in the refusal, never decoded.
+FOREIGN_MAGICS = ((b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"),
+                  (b"\0\0\1\0", "ICO"), (b"8BPS", "PSD"), (b"\0\0\0\x0cjP  ", "JPEG 2000"), (b"%PDF", "PDF"),
+                  (b"PK\3\4", "ZIP"))
+
+
+def foreign_format(head: bytes) -> str | None:
+    """The name of an image or container format kidneyct does not read ('TIFF', 'GIF', 'WebP', ...), from a
+    file's first bytes; None when none matches."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in FOREIGN_MAGICS if head.startswith(magic)), None)
+
+
+def sniff_format(path: str | Path, head: bytes | None = None) -> str | None:
+    """The one decision of which reader takes a file: 'png', 'jpeg', 'dicom' or 'nifti' from its content;
+    its name only for content without a magic number (a DICOM file without preamble); None when neither
+    tells. Raises UnsupportedFormat for content of a known format kidneyct does not read, whatever the name.
+
+    Args:
+        path: the file (its name is the hint).
+        head: its first HEADER_BYTES bytes when already at hand (an upload); read from `path` otherwise.
+    """
+    if head is None:
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER_BYTES)
+    found = content_format(head)
+    if found is not None:
+        return found
+    foreign = foreign_format(head)
+    if foreign is not None:
+        raise UnsupportedFormat(path, f"{foreign} content is not read by kidneyct (PNG, JPEG, DICOM or NIfTI)")
+    return file_format(path)
