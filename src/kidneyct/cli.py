@@ -11,13 +11,16 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.config import DEFAULT_RECIPE, GROUPS, RECIPES, TrainConfig, apply_recipe
+from kidneyct.cli_types import device, existing_file, float_range, int_range, origin, output_file, output_folder
+from kidneyct.config import (DEFAULT_RECIPE, GROUPS, MAX_DECODED_MB, RECIPES, SERVE_MAX_DECODED_MB, TrainConfig,
+                             apply_recipe)
 from kidneyct.errors import KidneyCTError
 from kidneyct.experiments import demo as demo_defaults
 from kidneyct.models import list_models
@@ -86,6 +89,42 @@ def _train_config(args, out: str) -> TrainConfig:
     return replace(args.train_defaults, out=out, **given)
 
 
+def _add_budget_option(p, default_mb: int) -> None:
+    p.add_argument("--max-decoded-mb", type=float_range(0, 1_048_576, low_open=True), default=default_mb,
+                   help=f"refuse an input whose header says it decodes to more than this many MiB (default "
+                        f"{default_mb}): a small compressed file cannot claim gigabytes")
+
+
+def _add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="web app and REST API for one checkpoint (FastAPI + uvicorn)")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="a kidneyct checkpoint (.pt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                                                      "any other needs a token)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8000)
+    p.add_argument("--token", default=None, help="bearer token the API requires (default: $KIDNEYCT_TOKEN; "
+                                                 "required beyond loopback; the page takes it as #token=...)")
+    p.add_argument("--allow-origin", action="append", type=origin, default=[], metavar="ORIGIN",
+                   help="a web origin (http://host:port) whose pages may call the API; repeatable")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the server answers to besides localhost/127.0.0.1 (or '*'); repeatable")
+    p.add_argument("--max-upload-mb", type=float_range(0, 1024, low_open=True), default=20.0,
+                   help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-side", type=int_range(16, 8192), default=4096, help="largest accepted image side in pixels")
+    _add_budget_option(p, SERVE_MAX_DECODED_MB)
+    p.add_argument("--timeout", type=float_range(0, 3600, low_open=True), default=30.0,
+                   help="per-request time limit in seconds")
+    p.add_argument("--body-timeout", type=float_range(0, 3600, low_open=True), default=60.0,
+                   help="seconds a client may take to send a request's body (408 beyond)")
+    p.add_argument("--max-pending", type=int_range(1, 100_000), default=64,
+                   help="requests queued for the model before 503")
+    p.add_argument("--max-connections", type=int_range(1, 100_000), default=256,
+                   help="open connections at once; more are closed on arrival")
+    p.add_argument("--allow-non-ct", action="store_true",
+                   help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
+    p.add_argument("--device", default="cpu", type=device)
+    p.set_defaults(handler=cmd_serve)
+
+
 def _recipe_argument(argv: list[str] | None) -> str | None:
     """The --recipe value, read before the full parse: the recipe supplies the other options' defaults."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -152,30 +191,36 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics, plots and reports for a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    p.add_argument("--out", default=None, help="report folder (default: <run>/report)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--out", default=None, type=output_folder, help="report folder (default: <run>/report)")
+    p.add_argument("--device", default="auto", type=device)
+    p.add_argument("--bootstrap", type=int_range(1, 1_000_000), default=1000,
+                   help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--no-progress", action="store_true")
     _add_cache_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities for images, folders, DICOM series and NIfTI volumes")
-    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt) or an exported .onnx model")
+    p.add_argument("--checkpoint", required=True, type=existing_file,
+                   help="a kidneyct checkpoint (.pt) or an exported .onnx model")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (recursive; a folder of DICOM files is one series) or NIfTI volumes")
-    p.add_argument("--out", default=None, help="results .csv (studies and skipped files in sidecars) or .json; "
-                                               "default: JSON lines on stdout")
-    p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--out", default=None, type=output_file(".csv", ".json"),
+                   help="results .csv (studies and skipped files in sidecars) or .json; default: JSON lines on stdout")
+    p.add_argument("--cam", default=None, metavar="DIR", type=output_folder,
+                   help="write a Grad-CAM overlay PNG per slice here")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
-    p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, default=3, help="slices averaged into a study's tumor probability")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", type=float_range(0, 1), default=None,
+                   help="tumor threshold (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=3,
+                   help="slices averaged into a study's tumor probability")
+    p.add_argument("--batch-size", type=int_range(1, 65_536), default=64)
     p.add_argument("--cam-layer", default=None, help="Grad-CAM target layer (default: the model's)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device)
+    _add_budget_option(p, MAX_DECODED_MB)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_predict)
 
@@ -202,34 +247,24 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_recipes)
 
     p = sub.add_parser("explain", help="Grad-CAM overlays (image, heatmap, predicted class and probability)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="images, folders, DICOM series or NIfTI volumes")
-    p.add_argument("--out", required=True, help="folder for the overlay PNGs")
+    p.add_argument("--out", required=True, type=output_folder, help="folder for the overlay PNGs")
     p.add_argument("--layer", default=None, help="Grad-CAM target layer (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int_range(1, 65_536), default=16)
+    p.add_argument("--device", default="auto", type=device)
+    _add_budget_option(p, MAX_DECODED_MB)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, metadata embedded)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--out", required=True, type=output_file(".onnx"), help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int_range(7, 30), default=None, help="ONNX opset (default: the exporter's)")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("serve", help="web app and REST API for one checkpoint (FastAPI + uvicorn)")
-    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument("--max-side", type=int, default=4096, help="largest accepted image side in pixels")
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit in seconds")
-    p.add_argument("--max-pending", type=int, default=64, help="requests queued for the model before 503")
-    p.add_argument("--allow-non-ct", action="store_true",
-                   help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(handler=cmd_serve)
+    _add_serve_parser(sub)
 
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
@@ -400,7 +435,7 @@ def cmd_predict(args) -> int:
                                       cam_layer=args.cam_layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
                             threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, max_decoded_bytes=_mib(args.max_decoded_mb))
     if args.out is None:
         for row in result.slices:
             print(json.dumps({"input": row.input, "source": row.source, "slice_index": row.slice_index,
@@ -420,7 +455,8 @@ def cmd_explain(args) -> int:
 
     backend, explainer = open_backend(args.checkpoint, "torch", args.device, with_cam=True, cam_layer=args.layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, cam_dir=args.out,
-                            explainer=explainer, progress=not args.no_progress)
+                            explainer=explainer, progress=not args.no_progress,
+                            max_decoded_bytes=_mib(args.max_decoded_mb))
     for row in result.slices:
         print(f"{row.cam}  {row.predicted} {row.probabilities[row.predicted]:.3f}")
     for path, reason in result.skipped:
@@ -437,12 +473,21 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     from kidneyct.serve import ServeSettings, serve
+    from kidneyct.serve.service import LOOPBACK_HOSTS
 
-    settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_image_side=args.max_side,
-                             request_timeout_s=args.timeout, max_pending=args.max_pending, device=args.device,
-                             allow_non_ct_dicom=args.allow_non_ct)
+    settings = ServeSettings(
+        max_upload_bytes=_mib(args.max_upload_mb), max_image_side=args.max_side,
+        max_decoded_bytes=_mib(args.max_decoded_mb), request_timeout_s=args.timeout,
+        body_timeout_s=args.body_timeout, max_pending=args.max_pending, max_connections=args.max_connections,
+        device=args.device, allow_non_ct_dicom=args.allow_non_ct,
+        token=args.token or os.environ.get("KIDNEYCT_TOKEN") or None,
+        allowed_hosts=(*LOOPBACK_HOSTS, *args.allow_host), allowed_origins=tuple(args.allow_origin))
     serve(args.checkpoint, settings, host=args.host, port=args.port)
     return 0
+
+
+def _mib(megabytes: float) -> int:
+    return int(megabytes * 1024 * 1024)
 
 
 def cmd_demo(args) -> int:

@@ -109,7 +109,7 @@ def client(trained_run):
 
     from kidneyct.serve import create_app
 
-    with TestClient(create_app(trained_run.best_checkpoint)) as test_client:
+    with TestClient(create_app(trained_run.best_checkpoint), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

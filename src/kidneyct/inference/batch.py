@@ -7,6 +7,7 @@ result, and optionally write Grad-CAM overlays. Results are written as CSV (with
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ from kidneyct.inference.export import export_onnx
 from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
 from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
 from kidneyct.io import CTSlice, InputItem, expand_inputs, read_item
+from kidneyct.io.atomic import atomic_write
+from kidneyct.io.budget import DEFAULT_MAX_DECODED_BYTES, read_limits
 from kidneyct.labels import decide, positive_index
 from kidneyct.runtime import progress_bar
 
@@ -69,9 +72,9 @@ class BatchPrediction:
     def write(self, out: str | Path) -> list[Path]:
         """JSON (everything in one file) or CSV (slices; studies and skipped files in sidecars)."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(self.to_dict(), indent=2))
+            # ensure_ascii: a file name that is no valid UTF-8 (a lone surrogate in Python) is escaped
+            atomic_write(out, lambda stream: stream.write(json.dumps(self.to_dict(), indent=2).encode("ascii")))
             return [out]
         if out.suffix.lower() != ".csv":
             raise ValueError(f"--out must end in .csv or .json, got {out.name}")
@@ -93,10 +96,13 @@ class BatchPrediction:
 
 
 def _write_csv(path: Path, header: list[str], rows) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """Written atomically (a killed run leaves the old file or none); file names that are no valid UTF-8
+    (undecodable bytes, kept by Python as lone surrogates) are written as backslash escapes."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, lambda stream: stream.write(text.getvalue().encode("utf-8", "backslashreplace")))
     return path
 
 
@@ -165,7 +171,7 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "
 
 def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = DEFAULT_TOP_K,
                    threshold: float | None = None, cam_dir: str | Path | None = None, explainer=None,
-                   progress: bool = True) -> BatchPrediction:
+                   progress: bool = True, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> BatchPrediction:
     """Predict every slice of every input; studies for series and volumes; CAM overlays when `cam_dir`.
 
     Args:
@@ -177,10 +183,11 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
         cam_dir: write a Grad-CAM overlay per slice here (needs `explainer`).
         explainer: a GradCamExplainer of the same model.
         progress: show a progress bar on terminals.
+        max_decoded_bytes: the decoded-size budget of one input (see `kidneyct.io.budget`).
 
     Returns:
         A BatchPrediction: one SliceResult per slice, one StudyResult per series or volume, and the inputs
-        skipped as unreadable (the batch goes on without them).
+        skipped as unreadable or failed, each with its reason (the batch goes on without them).
     """
     threshold = backend.threshold if threshold is None else threshold
     result = BatchPrediction(backend.classes, backend.temperature, threshold, backend.name)
@@ -188,27 +195,52 @@ def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = 
     cams = _CamWriter(Path(cam_dir), explainer) if cam_dir is not None else None
     waiting: list[_ReadInput] = []
     for item in progress_bar(items, progress, desc="predict", unit="input"):
-        read = _read_input(item, backend.preprocessing, result.skipped)
+        with read_limits(max_decoded_bytes):
+            read = _read_input(item, backend.preprocessing, result.skipped)
         if read is not None:
             waiting.append(read)
         if sum(len(entry.slices) for entry in waiting) >= batch_size:
-            result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
+            result.slices += _predict_isolated(backend, waiting, threshold, batch_size, cams, result.skipped)
             waiting = []
-    result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
+    result.slices += _predict_isolated(backend, waiting, threshold, batch_size, cams, result.skipped)
     result.studies = _study_results(items, result.slices, backend.classes, threshold, top_k)
     return result
+
+
+def _failure(error: Exception) -> str:
+    """A skipped row's reason for an error no reader anticipated (one odd file must not end the batch)."""
+    if isinstance(error, MemoryError):
+        return "ran out of memory (MemoryError); a lower --max-decoded-mb refuses such inputs from their headers"
+    return f"failed: {type(error).__name__}: {error}"
 
 
 def _read_input(item: InputItem, prep, skipped: list[tuple[str, str]]) -> _ReadInput | None:
     """The input's slices and model images; None (and the reasons added to `skipped`) when unreadable."""
     try:
         slices, partial = read_item(item)
+        images = np.stack([prep.to_uint8(s) for s in slices])
     except ImageReadError as error:
         skipped += getattr(error, "skipped", [])
         skipped.append((error.path, error.reason))
         return None
+    except Exception as error:  # noqa: BLE001 - isolation: any failure skips this input only
+        skipped.append((str(item.path), _failure(error)))
+        return None
     skipped += partial
-    return _ReadInput(item, slices, np.stack([prep.to_uint8(s) for s in slices]))
+    return _ReadInput(item, slices, images)
+
+
+def _predict_isolated(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,
+                      cams: _CamWriter | None, skipped: list[tuple[str, str]]) -> list[SliceResult]:
+    """`_predict_read` of the whole group; when it fails, of each input alone, so that only the input at
+    fault is skipped (with the reason)."""
+    try:
+        return _predict_read(backend, read, threshold, batch_size, cams)
+    except Exception as error:  # noqa: BLE001 - isolation: found below by predicting one input at a time
+        if len(read) == 1:
+            skipped.append((str(read[0].item.path), _failure(error)))
+            return []
+    return [row for entry in read for row in _predict_isolated(backend, [entry], threshold, batch_size, cams, skipped)]
 
 
 def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,

@@ -15,7 +15,7 @@ from PIL import Image
 from kidneyct.errors import CheckpointError
 from kidneyct.inference.export import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from kidneyct.io import CTSlice, read_slices
-from kidneyct.models.checkpoint import LoadedModel, load_model
+from kidneyct.models.checkpoint import LoadedModel, check_calibration, load_model
 from kidneyct.models.forward import flip_averaged, predict_logits
 from kidneyct.preprocess import Preprocessing
 from kidneyct.runtime import resolve_device
@@ -138,11 +138,15 @@ class OnnxPredictor(Backend):
         if raw is None:
             raise CheckpointError(f"{path}: no kidneyct metadata; export it with `kidneyct export`")
         self.path = path
-        self.metadata = json.loads(raw)
-        self.classes: list[str] = list(self.metadata["classes"])
-        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
-        self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
+        try:
+            self.metadata = json.loads(raw)
+            self.classes: list[str] = list(self.metadata["classes"])
+            self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+            self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"{path}: malformed kidneyct metadata ({type(error).__name__}: {error})") from None
         self.threshold: float | None = self.metadata.get("threshold")
+        check_calibration(path, self.classes, self.temperature, self.threshold)
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])

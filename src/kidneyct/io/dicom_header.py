@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kidneyct.errors import ImageReadError
-from kidneyct.io.budget import check_decoded_size, current_budget
-from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.budget import check_decoded_size, check_side, current_budget
 
 if TYPE_CHECKING:
     import pydicom
@@ -73,15 +72,14 @@ def _inflated(path: Path, handle, preamble: bytes, meta, stop_before_pixels: boo
 
 
 def check_pixel_header(path: Path, ds: pydicom.Dataset) -> None:
-    """Refuse from the header: no pixel data, sides beyond MAX_SIDE, several frames, several samples
+    """Refuse from the header: no pixel data, sides beyond the limit, several frames, several samples
     per pixel, or more decoded bytes than the budget."""
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageReadError(path, "DICOM file has no pixel data")
     rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 16) or 16)
-    if rows > MAX_SIDE or columns > MAX_SIDE:
-        raise ImageReadError(path, f"image is {columns}x{rows} pixels, above the {MAX_SIDE}-pixel limit")
+    check_side(path, columns, rows)
     check_decoded_size(path, frames * rows * columns * samples * max(1, bits // 8),
                        f"{frames} frame(s) of {columns}x{rows} x {samples} sample(s) x {bits} bits")
     if frames > 1:

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kidneyct.errors import ImageReadError
-from kidneyct.io.budget import check_decoded_size, current_budget
-from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.budget import check_decoded_size, check_side, current_budget
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.sniff import GZIP_MAGIC
 from kidneyct.io.validate import check_rescale, check_slice
@@ -79,8 +78,7 @@ def _check_header(path: Path, image: nib.Nifti1Image, stream: _Bounded) -> None:
         raise ImageReadError(path, f"expected a 3-D volume, got {len(shape)}-D data of shape {shape}")
     if min(shape[:3]) < 1:
         raise ImageReadError(path, f"volume of shape {shape} holds no voxels")
-    if max(shape[:2]) > MAX_SIDE:
-        raise ImageReadError(path, f"slices of {shape[:2]} exceed the {MAX_SIDE}-pixel limit")
+    check_side(path, *shape[:2])
     dtype = image.get_data_dtype()
     if dtype.kind not in "biuf":
         raise ImageReadError(path, f"voxels of type {dtype} are not grey values (expected integers or floats)")

@@ -9,12 +9,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kidneyct.errors import ImageReadError
-from kidneyct.io.budget import check_decoded_size
+from kidneyct.io.budget import check_decoded_size, check_side
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.validate import check_slice
 
-# Far above any CT export (512-1024 px); stops decompression bombs before any pixel is decoded.
-MAX_SIDE = 8192
 DECODERS = ("PNG", "JPEG")  # Pillow plugins allowed to run: the formats kidneyct reads
 
 _BIT_DEPTH_MAX = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
@@ -43,11 +41,10 @@ _BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 
 
 def _check_header(path: Path, image: Image.Image) -> None:
-    """Refuse from the header alone: sides beyond MAX_SIDE, more decoded bytes than the budget, several
+    """Refuse from the header alone: sides beyond the limit, more decoded bytes than the budget, several
     frames (an animated PNG, a multi-picture JPEG: which one would be the slice?)."""
     width, height = image.size
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise ImageReadError(path, f"image is {width}x{height} pixels, above the {MAX_SIDE}-pixel limit")
+    check_side(path, width, height)
     bands = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
     check_decoded_size(path, width * height * bands, f"a {width}x{height} {image.mode} image")
     frames = getattr(image, "n_frames", 1)
