@@ -51,9 +51,9 @@ RECIPES: dict[str, dict] = {
 }
 
 # Decoded-size budgets (MiB) of one input, checked from its header (kidneyct.io.budget): files read by
-# predict/explain on this machine (a 512 x 512 x 1000-slice int16 volume is 500 MiB) and one upload to the
-# server (a 4096 x 4096 RGBA PNG is 64 MiB).
-MAX_DECODED_MB = 1024
+# predict/explain on this machine (a 512 x 512 x 1000-slice int16 volume is 500 MiB; reading a volume takes
+# about 3 times its stored size) and one upload to the server (a 4096 x 4096 RGBA PNG is 64 MiB).
+MAX_DECODED_MB = 512
 SERVE_MAX_DECODED_MB = 64
 
 DEFAULT_RECIPE = "seed-cnn-96-crop-ls-bal"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +57,16 @@ class _Bounded(io.RawIOBase):
         return len(data)
 
 
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """nibabel logs each header problem it meets before raising; the ImageReadError says it once."""
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def _open(path: Path) -> tuple[nib.Nifti1Image, _Bounded]:
     import nibabel as nib  # deferred: JPG/PNG runs and `kidneyct --help` never load it
 
@@ -62,7 +75,8 @@ def _open(path: Path) -> tuple[nib.Nifti1Image, _Bounded]:
     source = gzip.open(path, "rb") if compressed else open(path, "rb")
     stream = _Bounded(source, path, HEADER_LIMIT + current_budget())
     try:
-        image = nib.Nifti1Image.from_stream(io.BufferedReader(stream))
+        with _quiet(nib.imageglobals.logger):
+            image = nib.Nifti1Image.from_stream(io.BufferedReader(stream))
     except ImageReadError:
         source.close()
         raise
