@@ -25,6 +25,7 @@ from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
 from kidneyct.data.kidneys import kidney_masks
 from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.evaluation.metrics import point_metrics
+from kidneyct.io.atomic import remove_stale_temporaries
 from kidneyct.labels import positive_index
 from kidneyct.models import ModelConfig, create_model
 from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
@@ -269,6 +270,8 @@ def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run
     out = Path(config.out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(out):  # a run killed mid-write left it
+            log.info("removed %s, left by an interrupted write", stale.name)
     configure_backend(ctx.device)
     prep = settings.preprocessing(config)
     data = _prepare(config, prep, out, previous is not None, ctx)
