@@ -29,11 +29,16 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
         lo, hi = float(array.min()), float(array.max())
         return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        # Composite on black: CT background is black, transparent pixels carry no anatomy.
+        # Composite on black (CT background is black, transparent pixels carry no anatomy): grey x alpha,
+        # in place, so that a 4096-pixel RGBA upload takes no extra full-size copies.
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        pixels = np.asarray(rgba.convert("L"), dtype=np.float32)
+        pixels *= np.asarray(rgba.getchannel("A"))
+        pixels /= 255.0 * 255.0
+        return pixels
+    pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    pixels /= 255.0
+    return pixels
 
 
 # Bytes per pixel and band of Pillow's modes, for the decoded size a header declares.
