@@ -4,6 +4,7 @@ columns x samples x bits) checked before any pixel is decoded."""
 
 from __future__ import annotations
 
+import io
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,26 +48,61 @@ def open_dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Datase
         raise ImageReadError(path, f"corrupt DICOM file ({type(error).__name__}: {error})") from None
 
 
+class _Inflating(io.RawIOBase):
+    """The deflated dataset as a seekable stream, inflated only as far as it is read and never beyond
+    `limit` bytes: pydicom parses it element by element, so a bomb's huge element is refused from its
+    header before its zeros are inflated."""
+
+    def __init__(self, path: Path, handle, limit: int):
+        self.path, self.handle, self.limit = path, handle, limit
+        self.inflater, self.buffer, self.position = zlib.decompressobj(-zlib.MAX_WBITS), bytearray(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: len(self.buffer)}[whence] + offset
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.limit + 1 if size is None or size < 0 else self.position + size
+        while len(self.buffer) < end and not self.inflater.eof:
+            chunk = self.inflater.unconsumed_tail or self.handle.read(_CHUNK)
+            if not chunk:
+                break
+            self.buffer += self.inflater.decompress(chunk, min(_CHUNK, self.limit + 1 - len(self.buffer)))
+            if len(self.buffer) > self.limit:
+                check_decoded_size(self.path, len(self.buffer), "a deflated DICOM dataset that inflates this far")
+        data = bytes(self.buffer[self.position:end])
+        self.position += len(data)
+        return data
+
+
 def _inflated(path: Path, handle, preamble: bytes, meta, stop_before_pixels: bool) -> pydicom.Dataset:
-    """The deflated dataset after the file meta, inflated once into memory and no further than the budget
-    allows (pydicom would inflate all of it, twice over, before any check)."""
+    """The deflated dataset after the file meta, inflated once, as it is parsed, and no further than the
+    budget allows (pydicom would inflate all of it, twice over, before any check)."""
     from pydicom.dataset import FileDataset
-    from pydicom.filebase import DicomBytesIO
+    from pydicom.filebase import DicomFileLike
     from pydicom.filereader import read_dataset
 
-    limit = current_budget() + HEADER_SLACK
-    inflater, parts, size = zlib.decompressobj(-zlib.MAX_WBITS), [], 0
-    while chunk := inflater.unconsumed_tail or handle.read(_CHUNK):
-        part = inflater.decompress(chunk, limit + 1 - size)
-        parts.append(part)
-        size += len(part)
-        if size > limit:
-            check_decoded_size(path, size, "a deflated DICOM dataset that inflates this far")
-        if inflater.eof:
-            break
-    stop = (lambda tag, vr, length: tag == 0x7FE00010) if stop_before_pixels else None
-    dataset = read_dataset(DicomBytesIO(b"".join(parts)), is_implicit_VR=False, is_little_endian=True,
-                           stop_when=stop)
+    budget, too_large = current_budget(), []
+
+    def stop(tag, vr, length) -> bool:
+        if length != 0xFFFFFFFF and length > budget:  # a value larger than any slice may be: refuse it unread
+            too_large.append(length)
+            return True
+        return stop_before_pixels and tag == 0x7FE00010
+
+    stream = _Inflating(path, handle, budget + HEADER_SLACK)
+    dataset = read_dataset(DicomFileLike(stream), is_implicit_VR=False, is_little_endian=True, stop_when=stop)
+    if too_large:
+        check_decoded_size(path, too_large[0], "an element of the deflated DICOM dataset")
     return FileDataset(str(path), dataset, preamble=preamble, file_meta=meta, is_implicit_VR=False,
                        is_little_endian=True)
 
