@@ -156,10 +156,14 @@ def nifti_bytes(volume: np.ndarray, gz: bool = True, slope: float | None = None,
 
 def seed_files() -> dict[str, bytes]:
     """Small valid files of every format kidneyct reads, by file name: the fuzzer's starting points."""
+    import pydicom
+
     ramp = gradient(32)
     volume = np.stack([ramp.astype(np.int16) * 4 - 500] * 3, axis=2)
     return {
         "seed.png": image_bytes(ramp), "seed16.png": image_bytes(ramp.astype(np.uint16) * 257),
         "seed.jpg": image_bytes(ramp, "JPEG", quality=90), "seed.dcm": dicom_bytes(ramp.astype(np.float32)),
+        "seed-deflated.dcm": dicom_bytes(ramp.astype(np.float32),
+                                         TransferSyntaxUID=pydicom.uid.DeflatedExplicitVRLittleEndian),
         "seed.nii": nifti_bytes(volume, gz=False), "seed.nii.gz": nifti_bytes(volume),
     }
