@@ -20,8 +20,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-from kidneyct.io.budget import MIB, read_limits
-from kidneyct.synthetic.fuzz import Outcome, check_file, mutated_files, peak_rss_mib, reset_peak_rss
+from kidneyct.io.budget import MIB
+from kidneyct.synthetic.fuzz import Outcome, mutated_files, read_case
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,13 +41,8 @@ def fuzz_round(folder: Path, examples: int, budget: int, state: dict) -> None:
     @given(mutated_files())
     def read_one(case):
         name, data = case
-        path = folder / f"case-{name}"
-        path.write_bytes(data)
-        reset_peak_rss()
-        baseline = peak_rss_mib()  # right after the reset: the resident memory now
         try:
-            with read_limits(budget):
-                check_file(path, state["outcome"])
+            read_case(folder, name, data, budget, state["outcome"])
         except Exception as error:  # noqa: BLE001 - an escape: recorded with the input that caused it
             state["escapes"] += 1
             if len(state["examples"]) < 10:
@@ -56,17 +51,13 @@ def fuzz_round(folder: Path, examples: int, budget: int, state: dict) -> None:
                 state["examples"].append({"seed": name, "kept": str(kept), "error": repr(error)[:300],
                                           "where": traceback.format_exc().splitlines()[-3][:300]})
         state["cases"] += 1
-        peak = peak_rss_mib()
-        state["max_rise_mib"] = max(state["max_rise_mib"], peak - baseline)
-        state["peak_rss_mib"] = max(state["peak_rss_mib"], peak)
 
     read_one()
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    state = {"outcome": Outcome(), "escapes": 0, "examples": [], "cases": 0, "max_rise_mib": 0.0,
-             "peak_rss_mib": 0.0}
+    state = {"outcome": Outcome(), "escapes": 0, "examples": [], "cases": 0}
     warnings.simplefilter("ignore")  # pydicom and Pillow warn about every damaged file they read past
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kidneyct-fuzz-") as folder:
@@ -78,8 +69,8 @@ def main(argv=None) -> dict:
         result = {"cases": state["cases"], "seconds": round(seconds, 1),
                   "cases_per_second": round(state["cases"] / seconds, 1), "escapes": state["escapes"],
                   "read": state["outcome"].read, "refused": state["outcome"].refused,
-                  "budget_mib": args.budget_mb, "max_case_rss_rise_mib": round(state["max_rise_mib"], 1),
-                  "peak_rss_mib": round(state["peak_rss_mib"], 1),
+                  "budget_mib": args.budget_mb, "max_case_rss_rise_mib": round(state["outcome"].max_rise_mib, 1),
+                  "peak_rss_mib": round(state["outcome"].peak_rss_mib, 1),
                   "escape_examples": state["examples"]}
     print(json.dumps(result, indent=2))
     if args.out:

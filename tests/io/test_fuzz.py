@@ -9,10 +9,8 @@ import pytest
 pytest.importorskip("hypothesis", reason="Hypothesis is a dev dependency: pip install -e '.[dev]'")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from kidneyct.io.budget import MIB, read_limits  # noqa: E402
-from kidneyct.synthetic.fuzz import (  # noqa: E402
-    Outcome, check_file, fix_png_crcs, mutated_files, peak_rss_mib, reset_peak_rss,
-)
+from kidneyct.io.budget import MIB  # noqa: E402
+from kidneyct.synthetic.fuzz import Outcome, check_file, fix_png_crcs, mutated_files, read_case  # noqa: E402
 from kidneyct.synthetic.bad_files import seed_files  # noqa: E402
 
 BUDGET = 16 * MIB
@@ -34,22 +32,15 @@ def test_seeds_are_read_and_crc_repair_keeps_a_valid_png(tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the damage it reads past
 def test_mutated_files_are_read_or_refused_within_memory(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
-    outcome, rises = Outcome(), []
+    outcome = Outcome()
 
     @settings(max_examples=300, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(mutated_files())
     def read_one(case):
-        name, data = case
-        path = folder / f"case-{name}"
-        path.write_bytes(data)
-        reset_peak_rss()
-        baseline = peak_rss_mib()  # right after the reset: the resident memory now
-        with read_limits(BUDGET):
-            check_file(path, outcome)
-        rises.append(peak_rss_mib() - baseline)
+        read_case(folder, *case, BUDGET, outcome)
 
     read_one()
     assert outcome.read + outcome.refused >= 300
     assert outcome.refused > 0 and outcome.read > 0  # the mutations both break files and leave some readable
-    assert max(rises) < 8 * BUDGET / MIB, max(rises)
+    assert outcome.max_rise_mib < 8 * BUDGET / MIB, outcome.max_rise_mib

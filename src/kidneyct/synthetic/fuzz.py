@@ -18,6 +18,7 @@ import numpy as np
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io import read_slices
+from kidneyct.io.budget import read_limits
 from kidneyct.io.validate import MIN_SIDE
 from kidneyct.synthetic.bad_files import seed_files
 
@@ -85,6 +86,8 @@ def mutated_files():
 class Outcome:
     read: int = 0  # mutated files still read into valid slices
     refused: int = 0  # refused with an ImageReadError (the expected way to fail)
+    max_rise_mib: float = 0.0  # the largest rise of resident memory while reading one file
+    peak_rss_mib: float = 0.0  # the process's peak resident memory while reading
 
 
 def check_file(path: Path, outcome: Outcome) -> None:
@@ -99,6 +102,29 @@ def check_file(path: Path, outcome: Outcome) -> None:
         pixels = ct_slice.pixels
         assert pixels.ndim == 2 and min(pixels.shape) >= MIN_SIDE and np.isfinite(pixels).all(), path
     outcome.read += 1
+
+
+def read_case(folder: Path, name: str, data: bytes, budget: int, outcome: Outcome) -> None:
+    """Write one mutated file into `folder` and `check_file` it under a decoded-size budget, recording its
+    memory in `outcome` (escapes propagate, after the memory is recorded).
+
+    Args:
+        folder: where the file is written (named after its seed, so that its suffix is the seed's).
+        name, data: the seed's name and the mutated bytes.
+        budget: the decoded-size budget, in bytes.
+        outcome: the counts and memory so far.
+    """
+    path = folder / f"case-{name}"
+    path.write_bytes(data)
+    reset_peak_rss()
+    baseline = peak_rss_mib()  # right after the reset: the resident memory now
+    try:
+        with read_limits(budget):
+            check_file(path, outcome)
+    finally:
+        peak = peak_rss_mib()
+        outcome.max_rise_mib = max(outcome.max_rise_mib, peak - baseline)
+        outcome.peak_rss_mib = max(outcome.peak_rss_mib, peak)
 
 
 def peak_rss_mib() -> float:
