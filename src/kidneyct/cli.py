@@ -23,7 +23,7 @@ from kidneyct.config import (DEFAULT_RECIPE, GROUPS, MAX_DECODED_MB, RECIPES, SE
                              apply_recipe)
 from kidneyct.errors import KidneyCTError
 from kidneyct.experiments import demo as demo_defaults
-from kidneyct.models import list_models
+from kidneyct.models import get_spec, list_models
 
 log = logging.getLogger(__name__)
 
@@ -514,12 +514,27 @@ def _report(error: BaseException, verbose: bool) -> int:
     return 2
 
 
+def _check_image_size(parser: argparse.ArgumentParser, args) -> None:
+    """An --image-size below the model's minimum ends the parse (no run folder made, nothing decoded)."""
+    size = getattr(args, "image_size", None)
+    if size is None:
+        return
+    model = "seed-cnn" if args.command == "demo" else (getattr(args, "model", None) or args.train_defaults.model)
+    try:
+        minimum = get_spec(model).min_image_size
+    except KeyError:
+        return  # an unknown model is reported by the run with the list of known ones
+    if size < minimum:
+        parser.error(f"argument --image-size: {model} needs at least {minimum} px, got {size}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(_recipe_argument(argv))
     except (KeyError, ValueError) as error:
         return _report(error, verbose=False)
     args = parser.parse_args(argv)
+    _check_image_size(parser, args)
     # A handler on the package logger for this call only: basicConfig is a no-op when the host
     # (a notebook, pytest, an app embedding kidneyct) already configured the root logger.
     handler = logging.StreamHandler(sys.stderr)
