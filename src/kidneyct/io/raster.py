@@ -83,4 +83,6 @@ def read_raster(path: str | Path) -> CTSlice:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
+    except Exception as error:  # Pillow's plugins raise other types too (struct.error...) for damaged files
+        raise ImageReadError(path, f"corrupt image ({type(error).__name__}: {error})") from None
     return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -31,6 +32,8 @@ from kidneyct.io.sniff import HEADER_BYTES, sniff_format
 from kidneyct.labels import decide, positive_index
 from kidneyct.models import get_spec
 
+
+log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
@@ -158,6 +161,9 @@ class InferenceService:
             raise UploadError(status, f"{filename}: {error.reason}") from None
         except MemoryError:
             raise UploadError(422, f"{filename}: too large to decode within the server's memory") from None
+        except Exception as error:  # a reader bug must not turn a malformed upload into a 500
+            log.exception("reading %s raised %s; answered 422", filename, type(error).__name__)
+            raise UploadError(422, f"{filename}: unreadable ({type(error).__name__})") from None
         finally:
             Path(temporary).unlink(missing_ok=True)
         return slices[0]
