@@ -32,7 +32,6 @@ from kidneyct.io.sniff import HEADER_BYTES, sniff_format
 from kidneyct.labels import decide, positive_index
 from kidneyct.models import get_spec
 
-
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
