@@ -31,7 +31,7 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         # Composite on black (CT background is black, transparent pixels carry no anatomy): grey x alpha,
         # in place, so that a 4096-pixel RGBA upload takes no extra full-size copies.
-        rgba = image.convert("RGBA")
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
         pixels = np.asarray(rgba.convert("L"), dtype=np.float32)
         pixels *= np.asarray(rgba.getchannel("A"))
         pixels /= 255.0 * 255.0
