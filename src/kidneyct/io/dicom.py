@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kidneyct.errors import ImageReadError
-from kidneyct.io.dicom_header import check_pixel_header, open_dataset
+from kidneyct.io.dicom_limits import check_pixel_header, open_dataset
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.sniff import file_kind
 from kidneyct.io.validate import check_rescale, check_slice
