@@ -50,6 +50,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop(process: subprocess.Popen, seconds: float) -> None:
+    """Terminate a server subprocess; kill it if it has not exited after `seconds`."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def phantom_png(folder: Path) -> Path:
     from kidneyct.synthetic.phantom import generate_dataset
 
@@ -194,11 +203,7 @@ def main(argv=None) -> dict:
             result = run_phases(args, f"http://127.0.0.1:{port}/{args.endpoint}",
                                 Upload(image.name, image.read_bytes(), "good"), server.pid)
         finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server, 20)
     result = {"endpoint": f"POST /{args.endpoint}", "clients": args.clients, **result,
               "image": image.name, "cpu_count": os.cpu_count(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "checkpoint": Path(args.checkpoint).name}

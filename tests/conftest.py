@@ -98,3 +98,14 @@ def phantom_detector(tmp_path_factory):
                          image_size=96, epochs=8, patience=8, finetune=True, seed=1, device="cpu", progress=False,
                          workers=1, **WHOLE_IMAGE)
     return kidneyct.load(train(config).best_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def phantom_dicom(tmp_path_factory) -> Path:
+    """Phantom CT Image Storage series, 6 slices each: <root>/Tumor/tumor-000N/, <root>/Normal/normal-000N/."""
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("phantom_dicom")
+    generate_dataset(root, n=24, seed=11, size=96, classes=["Tumor", "Normal"], fmt="dicom",
+                     slices_per_series=(6, 6), progress=False)
+    return root

@@ -80,6 +80,28 @@ def _add_cache_options(p) -> None:
     p.add_argument("--no-cache", action="store_true", help="decode into memory without reading or writing a cache")
 
 
+def _add_listen(sub) -> None:
+    p = sub.add_parser("listen", help="DICOM node: a Storage SCP that answers each CT series with results, "
+                                      "an SR and key images")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="a kidneyct checkpoint (.pt)")
+    p.add_argument("--port", type=int_range(0, 65535), default=11112)
+    p.add_argument("--ae-title", default="KIDNEYCT", help="this node's AE title (default KIDNEYCT)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--out", default="dicom-node", type=output_folder,
+                   help="received instances, results and DICOM results (default ./dicom-node)")
+    p.add_argument("--forward", default=None, metavar="HOST:PORT:AET", help="C-STORE each SR and its key images here")
+    p.add_argument("--idle-seconds", type=float_range(0, 3600, low_open=True), default=5.0,
+                   help="answer a series once no instance of it arrived for this long (default 5)")
+    p.add_argument("--threshold", type=float_range(0, 1), default=None,
+                   help="tumor threshold (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=3,
+                   help="slices averaged into a series' tumor probability")
+    p.add_argument("--max-associations", type=int_range(1, 1000), default=16,
+                   help="concurrent associations (default 16)")
+    p.add_argument("--device", default="cpu", type=device)
+    p.set_defaults(handler=cmd_listen)
+
+
 def _train_config(args, out: str) -> TrainConfig:
     """The recipe's settings (the parser's defaults) with every option given on the command line on top."""
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
@@ -211,6 +233,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
                    help="results .csv (studies and skipped files in sidecars) or .json; default: JSON lines on stdout")
     p.add_argument("--cam", default=None, metavar="DIR", type=output_folder,
                    help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--dicom-out", default=None, metavar="DIR", type=output_folder,
+                   help="per DICOM study, a Comprehensive SR with the call and Secondary Capture key images "
+                        "(Grad-CAM burned in) here, one folder per Study Instance UID")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
     p.add_argument("--threshold", type=float_range(0, 1), default=None,
@@ -265,6 +290,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_export)
 
     _add_serve_parser(sub)
+
+    _add_listen(sub)
 
     p = sub.add_parser("demo", help="phantoms -> train seed-cnn -> evaluate, all on a built-in default")
     p.add_argument("--out", default="runs/demo")
@@ -431,8 +458,10 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from kidneyct.inference.batch import open_backend, predict_inputs
 
-    backend, explainer = open_backend(args.checkpoint, args.backend, args.device, with_cam=bool(args.cam),
-                                      cam_layer=args.cam_layer)
+    if args.dicom_out and (args.backend != "torch" or args.checkpoint.lower().endswith(".onnx")):
+        raise ValueError("--dicom-out draws Grad-CAM key images: it needs a .pt checkpoint and --backend torch")
+    backend, explainer = open_backend(args.checkpoint, args.backend, args.device,
+                                      with_cam=bool(args.cam or args.dicom_out), cam_layer=args.cam_layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
                             threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
                             progress=not args.no_progress, max_decoded_bytes=_mib(args.max_decoded_mb))
@@ -445,9 +474,23 @@ def cmd_predict(args) -> int:
                               "tumor": study.tumor, "driving_slices": study.driving_slices}))
     else:
         print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
+    if args.dicom_out:
+        _write_dicom_out(args, result, backend, explainer)
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
+
+
+def _write_dicom_out(args, result, backend, explainer) -> None:
+    from kidneyct.inference.dicom_results import write_dicom_results
+    from kidneyct.inference.model_facts import ModelFacts
+
+    facts = ModelFacts.from_loaded(backend.loaded, args.checkpoint)
+    studies = write_dicom_results(result, args.dicom_out, backend, explainer, facts, args.top_k)
+    for study in studies:
+        print(f"wrote DICOM SR {study.sr} and {len(study.key_images)} key image(s) for study {study.study_uid}")
+    if not studies:
+        print("no DICOM series among the inputs: no DICOM results written", file=sys.stderr)
 
 
 def cmd_explain(args) -> int:
@@ -488,6 +531,18 @@ def cmd_serve(args) -> int:
 
 def _mib(megabytes: float) -> int:
     return int(megabytes * 1024 * 1024)
+
+
+def cmd_listen(args) -> int:
+    from kidneyct.serve.dicom_node import Destination, DicomNode, NodeSettings
+
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per association otherwise
+    settings = NodeSettings(out=Path(args.out), ae_title=args.ae_title, host=args.host, port=args.port,
+                            idle_seconds=args.idle_seconds, threshold=args.threshold, top_k=args.top_k,
+                            device=args.device, max_associations=args.max_associations,
+                            forward=Destination.parse(args.forward) if args.forward else None)
+    DicomNode(args.checkpoint, settings).serve_forever()
+    return 0
 
 
 def cmd_demo(args) -> int:

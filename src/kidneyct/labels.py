@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 POSITIVE_CLASS = "tumor"
+KAGGLE_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")  # the class folders of the Kaggle CT kidney dataset
 
 
 def positive_index(classes: list[str]) -> int | None:

@@ -16,8 +16,10 @@ from kidneyct.synthetic.phantom import render_slice, sample_patient
 from kidneyct.preprocess.window import apply_window
 from kidneyct.synthetic.lesions import LesionModel, insert_lesions, render_lesions
 
-SIZE = 96
-KAGGLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct-kidney"
+SIZE = 128
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+KAGGLE = SHARED / "ct-kidney"
+REAL_CT = SHARED / "real-ct-examples" / "abdomen-ct-30slices.nii.gz"
 
 
 def phantom_hu(n: int, seed: int = 0, cortex: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +82,12 @@ def test_lesions_grow_from_the_kidney_and_overlap_it(phantoms, kind):
     assert inserted.applied.all() and inserted.masks.flatten(1).any(1).all()
     check_inside_kidney(inserted, images, masks)
     model = LesionModel()
-    share = inserted.radii / inserted.kidney_radius  # sizes relative to the kidney, as the model says
-    low, high = model.cyst_radius if kind == "cyst" else (model.small_tumor_radius[0], model.tumor_radius[1])
-    assert (share >= low - 1e-4).all() and (share <= high + 1e-4).all()
+    share = inserted.radii / inserted.kidney_radius  # sizes relative to the kidney, at most the model's
+    high = model.cyst_radius[1] if kind == "cyst" else model.tumor_radius[1]  # (less near the body wall)
+    assert (share <= high + 1e-4).all() and share.mean() > (0.4 if kind == "cyst" else 0.9)
+    for i in range(images.shape[0]):  # lesions stay inside the body
+        body = ndimage.binary_fill_holes(images[i, 0].numpy() > 0.05)
+        assert not (inserted.masks[i].numpy() & ~body).any()
 
 
 def test_unapplied_and_kidneyless_images_are_left_bit_identical(phantoms):
@@ -150,27 +155,33 @@ def lesion_core(inserted, masks: torch.Tensor, index: int) -> np.ndarray:
     return core & masks[index].numpy()
 
 
-WINDOWS = {"wide": (40, 400), "narrow": (60, 280)}  # the narrow one clips fat to black
+WINDOWS = {"wide": (40, 400), "narrow": (60, 250)}  # the narrow one clips fat to black
 
 
 def test_tumor_contrast_follows_each_images_display_scale():
     """The same enhanced phantoms exported through a wide and a narrow window: the tumor is darker than
-    the kidney by the same estimated HU in both, so by 400/280 times more display units in the narrow one."""
-    hu, masks = phantom_hu(6, seed=1, cortex=180.0)  # 0.93 at most in the narrow window: not clipped
+    the kidney by the same estimated HU in both, so by 400/250 times more display units in the narrow one.
+    (Drawn in fixed display units, it would differ by 37% in estimated HU and not at all on screen.)
+    Texture and necrosis are off: the lesion's extent differs a little between the two exports (the body
+    wall is read from each), and a patchy texture averaged over different pixels would blur the test."""
+    hu, masks = phantom_hu(6, seed=1, cortex=170.0)  # 0.94 in the narrow window: not clipped
     masks = torch.from_numpy(masks)
+    model = LesionModel(tumor_texture_hu=(0.0, 0.0), necrosis_probability=0.0)
     drops = {}
     for name, (level, width) in WINDOWS.items():
         images = windowed(hu, level, width)
-        inserted = render_lesions(images, masks, all_of(images), "tumor", generator(3))
+        inserted = render_lesions(images, masks, all_of(images), "tumor", generator(3), model)
         for i in range(len(hu)):
             core = lesion_core(inserted, masks, i)
             kidney = float(np.median(images[i, 0].numpy()[masks[i].numpy()]))
             change = float(inserted.images[i, 0].numpy()[core].mean()) - kidney
             drops.setdefault(name, []).append((change, change / float(inserted.scale.per_hu[i])))
-    for (display_wide, hu_wide), (display_narrow, hu_narrow) in zip(drops["wide"], drops["narrow"]):
-        assert hu_wide < -40 and hu_narrow < -40  # hypo-enhancing: darker than the kidney
-        assert hu_narrow == pytest.approx(hu_wide, rel=0.25)
-        assert display_narrow / display_wide == pytest.approx(400 / 280, rel=0.25)
+    (display_wide, hu_wide), (display_narrow, hu_narrow) = (np.array(drops[name]).T for name in WINDOWS)
+    assert (hu_wide < -40).all() and (hu_narrow < -40).all()  # hypo-enhancing: darker than the kidney
+    # Per lesion loosely (small lesions average few pixels), over the batch tightly.
+    assert np.allclose(hu_narrow / hu_wide, 1.0, atol=0.4)
+    assert np.median(hu_narrow / hu_wide) == pytest.approx(1.0, abs=0.2)
+    assert np.median(display_narrow / display_wide) == pytest.approx(400 / 250, rel=0.2)
 
 
 def high_pass_spread(image: np.ndarray, where: np.ndarray) -> float:
@@ -182,16 +193,17 @@ def high_pass_spread(image: np.ndarray, where: np.ndarray) -> float:
 @pytest.mark.parametrize("kind", ["cyst", "tumor"])
 def test_the_slices_noise_stays_on_the_lesion(phantoms, kind):
     """High-frequency spread inside a lesion (kept 3 pixels clear of its margin, where the high-pass
-    would see the edge) matches the slice's own; cysts are made large here to leave pixels to measure."""
+    would see the edge) matches the slice's own; cysts are made large here to leave pixels to measure,
+    and tumors plain (no texture, no necrosis), so that what is measured is noise."""
     images, masks = phantoms
-    model = LesionModel(cyst_radius=(1.3, 1.6))
+    model = LesionModel(cyst_radius=(1.3, 1.6), tumor_texture_hu=(0.0, 0.0), necrosis_probability=0.0)
     inserted = render_lesions(images, masks, all_of(images), kind, generator(2), model)
     for i in range(images.shape[0]):
         original, out = images[i, 0].numpy(), inserted.images[i, 0].numpy()
         inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
         body = (original > 0.02) & (original < 0.98)
         ratio = high_pass_spread(out, inside) / high_pass_spread(original, body)
-        assert 0.65 < ratio < (1.4 if kind == "cyst" else 1.7), f"image {i}: noise ratio {ratio:.2f}"
+        assert 0.65 < ratio < 1.4, f"image {i}: noise ratio {ratio:.2f}"
 
 
 @pytest.mark.parametrize("grain", [0.0, 0.8])
@@ -206,7 +218,8 @@ def test_lesions_carry_noise_as_strong_and_as_grainy_as_the_slices(grain):
     images = torch.from_numpy(np.clip(base + 0.03 * noise, 0, 1).astype(np.float32))[:, None]
     masks = torch.zeros(4, SIZE, SIZE, dtype=torch.bool)
     masks[:, 40:56, 40:56] = True
-    inserted = render_lesions(images, masks, all_of(images), "cyst", generator(), LesionModel(cyst_radius=(1.5, 1.6)))
+    model = LesionModel(cyst_radius=(1.5, 1.6))
+    inserted = render_lesions(images, masks, all_of(images), "cyst", generator(), model)
     outside = np.zeros((SIZE, SIZE), bool)
     outside[:, 24:] = True
     for i in range(4):
@@ -214,7 +227,8 @@ def test_lesions_carry_noise_as_strong_and_as_grainy_as_the_slices(grain):
         inside = ndimage.binary_erosion(inserted.masks[i].numpy(), iterations=3)
         reference = outside & ~ndimage.binary_dilation(inserted.masks[i].numpy(), iterations=4)
         assert out[inside].std() / original[reference].std() == pytest.approx(1.0, abs=0.25)
-        assert high_pass_spread(out, inside) / high_pass_spread(original, reference) == pytest.approx(1.0, abs=0.25)
+        high = high_pass_spread(out, inside) / high_pass_spread(original, reference)
+        assert high == pytest.approx(1.0, abs=0.25)
 
 
 def kaggle_slices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,3 +255,54 @@ def test_real_kaggle_slices_get_lesions_inside_the_located_kidneys():
         inserted = render_lesions(images, masks, all_of(images), kind, generator(1))
         assert inserted.applied.all() and inserted.images.min() >= 0 and inserted.images.max() <= 1
         check_inside_kidney(inserted, images, masks)
+
+
+def test_write_lesion_examples_on_phantom_slices(tmp_path):
+    from kidneyct.synthetic.phantom import generate_dataset
+    from kidneyct.synthetic.lesion_examples import write_lesion_examples
+
+    generate_dataset(tmp_path / "data", n=8, size=128, classes=["normal"], progress=False)
+    manifest = write_lesion_examples(tmp_path / "data", tmp_path / "out", n=4, kind="tumor", seed=0)
+    rows = list(csv.DictReader(open(manifest)))
+    assert 1 <= len(rows) <= 4 and {row["class"] for row in rows} == {"Normal"}
+    for row in rows:
+        original = np.asarray(Image.open(tmp_path / "out" / row["original"]))
+        lesion = np.asarray(Image.open(tmp_path / "out" / row["lesion_image"]))
+        mask = np.asarray(Image.open(tmp_path / "out" / row["mask"])) > 127
+        assert original.shape == lesion.shape == mask.shape == (128, 128)
+        assert mask.sum() == int(row["lesion_pixels"]) > 0
+        assert mask[int(row["centre_row"]), int(row["centre_col"])]
+        changed = np.abs(lesion.astype(int) - original.astype(int)) > 1  # beyond PNG rounding
+        assert changed[mask].mean() > 0.5 and not (changed & ~ndimage.binary_dilation(mask, iterations=4)).any()
+        assert row["kind"] == "tumor" and float(row["radius_px"]) > 0 and float(row["kidney_score"]) > 0
+    note = json.loads((tmp_path / "out" / "SYNTHETIC.json").read_text())
+    assert note["synthetic"] is True and LesionModel.from_dict(note["lesion_model"]) == LesionModel()
+    sheet = Image.open(tmp_path / "out" / "contact-sheet.png")
+    assert sheet.mode == "P" and sheet.width == 4 * 3 * 160 + 3 * 5
+    again = write_lesion_examples(tmp_path / "data", tmp_path / "again", n=4, kind="tumor", seed=0)
+    assert open(again).read() == open(manifest).read()
+
+
+def test_display_scale_of_a_real_scan_follows_its_window():
+    """A real CT volume in HU (plain scan, with organ labels): windowed 40/400 and 40/250, the estimated
+    window widths keep the true ratio and lie within 0.9-1.5 times the truth (this plain scan's soft
+    tissue, about 30 HU, is below the model's nominal 55 HU, so estimates run 20-45% wide); lesions
+    land in the labelled kidneys."""
+    from kidneyct.io import read_slices
+
+    if not REAL_CT.exists():
+        pytest.skip(f"real CT volume not present at {REAL_CT}")
+    indices = [5, 10, 15, 20]  # slices with kidneys
+    hu = np.stack([ct.pixels for ct in read_slices(REAL_CT, indices)])
+    organs = REAL_CT.with_name(REAL_CT.name.replace(".nii.gz", ".organs.nii.gz"))
+    labels = np.stack([ct.pixels for ct in read_slices(organs, indices)])
+    masks = torch.from_numpy(np.isin(labels, (2, 3)))  # TotalSegmentator: right and left kidney
+    widths = {}
+    for width in (400, 250):
+        images = windowed(hu, 40, width)
+        inserted = render_lesions(images, masks, all_of(images), "tumor", generator())
+        check_inside_kidney(inserted, images, masks)
+        widths[width] = 1 / inserted.scale.per_hu.numpy()
+    assert np.allclose(widths[250] / widths[400], 250 / 400, rtol=0.15)
+    for width, estimates in widths.items():
+        assert ((estimates > 0.9 * width) & (estimates < 1.5 * width)).all(), (width, estimates)

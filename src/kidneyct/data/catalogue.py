@@ -8,8 +8,8 @@ from pathlib import Path
 
 from kidneyct.errors import DatasetError, ImageReadError
 from kidneyct.io import count_slices, file_kind, walk_folders
+from kidneyct.labels import KAGGLE_CLASSES
 
-KAGGLE_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 DEFAULT_CLASSES = ("Tumor", "Normal")
 REST = "rest"  # in a class list: every Kaggle class folder not named otherwise, as one class
 REST_NAME = "Other"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import uvicorn
 from kidneyct.errors import KidneyCTError, UploadError
 from kidneyct.serve.app import create_app
 from kidneyct.serve.connections import guarded_protocol
+from kidneyct.serve.network import is_loopback
 from kidneyct.serve.service import LOOPBACK_HOSTS, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -19,16 +19,6 @@ log = logging.getLogger(__name__)
 
 class TokenRequired(KidneyCTError, ValueError):
     """Serving beyond this machine without a token (anyone who can reach the port could use the API)."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a bind address) is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_settings(settings: ServeSettings, host: str) -> ServeSettings:

@@ -8,7 +8,6 @@ and the file is gone before the answer leaves.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.config import SERVE_MAX_DECODED_MB
 from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
+from kidneyct.inference.model_facts import best_validation, held_out_metrics
 from kidneyct.inference.predictor import Predictor
 from kidneyct.io import CTSlice, read_slices
 from kidneyct.io.budget import read_limits
@@ -226,13 +226,6 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _best_validation(history: list[dict], best_epoch: int | None) -> dict | None:
-    for row in history or []:
-        if row.get("epoch") == best_epoch:
-            return {k: row[k] for k in ("epoch", "val_loss", "val_accuracy", "val_macro_f1") if k in row}
-    return None
-
-
 def model_card(predictor, checkpoint: Path) -> dict:
     """What the model is, what it was trained and evaluated on, and what it is not."""
     payload = predictor.loaded.payload
@@ -243,7 +236,7 @@ def model_card(predictor, checkpoint: Path) -> dict:
         description = None
     data = payload.get("data") or {}
     calibration = payload.get("calibration") or {}
-    card = {
+    return {
         "name": checkpoint.name,
         "kidneyct_version": payload.get("kidneyct_version", __version__),
         "classes": list(predictor.classes),
@@ -259,24 +252,12 @@ def model_card(predictor, checkpoint: Path) -> dict:
         "training": {"epoch_saved": payload.get("epoch"), "best_epoch": payload.get("best_epoch"),
                      "stopped_early": payload.get("stopped_early")},
         "evaluation": {
-            "validation_at_best_epoch": _best_validation(payload.get("history", []), payload.get("best_epoch")),
+            "validation_at_best_epoch": best_validation(payload.get("history", []), payload.get("best_epoch")),
             "calibration": {k: v for k, v in calibration.items() if isinstance(v, (int, float, str, bool))},
             "operating_point": payload.get("operating_point"),
-            "test": None,
+            "test": held_out_metrics(checkpoint),
         },
         "threshold": predictor.threshold,
         "disclaimer": DISCLAIMER,
         "intended_use": "research and teaching on CT slices; not for diagnosis, treatment or triage",
     }
-    report = checkpoint.parent / "report" / "metrics.json"  # written by `kidneyct evaluate` beside the run
-    if report.is_file():
-        try:
-            metrics = json.loads(report.read_text())
-            card["evaluation"]["test"] = {
-                "split": metrics.get("split"),
-                "metrics": {k: v["value"] for k, v in (metrics.get("metrics") or {}).items()
-                            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))},
-            }
-        except (OSError, ValueError):
-            pass
-    return card

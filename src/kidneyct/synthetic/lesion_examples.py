@@ -15,16 +15,15 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from kidneyct.preprocess import Preprocessing
-from kidneyct.io import ImageReadError, file_kind, read_slices
+from kidneyct.labels import KAGGLE_CLASSES
+from kidneyct.preprocess import Preprocessing, body_mask
+from kidneyct.io import MASK_MARKER, ImageReadError, file_kind, read_slices
 from kidneyct.preprocess.kidney import KidneyLocation, locate_kidneys
 from kidneyct.synthetic.lesions import KINDS, LesionModel, render_lesions
 
 MANIFEST = "lesions.csv"
 SHEET = "contact-sheet.png"
 SHEET_EXAMPLES = 24
-CLASS_NAMES = ("Normal", "Cyst", "Tumor", "Stone")  # the class folders looked for when none are named
-MASK_MARKER = ".mask."  # files beside images that are masks, not images (as the catalogue skips them)
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def find_class_images(data_root: str | Path, classes: list[str] | None = None) -
     Raises:
         FileNotFoundError: no class folder or no image in them.
     """
-    wanted = {c.lower() for c in (classes or CLASS_NAMES)}
+    wanted = {c.lower() for c in (classes or KAGGLE_CLASSES)}
     found = []
     for current, dirs, names in os.walk(Path(data_root)):
         dirs.sort()
@@ -114,13 +113,6 @@ def _stem(located: _Located, data_root: Path) -> str:
     return stem if located.slice_index is None else f"{stem}-s{located.slice_index:03d}"
 
 
-def _insert(located: _Located, kind: str, generator: torch.Generator, model: LesionModel):
-    image = torch.from_numpy(located.unit.astype(np.float32))[None, None]
-    mask = torch.from_numpy(located.location.mask)[None]
-    inserted = render_lesions(image, mask, torch.ones(1, dtype=torch.bool), kind, generator, model)
-    return inserted
-
-
 def _save_png(array: np.ndarray, path: Path) -> None:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
@@ -131,7 +123,9 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 def _write_example(located: _Located, data_root: Path, out: Path, kind: str, generator: torch.Generator,
                    model: LesionModel) -> Example:
-    inserted = _insert(located, kind, generator, model)
+    image = torch.from_numpy(located.unit.astype(np.float32))[None, None]
+    kidney = torch.from_numpy(located.location.mask)[None]
+    inserted = render_lesions(image, kidney, torch.ones(1, dtype=torch.bool), kind, generator, model)
     folder = out / located.class_name
     folder.mkdir(parents=True, exist_ok=True)
     stem = _stem(located, data_root)
@@ -143,7 +137,8 @@ def _write_example(located: _Located, data_root: Path, out: Path, kind: str, gen
     row_col = inserted.centres[0].tolist()
     row = {
         **{key: f"{located.class_name}/{name}" for key, name in names.items()},
-        "source": str(located.source), "slice": "" if located.slice_index is None else located.slice_index,
+        "source": located.source.relative_to(data_root).as_posix(),
+        "slice": "" if located.slice_index is None else located.slice_index,
         "class": located.class_name, "kind": kind,
         "centre_row": int(row_col[0]), "centre_col": int(row_col[1]),
         "radius_px": round(float(inserted.radii[0]), 2),
@@ -193,29 +188,35 @@ def write_lesion_examples(data_root: str | Path, out: str | Path, n: int, kind: 
         if len(examples) == n:
             break
     if not examples:
-        raise FileNotFoundError(f"the kidney locator found no kidney in any of {len(files)} files under {data_root}")
+        raise FileNotFoundError(f"the kidney locator found no kidney in {len(files)} files under {data_root}")
+    contact_sheet(examples[:SHEET_EXAMPLES]).save(out / SHEET, optimize=True)
+    return _write_manifest(out, examples, {"data_root": str(data_root), "kind": kind, "seed": seed, "size": size,
+                                           "lesion_model": model.to_dict()})
+
+
+def _write_manifest(out: Path, examples: list[Example], settings: dict) -> Path:
+    """The manifest CSV (one row per example) and the SYNTHETIC.json note beside it."""
     manifest = out / MANIFEST
     with open(manifest, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(examples[0].row))
         writer.writeheader()
         writer.writerows(example.row for example in examples)
     (out / "SYNTHETIC.json").write_text(json.dumps({
-        "synthetic": True, "generator": "kidneyct.synthetic.lesion_examples", "kind": kind, "seed": seed,
-        "n": len(examples), "size": size, "lesion_model": model.to_dict(),
+        "synthetic": True, "generator": "kidneyct.synthetic.lesion_examples", "n": len(examples), **settings,
         "note": "Synthetic lesions inserted into real CT slices, for research only: these are not real "
                 "tumors or cysts, and the originals' diagnoses do not apply to the edited images.",
     }, indent=2))
-    contact_sheet(examples[:SHEET_EXAMPLES]).save(out / SHEET, optimize=True)
     return manifest
 
 
 _RED, _GREEN = 254, 255  # palette indices of the outlines; 0-253 are greys
 
 
-def _tile(image: np.ndarray, side: int, resample) -> np.ndarray:
+def _tile(image: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    """`image` resized to `size` (width, height); masks stay bool."""
     mode = "L" if image.dtype == bool else "F"
     data = image.astype(np.uint8) * 255 if image.dtype == bool else image.astype(np.float32)
-    resized = np.asarray(Image.fromarray(data, mode=mode).resize((side, side), resample))
+    resized = np.asarray(Image.fromarray(data, mode=mode).resize(size, resample))
     return resized > 127 if image.dtype == bool else np.clip(resized, 0, 1)
 
 
@@ -227,30 +228,52 @@ def _greys(unit: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(unit, 0, 1) * (_RED - 1)).astype(np.uint8)
 
 
-def contact_sheet(examples: list[Example], tile: int = 128, per_row: int = 4) -> Image.Image:
-    """Original | with lesion | outlines (lesion red, located kidney green) for each example, `per_row`
-    examples a row, as a palette PNG image (greys plus two colours: small files).
+def _body_box(unit: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a box of `aspect` (width / height) around the body, or around the
+    whole slice when no body is found: tiles then show anatomy, not the table and the air around it."""
+    mask = body_mask(unit)
+    if mask is None:
+        mask = np.ones(unit.shape, bool)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    height = max(rows[-1] - rows[0] + 1, (cols[-1] - cols[0] + 1) / aspect) * 1.04
+    width = height * aspect
+    return (int(round((rows[0] + rows[-1] - height) / 2)), int(round((cols[0] + cols[-1] - width) / 2)),
+            int(round(height)), int(round(width)))
+
+
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box's part of `array`, padded with zeros (black, or False) where the box leaves the slice."""
+    top, left, height, width = box
+    pad = max(0, -top, -left, top + height - array.shape[0], left + width - array.shape[1])
+    padded = np.pad(array, pad)
+    return padded[top + pad:top + pad + height, left + pad:left + pad + width]
+
+
+def contact_sheet(examples: list[Example], tile: int = 160, per_row: int = 4) -> Image.Image:
+    """Original | with lesion | outlines (lesion red, located kidney green) for each example, cropped
+    to the body, `per_row` examples a row, as a palette PNG image (greys plus two colours: small files).
 
     Args:
         examples: what `_write_example` returned, in order.
-        tile: side of each panel, pixels.
+        tile: width of each panel, pixels (panels are 4:3, like an abdomen's cross-section).
         per_row: examples per row.
 
     Returns:
         A PIL image in mode "P".
     """
+    size = (tile, tile * 3 // 4)
     gap = max(2, tile // 32)
     rows = -(-len(examples) // per_row)
-    width = per_row * 3 * tile + (per_row - 1) * gap
-    sheet = np.full((rows * tile + (rows - 1) * gap, width), 96, np.uint8)  # mid-grey separators
+    sheet = np.full((rows * (size[1] + gap) - gap, per_row * (3 * tile + gap) - gap), 96, np.uint8)  # grey gaps
     for i, example in enumerate(examples):
-        top, left = (i // per_row) * (tile + gap), (i % per_row) * (3 * tile + gap)
-        original = _greys(_tile(example.original, tile, Image.Resampling.BILINEAR))
-        lesion = _greys(_tile(example.with_lesion, tile, Image.Resampling.BILINEAR))
+        top, left = (i // per_row) * (size[1] + gap), (i % per_row) * (3 * tile + gap)
+        box = _body_box(example.original, size[0] / size[1])
+        original = _greys(_tile(_crop(example.original, box), size, Image.Resampling.BILINEAR))
+        lesion = _greys(_tile(_crop(example.with_lesion, box), size, Image.Resampling.BILINEAR))
         outlined = lesion.copy()
-        outlined[_outline(_tile(example.kidney_mask, tile, Image.Resampling.NEAREST))] = _GREEN
-        outlined[_outline(_tile(example.lesion_mask, tile, Image.Resampling.NEAREST))] = _RED
-        sheet[top:top + tile, left:left + 3 * tile] = np.concatenate([original, lesion, outlined], 1)
+        outlined[_outline(_tile(_crop(example.kidney_mask, box), size, Image.Resampling.NEAREST))] = _GREEN
+        outlined[_outline(_tile(_crop(example.lesion_mask, box), size, Image.Resampling.NEAREST))] = _RED
+        sheet[top:top + size[1], left:left + 3 * tile] = np.concatenate([original, lesion, outlined], 1)
     image = Image.fromarray(sheet, mode="P")
     grey = np.linspace(0, 255, _RED).round().astype(int)
     palette = np.stack([grey] * 3, 1).ravel().tolist() + [230, 40, 40, 40, 210, 60]
