@@ -87,3 +87,16 @@ def test_an_image_size_below_the_models_minimum_ends_the_parse(argv, tmp_path, c
         main([*argv, "--out", str(out)])
     assert exited.value.code == 2 and not out.exists()  # no half-made run folder
     assert "needs at least 94 px" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "cv", "compare-splits"])
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--lr", "nan"), ("--batch-size", "-1"),
+                                           ("--synthetic-lesions", "1.5"), ("--label-smoothing", "1"),
+                                           ("--val-fraction", "0"), ("--device", "gpu0")])
+def test_training_options_are_checked_when_parsed(command, option, value, capsys):
+    from kidneyct.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--data", "anywhere", option, value])
+    assert stopped.value.code == 2
+    assert option in capsys.readouterr().err

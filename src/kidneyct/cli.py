@@ -39,12 +39,15 @@ def _add_data_phantom(sub) -> None:
     p.set_defaults(handler=cmd_data_phantom)
 
 
-def _option_type(annotation: str):
-    """int/float/str from a field's (string) annotation such as 'float | None'."""
-    for name, kind in (("int", int), ("float", float)):
-        if annotation.split("|")[0].strip() == name:
-            return kind
-    return str
+def _option_parser(annotation: str, meta: dict):
+    """The argparse type of a TrainConfig field: its (string) annotation's int/float/str, range-checked when
+    the field declares a range, so that no run starts that cannot finish."""
+    kind = annotation.split("|")[0].strip()
+    if meta.get("kind") == "device":
+        return device
+    if "range" in meta:
+        return int_range(*meta["range"]) if kind == "int" else float_range(*meta["range"])
+    return {"int": int, "float": float}.get(kind, str)
 
 
 def _add_train_options(p, defaults: TrainConfig) -> None:
@@ -67,8 +70,8 @@ def _add_train_options(p, defaults: TrainConfig) -> None:
         if f.type == "bool":
             target.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        target.add_argument(flag, type=_option_type(f.type), default=None, help=help_text, choices=meta.get("choices"),
-                            metavar=meta.get("metavar"), required=bool(meta.get("required")))
+        target.add_argument(flag, type=_option_parser(f.type, meta), default=None, help=help_text,
+                            choices=meta.get("choices"), metavar=meta.get("metavar"), required=bool(meta.get("required")))
     groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
                                 help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
                                      f"{defaults.window_width:g}, abdomen)")
