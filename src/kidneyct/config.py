@@ -100,6 +100,8 @@ class TrainConfig(DictRecord):
     window_width: float = setting(400.0, "data", "HU window width for DICOM/NIfTI inputs", flag=None)
     body_crop: bool = setting(_DEFAULT.get("body_crop", False), "data",
                               "crop to the body and blank table/background before resizing (stored in the checkpoint)")
+    body_norm: bool = setting(False, "data", "scale each slice's body to a fixed intensity mean and sd before the "
+                              "model (removes the export's window level and width; stored in the checkpoint)")
     split_file: str | None = setting(None, "data", "read train/val/test from this split CSV (cv folds)", flag=None)
     model: str = setting(_DEFAULT["model"], "model", "a name from `kidneyct models`")
     image_size: int | None = setting(_DEFAULT.get("image_size"), "model", "input side in pixels (None: the model's)", range=(16, 4096))
