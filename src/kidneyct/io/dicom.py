@@ -10,7 +10,7 @@ import numpy as np
 from kidneyct.errors import ImageReadError
 from kidneyct.io.raster import MAX_SIDE
 from kidneyct.io.slices import CTSlice
-from kidneyct.io.sniff import file_kind
+from kidneyct.io.sniff import file_kind, looks_like_dicom
 
 if TYPE_CHECKING:
     import pydicom
@@ -24,11 +24,26 @@ def _dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        # force: DICOM without preamble (recognised by content) has no 'DICM' marker for pydicom to check.
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=looks_like_dicom(path))
     except InvalidDicomError:
         raise ImageReadError(path, "not a DICOM file (no DICM preamble or file meta)") from None
     except Exception as error:  # pydicom raises many types for damaged files
         raise ImageReadError(path, f"corrupt DICOM file ({type(error).__name__}: {error})") from None
+    _name_transfer_syntax(ds)
+    return ds
+
+
+def _name_transfer_syntax(ds: pydicom.Dataset) -> None:
+    """A stream without file meta names no transfer syntax, which pixel decoding needs: name the encoding
+    pydicom read it in (implicit or explicit VR, little or big endian)."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if "TransferSyntaxUID" in ds.file_meta or ds.original_encoding[0] is None:
+        return
+    implicit, little = ds.original_encoding
+    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                      ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
@@ -81,11 +96,12 @@ def _slice_position(ds: pydicom.Dataset) -> tuple[float, float]:
     return instance, instance
 
 
-def list_series(folder: str | Path) -> list[Path]:
-    """DICOM files of one series folder in anatomical order (ImagePositionPatient, else InstanceNumber)."""
+def list_series(folder: str | Path, files: list[Path] | None = None) -> list[Path]:
+    """DICOM files of one series folder (or the given `files` of one series) in anatomical order
+    (ImagePositionPatient, else InstanceNumber)."""
     folder = Path(folder)
     keyed = []
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+    for file in sorted(files) if files is not None else sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             ds = _dataset(file, stop_before_pixels=True)
         except ImageReadError:
@@ -97,21 +113,24 @@ def list_series(folder: str | Path) -> list[Path]:
     return [file for _, file in keyed]
 
 
-def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[CTSlice]:
-    """The slices of a series folder in anatomical order, each with its position in the sorted series as
-    `index`.
+def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None,
+                files: list[Path] | None = None) -> list[CTSlice]:
+    """The slices of a series folder (or of `files`, one series of a folder that holds several) in anatomical
+    order, each with its position in the sorted series as `index`.
 
     Without `skipped`, the first unreadable file raises its ImageReadError. With it, the series loses only
     its unreadable files (added to `skipped` as (path, reason), DICOM-named files that are no DICOM among
     them), not the whole study; a folder with no readable slice raises an ImageReadError that carries them
     in its `skipped`."""
     folder = Path(folder)
-    files = list_series(folder)
+    given = files
+    files = list_series(folder, given)
     if skipped is None:
         return [_indexed(read_dicom(file), index) for index, file in enumerate(files)]
     listed = set(files)
-    found = [(str(p), "not a readable DICOM file") for p in sorted(folder.iterdir())
-             if file_kind(p) == "dicom" and p not in listed]
+    candidates = sorted(given) if given is not None else sorted(folder.iterdir())
+    found = [(str(p), "not a readable DICOM file") for p in candidates
+             if (given is not None or file_kind(p) == "dicom") and p not in listed]
     slices = []
     for index, file in enumerate(files):
         try:
