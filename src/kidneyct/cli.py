@@ -172,7 +172,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
     p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, default=3, help="slices averaged into a study's tumor probability")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="call studies by the mean of the k highest in-scope slices instead of the checkpoint's rule")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cam-layer", default=None, help="Grad-CAM target layer (default: the model's)")
     p.add_argument("--device", default="auto")
@@ -404,10 +405,14 @@ def cmd_predict(args) -> int:
     if args.out is None:
         for row in result.slices:
             print(json.dumps({"input": row.input, "source": row.source, "slice_index": row.slice_index,
-                              "predicted": row.predicted, "probabilities": row.probabilities}))
+                              "predicted": row.predicted, "probabilities": row.probabilities,
+                              "in_scope": row.in_scope, "scope_reason": row.scope_reason,
+                              **({"warnings": row.warnings} if row.warnings else {})}))
         for study in result.studies:
-            print(json.dumps({"study": study.input, "tumor_probability": round(study.tumor_probability, 6),
-                              "tumor": study.tumor, "driving_slices": study.driving_slices}))
+            probability = None if study.tumor_probability is None else round(study.tumor_probability, 6)
+            print(json.dumps({"study": study.input, "tumor_probability": probability, "tumor": study.tumor,
+                              "driving_slices": study.driving_slices, "in_scope_slices": study.in_scope_slices,
+                              "rule": study.aggregation, "warnings": study.warnings}))
     else:
         print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
     for path, reason in result.skipped:

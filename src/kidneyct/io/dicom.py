@@ -80,6 +80,7 @@ def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
         source=str(path),
         series=str(getattr(ds, "SeriesInstanceUID", "")) or None,
         modality=modality,
+        position=_slice_position(ds)[0] if getattr(ds, "ImagePositionPatient", None) is not None else None,
     )
 
 

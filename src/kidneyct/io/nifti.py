@@ -59,10 +59,11 @@ def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSli
         data = np.asarray(image.dataobj, dtype=np.float32)
     except (OSError, EOFError, zlib.error, ValueError) as error:
         raise ImageReadError(path, f"corrupt NIfTI data ({error})") from None
+    spacing = float(image.header.get_zooms()[2])  # along the canonical (inferior-to-superior) axis
     slices = []
     for index in wanted:
         if not 0 <= index < depth:
             raise ImageReadError(path, f"slice {index} out of range (volume has {depth})")
         slices.append(CTSlice(pixels=to_display(data[:, :, index]), hu=True, source=str(path),
-                              index=int(index), series=str(path), modality="CT"))
+                              index=int(index), series=str(path), modality="CT", position=index * spacing))
     return slices
