@@ -10,8 +10,6 @@ import pytest
 from kidneyct.io import expand_inputs, input_kind, read_item
 from kidneyct.synthetic.dicom_writer import write_ct_series
 
-REAL_DICOM = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-ct-examples" / "upper-abdomen-dicom-no-kidney"
-
 
 def _series(folder: Path, patient: str, n: int = 3) -> list[Path]:
     images = [np.full((16, 16), 10.0 * i, np.float32) for i in range(n)]
@@ -102,10 +100,8 @@ def test_an_unreadable_dicomdir_is_reported_and_the_folder_still_walked(tmp_path
     assert len(items) == 1 and len(read_item(items[0])[0]) == 3
 
 
-def test_the_real_uid_named_series_reads_as_one_series_of_20_slices():
-    if not REAL_DICOM.is_dir():
-        pytest.skip(f"real DICOM example not present at {REAL_DICOM}")
-    items, skipped = expand_inputs([REAL_DICOM])
+def test_the_real_uid_named_series_reads_as_one_series_of_20_slices(real_examples):
+    items, skipped = expand_inputs([real_examples / "upper-abdomen-dicom-no-kidney"])
     assert not skipped and len(items) == 1 and items[0].kind == "series"
     slices, lost = read_item(items[0])
     assert not lost and len(slices) == 20 and [s.index for s in slices] == list(range(20))

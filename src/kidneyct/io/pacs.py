@@ -29,19 +29,20 @@ def series_uid(path: Path) -> str:
 def group_series(files: list[Path]) -> list[tuple[str, list[Path]]]:
     """The DICOM files of one folder split by SeriesInstanceUID: [(uid, files)], largest series first.
 
-    A file whose header cannot be read joins the first series, whose reading then reports it as skipped with
-    the reader's reason (a series loses only its unreadable files)."""
+    A file whose header cannot be read, or names no series, joins the first series, whose reading then
+    reads it or reports it as skipped with the reader's reason (a series loses only its unreadable files)."""
     groups: dict[str, list[Path]] = defaultdict(list)
-    unreadable = []
+    unplaced = []
     for path in files:
         try:
-            groups[series_uid(path)].append(path)
+            uid = series_uid(path)
         except ImageReadError:
-            unreadable.append(path)
+            uid = ""
+        (groups[uid] if uid else unplaced).append(path)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     if not ordered:
-        return [("", unreadable)] if unreadable else []
-    ordered[0] = (ordered[0][0], ordered[0][1] + unreadable)
+        return [("", unplaced)] if unplaced else []
+    ordered[0] = (ordered[0][0], ordered[0][1] + unplaced)
     return ordered
 
 
