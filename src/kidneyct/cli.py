@@ -169,6 +169,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="results .csv (studies and skipped files in sidecars) or .json; "
                                                "default: JSON lines on stdout")
     p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write a study report here: one HTML page per series or volume (call, in-scope slices, key "
+                        "images with heatmaps, warnings) and index.html")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
     p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
@@ -397,7 +400,9 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from kidneyct.inference.batch import open_backend, predict_inputs
 
-    backend, explainer = open_backend(args.checkpoint, args.backend, args.device, with_cam=bool(args.cam),
+    onnx = args.backend == "onnx" or args.checkpoint.lower().endswith(".onnx")
+    backend, explainer = open_backend(args.checkpoint, args.backend, args.device,
+                                      with_cam=bool(args.cam) or (bool(args.report) and not onnx),
                                       cam_layer=args.cam_layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
                             threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
@@ -415,6 +420,10 @@ def cmd_predict(args) -> int:
                               "rule": study.aggregation, "warnings": study.warnings}))
     else:
         print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
+    if args.report:
+        from kidneyct.inference.report import write_study_report
+
+        print(f"report: {write_study_report(result, args.report, backend, args.checkpoint, explainer)}")
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1

@@ -143,6 +143,10 @@ class InputJudge:
             return self.gate.series(slices, looks)
         return [self.gate.single(look, None if features is None else features[i]) for i, look in enumerate(looks)]
 
+    def slice_warnings(self, image: np.ndarray, look: Look, hu: bool) -> list[str]:
+        """Intensity warnings for one slice on its own (its model input `image` and what the locator saw)."""
+        return self.warnings(image[None], [SliceScope(True, "", look.located, look.brightness)], hu)
+
     def warnings(self, images: np.ndarray, scopes: list[SliceScope], hu: bool) -> list[str]:
         """Intensity warnings for one input: the in-scope slices' body histograms (all slices' when none is
         in scope) and located kidneys' brightness against the training slices'."""
