@@ -215,6 +215,14 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_explain)
 
+    p = sub.add_parser("study-settings", help="add the study rule, scope statistics and intensity profile to a "
+                                              "checkpoint trained before they were recorded")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint with its split.csv beside it")
+    p.add_argument("--out", required=True, help="the new checkpoint (the old one is left as it is)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_study_settings)
+
     p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, metadata embedded)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=["onnx"], default="onnx")
@@ -440,6 +448,17 @@ def cmd_explain(args) -> int:
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
+
+
+def cmd_study_settings(args) -> int:
+    from kidneyct.training.study_settings import fit_study_settings
+
+    payload = fit_study_settings(args.checkpoint, args.out, args.data, args.device)
+    features = payload["scope"]["features"]
+    print(json.dumps({"out": args.out, "study_rule": payload["study_rule"],
+                      "feature_threshold": features["threshold"] if features else None,
+                      "intensity": payload["intensity"] is not None}))
+    return 0
 
 
 def cmd_export(args) -> int:

@@ -11,11 +11,18 @@ from kidneyct.models.checkpoint import read_checkpoint
 from kidneyct.training.study_settings import fit_study_settings
 
 
-def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_run, phantom_png, tmp_path):
+def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_run, phantom_png, tmp_path, capsys):
+    import json
+
+    from kidneyct.cli import main
+
     assert "scope" not in read_checkpoint(trained_run.best_checkpoint)  # written without them
-    payload = fit_study_settings(trained_run.best_checkpoint, tmp_path / "with-settings.pt")
+    assert main(["study-settings", "--checkpoint", str(trained_run.best_checkpoint),
+                 "--out", str(tmp_path / "with-settings.pt")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stored = read_checkpoint(tmp_path / "with-settings.pt")
-    assert stored["study_rule"] == DEFAULT_RULE.to_dict() == payload["study_rule"]
+    assert stored["study_rule"] == DEFAULT_RULE.to_dict() == printed["study_rule"]
+    assert printed["feature_threshold"] == stored["scope"]["features"]["threshold"] and printed["intensity"]
     features = stored["scope"]["features"]
     assert len(features["mean"]) == 128 and np.asarray(features["cholesky"]).shape == (128, 128)
     assert features["threshold"] > 0 and features["n_train"] == trained_run.split_sizes["train"]
