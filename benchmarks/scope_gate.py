@@ -42,7 +42,10 @@ def phantoms(volumes: int, size: int = 128) -> dict:
         tumor_slices += len(lesion)
         tumor_in_scope += sum(scope[i] for i in lesion)
     return {"volumes": volumes, "slices_per_volume": len(heights), "agreement_mean": float(np.mean(agreements)),
-            "agreement_min": float(np.min(agreements)), "tumor_slices_in_scope": tumor_in_scope / max(tumor_slices, 1)}
+            "agreement_median": float(np.median(agreements)), "agreement_min": float(np.min(agreements)),
+            "volumes_at_least_0.95": int(np.sum(np.array(agreements) >= 0.95)),
+            "agreement_per_volume": [round(a, 3) for a in agreements],
+            "tumor_slices_in_scope": tumor_in_scope / max(tumor_slices, 1)}
 
 
 def real() -> dict | None:
@@ -69,11 +72,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/scope-gate.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    result = {"settings": GATE.settings.to_dict(), "phantom_volumes": phantoms(args.volumes), "real": real()}
+    result = {"settings": GATE.settings.to_dict(), "phantom_volumes": phantoms(args.volumes), "real": real(),
+              "seconds": None}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
 
 
 if __name__ == "__main__":
