@@ -38,6 +38,5 @@ def test_written_volumes_read_back_inferior_first_with_their_spacing(tmp_path, f
     assert not lost and len(slices) == len(volume.kidney) == len(volume.heights_mm)
     assert np.allclose(np.diff([s.position for s in slices]), 5.0)
     rendered, _, _ = render_volume(2, 64, None, volume.heights_mm)
-    means = np.array([float(np.rint(r).mean()) for r, _ in rendered])
-    assert len(set(np.round(means))) > len(means) // 2  # slices tell apart by their mean
-    assert [float(s.pixels.mean()) for s in slices] == pytest.approx(means, abs=1.0)  # and come back in order
+    for read, (hu, _) in zip(slices, rendered):  # each slice comes back where it was rendered
+        assert np.abs(read.pixels - np.clip(np.rint(hu), -1024, None)).max() <= 1.0
