@@ -97,8 +97,8 @@ def _add_listen(sub) -> None:
                    help="answer a series once no instance of it arrived for this long (default 5)")
     p.add_argument("--threshold", type=float_range(0, 1), default=None,
                    help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int_range(1, 10_000), default=3,
-                   help="slices averaged into a series' tumor probability")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
+                   help="call series by the mean of the k highest in-scope slices instead of the checkpoint's rule")
     p.add_argument("--max-associations", type=int_range(1, 1000), default=16,
                    help="concurrent associations (default 16)")
     p.add_argument("--device", default="cpu", type=device)
@@ -236,6 +236,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
                    help="results .csv (studies and skipped files in sidecars) or .json; default: JSON lines on stdout")
     p.add_argument("--cam", default=None, metavar="DIR", type=output_folder,
                    help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--report", default=None, metavar="DIR", type=output_folder,
+                   help="write a study report here: one HTML page per series or volume (call, in-scope slices, key "
+                        "images with heatmaps, warnings) and index.html")
     p.add_argument("--dicom-out", default=None, metavar="DIR", type=output_folder,
                    help="per DICOM study, a Comprehensive SR with the call and Secondary Capture key images "
                         "(Grad-CAM burned in) here, one folder per Study Instance UID")
@@ -243,8 +246,8 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
     p.add_argument("--threshold", type=float_range(0, 1), default=None,
                    help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int_range(1, 10_000), default=3,
-                   help="slices averaged into a study's tumor probability")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
+                   help="call studies by the mean of the k highest in-scope slices instead of the checkpoint's rule")
     p.add_argument("--batch-size", type=int_range(1, 65_536), default=64)
     p.add_argument("--cam-layer", default=None, help="Grad-CAM target layer (default: the model's)")
     p.add_argument("--device", default="auto", type=device)
@@ -284,6 +287,14 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     _add_budget_option(p, MAX_DECODED_MB)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("study-settings", help="add the study rule, scope statistics and intensity profile to a "
+                                              "checkpoint trained before they were recorded")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint with its split.csv beside it")
+    p.add_argument("--out", required=True, help="the new checkpoint (the old one is left as it is)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_study_settings)
 
     p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, metadata embedded)")
     p.add_argument("--checkpoint", required=True, type=existing_file)
@@ -461,24 +472,34 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from kidneyct.inference.batch import open_backend, predict_inputs
 
-    if args.dicom_out and (args.backend != "torch" or args.checkpoint.lower().endswith(".onnx")):
+    onnx = args.backend == "onnx" or args.checkpoint.lower().endswith(".onnx")
+    if args.dicom_out and onnx:
         raise ValueError("--dicom-out draws Grad-CAM key images: it needs a .pt checkpoint and --backend torch")
     backend, explainer = open_backend(args.checkpoint, args.backend, args.device,
-                                      with_cam=bool(args.cam or args.dicom_out), cam_layer=args.cam_layer)
+                                      with_cam=bool(args.cam or args.dicom_out) or (bool(args.report) and not onnx),
+                                      cam_layer=args.cam_layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
                             threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
                             progress=not args.no_progress, max_decoded_bytes=_mib(args.max_decoded_mb))
     if args.out is None:
         for row in result.slices:
             print(json.dumps({"input": row.input, "source": row.source, "slice_index": row.slice_index,
-                              "predicted": row.predicted, "probabilities": row.probabilities}))
+                              "predicted": row.predicted, "probabilities": row.probabilities,
+                              "in_scope": row.in_scope, "scope_reason": row.scope_reason,
+                              **({"warnings": row.warnings} if row.warnings else {})}))
         for study in result.studies:
-            print(json.dumps({"study": study.input, "tumor_probability": round(study.tumor_probability, 6),
-                              "tumor": study.tumor, "driving_slices": study.driving_slices}))
+            probability = None if study.tumor_probability is None else round(study.tumor_probability, 6)
+            print(json.dumps({"study": study.input, "tumor_probability": probability, "tumor": study.tumor,
+                              "driving_slices": study.driving_slices, "in_scope_slices": study.in_scope_slices,
+                              "rule": study.aggregation, "warnings": study.warnings}))
     else:
         print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
     if args.dicom_out:
         _write_dicom_out(args, result, backend, explainer)
+    if args.report:
+        from kidneyct.inference.report import write_study_report
+
+        print(f"report: {write_study_report(result, args.report, backend, args.checkpoint, explainer)}")
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
@@ -489,7 +510,7 @@ def _write_dicom_out(args, result, backend, explainer) -> None:
     from kidneyct.inference.model_facts import ModelFacts
 
     facts = ModelFacts.from_loaded(backend.loaded, args.checkpoint)
-    studies = write_dicom_results(result, args.dicom_out, backend, explainer, facts, args.top_k)
+    studies = write_dicom_results(result, args.dicom_out, backend, explainer, facts)
     for study in studies:
         print(f"wrote DICOM SR {study.sr} and {len(study.key_images)} key image(s) for study {study.study_uid}")
     if not studies:
@@ -508,6 +529,17 @@ def cmd_explain(args) -> int:
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
+
+
+def cmd_study_settings(args) -> int:
+    from kidneyct.training.study_settings import fit_study_settings
+
+    payload = fit_study_settings(args.checkpoint, args.out, args.data, args.device)
+    features = payload["scope"]["features"]
+    print(json.dumps({"out": args.out, "study_rule": payload["study_rule"],
+                      "feature_threshold": features["threshold"] if features else None,
+                      "intensity": payload["intensity"] is not None}))
+    return 0
 
 
 def cmd_export(args) -> int:

@@ -160,7 +160,6 @@ CASES = [
     _refused("dicom-short-pixels", "short.dcm", lambda t: dicom_bytes(PixelData=b"\0" * 100), "cannot decode"),
     _refused("dicom-unknown-syntax", "syntax.dcm", lambda t: dicom_bytes(TransferSyntaxUID="1.2.3.4"),
              "cannot decode|corrupt|malformed"),
-    _refused("dicom-no-preamble", "bare.dcm", lambda t: dicom_bytes()[132:], "not a DICOM file"),
     # NIfTI volumes (the API takes none)
     _volume("nifti-4d", "v4d.nii.gz", lambda t: nifti_bytes(np.zeros((16, 16, 3, 2), np.float32)),
             "expected a 3-D volume"),
@@ -175,6 +174,7 @@ CASES = [
     # unusual but good: read by their content
     _good("png-named-jpg", "slice.jpg", lambda t: image_bytes(gradient())),
     _good("dicom-named-png", "ct.png", lambda t: dicom_bytes()),
+    _good("dicom-no-preamble", "bare.dcm", lambda t: dicom_bytes()[132:]),  # PACS dumps: DICOM by its first element
     _good("jpeg-named-dcm", "photo.dcm", lambda t: image_bytes(gradient(), "JPEG")),
     _good("png-16-bit", "deep.png", lambda t: image_bytes(gradient().astype(np.uint16) * 257)),
     _good("png-rgba", "alpha.png",

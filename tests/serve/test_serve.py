@@ -286,3 +286,16 @@ def test_page_docs_and_static_files_are_served_and_offline(client):
         text = file.read_text()
         assert client.get(f"/static/{file.name}").text == text
         assert "http://" not in text and "https://" not in text, f"{file.name} reaches outside the server"
+
+
+def test_predict_says_whether_the_slice_is_in_scope(trained_run, tmp_path, slice_png):
+    from kidneyct.training.study_settings import fit_study_settings
+
+    fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")  # with the scope statistics
+    with TestClient(create_app(tmp_path / "ckpt.pt", ServeSettings())) as client:
+        name, data = slice_png
+        body = client.post("/predict", files={"file": (name, data, "image/png")}).json()
+        assert body["in_scope"] is True and body["scope_reason"]
+        noise = client.post("/predict", files={"file": ("noise.png", _png(128, noise=True), "image/png")}).json()
+        assert noise["in_scope"] is False and "unlike the training slices" in noise["scope_reason"]
+        assert set(noise["probabilities"]) == {"Tumor", "Normal"}  # the model's answer is still shown

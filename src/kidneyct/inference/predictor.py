@@ -16,7 +16,7 @@ from kidneyct.errors import CheckpointError
 from kidneyct.inference.export import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from kidneyct.io import CTSlice, read_slices
 from kidneyct.models.checkpoint import LoadedModel, check_calibration, load_model
-from kidneyct.models.forward import flip_averaged, predict_logits
+from kidneyct.models.forward import flip_averaged, penultimate_features, predict_logits
 from kidneyct.preprocess import Preprocessing
 from kidneyct.runtime import resolve_device
 
@@ -59,6 +59,16 @@ class Backend(ABC):
     def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         """Logits [N, K] (float32, CPU) for uint8 images [N, S, S] at the model's size, flip TTA included
         when the preprocessing asks for it."""
+
+    @property
+    @abstractmethod
+    def stored(self) -> dict:
+        """What the checkpoint (or the export's metadata) records beyond the weights: the study rule, the scope
+        gate's statistics and the intensity profile among them."""
+
+    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+        """Penultimate features [N, D] for the scope gate; None when this backend cannot give them."""
+        return None
 
     def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray:
         """Softmax of temperature-scaled logits (temperature 1 until calibration is fitted)."""
@@ -111,8 +121,15 @@ class Predictor(Backend):
     def threshold(self) -> float | None:
         return self.loaded.threshold
 
+    @property
+    def stored(self) -> dict:
+        return self.loaded.payload
+
     def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         return predict_logits(self.model, self.preprocessing, images, batch_size, self.device)
+
+    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+        return penultimate_features(self.model, self.preprocessing, images, batch_size, self.device)
 
 
 class OnnxPredictor(Backend):
@@ -147,6 +164,10 @@ class OnnxPredictor(Backend):
             raise CheckpointError(f"{path}: malformed kidneyct metadata ({type(error).__name__}: {error})") from None
         self.threshold: float | None = self.metadata.get("threshold")
         check_calibration(path, self.classes, self.temperature, self.threshold)
+
+    @property
+    def stored(self) -> dict:
+        return self.metadata
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])

@@ -61,7 +61,8 @@ def _read(path: Path, allow_non_ct: bool) -> CTSlice:
     if not is_hu:  # non-CT allowed by the caller: rescale to [0, 1] like a display image
         lo, hi = float(values.min()), float(values.max())
         values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    return check_slice(CTSlice(pixels=values, hu=is_hu, source=str(path),
+    position = _slice_position(ds)[0] if ds.get("ImagePositionPatient") is not None else None
+    return check_slice(CTSlice(pixels=values, hu=is_hu, source=str(path), position=position,
                                series=str(ds.get("SeriesInstanceUID", "")) or None, modality=modality))
 
 
@@ -84,11 +85,12 @@ def _slice_position(ds: pydicom.Dataset) -> tuple[float, float]:
     return instance, instance
 
 
-def list_series(folder: str | Path) -> list[Path]:
-    """DICOM files of one series folder in anatomical order (ImagePositionPatient, else InstanceNumber)."""
+def list_series(folder: str | Path, files: list[Path] | None = None) -> list[Path]:
+    """DICOM files of one series folder (or the given `files` of one series) in anatomical order
+    (ImagePositionPatient, else InstanceNumber)."""
     folder = Path(folder)
     keyed = []
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+    for file in sorted(files) if files is not None else sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             ds = open_dataset(file, stop_before_pixels=True)
         except ImageReadError:
@@ -100,21 +102,24 @@ def list_series(folder: str | Path) -> list[Path]:
     return [file for _, file in keyed]
 
 
-def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[CTSlice]:
-    """The slices of a series folder in anatomical order, each with its position in the sorted series as
-    `index`.
+def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None,
+                files: list[Path] | None = None) -> list[CTSlice]:
+    """The slices of a series folder (or of `files`, one series of a folder that holds several) in anatomical
+    order, each with its position in the sorted series as `index`.
 
     Without `skipped`, the first unreadable file raises its ImageReadError. With it, the series loses only
     its unreadable files (added to `skipped` as (path, reason), DICOM-named files that are no DICOM among
     them), not the whole study; a folder with no readable slice raises an ImageReadError that carries them
     in its `skipped`."""
     folder = Path(folder)
-    files = list_series(folder)
+    given = files
+    files = list_series(folder, given)
     if skipped is None:
         return [_indexed(read_dicom(file), index) for index, file in enumerate(files)]
     listed = set(files)
-    found = [(str(p), "not a readable DICOM file") for p in sorted(folder.iterdir())
-             if file_kind(p) == "dicom" and p not in listed]
+    candidates = sorted(given) if given is not None else sorted(folder.iterdir())
+    found = [(str(p), "not a readable DICOM file") for p in candidates
+             if (given is not None or file_kind(p) == "dicom") and p not in listed]
     slices = []
     for index, file in enumerate(files):
         try:

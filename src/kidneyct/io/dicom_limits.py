@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io.budget import check_decoded_size, check_side, current_budget
+from kidneyct.io.sniff import looks_like_dicom
 
 if TYPE_CHECKING:
     import pydicom
@@ -34,18 +35,34 @@ def open_dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Datase
     try:
         if path.stat().st_size > current_budget() + HEADER_SLACK:
             check_decoded_size(path, path.stat().st_size, "a DICOM file this large")
+        # force: DICOM without preamble (recognised by content) has no 'DICM' marker for pydicom to check.
+        force = looks_like_dicom(path)
         with open(path, "rb") as handle:
-            preamble = pydicom.filereader.read_preamble(handle, False)
+            preamble = pydicom.filereader.read_preamble(handle, force)
             meta = pydicom.filereader._read_file_meta_info(handle)
             if meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
                 return _inflated(path, handle, preamble, meta, stop_before_pixels)
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, defer_size=DEFER_BYTES)
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, defer_size=DEFER_BYTES, force=force)
+        _name_transfer_syntax(ds)
+        return ds
     except ImageReadError:
         raise
     except InvalidDicomError:
         raise ImageReadError(path, "not a DICOM file (no DICM preamble or file meta)") from None
     except Exception as error:  # pydicom raises many types for damaged files
         raise ImageReadError(path, f"corrupt DICOM file ({type(error).__name__}: {error})") from None
+
+
+def _name_transfer_syntax(ds: pydicom.Dataset) -> None:
+    """A stream without file meta names no transfer syntax, which pixel decoding needs: name the encoding
+    pydicom read it in (implicit or explicit VR, little or big endian)."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if "TransferSyntaxUID" in ds.file_meta or ds.original_encoding[0] is None:
+        return
+    implicit, little = ds.original_encoding
+    ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                      ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 class _Inflating(io.RawIOBase):

@@ -138,6 +138,15 @@ def _canonical_stored(path: Path, image: nib.Nifti1Image) -> np.ndarray:
         raise ImageReadError(path, f"corrupt NIfTI data ({type(error).__name__}: {error})") from None
 
 
+def _axial_spacing(image: nib.Nifti1Image) -> float:
+    """Millimetres between slices along the canonical (inferior-to-superior) axis."""
+    import nibabel as nib
+
+    sizes = nib.affines.voxel_sizes(image.affine)
+    axes = nib.orientations.io_orientation(image.affine)[:, 0]
+    return float(sizes[list(axes).index(2)])
+
+
 def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSlice]:
     """Axial slices in Hounsfield units (NIfTI CT stores HU after scl_slope/scl_inter), inferior first.
 
@@ -155,11 +164,12 @@ def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSli
         data = _canonical_stored(path, image)
     slope, intercept = check_rescale(path, image.dataobj.slope, image.dataobj.inter)
     depth = data.shape[2]
+    spacing = _axial_spacing(image)
     slices = []
     for index in range(depth) if indices is None else indices:
         if not 0 <= index < depth:
             raise ImageReadError(path, f"slice {index} out of range (volume has {depth})")
         hu = data[:, :, index].astype(np.float32) * np.float32(slope) + np.float32(intercept)
         slices.append(check_slice(CTSlice(pixels=to_display(hu), hu=True, source=str(path), index=int(index),
-                                          series=str(path), modality="CT")))
+                                          series=str(path), modality="CT", position=index * spacing)))
     return slices

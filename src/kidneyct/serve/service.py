@@ -26,6 +26,7 @@ from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
 from kidneyct.inference.model_facts import best_validation, held_out_metrics
 from kidneyct.inference.predictor import Predictor
+from kidneyct.inference.scope import InputJudge, Look
 from kidneyct.io import CTSlice, read_slices
 from kidneyct.io.budget import read_limits
 from kidneyct.io.sniff import HEADER_BYTES, sniff_format
@@ -99,6 +100,7 @@ class ReadUpload:
     modality: str | None
     read_ms: float
     warnings: list[str] = field(default_factory=list)
+    look: Look | None = None  # what the kidney locator saw: the scope gate's first step
 
 
 class InferenceService:
@@ -114,6 +116,7 @@ class InferenceService:
         self._cam_lock = threading.Lock()
         self._explainer = None
         self.card = model_card(self.predictor, self.checkpoint)
+        self.judge = InputJudge(self.predictor.stored, self.predictor.preprocessing)
 
     @property
     def threshold(self) -> float | None:
@@ -144,8 +147,10 @@ class InferenceService:
             warnings.append(f"modality {ct_slice.modality}: the model was trained on CT; "
                             "probabilities are not meaningful")
         image = self.predictor.preprocessing.to_uint8(ct_slice)
+        look = self.judge.gate.look(ct_slice)  # the locator runs here, in the decoding threads
+        warnings += self.judge.slice_warnings(image, look, ct_slice.hu)
         return ReadUpload(filename, kind, int(width), int(height), image, ct_slice.modality,
-                          (time.perf_counter() - started) * 1000, warnings)
+                          (time.perf_counter() - started) * 1000, warnings, look)
 
     def _read_slice(self, data: bytes, kind: str, filename: str) -> CTSlice:
         """The readers of the CLI on a temporary file this server names, within the app's read limits."""
@@ -173,7 +178,9 @@ class InferenceService:
             locked = time.perf_counter()
             logits = self.predictor.logits_uint8(upload.image[None])
             probs = self.predictor.probabilities_from_logits(logits)
+            features = self.predictor.features_uint8(upload.image[None]) if self.judge.needs_features else None
         decision = int(decide(probs, self.classes, self.threshold)[0])
+        scope = self._scope(upload, features)
         done = time.perf_counter()
         pos = positive_index(self.classes)
         return {
@@ -188,9 +195,17 @@ class InferenceService:
                       "modality": upload.modality},
             "timing_ms": {"read": round(upload.read_ms, 2), "queue": round((locked - started) * 1000, 2),
                           "inference": round((done - locked) * 1000, 2)},
+            **scope,
             "warnings": upload.warnings,
             "disclaimer": DISCLAIMER,
         }
+
+    def _scope(self, upload: ReadUpload, features) -> dict:
+        """{'in_scope', 'scope_reason'}: may the answer be read as a call (kidneyct.inference.scope)."""
+        if upload.look is None:
+            return {"in_scope": None, "scope_reason": "not judged"}
+        scope = self.judge.gate.single(upload.look, None if features is None else features[0])
+        return {"in_scope": scope.in_scope, "scope_reason": scope.reason}
 
     def explainer(self):
         if self._explainer is None:

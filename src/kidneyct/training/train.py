@@ -39,6 +39,7 @@ from kidneyct.training.distributed import DistContext, init_distributed
 from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
 from kidneyct.training.lesion_inputs import LesionPlan
+from kidneyct.training.study_settings import record_study_settings
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,8 @@ def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr:
 
 
 def _finish(run: _Run) -> None:
-    """Calibrate best.pt and last.pt, each for its own weights, on the validation split."""
+    """Calibrate best.pt and last.pt, each for its own weights, on the validation split, and record what
+    inference needs to judge whole studies (study rule, scope statistics, intensity profile)."""
     best_path, last_path = run.out / "best.pt", run.out / "last.pt"
     if run.ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
         run.save(best_path, False)
@@ -415,6 +417,8 @@ def _finish(run: _Run) -> None:
                                                     run.config)["calibration"]
             log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
                      calibration["val_ece_before"], calibration["val_ece_after"])
+            record_study_settings(path, run.model, run.prep, run.data.splits["train"].images,
+                                  run.data.splits["val"].images, run.device)
     run.ctx.barrier()  # every rank returns once rank 0's files are written
 
 

@@ -58,6 +58,11 @@ function renderBars(result) {
     bars.append(row);
   }
   $("predicted").textContent = result.predicted;
+  const scope = $("scope");
+  scope.classList.toggle("out", result.in_scope === false);
+  scope.textContent = result.in_scope === false
+    ? `Out of scope: ${result.scope_reason}. The model was trained on slices through the kidneys; do not read this as a call.`
+    : `In scope: ${result.scope_reason}.`;
   const threshold = result.threshold === null ? "none (most probable class)" : result.threshold.toFixed(3);
   const t = result.timing_ms;
   $("details").textContent = `Operating threshold: ${threshold}. ${result.image.kind.toUpperCase()} ` +
