@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ct-kidney"
 REAL_DATA_512 = REAL_DATA.parent / "ct-kidney-512-sample"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REAL_EXAMPLES = REAL_DATA.parent / "real-ct-examples"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,6 +75,14 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real CT data not present at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture
+def real_examples() -> Path:
+    """The two real scans with organ labels (a 30-slice NIfTI, a 20-slice UID-named DICOM series)."""
+    if not (REAL_EXAMPLES / "abdomen-ct-30slices.nii.gz").is_file():
+        pytest.skip(f"real CT examples not present at {REAL_EXAMPLES}")
+    return REAL_EXAMPLES
 
 
 @pytest.fixture

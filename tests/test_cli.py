@@ -62,6 +62,31 @@ def test_predict_reads_in_worker_processes_or_in_process_with_the_same_answers(t
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     main(["predict", "--checkpoint", str(trained_run.best_checkpoint), str(phantom_png / "Tumor"), "--workers", "0"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's own choice stays
+def test_predict_writes_a_study_report(trained_run, tmp_path, capsys):
+    import re
+
+    from kidneyct.synthetic.phantom_volume import write_volume
+
+    volume = write_volume(tmp_path / "v", "dicom", seed=3, size=96, lesion="Tumor", below_mm=40, above_mm=40)
+    empty = write_volume(tmp_path / "v", "nifti", seed=4, size=96, below_mm=-70, above_mm=100)  # liver level only
+    assert not any(empty.kidney)
+    out = tmp_path / "report"
+    assert main(["predict", "--checkpoint", str(trained_run.best_checkpoint), str(volume.path), str(empty.path),
+                 "--device", "cpu", "--report", str(out), "--no-progress"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    studies = {line["study"]: line for line in lines if "study" in line}
+    assert studies[str(empty.path)]["tumor"] is None and studies[str(volume.path)]["tumor_probability"] is not None
+    index = (out / "index.html").read_text()
+    pages = sorted(out.glob("*.html"))
+    assert len(pages) == 3 and "not a medical device" in index and index.count("<a href=") == 2
+    page = next(p for p in pages if p.name.startswith(volume.path.name)).read_text()
+    driving = studies[str(volume.path)]["driving_slices"]
+    shown = {int(i) for i in re.findall(r"src='[^']*/slice-(\d{4})\.png'", page)}
+    assert "Key images" in page and len(shown) == min(4, len(driving)) and shown <= set(driving)
+    assert "not a medical device" in page and "How the model was validated" in page and "SYNTHETIC" in page
+    assert (out / volume.path.name / "probabilities.png").is_file()
+    empty_page = next(p for p in pages if p.name.startswith("volume-normal")).read_text()
+    assert "No call" in empty_page and "no kidney found" in empty_page
 
 
 def test_data_groups_and_audit_commands(trained_run, phantom_png, tmp_path, capsys):

@@ -18,10 +18,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.config import DEFAULT_RECIPE, GROUPS, RECIPES, TrainConfig, apply_recipe
+from kidneyct.cli_types import device, existing_file, float_range, int_range, origin, output_file, output_folder
+from kidneyct.config import (DEFAULT_RECIPE, GROUPS, MAX_DECODED_MB, RECIPES, SERVE_MAX_DECODED_MB, TrainConfig,
+                             apply_recipe)
 from kidneyct.errors import KidneyCTError
 from kidneyct.experiments import demo as demo_defaults
-from kidneyct.models import list_models
+from kidneyct.models import get_spec, list_models
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,15 @@ def _add_data_phantom(sub) -> None:
     p.set_defaults(handler=cmd_data_phantom)
 
 
-def _option_type(annotation: str):
-    """int/float/str from a field's (string) annotation such as 'float | None'."""
-    for name, kind in (("int", int), ("float", float)):
-        if annotation.split("|")[0].strip() == name:
-            return kind
-    return str
+def _option_parser(annotation: str, meta: dict):
+    """The argparse type of a TrainConfig field: its (string) annotation's int/float/str, range-checked when
+    the field declares a range, so that no run starts that cannot finish."""
+    kind = annotation.split("|")[0].strip()
+    if meta.get("kind") == "device":
+        return device
+    if "range" in meta:
+        return int_range(*meta["range"]) if kind == "int" else float_range(*meta["range"])
+    return {"int": int, "float": float}.get(kind, str)
 
 
 def _add_train_options(p, defaults: TrainConfig) -> None:
@@ -65,8 +70,8 @@ def _add_train_options(p, defaults: TrainConfig) -> None:
         if f.type == "bool":
             target.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        target.add_argument(flag, type=_option_type(f.type), default=None, help=help_text, choices=meta.get("choices"),
-                            metavar=meta.get("metavar"), required=bool(meta.get("required")))
+        target.add_argument(flag, type=_option_parser(f.type, meta), default=None, help=help_text,
+                            choices=meta.get("choices"), metavar=meta.get("metavar"), required=bool(meta.get("required")))
     groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
                                 help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
                                      f"{defaults.window_width:g}, abdomen)")
@@ -81,19 +86,22 @@ def _add_cache_options(p) -> None:
 def _add_listen(sub) -> None:
     p = sub.add_parser("listen", help="DICOM node: a Storage SCP that answers each CT series with results, "
                                       "an SR and key images")
-    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt)")
-    p.add_argument("--port", type=int, default=11112)
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="a kidneyct checkpoint (.pt)")
+    p.add_argument("--port", type=int_range(0, 65535), default=11112)
     p.add_argument("--ae-title", default="KIDNEYCT", help="this node's AE title (default KIDNEYCT)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--out", default="dicom-node", help="received instances, results and DICOM results (default "
-                                                      "./dicom-node)")
+    p.add_argument("--out", default="dicom-node", type=output_folder,
+                   help="received instances, results and DICOM results (default ./dicom-node)")
     p.add_argument("--forward", default=None, metavar="HOST:PORT:AET", help="C-STORE each SR and its key images here")
-    p.add_argument("--idle-seconds", type=float, default=5.0,
+    p.add_argument("--idle-seconds", type=float_range(0, 3600, low_open=True), default=5.0,
                    help="answer a series once no instance of it arrived for this long (default 5)")
-    p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, default=3, help="slices averaged into a series' tumor probability")
-    p.add_argument("--max-associations", type=int, default=16, help="concurrent associations (default 16)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--threshold", type=float_range(0, 1), default=None,
+                   help="tumor threshold (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
+                   help="call series by the mean of the k highest in-scope slices instead of the checkpoint's rule")
+    p.add_argument("--max-associations", type=int_range(1, 1000), default=16,
+                   help="concurrent associations (default 16)")
+    p.add_argument("--device", default="cpu", type=device)
     p.set_defaults(handler=cmd_listen)
 
 
@@ -104,6 +112,42 @@ def _train_config(args, out: str) -> TrainConfig:
     if args.window is not None:
         given["window_level"], given["window_width"] = args.window
     return replace(args.train_defaults, out=out, **given)
+
+
+def _add_budget_option(p, default_mb: int) -> None:
+    p.add_argument("--max-decoded-mb", type=float_range(0, 1_048_576, low_open=True), default=default_mb,
+                   help=f"refuse an input whose header says it decodes to more than this many MiB (default "
+                        f"{default_mb}): a small compressed file cannot claim gigabytes")
+
+
+def _add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="web app and REST API for one checkpoint (FastAPI + uvicorn)")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="a kidneyct checkpoint (.pt)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                                                      "any other needs a token)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8000)
+    p.add_argument("--token", default=None, help="bearer token the API requires (default: $KIDNEYCT_TOKEN; "
+                                                 "required beyond loopback; the page takes it as #token=...)")
+    p.add_argument("--allow-origin", action="append", type=origin, default=[], metavar="ORIGIN",
+                   help="a web origin (http://host:port) whose pages may call the API; repeatable")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the server answers to besides localhost/127.0.0.1 (or '*'); repeatable")
+    p.add_argument("--max-upload-mb", type=float_range(0, 1024, low_open=True), default=20.0,
+                   help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-side", type=int_range(16, 8192), default=4096, help="largest accepted image side in pixels")
+    _add_budget_option(p, SERVE_MAX_DECODED_MB)
+    p.add_argument("--timeout", type=float_range(0, 3600, low_open=True), default=30.0,
+                   help="per-request time limit in seconds")
+    p.add_argument("--body-timeout", type=float_range(0, 3600, low_open=True), default=60.0,
+                   help="seconds a client may take to send a request's body (408 beyond)")
+    p.add_argument("--max-pending", type=int_range(1, 100_000), default=64,
+                   help="requests queued for the model before 503")
+    p.add_argument("--max-connections", type=int_range(1, 100_000), default=256,
+                   help="open connections at once; more are closed on arrival")
+    p.add_argument("--allow-non-ct", action="store_true",
+                   help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
+    p.add_argument("--device", default="cpu", type=device)
+    p.set_defaults(handler=cmd_serve)
 
 
 def _recipe_argument(argv: list[str] | None) -> str | None:
@@ -172,35 +216,44 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics, plots and reports for a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    p.add_argument("--out", default=None, help="report folder (default: <run>/report)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--out", default=None, type=output_folder, help="report folder (default: <run>/report)")
+    p.add_argument("--device", default="auto", type=device)
+    p.add_argument("--bootstrap", type=int_range(1, 1_000_000), default=1000,
+                   help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--no-progress", action="store_true")
     _add_cache_options(p)
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities for images, folders, DICOM series and NIfTI volumes")
-    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt) or an exported .onnx model")
+    p.add_argument("--checkpoint", required=True, type=existing_file,
+                   help="a kidneyct checkpoint (.pt) or an exported .onnx model")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (recursive; a folder of DICOM files is one series) or NIfTI volumes")
-    p.add_argument("--out", default=None, help="results .csv (studies and skipped files in sidecars) or .json; "
-                                               "default: JSON lines on stdout")
-    p.add_argument("--cam", default=None, metavar="DIR", help="write a Grad-CAM overlay PNG per slice here")
-    p.add_argument("--dicom-out", default=None, metavar="DIR",
+    p.add_argument("--out", default=None, type=output_file(".csv", ".json"),
+                   help="results .csv (studies and skipped files in sidecars) or .json; default: JSON lines on stdout")
+    p.add_argument("--cam", default=None, metavar="DIR", type=output_folder,
+                   help="write a Grad-CAM overlay PNG per slice here")
+    p.add_argument("--report", default=None, metavar="DIR", type=output_folder,
+                   help="write a study report here: one HTML page per series or volume (call, in-scope slices, key "
+                        "images with heatmaps, warnings) and index.html")
+    p.add_argument("--dicom-out", default=None, metavar="DIR", type=output_folder,
                    help="per DICOM study, a Comprehensive SR with the call and Secondary Capture key images "
                         "(Grad-CAM burned in) here, one folder per Study Instance UID")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly)")
-    p.add_argument("--threshold", type=float, default=None, help="tumor threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, default=3, help="slices averaged into a study's tumor probability")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--threshold", type=float_range(0, 1), default=None,
+                   help="tumor threshold (default: the checkpoint's)")
+    p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
+                   help="call studies by the mean of the k highest in-scope slices instead of the checkpoint's rule")
+    p.add_argument("--batch-size", type=int_range(1, 65_536), default=64)
+    p.add_argument("--workers", type=int_range(0, 256), default=None,
                    help="processes reading inputs while the model runs (default: one per CPU core; 0: none)")
     p.add_argument("--cam-layer", default=None, help="Grad-CAM target layer (default: the model's)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device)
+    _add_budget_option(p, MAX_DECODED_MB)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_predict)
 
@@ -227,34 +280,32 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_recipes)
 
     p = sub.add_parser("explain", help="Grad-CAM overlays (image, heatmap, predicted class and probability)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="images, folders, DICOM series or NIfTI volumes")
-    p.add_argument("--out", required=True, help="folder for the overlay PNGs")
+    p.add_argument("--out", required=True, type=output_folder, help="folder for the overlay PNGs")
     p.add_argument("--layer", default=None, help="Grad-CAM target layer (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int_range(1, 65_536), default=16)
+    p.add_argument("--device", default="auto", type=device)
+    _add_budget_option(p, MAX_DECODED_MB)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_explain)
 
+    p = sub.add_parser("study-settings", help="add the study rule, scope statistics and intensity profile to a "
+                                              "checkpoint trained before they were recorded")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint with its split.csv beside it")
+    p.add_argument("--out", required=True, help="the new checkpoint (the old one is left as it is)")
+    p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(handler=cmd_study_settings)
+
     p = sub.add_parser("export", help="export a checkpoint for deployment (ONNX, metadata embedded)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--out", required=True, type=output_file(".onnx"), help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int_range(7, 30), default=None, help="ONNX opset (default: the exporter's)")
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("serve", help="web app and REST API for one checkpoint (FastAPI + uvicorn)")
-    p.add_argument("--checkpoint", required=True, help="a kidneyct checkpoint (.pt)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument("--max-side", type=int, default=4096, help="largest accepted image side in pixels")
-    p.add_argument("--timeout", type=float, default=30.0, help="per-request time limit in seconds")
-    p.add_argument("--max-pending", type=int, default=64, help="requests queued for the model before 503")
-    p.add_argument("--allow-non-ct", action="store_true",
-                   help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(handler=cmd_serve)
+    _add_serve_parser(sub)
 
     _add_listen(sub)
 
@@ -431,24 +482,35 @@ def cmd_predict(args) -> int:
     _openmp_threads_wait_asleep()
     from kidneyct.inference.batch import open_backend, predict_inputs
 
-    if args.dicom_out and (args.backend != "torch" or args.checkpoint.lower().endswith(".onnx")):
+    onnx = args.backend == "onnx" or args.checkpoint.lower().endswith(".onnx")
+    if args.dicom_out and onnx:
         raise ValueError("--dicom-out draws Grad-CAM key images: it needs a .pt checkpoint and --backend torch")
     backend, explainer = open_backend(args.checkpoint, args.backend, args.device,
-                                      with_cam=bool(args.cam or args.dicom_out), cam_layer=args.cam_layer)
+                                      with_cam=bool(args.cam or args.dicom_out) or (bool(args.report) and not onnx),
+                                      cam_layer=args.cam_layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, top_k=args.top_k,
                             threshold=args.threshold, cam_dir=args.cam, explainer=explainer,
-                            progress=not args.no_progress, workers=args.workers)
+                            progress=not args.no_progress, workers=args.workers,
+                            max_decoded_bytes=_mib(args.max_decoded_mb))
     if args.out is None:
         for row in result.slices:
             print(json.dumps({"input": row.input, "source": row.source, "slice_index": row.slice_index,
-                              "predicted": row.predicted, "probabilities": row.probabilities}))
+                              "predicted": row.predicted, "probabilities": row.probabilities,
+                              "in_scope": row.in_scope, "scope_reason": row.scope_reason,
+                              **({"warnings": row.warnings} if row.warnings else {})}))
         for study in result.studies:
-            print(json.dumps({"study": study.input, "tumor_probability": round(study.tumor_probability, 6),
-                              "tumor": study.tumor, "driving_slices": study.driving_slices}))
+            probability = None if study.tumor_probability is None else round(study.tumor_probability, 6)
+            print(json.dumps({"study": study.input, "tumor_probability": probability, "tumor": study.tumor,
+                              "driving_slices": study.driving_slices, "in_scope_slices": study.in_scope_slices,
+                              "rule": study.aggregation, "warnings": study.warnings}))
     else:
         print("wrote " + ", ".join(str(p) for p in result.write(args.out)))
     if args.dicom_out:
         _write_dicom_out(args, result, backend, explainer)
+    if args.report:
+        from kidneyct.inference.report import write_study_report
+
+        print(f"report: {write_study_report(result, args.report, backend, args.checkpoint, explainer)}")
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
@@ -459,7 +521,7 @@ def _write_dicom_out(args, result, backend, explainer) -> None:
     from kidneyct.inference.model_facts import ModelFacts
 
     facts = ModelFacts.from_loaded(backend.loaded, args.checkpoint)
-    studies = write_dicom_results(result, args.dicom_out, backend, explainer, facts, args.top_k)
+    studies = write_dicom_results(result, args.dicom_out, backend, explainer, facts)
     for study in studies:
         print(f"wrote DICOM SR {study.sr} and {len(study.key_images)} key image(s) for study {study.study_uid}")
     if not studies:
@@ -471,12 +533,24 @@ def cmd_explain(args) -> int:
 
     backend, explainer = open_backend(args.checkpoint, "torch", args.device, with_cam=True, cam_layer=args.layer)
     result = predict_inputs(backend, args.inputs, batch_size=args.batch_size, cam_dir=args.out,
-                            explainer=explainer, progress=not args.no_progress)
+                            explainer=explainer, progress=not args.no_progress,
+                            max_decoded_bytes=_mib(args.max_decoded_mb))
     for row in result.slices:
         print(f"{row.cam}  {row.predicted} {row.probabilities[row.predicted]:.3f}")
     for path, reason in result.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0 if result.slices else 1
+
+
+def cmd_study_settings(args) -> int:
+    from kidneyct.training.study_settings import fit_study_settings
+
+    payload = fit_study_settings(args.checkpoint, args.out, args.data, args.device)
+    features = payload["scope"]["features"]
+    print(json.dumps({"out": args.out, "study_rule": payload["study_rule"],
+                      "feature_threshold": features["threshold"] if features else None,
+                      "intensity": payload["intensity"] is not None}))
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -489,12 +563,21 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     _openmp_threads_wait_asleep()
     from kidneyct.serve import ServeSettings, serve
+    from kidneyct.serve.service import LOOPBACK_HOSTS
 
-    settings = ServeSettings(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_image_side=args.max_side,
-                             request_timeout_s=args.timeout, max_pending=args.max_pending, device=args.device,
-                             allow_non_ct_dicom=args.allow_non_ct)
+    settings = ServeSettings(
+        max_upload_bytes=_mib(args.max_upload_mb), max_image_side=args.max_side,
+        max_decoded_bytes=_mib(args.max_decoded_mb), request_timeout_s=args.timeout,
+        body_timeout_s=args.body_timeout, max_pending=args.max_pending, max_connections=args.max_connections,
+        device=args.device, allow_non_ct_dicom=args.allow_non_ct,
+        token=args.token or os.environ.get("KIDNEYCT_TOKEN") or None,
+        allowed_hosts=(*LOOPBACK_HOSTS, *args.allow_host), allowed_origins=tuple(args.allow_origin))
     serve(args.checkpoint, settings, host=args.host, port=args.port)
     return 0
+
+
+def _mib(megabytes: float) -> int:
+    return int(megabytes * 1024 * 1024)
 
 
 def cmd_listen(args) -> int:
@@ -534,12 +617,27 @@ def _report(error: BaseException, verbose: bool) -> int:
     return 2
 
 
+def _check_image_size(parser: argparse.ArgumentParser, args) -> None:
+    """An --image-size below the model's minimum ends the parse (no run folder made, nothing decoded)."""
+    size = getattr(args, "image_size", None)
+    if size is None:
+        return
+    model = "seed-cnn" if args.command == "demo" else (getattr(args, "model", None) or args.train_defaults.model)
+    try:
+        minimum = get_spec(model).min_image_size
+    except KeyError:
+        return  # an unknown model is reported by the run with the list of known ones
+    if size < minimum:
+        parser.error(f"argument --image-size: {model} needs at least {minimum} px, got {size}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(_recipe_argument(argv))
     except (KeyError, ValueError) as error:
         return _report(error, verbose=False)
     args = parser.parse_args(argv)
+    _check_image_size(parser, args)
     # A handler on the package logger for this call only: basicConfig is a no-op when the host
     # (a notebook, pytest, an app embedding kidneyct) already configured the root logger.
     handler = logging.StreamHandler(sys.stderr)

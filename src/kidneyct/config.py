@@ -50,6 +50,12 @@ RECIPES: dict[str, dict] = {
     },
 }
 
+# Decoded-size budgets (MiB) of one input, checked from its header (kidneyct.io.budget): files read by
+# predict/explain on this machine (a 512 x 512 x 1000-slice int16 volume is 500 MiB; reading a volume takes
+# about 3 times its stored size) and one upload to the server (a 4096 x 4096 RGBA PNG is 64 MiB).
+MAX_DECODED_MB = 512
+SERVE_MAX_DECODED_MB = 64
+
 DEFAULT_RECIPE = "seed-cnn-96-crop-ls-bal"
 
 
@@ -71,8 +77,9 @@ _DEFAULT = recipe_settings(DEFAULT_RECIPE)
 
 def setting(default, group: str, help: str, **cli):
     """A TrainConfig field: its default, its group and its help; the command line's option is generated from
-    it (`cli` may hold choices, metavar, required, exclusive (a mutually exclusive set's name) or
-    flag=None for a field the command line does not expose)."""
+    it (`cli` may hold choices, metavar, required, exclusive (a mutually exclusive set's name), range=(low,
+    high[, low_open]) checked when the command line is parsed, kind="device", or flag=None for a field the
+    command line does not expose)."""
     return field(default=default, metadata={"group": group, "help": help, **cli})
 
 
@@ -87,54 +94,56 @@ class TrainConfig(DictRecord):
                            "folder one class) or merged classes such as 'tumor,normal+cyst'")
     split: str = setting("grouped", "data", "grouped: series-disjoint; random: image-level, only to show how much a "
                          "leaky split inflates", choices=("grouped", "random"))
-    val_fraction: float = setting(0.15, "data", "share of series for validation")
-    test_fraction: float = setting(0.15, "data", "share of series for the test split")
+    val_fraction: float = setting(0.15, "data", "share of series for validation", range=(0.0, 0.9, True))
+    test_fraction: float = setting(0.15, "data", "share of series for the test split", range=(0.0, 0.9))
     window_level: float = setting(40.0, "data", "HU window level for DICOM/NIfTI inputs", flag=None)
     window_width: float = setting(400.0, "data", "HU window width for DICOM/NIfTI inputs", flag=None)
     body_crop: bool = setting(_DEFAULT.get("body_crop", False), "data",
                               "crop to the body and blank table/background before resizing (stored in the checkpoint)")
+    body_norm: bool = setting(False, "data", "scale each slice's body to a fixed intensity mean and sd before the "
+                              "model (removes the export's window level and width; stored in the checkpoint)")
     split_file: str | None = setting(None, "data", "read train/val/test from this split CSV (cv folds)", flag=None)
     model: str = setting(_DEFAULT["model"], "model", "a name from `kidneyct models`")
-    image_size: int | None = setting(_DEFAULT.get("image_size"), "model", "input side in pixels (None: the model's)")
+    image_size: int | None = setting(_DEFAULT.get("image_size"), "model", "input side in pixels (None: the model's)", range=(16, 4096))
     pretrained: str | None = setting(None, "model", "ImageNet weights or none (default: the model's)",
                                      choices=("imagenet", "none"))
     finetune: bool = setting(_DEFAULT.get("finetune", False), "model", "unfreeze an ImageNet backbone")
-    dropout: float = setting(0.5, "model", "dropout before the classifier")
+    dropout: float = setting(0.5, "model", "dropout before the classifier", range=(0.0, 0.99))
     tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint)")
     epochs: int = setting(_DEFAULT.get("epochs", 30), "optimisation",
-                          "epochs; with --resume, a larger value extends the run")
-    batch_size: int = setting(32, "optimisation", "images per optimiser step")
-    lr: float = setting(1e-3, "optimisation", "AdamW learning rate (cosine schedule)")
-    weight_decay: float = setting(1e-4, "optimisation", "AdamW weight decay")
-    warmup_epochs: float = setting(1.0, "optimisation", "linear warm-up, in epochs")
-    patience: int = setting(8, "optimisation", "epochs without a better validation macro-F1 before stopping")
-    label_smoothing: float = setting(_DEFAULT.get("label_smoothing", 0.0), "optimisation", "label smoothing")
+                          "epochs; with --resume, a larger value extends the run", range=(1, None))
+    batch_size: int = setting(32, "optimisation", "images per optimiser step", range=(1, None))
+    lr: float = setting(1e-3, "optimisation", "AdamW learning rate (cosine schedule)", range=(0.0, 10.0, True))
+    weight_decay: float = setting(1e-4, "optimisation", "AdamW weight decay", range=(0.0, 1.0))
+    warmup_epochs: float = setting(1.0, "optimisation", "linear warm-up, in epochs", range=(0.0, 1000.0))
+    patience: int = setting(8, "optimisation", "epochs without a better validation macro-F1 before stopping", range=(1, None))
+    label_smoothing: float = setting(_DEFAULT.get("label_smoothing", 0.0), "optimisation", "label smoothing", range=(0.0, 0.99))
     sampler: str = setting(_DEFAULT.get("sampler", "shuffle"), "optimisation",
                            "shuffle: each image once per epoch, class-weighted loss; balanced: classes drawn equally",
                            choices=SAMPLERS)
     threshold: float | None = setting(None, "optimisation", "tumor operating threshold on calibrated p(tumor), "
-                                      "recorded in the checkpoint", exclusive="operating point")
+                                      "recorded in the checkpoint", exclusive="operating point", range=(0.0, 1.0))
     target_sensitivity: float | None = setting(None, "optimisation", "record the highest tumor threshold reaching "
                                                "this sensitivity on the validation split (e.g. 0.95)",
-                                               exclusive="operating point")
-    seed: int = setting(0, "optimisation", "seed of the split, the initialisation and the augmentation")
+                                               exclusive="operating point", range=(0.0, 1.0, True))
+    seed: int = setting(0, "optimisation", "seed of the split, the initialisation and the augmentation", range=(0, None))
     augment: bool = setting(True, "augmentation", "augment training batches")
     augmentation: str = setting("default", "augmentation", "geometry/intensity policy: default, jitter or strong")
     translate: float | None = setting(None, "augmentation",
-                                      "random shifts up to this fraction of the side (default: the policy's)")
+                                      "random shifts up to this fraction of the side (default: the policy's)", range=(0.0, 0.5))
     acquisition: str = setting("none", "augmentation", "scanner/export augmentation: none, mild, strong, or "
                                "PRESET:family+family (fov, resolution, blur, sharpen, noise, window, gamma, jpeg)")
     synthetic_lesions: float = setting(0.0, "augmentation", "share of training draws (slices with a located kidney) "
                                        "that receive a synthetic tumor (or cyst, with a Cyst class) and its label",
-                                       metavar="SHARE")
-    device: str = setting("auto", "runtime", "auto, cpu, cuda or cuda:N")
-    workers: int | None = setting(None, "runtime", "decoding processes (default: CPU count)")
+                                       metavar="SHARE", range=(0.0, 1.0))
+    device: str = setting("auto", "runtime", "auto, cpu, cuda or cuda:N", kind="device")
+    workers: int | None = setting(None, "runtime", "decoding processes (default: CPU count)", range=(1, 256))
     progress: bool = setting(True, "runtime", "progress bars")
     cache: bool = setting(True, "runtime", "decode once into a memory-mapped cache that later runs load")
     cache_dir: str | None = setting(None, "runtime", "decode cache folder (default: $KIDNEYCT_CACHE, else "
                                     "./.cache/kidneyct)")
     feature_cache: bool = setting(True, "runtime", "frozen backbone: train the head on cached features")
-    feature_views: int = setting(4, "runtime", "augmented views per image in the feature cache")
+    feature_views: int = setting(4, "runtime", "augmented views per image in the feature cache", range=(0, 64))
     compile: bool = setting(False, "runtime", "torch.compile the trained module")
     recipe: str | None = setting(DEFAULT_RECIPE, "model", "named settings (`kidneyct recipes`); explicit options "
                                  "override them")

@@ -19,6 +19,10 @@ class ImageReadError(KidneyCTError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class UnsupportedFormat(ImageReadError):
+    """A file whose content is of a known format kidneyct does not read (TIFF, GIF, a NIfTI upload...)."""
+
+
 class DatasetError(KidneyCTError, ValueError):
     """The dataset folder cannot serve the requested task (empty, missing or ambiguous classes)."""
 

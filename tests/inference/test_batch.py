@@ -63,3 +63,51 @@ def test_predict_applies_the_checkpoint_threshold(trained_run, phantom_png):
     assert [s.predicted == "Tumor" for s in result.slices] == list(tumor >= cut)
     overridden = predict_inputs(predictor, inputs, threshold=0.0, progress=False)
     assert all(s.predicted == "Tumor" for s in overridden.slices)
+
+
+def test_one_failing_input_is_skipped_with_its_reason_and_the_rest_is_written(trained_run, tmp_path, monkeypatch):
+    import csv
+
+    from kidneyct.inference import batch
+    from kidneyct.synthetic.bad_files import gradient, image_bytes
+
+    names = ["a.png", "odd.png", "c.png", b"\xff\xfename.png".decode("utf-8", "surrogateescape")]
+    for name in names:
+        (tmp_path / name).write_bytes(image_bytes(gradient()))
+    read_item = batch.read_item
+
+    def failing(item):  # an error no reader anticipated, as a NIfTI with zero slices once raised
+        if item.path.name == "odd.png":
+            raise IndexError("tuple index out of range")
+        return read_item(item)
+
+    monkeypatch.setattr(batch, "read_item", failing)
+    predictor = kidneyct.load(trained_run.best_checkpoint)
+    result = batch.predict_inputs(predictor, [tmp_path / n for n in names], progress=False)
+    assert result.skipped == [(str(tmp_path / "odd.png"), "failed: IndexError: tuple index out of range")]
+    written = result.write(tmp_path / "out" / "results.csv")
+    rows = list(csv.DictReader(open(written[0], encoding="utf-8")))
+    assert len(rows) == 3 and rows[-1]["source"].endswith("\\udcff\\udcfename.png")  # escaped, still UTF-8
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # written through atomic temporaries, none left
+    payload = result.write(tmp_path / "out" / "results.json")[0].read_text(encoding="ascii")
+    assert "\\udcff\\udcfename.png" in payload
+
+
+def test_a_failing_forward_pass_skips_only_its_input(trained_run, tmp_path):
+    from kidneyct.inference.batch import predict_inputs
+    from kidneyct.synthetic.bad_files import gradient, image_bytes
+
+    predictor = kidneyct.load(trained_run.best_checkpoint)
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(image_bytes(gradient() if name != "b.png" else 255 - gradient()))
+    original = predictor.logits_uint8
+
+    def picky(images, batch_size=256):  # fails on any batch holding b.png's (bright corner) image
+        if (images[:, 0, 0] > 128).any():
+            raise RuntimeError("a kernel failed")
+        return original(images, batch_size)
+
+    predictor.logits_uint8 = picky
+    result = predict_inputs(predictor, [tmp_path / n for n in ("a.png", "b.png", "c.png")], progress=False)
+    assert [s.source for s in result.slices] == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    assert result.skipped == [(str(tmp_path / "b.png"), "failed: RuntimeError: a kernel failed")]

@@ -105,9 +105,10 @@ def test_series_of_one_study_share_one_sr(trained_run, phantom_dicom, tmp_path):
     second = tmp_path / "second"
     shutil.copytree(phantom_dicom / "Normal" / "normal-0001", second)
     first = read_header(next((phantom_dicom / "Tumor" / "tumor-0001").glob("*.dcm")))
+    series_uid = pydicom.uid.generate_uid()
     for path in second.glob("*.dcm"):  # the same patient's study, another series
         ds = pydicom.dcmread(path)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = first.StudyInstanceUID, pydicom.uid.generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = first.StudyInstanceUID, series_uid
         ds.PatientID, ds.PatientName = first.PatientID, first.PatientName
         ds.save_as(path)
     out = tmp_path / "dicom"

@@ -83,3 +83,21 @@ def test_onnx_without_kidneyct_metadata_is_refused(tmp_path):
     torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), external_data=False, verbose=False)
     with pytest.raises(CheckpointError, match="no kidneyct metadata"):
         OnnxPredictor(path)
+
+
+def test_an_export_carries_the_study_rule_and_its_single_slices_say_they_were_not_feature_checked(trained_run,
+                                                                                                 phantom_png, tmp_path):
+    from kidneyct.evaluation.study import StudyRule, rule_of
+    from kidneyct.models.checkpoint import atomic_save, read_checkpoint
+    from kidneyct.training.study_settings import fit_study_settings
+
+    payload = fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")
+    payload["study_rule"] = StudyRule("top_fraction", fraction=0.5).to_dict()
+    atomic_save(payload, tmp_path / "ckpt.pt")
+    predictor = OnnxPredictor(export_onnx(tmp_path / "ckpt.pt", tmp_path / "model.onnx"))
+    assert rule_of(predictor.metadata) == StudyRule("top_fraction", fraction=0.5)
+    assert predictor.metadata["intensity"] == read_checkpoint(tmp_path / "ckpt.pt")["intensity"]
+    result = predict_inputs(predictor, [phantom_png / "Normal"], progress=False)
+    assert result.study_rule["kind"] == "top_fraction"
+    assert all(r.in_scope and ("kidney located" in r.scope_reason or "not checked" in r.scope_reason)
+               for r in result.slices)

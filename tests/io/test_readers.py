@@ -143,3 +143,29 @@ def test_corrupt_gzip_nifti_is_reported(tmp_path):
     (tmp_path / "v.nii.gz").write_bytes(gzip.compress(b"x" * 500)[:40])
     with pytest.raises(ImageReadError, match="v.nii.gz"):
         read_slices(tmp_path / "v.nii.gz")
+
+
+def test_read_limits_refuse_from_the_header_and_apply_per_block(tmp_path):
+    from kidneyct.io.budget import MIB, current_budget, read_limits
+
+    volume = np.zeros((64, 64, 40), np.int16)  # 320 KiB stored
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "v.nii.gz"))
+    assert len(read_slices(tmp_path / "v.nii.gz")) == 40
+    with read_limits(256 * 1024):
+        assert current_budget() == 256 * 1024
+        with pytest.raises(ImageReadError, match="64x64x40 int16 would decode to 0.3 MiB, above the 0.2 MiB"):
+            read_slices(tmp_path / "v.nii.gz")
+        with read_limits(max_side=32), pytest.raises(ImageReadError, match="above the 32-pixel limit"):
+            read_slices(tmp_path / "v.nii.gz")
+    assert current_budget() == 512 * MIB  # the default again outside the block
+
+
+def test_every_reader_returns_checked_slices(tmp_path):
+    volume = np.zeros((16, 16, 2), np.float32)
+    volume[1, 1, 1] = np.inf
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "inf.nii"))
+    with pytest.raises(ImageReadError, match="slice 1 holds non-finite values"):
+        read_slices(tmp_path / "inf.nii")
+    (path,) = write_ct_series(tmp_path / "s", [np.zeros((4, 40), np.float32)])
+    with pytest.raises(ImageReadError, match="40x4 pixels is too small"):
+        read_dicom(path)

@@ -36,3 +36,19 @@ def test_content_gives_the_format_whatever_the_name(tmp_path):
     assert content_format(b"hello" * 100) is None
     suffixless = dicom.rename(tmp_path / "IM0001")
     assert looks_like_dicom(suffixless) and not looks_like_dicom(tmp_path / "missing")
+
+
+def test_sniff_format_decides_by_content_and_names_foreign_formats(tmp_path):
+    from kidneyct.errors import UnsupportedFormat
+    from kidneyct.io.sniff import sniff_format
+
+    for fmt, name in (("TIFF", "scan.png"), ("GIF", "x.dcm"), ("BMP", "b.jpg"), ("WEBP", "w.nii")):
+        path = tmp_path / name
+        path.write_bytes(_encoded(fmt))
+        with pytest.raises(UnsupportedFormat, match=f"{'WebP' if fmt == 'WEBP' else fmt} content"):
+            sniff_format(path)
+    (tmp_path / "slice.dcm").write_bytes(_encoded("PNG"))
+    assert sniff_format(tmp_path / "slice.dcm") == "png"  # the content, not the name
+    (tmp_path / "bare.dcm").write_bytes(b"\x08\x00\x05\x00CS" + bytes(400))  # DICOM without preamble
+    assert sniff_format(tmp_path / "bare.dcm") == "dicom"  # no magic: the name is the hint
+    assert sniff_format("upload.txt", head=b"plain text") is None

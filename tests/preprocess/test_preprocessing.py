@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from kidneyct.io import CTSlice
@@ -45,3 +46,30 @@ def test_augmentation_is_seeded_per_sample_and_keeps_range():
     assert a.min() >= 0 and a.max() <= 1
     assert not torch.allclose(a[0] - images[0], a[1] - images[1])  # each image its own draw
     assert Augmentation.from_dict(augment.to_dict()) == augment
+
+
+def test_body_normalisation_removes_the_window_and_keeps_relative_contrast():
+    import torch
+
+    from kidneyct.preprocess.preprocessing import normalise_body
+    from kidneyct.preprocess.window import apply_window
+    from kidneyct.synthetic.phantom import render_slice, sample_patient
+
+    hu, _ = render_slice(sample_patient(np.random.default_rng(4), 96, "Tumor"), 0.0)
+    # Two exports of one slice through windows that both start at air and clip nothing inside the body.
+    hu = np.clip(hu, -1000, 800)
+    wide = torch.tensor(apply_window(hu, 100, 2200))[None, None]
+    narrow = torch.tensor(apply_window(hu, -100, 1800))[None, None]
+    tissue = torch.tensor(hu > -300)[None, None]  # fat and denser: inside the body in both exports
+    a, b = normalise_body(wide), normalise_body(narrow)
+    assert (a[tissue] - b[tissue]).abs().max().item() < 0.02  # the same image once normalised
+    assert (wide[tissue] - narrow[tissue]).abs().mean().item() > 0.05  # but not before
+    assert (a[~(wide > 0.03)] == 0).all()  # air stays black
+    inside = a[wide > 0.03]
+    assert inside.median().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_body_normalisation_is_stored_and_off_by_default():
+    assert Preprocessing().body_norm is False
+    prep = Preprocessing(96, body_norm=True)
+    assert Preprocessing.from_dict(prep.to_dict()) == prep

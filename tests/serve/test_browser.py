@@ -20,6 +20,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 LEAD_SCREENSHOT = Path("/tmp/kidneyct-screenshot.png")
+TOKEN = "browser-test-token-0123456789"
 
 
 def _find(*names: str) -> str | None:
@@ -52,16 +53,17 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    """The real app on a free loopback port, uvicorn in a thread."""
+    """The real app on a free loopback port, uvicorn in a thread, with a token (the page reads it from its
+    address, as a user opens http://server:port/#token=...)."""
     import uvicorn
 
-    from kidneyct.serve import create_app
+    from kidneyct.serve import ServeSettings, create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(trained_run.best_checkpoint), host="127.0.0.1", port=port,
-                            log_level="warning")
+    config = uvicorn.Config(create_app(trained_run.best_checkpoint, ServeSettings(token=TOKEN)), host="127.0.0.1",
+                            port=port, log_level="warning")
     uvicorn_server = uvicorn.Server(config)
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
@@ -77,7 +79,7 @@ def server(trained_run):
 
 def test_page_uploads_a_slice_and_shows_probabilities_and_heatmap(browser, server, phantom_png, tmp_path):
     image = next((phantom_png / "Tumor").glob("*[0-9]).png"))
-    browser.get(server + "/")
+    browser.get(f"{server}/#token={TOKEN}")
     assert "not a medical device" in browser.find_element(By.ID, "disclaimer").text
     WebDriverWait(browser, 20).until(lambda d: "seed-cnn" in d.find_element(By.ID, "model-line").text)
     browser.find_element(By.ID, "file").send_keys(str(image))
@@ -111,12 +113,20 @@ def test_page_uploads_a_slice_and_shows_probabilities_and_heatmap(browser, serve
 def test_page_shows_a_clear_error_for_a_bad_file(browser, server, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image" * 10)
-    browser.get(server + "/")
+    browser.get(f"{server}/#token={TOKEN}")
     browser.find_element(By.ID, "file").send_keys(str(bad))
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     message = browser.find_element(By.ID, "error").text
     assert "422" in message and "broken.png: not a readable image" in message
     assert browser.find_element(By.ID, "result").get_attribute("data-state") == "error"
+
+
+def test_page_without_the_token_is_refused_by_the_api(browser, server, phantom_png):
+    browser.get(server + "/")  # the page and its files are public; the API is not
+    browser.find_element(By.ID, "file").send_keys(str(next((phantom_png / "Tumor").glob("*[0-9]).png"))))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "401" in browser.find_element(By.ID, "error").text
+    assert "Model card unavailable" in browser.find_element(By.ID, "model-line").text
 
 
 def test_openapi_docs_render_offline(browser, server):

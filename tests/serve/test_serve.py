@@ -24,7 +24,7 @@ def app(trained_run):
 
 @pytest.fixture(scope="module")
 def client(app):
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -131,7 +131,7 @@ def test_image_above_the_side_limit_is_refused_from_its_header(client):
     assert len(wide) < 256 * 1024  # zeros compress: the header, not the upload size, is what is refused
     response = client.post("/predict", files={"file": ("wide.png", wide, "image/png")})
     assert response.status_code == 422
-    assert response.json()["detail"] == "wide.png: image is 1100x1100 pixels, above the server's 1024-pixel limit"
+    assert response.json()["detail"] == "wide.png: image is 1100x1100 pixels, above the 1024-pixel limit"
 
 
 def test_unknown_type_and_missing_file_are_4xx(client):
@@ -172,7 +172,7 @@ def test_slow_inference_times_out_with_504(trained_run, slice_png):
 
     predictor.logits_uint8 = slow
     name, data = slice_png
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         started = time.perf_counter()
         response = client.post("/predict", files={"file": (name, data, "image/png")})
         elapsed = time.perf_counter() - started
@@ -195,7 +195,7 @@ def test_requests_beyond_the_queue_limit_get_503(trained_run, slice_png):
 
     predictor.logits_uint8 = blocking
     name, data = slice_png
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         results = {}
         first = threading.Thread(target=lambda: results.setdefault("first", client.post(
             "/predict", files={"file": (name, data, "image/png")})))
@@ -213,10 +213,11 @@ def test_non_ct_dicom_is_refused_unless_allowed_then_warned(trained_run, tmp_pat
 
     (path,) = write_ct_series(tmp_path / "mr", [np.full((32, 32), 300.0, np.float32)], modality="MR")
     data = path.read_bytes()
-    with TestClient(create_app(trained_run.best_checkpoint)) as client:
+    with TestClient(create_app(trained_run.best_checkpoint), base_url="http://127.0.0.1") as client:
         response = client.post("/predict", files={"file": ("mr.dcm", data, "application/dicom")})
         assert response.status_code == 422 and "modality is MR" in response.json()["detail"]
-    with TestClient(create_app(trained_run.best_checkpoint, ServeSettings(allow_non_ct_dicom=True))) as client:
+    allowed = create_app(trained_run.best_checkpoint, ServeSettings(allow_non_ct_dicom=True))
+    with TestClient(allowed, base_url="http://127.0.0.1") as client:
         body = client.post("/predict", files={"file": ("mr.dcm", data, "application/dicom")}).json()
         assert body["image"]["modality"] == "MR" and "trained on CT" in body["warnings"][0]
 
@@ -285,3 +286,16 @@ def test_page_docs_and_static_files_are_served_and_offline(client):
         text = file.read_text()
         assert client.get(f"/static/{file.name}").text == text
         assert "http://" not in text and "https://" not in text, f"{file.name} reaches outside the server"
+
+
+def test_predict_says_whether_the_slice_is_in_scope(trained_run, tmp_path, slice_png):
+    from kidneyct.training.study_settings import fit_study_settings
+
+    fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")  # with the scope statistics
+    with TestClient(create_app(tmp_path / "ckpt.pt", ServeSettings())) as client:
+        name, data = slice_png
+        body = client.post("/predict", files={"file": (name, data, "image/png")}).json()
+        assert body["in_scope"] is True and body["scope_reason"]
+        noise = client.post("/predict", files={"file": ("noise.png", _png(128, noise=True), "image/png")}).json()
+        assert noise["in_scope"] is False and "unlike the training slices" in noise["scope_reason"]
+        assert set(noise["probabilities"]) == {"Tumor", "Normal"}  # the model's answer is still shown

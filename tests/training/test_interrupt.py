@@ -48,7 +48,10 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint_and_resume_finishes(phanto
     assert [row["epoch"] for row in payload["history"]] == list(range(1, payload["epoch"] + 1))
     assert "optimizer" in payload and load_model(last).classes == ["Tumor", "Normal"]
 
+    stale = out / ".last.pt.k2x9q1.tmp"  # what a kill during the write leaves (atomic_write's naming)
+    stale.write_bytes(b"half a checkpoint")
     assert main([*args, "--resume"]) == 0
+    assert not stale.exists() and not list(out.glob(".*.tmp"))
     finished = read_checkpoint(last)
     assert finished["epoch"] == EPOCHS
     assert [row["epoch"] for row in finished["history"]] == list(range(1, EPOCHS + 1))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kidneyct.data.catalogue import Sample
-from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.budget import MAX_SIDE
 from kidneyct.io.sniff import file_format
 from kidneyct.preprocess import Preprocessing, resize_batch_to_uint8
 

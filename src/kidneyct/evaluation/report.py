@@ -50,13 +50,26 @@ def model_lines(result: dict) -> list[str]:
     ]
 
 
-def _table_html(header, rows) -> str:
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px}"
+         ".warn{background:#fff3cd;border:1px solid #e0c36a;padding:10px}"
+         ".synthetic{background:#e8f0fe;border:1px solid #7aa1e8;padding:10px;font-weight:bold}"
+         "img{max-width:100%;margin:6px 0}")
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained HTML page: the report style, `title` and the body `parts` (HTML) in order."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>" + "".join(parts) + "</body></html>")
+
+
+def table_html(header, rows) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _image_html(path: Path) -> str:
+def image_html(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
@@ -80,27 +93,19 @@ def write_reports(result: dict, figures: dict[str, Path], out: Path) -> tuple[Pa
     markdown_path = out / "report.md"
     markdown_path.write_text("\n".join(md))
 
-    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px}"
-             ".warn{background:#fff3cd;border:1px solid #e0c36a;padding:10px}"
-             ".synthetic{background:#e8f0fe;border:1px solid #7aa1e8;padding:10px;font-weight:bold}"
-             "img{max-width:100%;margin:6px 0}")
     synthetic = result["data"].get("synthetic")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>kidneyct report</title>"
-             f"<style>{style}</style></head><body><h1>kidneyct evaluation report</h1>",
-             f"<p class='warn'>{html.escape(DISCLAIMER)}</p>"]
+    parts = ["<h1>kidneyct evaluation report</h1>", f"<p class='warn'>{html.escape(DISCLAIMER)}</p>"]
     if synthetic:
         parts.append("<p class='synthetic'>SYNTHETIC DATA: generated phantoms, not patients.</p>")
     parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in data_lines(result) + model_lines(result))
                  + "</ul>")
-    parts += ["<h2>Metrics</h2>", _table_html(["metric", "value", "95% CI"], summary)]
-    parts += ["<h2>Per class</h2>", _table_html(["class", "precision (CI)", "recall (CI)", "F1 (CI)"], per_class)]
+    parts += ["<h2>Metrics</h2>", table_html(["metric", "value", "95% CI"], summary)]
+    parts += ["<h2>Per class</h2>", table_html(["class", "precision (CI)", "recall (CI)", "F1 (CI)"], per_class)]
     for title, lines in extra_sections:
         parts += [f"<h2>{html.escape(title)}</h2>", "<pre>" + html.escape("\n".join(lines)) + "</pre>"]
-    parts += ["<h2>Figures</h2>"] + [_image_html(path) for path in figures.values()]
+    parts += ["<h2>Figures</h2>"] + [image_html(path) for path in figures.values()]
     parts += ["<h2>Skipped files</h2>", "<ul>" + ("".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>"
                                                           for p, r in skipped) or "<li>None.</li>") + "</ul>"]
-    parts.append("</body></html>")
     html_path = out / "report.html"
-    html_path.write_text("".join(parts))
+    html_path.write_text(html_page("kidneyct report", parts))
     return html_path, markdown_path

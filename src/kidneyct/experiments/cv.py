@@ -276,7 +276,8 @@ def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, ba
              f"two folds. Recipe {base.recipe}, image size {settings.preprocessing(base).image_size} px, "
              f"{base.epochs} epochs max (patience {base.patience}), seed {base.seed}, fold seeds "
              f"{config.resolved_fold_seed()}..{config.resolved_fold_seed() + config.repeats - 1}, validation "
-             f"{base.val_fraction:.0%} of the training folds' series. Per series = mean probability of its slices. "
+             f"{base.val_fraction:.0%} of the training folds' series. Per series = "
+             f"{report.SERIES_RULE.describe(None)}, the study rule of `predict`. "
              f"Wall time {seconds:.0f} s.")
     (out / "cv.md").write_text(report.markdown(title, setup, summary, pooled, ranked, compared,
                                                baseline[1] if baseline else None, rows))

@@ -16,9 +16,13 @@ from kidneyct.evaluation import tables
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval, paired_comparison
 from kidneyct.evaluation.series import aggregate_by_group
+from kidneyct.evaluation.study import DEFAULT_RULE, study_score
 from kidneyct.labels import decide, positive_index
 
 METRICS = tables.HEADLINE_METRICS
+# A series is scored as `predict` calls a study (the rule new checkpoints store), so that what cross-validation
+# measures is what ships; a baseline run's predictions are re-scored by the same rule when compared.
+SERIES_RULE = DEFAULT_RULE
 LEVELS = ("image", "series")
 STATISTIC_LABELS = {"roc_auc": "ROC-AUC", "sensitivity_at_specificity_90": "Sensitivity at specificity 0.90",
                     "specificity_at_sensitivity_90": "Specificity at sensitivity 0.90"}
@@ -30,9 +34,9 @@ def _numbers(metrics: dict) -> dict:
 
 
 def fold_metrics(labels, probs, classes, threshold, groups) -> dict:
-    """Point metrics of one fold's test images, per image and per series (mean probability of its slices)."""
+    """Point metrics of one fold's test images, per image and per series (the study rule over its slices)."""
     image = point_metrics(labels, probs, classes, decide(probs, classes, threshold))
-    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, SERIES_RULE, classes)
     series = point_metrics(series_labels, series_probs, classes, decide(series_probs, classes, threshold))
     return {"image": _numbers(image), "series": _numbers(series)}
 
@@ -40,7 +44,7 @@ def fold_metrics(labels, probs, classes, threshold, groups) -> dict:
 def pooled_metrics(labels, probs, predicted, classes, groups, thresholds_by_group: dict) -> dict:
     """Every out-of-fold prediction of one repeat at once (thresholds are each fold's own)."""
     image = point_metrics(labels, probs, classes, predicted)
-    ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    ids, series_labels, series_probs = aggregate_by_group(labels, probs, groups, SERIES_RULE, classes)
     series_pred = np.array([decide(p[None], classes, thresholds_by_group[g])[0] for g, p in zip(ids, series_probs)])
     series = point_metrics(series_labels, series_probs, classes, series_pred)
     return {"image": _numbers(image), "series": _numbers(series)}
@@ -106,7 +110,9 @@ class OutOfFold:
         series = np.array(self.series)[index]
         ids, inverse = np.unique(series, return_inverse=True)
         counts = np.bincount(inverse)
-        scores = np.stack([np.bincount(inverse, weights=row[index]) / counts for row in self.tumor])
+        members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+        scores = np.array([[study_score(row[index][m], rule=SERIES_RULE).probability for m in members]
+                           for row in self.tumor])
         y = (np.bincount(inverse, weights=is_tumor[index]) / counts >= 0.5).astype(int)
         return Units.of(y, scores, ids)
 

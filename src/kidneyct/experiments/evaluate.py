@@ -27,6 +27,7 @@ from kidneyct.evaluation.metrics import bootstrap_metrics
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
+from kidneyct.evaluation.study import StudyRule, rule_of
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
 from kidneyct.preprocess import Preprocessing
@@ -66,9 +67,10 @@ def _write_predictions(path: Path, samples, labels, probs, predictions, classes)
                              *[f"{p:.6f}" for p in row]])
 
 
-def _series_lines(series: dict, classes) -> list[str]:
-    lines = [f"{series['n']} series; prediction per series = mean of its slices' probabilities; "
-             f"95% intervals bootstrap over series."]
+def _series_lines(series: dict, rule: StudyRule) -> list[str]:
+    lines = [f"{series['n']} series; per series, the checkpoint's study rule (the one predict calls studies by): "
+             f"{rule.describe()} (every slice of an inferred series counts as in scope), the other classes sharing "
+             "the rest in proportion to their mean probabilities; 95% intervals bootstrap over series."]
     lines += [f"{label}: {value} ({interval})" for label, value, interval in summary_rows(series) if value != "n/a"]
     return lines
 
@@ -172,7 +174,7 @@ def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | No
     payload = predictor.loaded.payload
     calibration, calibration_lines = calibration_section(payload, split, scored.labels, scored.logits,
                                                          predictor.temperature)
-    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, predictor.classes))]
+    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, rule_of(payload)))]
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     sections += [("Calibration", calibration_lines),
@@ -230,7 +232,8 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     predictions = decide(probs, classes, threshold)
     # Slices of one series are not independent: resample whole series for every interval.
     metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
-    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups)
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, rule_of(predictor.loaded.payload),
+                                                        classes)
     series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
                                        predictions=decide(series_probs, classes, threshold), n_boot=n_boot)
     series_metrics["bootstrap"]["unit"] = "series"

@@ -1,12 +1,14 @@
 """The batch path behind `kidneyct predict` / `kidneyct explain`: expand files, folders, DICOM series and
 NIfTI volumes into slices, run them through a backend (PyTorch or onnxruntime) in batches, apply the
-checkpoint's temperature and tumor threshold, aggregate the slices of a series or volume into a study
-result, and optionally write Grad-CAM overlays. Results are written as CSV (with sidecars) or JSON.
+checkpoint's temperature and tumor threshold, judge each slice's scope (kidneyct.inference.scope) and each
+input's intensities, call each series or volume by the checkpoint's study rule over its in-scope slices, and
+optionally write Grad-CAM overlays. Results are written as CSV (with sidecars) or JSON.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -16,10 +18,12 @@ import numpy as np
 
 from kidneyct.about import DISCLAIMER
 from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
-from kidneyct.inference.study import DEFAULT_TOP_K, aggregate_study
-from kidneyct.inference.pipeline import prepared_inputs
+from kidneyct.inference.pipeline import failure_reason, prepared_inputs
+from kidneyct.inference.scope import InputJudge
+from kidneyct.inference.study import StudyRule, call_study, rule_of
 from kidneyct.io import CTSlice, InputItem, expand_inputs
 from kidneyct.io.atomic import atomic_write
+from kidneyct.io.budget import DEFAULT_MAX_DECODED_BYTES
 from kidneyct.labels import decide, positive_index
 from kidneyct.runtime import progress_bar
 
@@ -30,8 +34,11 @@ class SliceResult:
     source: str  # the file holding the slice
     slice_index: int | None  # position in a series or volume
     probabilities: dict[str, float]
-    predicted: str
+    predicted: str  # the model's class; a call only when the slice is in scope
     cam: str | None = None  # Grad-CAM overlay PNG, when asked for
+    in_scope: bool | None = None  # may this slice drive a call (see kidneyct.inference.scope)
+    scope_reason: str = ""
+    warnings: list[str] = field(default_factory=list)  # an image's own intensity warnings (studies: StudyResult)
 
 
 @dataclass
@@ -39,12 +46,14 @@ class StudyResult:
     input: str
     kind: str  # "series" or "volume"
     n_slices: int
-    tumor_probability: float
-    tumor: bool
+    tumor_probability: float | None  # None: no slice in scope, no call
+    tumor: bool | None
     threshold: float
     aggregation: str
     driving_slices: list[int]  # the slices the study probability was computed from, in slice order
-    positive_slices: list[int]  # every slice called tumor on its own
+    positive_slices: list[int]  # every in-scope slice called tumor on its own
+    in_scope_slices: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +62,7 @@ class BatchPrediction:
     temperature: float
     threshold: float | None
     backend: str
+    study_rule: dict = field(default_factory=dict)
     slices: list[SliceResult] = field(default_factory=list)
     studies: list[StudyResult] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -60,7 +70,7 @@ class BatchPrediction:
     def to_dict(self) -> dict:
         return {
             "disclaimer": DISCLAIMER, "backend": self.backend, "classes": self.classes,
-            "temperature": self.temperature, "threshold": self.threshold,
+            "temperature": self.temperature, "threshold": self.threshold, "study_rule": self.study_rule,
             "slices": [asdict(s) for s in self.slices], "studies": [asdict(s) for s in self.studies],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
         }
@@ -68,37 +78,44 @@ class BatchPrediction:
     def write(self, out: str | Path) -> list[Path]:
         """JSON (everything in one file) or CSV (slices; studies and skipped files in sidecars)."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":
-            text = json.dumps(self.to_dict(), indent=2)
-            atomic_write(out, lambda stream: stream.write(text), binary=False)
+            # ensure_ascii: a file name that is no valid UTF-8 (a lone surrogate in Python) is escaped
+            atomic_write(out, lambda stream: stream.write(json.dumps(self.to_dict(), indent=2).encode("ascii")))
             return [out]
         if out.suffix.lower() != ".csv":
             raise ValueError(f"--out must end in .csv or .json, got {out.name}")
         written = [out]
-        _write_csv(out, ["input", "source", "slice_index", "predicted", *[f"p_{c}" for c in self.classes], "cam"],
+        _write_csv(out, ["input", "source", "slice_index", "predicted", *[f"p_{c}" for c in self.classes], "cam",
+                         "in_scope", "scope_reason", "warnings"],
                    [[s.input, s.source, "" if s.slice_index is None else s.slice_index, s.predicted,
-                     *[f"{s.probabilities[c]:.6f}" for c in self.classes], s.cam or ""] for s in self.slices])
+                     *[f"{s.probabilities[c]:.6f}" for c in self.classes], s.cam or "", _flag(s.in_scope),
+                     s.scope_reason, " | ".join(s.warnings)] for s in self.slices])
         if self.studies:
             written.append(_write_csv(
                 out.with_suffix(".studies.csv"),
                 ["input", "kind", "n_slices", "tumor_probability", "tumor", "threshold", "driving_slices",
-                 "positive_slices", "aggregation"],
-                [[s.input, s.kind, s.n_slices, f"{s.tumor_probability:.6f}", int(s.tumor), s.threshold,
-                  " ".join(map(str, s.driving_slices)), " ".join(map(str, s.positive_slices)), s.aggregation]
-                 for s in self.studies]))
+                 "positive_slices", "aggregation", "in_scope_slices", "warnings"],
+                [[s.input, s.kind, s.n_slices, "" if s.tumor_probability is None else f"{s.tumor_probability:.6f}",
+                  _flag(s.tumor), s.threshold, " ".join(map(str, s.driving_slices)),
+                  " ".join(map(str, s.positive_slices)), s.aggregation, " ".join(map(str, s.in_scope_slices)),
+                  " | ".join(s.warnings)] for s in self.studies]))
         if self.skipped:
             written.append(_write_csv(out.with_suffix(".skipped.csv"), ["path", "reason"], self.skipped))
         return written
 
 
-def _write_csv(path: Path, header: list[str], rows) -> Path:
-    def write(handle):
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+def _flag(value: bool | None) -> str:
+    return "" if value is None else str(int(value))
 
-    atomic_write(path, write, binary=False)  # a reader (or a full disk) never meets half a results file
+
+def _write_csv(path: Path, header: list[str], rows) -> Path:
+    """Written atomically (a killed run leaves the old file or none); file names that are no valid UTF-8
+    (undecodable bytes, kept by Python as lone surrogates) are written as backslash escapes."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, lambda stream: stream.write(text.getvalue().encode("utf-8", "backslashreplace")))
     return path
 
 
@@ -107,8 +124,9 @@ class _ReadInput:
     """An input read and preprocessed, waiting for the next forward pass."""
 
     item: InputItem
-    slices: list[CTSlice]
+    slices: list[CTSlice]  # their pixels may be gone (read in a worker): the images and looks are what counts
     images: np.ndarray  # uint8 [n, S, S]
+    looks: list | None = None  # the scope gate's look at each slice, taken where the pixels were read
 
 
 class _CamWriter:
@@ -170,51 +188,77 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", device: str = "
     return predictor, explainer
 
 
-def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int = DEFAULT_TOP_K,
+def predict_inputs(backend: Backend, inputs, batch_size: int = 64, top_k: int | None = None,
                    threshold: float | None = None, cam_dir: str | Path | None = None, explainer=None,
-                   progress: bool = True, workers: int | None = None) -> BatchPrediction:
-    """Predict every slice of every input; studies for series and volumes; CAM overlays when `cam_dir`.
+                   progress: bool = True, rule: StudyRule | None = None,
+                   max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, workers: int | None = None) -> BatchPrediction:
+    """Predict every slice of every input; scope and intensity checks; studies for series and volumes; CAM
+    overlays when `cam_dir`.
 
     Args:
         backend: a Predictor or an OnnxPredictor (see `open_backend`).
-        inputs: image files, folders (walked; a folder of DICOM files is one series) and NIfTI volumes.
+        inputs: image files, folders (walked; the DICOM files of a folder form one series per
+            SeriesInstanceUID), DICOMDIR files and NIfTI volumes.
         batch_size: slices per forward pass.
-        top_k: slices averaged into a study's tumor probability.
+        top_k: overrides the study rule with the mean of the k highest in-scope slices.
         threshold: overrides the backend's (the checkpoint's) tumor threshold.
         cam_dir: write a Grad-CAM overlay per slice here (needs `explainer`).
         explainer: a GradCamExplainer of the same model.
         progress: show a progress bar on terminals.
+        rule: overrides the checkpoint's study rule.
+        max_decoded_bytes: the decoded-size budget of one input (see `kidneyct.io.budget`).
         workers: processes reading and preprocessing inputs while the model runs (default: one per core;
             0 or 1: in this process).
 
     Returns:
-        A BatchPrediction: one SliceResult per slice, one StudyResult per series or volume, and the inputs
-        skipped as unreadable (the batch goes on without them).
+        A BatchPrediction: one SliceResult per slice (with its scope), one StudyResult per series or volume,
+        and the inputs skipped as unreadable or failed, each with its reason (the batch goes on without them).
     """
     threshold = backend.threshold if threshold is None else threshold
-    result = BatchPrediction(backend.classes, backend.temperature, threshold, backend.name)
+    rule = rule or (StudyRule("top_k", k=top_k) if top_k is not None else rule_of(backend.stored))
+    result = BatchPrediction(backend.classes, backend.temperature, threshold, backend.name, rule.to_dict())
     items, result.skipped = expand_inputs(inputs)
     cams = _CamWriter(Path(cam_dir), explainer) if cam_dir is not None else None
+    judge = InputJudge(backend.stored, backend.preprocessing)
+    warnings: dict[str, list[str]] = {}
     waiting: list[_ReadInput] = []
-    # Issue 17: inputs are read and preprocessed in worker processes (inference/pipeline.py), in order,
-    # while the model runs on the ones before them; an unreadable input comes back as its skip reasons.
-    prepared = prepared_inputs(items, backend.preprocessing, workers)
+    # Inputs are read, preprocessed and located (the scope gate's kidney locator) in worker processes
+    # (inference/pipeline.py), in order, while the model runs on the ones before them; an unreadable input
+    # comes back as its skip reasons.
+    prepared = prepared_inputs(items, backend.preprocessing, workers, look=judge.gate.look,
+                               max_decoded_bytes=max_decoded_bytes)
     for read in progress_bar(prepared, progress, total=len(items), desc="predict", unit="input"):
         result.skipped += read.skipped
         if read.images is not None:
-            waiting.append(_ReadInput(read.item, read.slices, read.images))
-        # end of the issue-17 hook
+            waiting.append(_ReadInput(read.item, read.slices, read.images, read.looks))
         if sum(len(entry.slices) for entry in waiting) >= batch_size:
-            result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
+            result.slices += _predict_isolated(backend, waiting, threshold, batch_size, cams, judge, warnings,
+                                               result.skipped)
             waiting = []
-    result.slices += _predict_read(backend, waiting, threshold, batch_size, cams)
-    result.studies = _study_results(items, result.slices, backend.classes, threshold, top_k)
+    result.slices += _predict_isolated(backend, waiting, threshold, batch_size, cams, judge, warnings, result.skipped)
+    result.studies = _study_results(items, result.slices, backend.classes, threshold, rule, warnings)
     return result
 
 
+def _predict_isolated(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,
+                      cams: _CamWriter | None, judge: InputJudge, warnings: dict[str, list[str]],
+                      skipped: list[tuple[str, str]]) -> list[SliceResult]:
+    """`_predict_read` of the whole group; when it fails, of each input alone, so that only the input at
+    fault is skipped (with the reason)."""
+    try:
+        return _predict_read(backend, read, threshold, batch_size, cams, judge, warnings)
+    except Exception as error:  # noqa: BLE001 - isolation: found below by predicting one input at a time
+        if len(read) == 1:
+            skipped.append((str(read[0].item.path), failure_reason(error)))
+            return []
+    return [row for entry in read
+            for row in _predict_isolated(backend, [entry], threshold, batch_size, cams, judge, warnings, skipped)]
+
+
 def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | None, batch_size: int,
-                  cams: _CamWriter | None) -> list[SliceResult]:
-    """One SliceResult per slice of `read`, in order (and their overlays, when `cams`)."""
+                  cams: _CamWriter | None, judge: InputJudge, warnings: dict[str, list[str]]) -> list[SliceResult]:
+    """One SliceResult per slice of `read`, in order, with its scope (and their overlays, when `cams`); each
+    input's intensity warnings go to `warnings` by input name (and an image's onto its SliceResult)."""
     if not read:
         return []
     classes = backend.classes
@@ -222,15 +266,26 @@ def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | N
     probs = backend.probabilities_from_logits(backend.logits_uint8(images, batch_size))
     decisions = decide(probs, classes, threshold)
     cam_paths = cams.write(read, images, probs, decisions, classes) if cams is not None else [None] * len(images)
-    slices = [(entry.item, ct_slice) for entry in read for ct_slice in entry.slices]
-    return [SliceResult(str(item.path), ct_slice.source, ct_slice.index, dict(zip(classes, map(float, row))),
-                        classes[decision], cam)
-            for (item, ct_slice), row, decision, cam in zip(slices, probs, decisions, cam_paths)]
+    results, row = [], 0
+    for entry in read:
+        features = None
+        if judge.needs_features and not entry.item.is_study:
+            features = backend.features_uint8(entry.images, batch_size)
+        scopes = judge.scopes(entry.slices, entry.item.is_study, features, entry.looks)
+        warnings[entry.item.name] = judge.warnings(entry.images, scopes, entry.slices[0].hu)
+        for ct_slice, scope in zip(entry.slices, scopes):
+            results.append(SliceResult(
+                entry.item.name, ct_slice.source, ct_slice.index, dict(zip(classes, map(float, probs[row]))),
+                classes[decisions[row]], cam_paths[row], scope.in_scope, scope.reason,
+                [] if entry.item.is_study else warnings[entry.item.name]))
+            row += 1
+    return results
 
 
 def _study_results(items: list[InputItem], slices: list[SliceResult], classes: list[str], threshold: float | None,
-                   top_k: int) -> list[StudyResult]:
-    """One StudyResult per series or volume with predicted slices; none without a tumor class."""
+                   rule: StudyRule, warnings: dict[str, list[str]]) -> list[StudyResult]:
+    """One StudyResult per series or volume with predicted slices, called over its in-scope slices by `rule`;
+    none without a tumor class."""
     pos = positive_index(classes)
     if pos is None:
         return []
@@ -240,13 +295,14 @@ def _study_results(items: list[InputItem], slices: list[SliceResult], classes: l
     cut = 0.5 if threshold is None else threshold
     studies = []
     for item in items:
-        rows = by_input.get(str(item.path))
+        rows = by_input.get(item.name)
         if not item.is_study or not rows:
             continue
         tumor = np.array([r.probabilities[classes[pos]] for r in rows])
-        indices = [r.slice_index for r in rows]
-        probability, called, driving, description = aggregate_study(tumor, indices, cut, top_k)
+        in_scope = [bool(r.in_scope) for r in rows]
+        call = call_study(tumor, [r.slice_index for r in rows], cut, rule, in_scope)
         studies.append(StudyResult(
-            str(item.path), item.kind, len(rows), probability, called, cut, description, driving,
-            [r.slice_index for r in rows if r.predicted == classes[pos]]))
+            item.name, item.kind, len(rows), call.probability, call.tumor, cut, call.description,
+            call.driving_slices, [r.slice_index for r in rows if r.in_scope and r.predicted == classes[pos]],
+            [r.slice_index for r in rows if r.in_scope], warnings.get(item.name, [])))
     return studies

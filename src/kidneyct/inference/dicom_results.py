@@ -150,9 +150,11 @@ def make_key_images(finding: SeriesFinding, series_uid: str, first_number: int, 
         facts: the model, named on each image.
 
     Returns:
-        highdicom SCImage datasets, one per driving slice.
+        highdicom SCImage datasets, one per driving slice (none for a series without a call).
     """
     indices = sorted(finding.driving)
+    if not indices:
+        return []
     images = np.stack([preprocessing.to_uint8(read_dicom(finding.header_of(i).filename)) for i in indices])
     heatmaps = explainer.heatmaps(images, [tumor_index] * len(indices))
     return [_key_image(finding.header_of(i), _panel(images[n], heatmaps[n], i, finding, facts), series_uid,
@@ -172,14 +174,13 @@ def _save_all(files: list[tuple[Path, object]]) -> None:
 
 
 def write_study(findings: list[SeriesFinding], out: Path, preprocessing, explainer, tumor_index: int,
-                facts: ModelFacts, top_k: int) -> StudyFiles:
+                facts: ModelFacts) -> StudyFiles:
     """Key images and the SR of one study's series, written all or none under `out/<StudyInstanceUID>/`.
 
     Args:
         findings: series of one study.
         out: the DICOM results folder.
         preprocessing, explainer, tumor_index, facts: see `make_key_images`.
-        top_k: the study rule's k, recorded in the SR.
 
     Returns:
         The StudyFiles written.
@@ -192,7 +193,7 @@ def write_study(findings: list[SeriesFinding], out: Path, preprocessing, explain
     for finding in findings:
         finding.key_images = make_key_images(finding, sc_series, number, preprocessing, explainer, tumor_index, facts)
         number += len(finding.key_images)
-    sr = build_sr(findings, facts, hd.UID(), hd.UID(), top_k, SR_SERIES_NUMBER)
+    sr = build_sr(findings, facts, hd.UID(), hd.UID(), SR_SERIES_NUMBER)
     folder = Path(out) / study_uid
     files = [(folder / f"SC-{k.SOPInstanceUID}.dcm", k) for f in findings for k in f.key_images]
     files.append((folder / f"SR-{sr.SOPInstanceUID}.dcm", sr))
@@ -201,8 +202,8 @@ def write_study(findings: list[SeriesFinding], out: Path, preprocessing, explain
                       [f.headers[0].SeriesInstanceUID for f in findings])
 
 
-def write_dicom_results(result: BatchPrediction, out: str | Path, predictor, explainer, facts: ModelFacts,
-                        top_k: int) -> list[StudyFiles]:
+def write_dicom_results(result: BatchPrediction, out: str | Path, predictor, explainer,
+                        facts: ModelFacts) -> list[StudyFiles]:
     """Per DICOM study of a batch prediction, an SR and key images (see the module docstring).
 
     Args:
@@ -211,7 +212,6 @@ def write_dicom_results(result: BatchPrediction, out: str | Path, predictor, exp
         predictor: the PyTorch Predictor that made the result (its preprocessing draws the key images).
         explainer: a GradCamExplainer of the same model.
         facts: `ModelFacts` of the checkpoint.
-        top_k: the study rule's k.
 
     Returns:
         One StudyFiles per study written.
@@ -221,5 +221,5 @@ def write_dicom_results(result: BatchPrediction, out: str | Path, predictor, exp
     for finding in findings:
         by_study.setdefault(finding.headers[0].StudyInstanceUID, []).append(finding)
     tumor_index = positive_index(result.classes)
-    return [write_study(group, Path(out), predictor.preprocessing, explainer, tumor_index, facts, top_k)
+    return [write_study(group, Path(out), predictor.preprocessing, explainer, tumor_index, facts)
             for group in by_study.values()]

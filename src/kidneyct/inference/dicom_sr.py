@@ -1,9 +1,9 @@
 """The study-level finding as a DICOM Comprehensive SR (TID 1500 Measurement Report, through highdicom).
 
 One measurement group (TID 1501) per CT series: the tumor call as a qualitative evaluation (SCT Present /
-Absent), the calibrated study probability and the operating threshold as measurements, each driving
+Absent; Indeterminate when the scope gate found no kidney in the series and no call is made), the calibrated study probability and the operating threshold as measurements, each driving
 slice's probability as a measurement that references that slice by SOP Instance UID, the algorithm
-(model, version, checkpoint digest, threshold, top-k), and TEXT items with the intended use (not a
+(model, version, checkpoint digest, threshold, the study rule), and TEXT items with the intended use (not a
 medical device), the model's validation and the study rule. Concepts DICOM has no code for use the
 local scheme 99KIDNEYCT, declared in the Coding Scheme Identification Sequence.
 """
@@ -37,8 +37,8 @@ class SeriesFinding:
 
     headers: list  # pydicom datasets of the series' readable slices, in slice order, UIDs filled
     slice_indices: list[int]  # the position in the series of each header
-    tumor_probability: float
-    tumor: bool
+    tumor_probability: float | None  # None: no call (no slice in scope)
+    tumor: bool | None
     threshold: float
     aggregation: str  # the study rule in words
     driving: dict[int, float]  # driving slice index -> its calibrated tumor probability
@@ -63,7 +63,12 @@ def _text(name: Code, value: str):
                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
-def _group(finding: SeriesFinding, facts: ModelFacts, top_k: int):
+def _call_code(tumor: bool | None) -> Code:
+    """Present / Absent, or Indeterminate for a series the model makes no call on (out of scope)."""
+    return codes.SCT.Indeterminate if tumor is None else codes.SCT.Present if tumor else codes.SCT.Absent
+
+
+def _group(finding: SeriesFinding, facts: ModelFacts):
     import highdicom as hd
 
     no_units = codes.UCUM.NoUnits
@@ -71,6 +76,8 @@ def _group(finding: SeriesFinding, facts: ModelFacts, top_k: int):
         name=SLICE_PROBABILITY, value=round(p, 6), unit=no_units,
         referenced_images=[hd.sr.SourceImageForMeasurement.from_source_image(finding.header_of(i))])
         for i, p in sorted(finding.driving.items())]
+    study_probability = [] if finding.tumor_probability is None else [
+        hd.sr.Measurement(name=STUDY_PROBABILITY, value=round(finding.tumor_probability, 6), unit=no_units)]
     series_uid = finding.headers[0].SeriesInstanceUID
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
@@ -80,12 +87,10 @@ def _group(finding: SeriesFinding, facts: ModelFacts, top_k: int):
         algorithm_id=hd.sr.AlgorithmIdentification(
             name=f"kidneyct {facts.name}", version=__version__,
             parameters=[f"checkpoint {facts.checkpoint} sha256 {facts.sha256[:16]}",
-                        f"threshold {finding.threshold:g}", f"top-k {top_k}", f"temperature {facts.temperature:.4f}"]),
-        measurements=[
-            hd.sr.Measurement(name=STUDY_PROBABILITY, value=round(finding.tumor_probability, 6), unit=no_units),
-            hd.sr.Measurement(name=THRESHOLD, value=finding.threshold, unit=no_units), *slices],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            TUMOR_CALL, codes.SCT.Present if finding.tumor else codes.SCT.Absent)],
+                        f"threshold {finding.threshold:g}", f"rule {finding.aggregation}"[:64], f"temperature {facts.temperature:.4f}"]),
+        measurements=[*study_probability,
+                      hd.sr.Measurement(name=THRESHOLD, value=finding.threshold, unit=no_units), *slices],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(TUMOR_CALL, _call_code(finding.tumor))],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(finding.header_of(i))
                        for i in sorted(finding.driving)],
     )
@@ -97,7 +102,7 @@ def _group(finding: SeriesFinding, facts: ModelFacts, top_k: int):
     return group
 
 
-def build_sr(findings: list[SeriesFinding], facts: ModelFacts, series_uid: str, sop_uid: str, top_k: int,
+def build_sr(findings: list[SeriesFinding], facts: ModelFacts, series_uid: str, sop_uid: str,
              series_number: int = 9900):
     """A Comprehensive SR for the series of one study.
 
@@ -106,7 +111,6 @@ def build_sr(findings: list[SeriesFinding], facts: ModelFacts, series_uid: str, 
         facts: the model behind the calls.
         series_uid: the SR's new Series Instance UID.
         sop_uid: the SR's new SOP Instance UID.
-        top_k: the study rule's k (an algorithm parameter).
         series_number: the SR series' number.
 
     Returns:
@@ -122,7 +126,7 @@ def build_sr(findings: list[SeriesFinding], facts: ModelFacts, series_uid: str, 
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=[_group(f, facts, top_k) for f in findings])
+        imaging_measurements=[_group(f, facts) for f in findings])
     evidence = [h for f in findings for h in f.headers] + [k for f in findings for k in f.key_images]
     return hd.sr.ComprehensiveSR(
         evidence=evidence, content=report[0], series_instance_uid=series_uid, series_number=series_number,

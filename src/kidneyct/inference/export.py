@@ -24,13 +24,17 @@ FORMATS = ("onnx",)
 
 
 def inference_metadata(loaded) -> dict:
-    """What a runtime needs besides the graph: classes, preprocessing, calibration, threshold."""
+    """What a runtime needs besides the graph: classes, preprocessing, calibration, threshold, study rule."""
     payload = loaded.payload
     return {
         "kidneyct_version": __version__, "classes": loaded.classes,
         "preprocessing": loaded.preprocessing.to_dict(), "model_config": loaded.model_config.to_dict(),
         "calibration": payload.get("calibration") or {"temperature": loaded.temperature},
         "threshold": loaded.threshold, "operating_point": payload.get("operating_point"),
+        # The study rule, the scope gate's settings and the intensity profile; not the feature statistics,
+        # which need the penultimate layer the graph does not expose.
+        "study_rule": payload.get("study_rule"), "intensity": payload.get("intensity"),
+        "scope": {"settings": (payload.get("scope") or {}).get("settings")},
         "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32",
                   "meaning": "uint8 slice / 255, then (x - mean) / std from preprocessing"},
         "output": {"name": OUTPUT_NAME, "meaning": "logits; probabilities = softmax(logits / temperature)"},

@@ -23,6 +23,7 @@ import numpy as np
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io import CTSlice, InputItem, read_item
+from kidneyct.io.budget import DEFAULT_MAX_DECODED_BYTES, read_limits
 from kidneyct.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -38,27 +39,40 @@ class Prepared:
     slices: list[CTSlice]  # in reading order; pixels dropped (an empty array), the images below are what counts
     images: np.ndarray | None  # uint8 [n, S, S]; None when the input could not be read at all
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): the input, or files of it
+    looks: list | None = None  # per slice, what `look` returned (the scope gate's kidney locator), when given
 
 
-def prepare(item: InputItem, prep: Preprocessing) -> Prepared:
+def failure_reason(error: Exception) -> str:
+    """A skipped row's reason for an error no reader anticipated (one odd file must not end the batch)."""
+    if isinstance(error, MemoryError):
+        return "ran out of memory (MemoryError); a lower --max-decoded-mb refuses such inputs from their headers"
+    return f"failed: {type(error).__name__}: {error}"
+
+
+def prepare(item: InputItem, prep: Preprocessing, look: Callable | None = None,
+            max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> Prepared:
     """Read one input and preprocess its slices; a failure becomes the result's `skipped`, never an exception.
 
     Args:
         item: a file, DICOM series folder or NIfTI volume (see `kidneyct.io.expand_inputs`).
         prep: the checkpoint's preprocessing.
+        look: run on each read slice while its pixels are at hand (the scope gate's kidney locator).
+        max_decoded_bytes: the decoded-size budget of the input (see `kidneyct.io.budget`).
 
     Returns:
         A Prepared with images [n, S, S], or with images None and the reasons in `skipped`.
     """
     try:
-        slices, partial_skips = read_item(item)
+        with read_limits(max_decoded_bytes):
+            slices, partial_skips = read_item(item)
         images = np.stack([prep.to_uint8(s) for s in slices])
+        looks = [look(s) for s in slices] if look is not None else None
     except ImageReadError as error:
         return Prepared(item, [], None, [*getattr(error, "skipped", []), (error.path, error.reason)])
-    except Exception as error:  # a reader bug on one file must not take down the batch
-        return Prepared(item, [], None, [(str(item.path), f"unexpected {type(error).__name__}: {error}")])
+    except Exception as error:  # noqa: BLE001 - isolation: a reader bug on one file must not take down the batch
+        return Prepared(item, [], None, [(str(item.path), failure_reason(error))])
     # Slices travel back without their pixels: the uint8 images are a fraction of their size.
-    return Prepared(item, [replace(s, pixels=_NO_PIXELS) for s in slices], images, list(partial_skips))
+    return Prepared(item, [replace(s, pixels=_NO_PIXELS) for s in slices], images, list(partial_skips), looks)
 
 
 def default_workers() -> int:
@@ -67,13 +81,16 @@ def default_workers() -> int:
 
 
 def prepared_inputs(items: list[InputItem], prep: Preprocessing, workers: int | None = None,
-                    ahead: int | None = None) -> Iterator[Prepared]:
-    """`prepare(item, prep)` for every item, in order, computed in `workers` processes while the caller
-    consumes earlier results.
+                    ahead: int | None = None, look: Callable | None = None,
+                    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> Iterator[Prepared]:
+    """`prepare(item, prep, look, max_decoded_bytes)` for every item, in order, computed in `workers`
+    processes while the caller consumes earlier results.
 
     Args:
         items: the inputs, in the order results are wanted.
         prep: the checkpoint's preprocessing.
+        look: see `prepare`.
+        max_decoded_bytes: see `prepare`.
         workers: worker processes (default: one per core, at most 8); 0 or 1, or a single input, reads in
             this process (no start-up cost: what a one-slice predict wants).
         ahead: inputs in flight at most (default 4 per worker), bounding memory for long lists.
@@ -81,7 +98,7 @@ def prepared_inputs(items: list[InputItem], prep: Preprocessing, workers: int | 
     Returns:
         An iterator of Prepared, one per item, in the items' order.
     """
-    task = partial(prepare, prep=prep)
+    task = partial(prepare, prep=prep, look=look, max_decoded_bytes=max_decoded_bytes)
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
         return map(task, items)

@@ -15,8 +15,8 @@ from PIL import Image
 from kidneyct.errors import CheckpointError
 from kidneyct.inference.export import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from kidneyct.io import CTSlice, read_slices
-from kidneyct.models.checkpoint import LoadedModel, load_model
-from kidneyct.models.forward import flip_averaged, predict_logits
+from kidneyct.models.checkpoint import LoadedModel, check_calibration, load_model
+from kidneyct.models.forward import flip_averaged, penultimate_features, predict_logits
 from kidneyct.preprocess import Preprocessing
 from kidneyct.runtime import resolve_device
 
@@ -59,6 +59,16 @@ class Backend(ABC):
     def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         """Logits [N, K] (float32, CPU) for uint8 images [N, S, S] at the model's size, flip TTA included
         when the preprocessing asks for it."""
+
+    @property
+    @abstractmethod
+    def stored(self) -> dict:
+        """What the checkpoint (or the export's metadata) records beyond the weights: the study rule, the scope
+        gate's statistics and the intensity profile among them."""
+
+    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+        """Penultimate features [N, D] for the scope gate; None when this backend cannot give them."""
+        return None
 
     def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray:
         """Softmax of temperature-scaled logits (temperature 1 until calibration is fitted)."""
@@ -111,8 +121,15 @@ class Predictor(Backend):
     def threshold(self) -> float | None:
         return self.loaded.threshold
 
+    @property
+    def stored(self) -> dict:
+        return self.loaded.payload
+
     def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
         return predict_logits(self.model, self.preprocessing, images, batch_size, self.device)
+
+    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+        return penultimate_features(self.model, self.preprocessing, images, batch_size, self.device)
 
 
 class OnnxPredictor(Backend):
@@ -138,11 +155,19 @@ class OnnxPredictor(Backend):
         if raw is None:
             raise CheckpointError(f"{path}: no kidneyct metadata; export it with `kidneyct export`")
         self.path = path
-        self.metadata = json.loads(raw)
-        self.classes: list[str] = list(self.metadata["classes"])
-        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
-        self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
+        try:
+            self.metadata = json.loads(raw)
+            self.classes: list[str] = list(self.metadata["classes"])
+            self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+            self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"{path}: malformed kidneyct metadata ({type(error).__name__}: {error})") from None
         self.threshold: float | None = self.metadata.get("threshold")
+        check_calibration(path, self.classes, self.temperature, self.threshold)
+
+    @property
+    def stored(self) -> dict:
+        return self.metadata
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])

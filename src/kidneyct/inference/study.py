@@ -1,22 +1,44 @@
-"""The study rule: one tumor call for a series or volume from its slices' tumor probabilities."""
+"""The study call: one tumor answer for a series or volume from its slices, by the checkpoint's study rule
+(kidneyct.evaluation.study, the one rule evaluate and cross-validation measure) over the in-scope slices."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-DEFAULT_TOP_K = 3
-AGGREGATION = ("study tumor probability = mean of the {k} highest slice tumor probabilities "
-               "(top-k, k = min({top_k}, slices)); tumor when it reaches {threshold:g}; "
-               "driving slices = those {k} slices")
+from kidneyct.evaluation.study import DEFAULT_RULE, LEGACY_RULE, StudyRule, rule_of, study_score
+
+__all__ = ["DEFAULT_RULE", "LEGACY_RULE", "StudyCall", "StudyRule", "call_study", "rule_of", "study_score"]
+
+NO_SCOPE = "no kidney found in this series: out of scope, no call"
 
 
-def aggregate_study(tumor_probs: np.ndarray, slice_indices: list[int], threshold: float,
-                    top_k: int = DEFAULT_TOP_K) -> tuple[float, bool, list[int], str]:
-    """Top-k mean: one confident slice can not make a study positive alone when k > 1, yet a lesion
-    seen on a few slices of a long series is not diluted by the many normal ones."""
-    tumor_probs = np.asarray(tumor_probs, np.float64)
-    k = max(1, min(top_k, len(tumor_probs)))
-    top = np.argsort(-tumor_probs, kind="stable")[:k]
-    probability = float(tumor_probs[top].mean())
-    description = AGGREGATION.format(k=k, top_k=top_k, threshold=threshold)
-    return probability, probability >= threshold, sorted(int(slice_indices[i]) for i in top), description
+@dataclass(frozen=True)
+class StudyCall:
+    probability: float | None  # None: no call (no slice in scope)
+    tumor: bool | None
+    driving_slices: list[int]  # slice indices the probability comes from, in slice order
+    description: str
+
+
+def call_study(tumor_probs, slice_indices: list[int], threshold: float, rule: StudyRule,
+               in_scope=None) -> StudyCall:
+    """The study's tumor probability and call under `rule` over its in-scope slices.
+
+    Args:
+        tumor_probs: calibrated tumor probability per slice, in slice order.
+        slice_indices: each slice's index in its series or volume.
+        threshold: the tumor operating threshold.
+        rule: the checkpoint's study rule.
+        in_scope: bool per slice (None: all in scope).
+
+    Returns:
+        A StudyCall; without an in-scope slice its probability and call are None and the description says so.
+    """
+    score = study_score(np.asarray(tumor_probs, np.float64), in_scope, rule)
+    if score.probability is None:
+        return StudyCall(None, None, [], NO_SCOPE)
+    driving = [int(slice_indices[i]) for i in score.driving]
+    description = f"{rule.describe(threshold)} ({score.n_in_scope} in scope)"
+    return StudyCall(score.probability, score.probability >= threshold, driving, description)

@@ -8,10 +8,11 @@ from kidneyct.io.nifti import count_slices, read_nifti
 from kidneyct.io.raster import read_raster
 from kidneyct.io.read import read_slices
 from kidneyct.io.slices import CTSlice
-from kidneyct.io.sniff import MASK_MARKER, SUPPORTED_SUFFIXES, content_format, file_format, file_kind, looks_like_dicom
+from kidneyct.io.sniff import (MASK_MARKER, SUPPORTED_SUFFIXES, content_format, file_format, file_kind, input_kind,
+                               looks_like_dicom)
 
 __all__ = [
     "CTSlice", "ImageReadError", "InputItem", "MASK_MARKER", "SUPPORTED_SUFFIXES", "content_format", "count_slices",
-    "expand_inputs", "file_format", "file_kind", "list_series", "looks_like_dicom", "read_dicom", "read_item",
+    "expand_inputs", "file_format", "file_kind", "input_kind", "list_series", "looks_like_dicom", "read_dicom", "read_item",
     "read_nifti", "read_raster", "read_series", "read_slices", "walk_folders",
 ]

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kidneyct.errors import ImageReadError
-from kidneyct.io.raster import MAX_SIDE
+from kidneyct.io.dicom_limits import check_pixel_header, open_dataset
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.sniff import file_kind
+from kidneyct.io.validate import check_rescale, check_slice
 
 if TYPE_CHECKING:
     import pydicom
@@ -19,53 +20,56 @@ if TYPE_CHECKING:
 HU_MODALITIES = {"CT"}
 
 
-def _dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
-    import pydicom  # deferred, like nibabel in nifti.py: slice-image work never loads the DICOM stack
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
-    except InvalidDicomError:
-        raise ImageReadError(path, "not a DICOM file (no DICM preamble or file meta)") from None
-    except Exception as error:  # pydicom raises many types for damaged files
-        raise ImageReadError(path, f"corrupt DICOM file ({type(error).__name__}: {error})") from None
-
-
 def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
+    """One DICOM slice in Hounsfield units (CT) or scaled to [0, 1] (other modalities, when allowed).
+
+    Args:
+        path: the file.
+        allow_non_ct: read MR, PET... instead of refusing them.
+
+    Returns:
+        The slice. Raises ImageReadError for anything unreadable, malformed attributes included.
+    """
     path = Path(path)
-    ds = _dataset(path)
-    modality = str(getattr(ds, "Modality", "") or "").upper() or None
+    try:
+        return _read(path, allow_non_ct)
+    except ImageReadError:
+        raise
+    except Exception as error:  # a malformed attribute (a text where a number belongs) surfaces on use
+        raise ImageReadError(path, f"malformed DICOM ({type(error).__name__}: {error})") from None
+
+
+def _read(path: Path, allow_non_ct: bool) -> CTSlice:
+    ds = open_dataset(path)
+    modality = str(ds.get("Modality", "") or "").upper() or None
     if modality not in HU_MODALITIES and modality is not None and not allow_non_ct:
         raise ImageReadError(
             path, f"modality is {modality}, not CT: kidneyct models read CT in Hounsfield units only"
         )
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageReadError(path, "DICOM file has no pixel data")
-    rows, columns = int(getattr(ds, "Rows", 0)), int(getattr(ds, "Columns", 0))
-    if rows > MAX_SIDE or columns > MAX_SIDE:
-        raise ImageReadError(path, f"image is {columns}x{rows} pixels, above the {MAX_SIDE}-pixel limit")
+    check_pixel_header(path, ds)
     try:
         stored = ds.pixel_array
     except Exception as error:
         raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(error).__name__}: {error})") from None
-    if stored.ndim == 3 and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        raise ImageReadError(path, "multi-frame DICOM is not supported; export one slice per file")
     if stored.ndim != 2:
         raise ImageReadError(path, f"expected a single grey slice, got pixel array of shape {stored.shape}")
-    from pydicom.pixels import apply_modality_lut  # deferred with pydicom itself (see _dataset)
+    check_rescale(path, _value(ds, "RescaleSlope", 1), _value(ds, "RescaleIntercept", 0))
+    from pydicom.pixels import apply_modality_lut  # deferred with pydicom itself (see open_dataset)
 
-    values = apply_modality_lut(stored, ds).astype(np.float32)
+    values = apply_modality_lut(stored, ds).astype(np.float32, copy=False)
     is_hu = modality in HU_MODALITIES or modality is None
     if not is_hu:  # non-CT allowed by the caller: rescale to [0, 1] like a display image
         lo, hi = float(values.min()), float(values.max())
         values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    return CTSlice(
-        pixels=values,
-        hu=is_hu,
-        source=str(path),
-        series=str(getattr(ds, "SeriesInstanceUID", "")) or None,
-        modality=modality,
-    )
+    position = _slice_position(ds)[0] if ds.get("ImagePositionPatient") is not None else None
+    return check_slice(CTSlice(pixels=values, hu=is_hu, source=str(path), position=position,
+                               series=str(ds.get("SeriesInstanceUID", "")) or None, modality=modality))
+
+
+def _value(ds: pydicom.Dataset, keyword: str, default: float):
+    """An attribute's value; `default` when absent or empty (an empty value means 'not given')."""
+    value = ds.get(keyword)
+    return default if value is None or value == "" else value
 
 
 def _slice_position(ds: pydicom.Dataset) -> tuple[float, float]:
@@ -81,13 +85,14 @@ def _slice_position(ds: pydicom.Dataset) -> tuple[float, float]:
     return instance, instance
 
 
-def list_series(folder: str | Path) -> list[Path]:
-    """DICOM files of one series folder in anatomical order (ImagePositionPatient, else InstanceNumber)."""
+def list_series(folder: str | Path, files: list[Path] | None = None) -> list[Path]:
+    """DICOM files of one series folder (or the given `files` of one series) in anatomical order
+    (ImagePositionPatient, else InstanceNumber)."""
     folder = Path(folder)
     keyed = []
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+    for file in sorted(files) if files is not None else sorted(p for p in folder.iterdir() if p.is_file()):
         try:
-            ds = _dataset(file, stop_before_pixels=True)
+            ds = open_dataset(file, stop_before_pixels=True)
         except ImageReadError:
             continue  # not DICOM (DICOMDIR viewers, readme files): not part of the series
         keyed.append((_slice_position(ds), file))
@@ -97,21 +102,24 @@ def list_series(folder: str | Path) -> list[Path]:
     return [file for _, file in keyed]
 
 
-def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None) -> list[CTSlice]:
-    """The slices of a series folder in anatomical order, each with its position in the sorted series as
-    `index`.
+def read_series(folder: str | Path, skipped: list[tuple[str, str]] | None = None,
+                files: list[Path] | None = None) -> list[CTSlice]:
+    """The slices of a series folder (or of `files`, one series of a folder that holds several) in anatomical
+    order, each with its position in the sorted series as `index`.
 
     Without `skipped`, the first unreadable file raises its ImageReadError. With it, the series loses only
     its unreadable files (added to `skipped` as (path, reason), DICOM-named files that are no DICOM among
     them), not the whole study; a folder with no readable slice raises an ImageReadError that carries them
     in its `skipped`."""
     folder = Path(folder)
-    files = list_series(folder)
+    given = files
+    files = list_series(folder, given)
     if skipped is None:
         return [_indexed(read_dicom(file), index) for index, file in enumerate(files)]
     listed = set(files)
-    found = [(str(p), "not a readable DICOM file") for p in sorted(folder.iterdir())
-             if file_kind(p) == "dicom" and p not in listed]
+    candidates = sorted(given) if given is not None else sorted(folder.iterdir())
+    found = [(str(p), "not a readable DICOM file") for p in candidates
+             if (given is not None or file_kind(p) == "dicom") and p not in listed]
     slices = []
     for index, file in enumerate(files):
         try:

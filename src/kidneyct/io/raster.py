@@ -1,4 +1,4 @@
-"""JPG/PNG slices through Pillow: 8- and 16-bit, grey, RGB(A) or palette."""
+"""JPG/PNG slices through Pillow: 8- and 16-bit, grey, RGB(A) or palette; no other decoder runs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kidneyct.errors import ImageReadError
+from kidneyct.io.budget import check_decoded_size, check_side
 from kidneyct.io.slices import CTSlice
+from kidneyct.io.validate import check_slice
 
-# Far above any CT export (512-1024 px); stops decompression bombs before any pixel is decoded.
-MAX_SIDE = 8192
+DECODERS = ("PNG", "JPEG")  # Pillow plugins allowed to run: the formats kidneyct reads
 
 _BIT_DEPTH_MAX = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 
@@ -28,24 +29,50 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
         lo, hi = float(array.min()), float(array.max())
         return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        # Composite on black: CT background is black, transparent pixels carry no anatomy.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image if mode == "L" else image.convert("L"), dtype=np.float32) / 255.0
+        # Composite on black (CT background is black, transparent pixels carry no anatomy): grey x alpha,
+        # in place, so that a 4096-pixel RGBA upload takes no extra full-size copies.
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        pixels = np.asarray(rgba.convert("L"), dtype=np.float32)
+        pixels *= np.asarray(rgba.getchannel("A"))
+        pixels /= 255.0 * 255.0
+        return pixels
+    pixels = np.asarray(image.convert("L"), dtype=np.float32)
+    pixels /= 255.0
+    return pixels
+
+
+# Bytes per pixel and band of Pillow's modes, for the decoded size a header declares.
+_BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+def _check_header(path: Path, image: Image.Image) -> None:
+    """Refuse from the header alone: sides beyond the limit, more decoded bytes than the budget, several
+    frames (an animated PNG, a multi-picture JPEG: which one would be the slice?)."""
+    width, height = image.size
+    check_side(path, width, height)
+    bands = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    check_decoded_size(path, width * height * bands, f"a {width}x{height} {image.mode} image")
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise ImageReadError(path, f"{image.format} holds {frames} frames; kidneyct reads one slice per file")
 
 
 def read_raster(path: str | Path) -> CTSlice:
+    """A PNG or JPEG slice as display intensities in [0, 1]. Only those two decoders ever run, whatever the
+    file's name; the header is checked (side, decoded-size budget, frames) before any pixel is decoded.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The slice (`hu` false).
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width > MAX_SIDE or height > MAX_SIDE:
-                    raise ImageReadError(
-                        path, f"image is {width}x{height} pixels, above the {MAX_SIDE}-pixel limit"
-                    )
+            with Image.open(path, formats=DECODERS) as image:
+                _check_header(path, image)
                 if image.format == "JPEG" and image.mode == "RGB":
                     # libjpeg hands over its luma plane instead of converting to RGB and back: ~40% of a
                     # 512 px decode. The same grey levels for grey content (all 200 Kaggle originals);
@@ -59,8 +86,8 @@ def read_raster(path: str | Path) -> CTSlice:
         raise ImageReadError(path, f"refused as a possible decompression bomb ({error})") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
-    if pixels.ndim != 2 or min(pixels.shape) < 8:
-        raise ImageReadError(path, f"image of shape {pixels.shape} is too small to be a CT slice")
-    return CTSlice(pixels=pixels, hu=False, source=str(path))
+    except Exception as error:  # Pillow's plugins raise other types too (struct.error...) for damaged files
+        raise ImageReadError(path, f"corrupt image ({type(error).__name__}: {error})") from None
+    return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))

@@ -1,4 +1,5 @@
-"""One entry point for every supported file: a path becomes its CTSlice objects."""
+"""One entry point for every supported file: a path becomes its CTSlice objects, the reader chosen from the
+file's content (`sniff_format`), never from its name alone."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ from kidneyct.io.dicom import read_dicom, read_series
 from kidneyct.io.nifti import read_nifti
 from kidneyct.io.raster import read_raster
 from kidneyct.io.slices import CTSlice
-from kidneyct.io.sniff import file_kind
+from kidneyct.io.sniff import sniff_format
 
 
-def read_slices(path: str | Path, indices: list[int] | None = None) -> list[CTSlice]:
-    """All slices of a file (or the chosen ones of a volume). Raises ImageReadError naming the file."""
+def read_slices(path: str | Path, indices: list[int] | None = None, allow_non_ct: bool = False) -> list[CTSlice]:
+    """All slices of a file (or the chosen ones of a volume).
+
+    Args:
+        path: a file, or a DICOM series folder.
+        indices: slices wanted from a volume or series (default all).
+        allow_non_ct: read non-CT DICOM (scaled to [0, 1]) instead of refusing it.
+
+    Returns:
+        The slices, each checked (2-D, finite, large enough). Raises ImageReadError naming the file.
+    """
     path = Path(path)
     if path.is_dir():
         slices = read_series(path)
@@ -22,17 +32,14 @@ def read_slices(path: str | Path, indices: list[int] | None = None) -> list[CTSl
         raise ImageReadError(path, "file not found")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)")
-    kind = file_kind(path)
-    if kind == "nifti":
-        return read_nifti(path, indices)
-    if kind == "dicom":
-        return [read_dicom(path)]
-    if kind == "raster":
-        return [read_raster(path)]
-    # No telling suffix: DICOM files often have none. Try DICOM, then any image Pillow knows.
     try:
-        return [read_dicom(path)]
-    except ImageReadError as dicom_error:
-        if "not a DICOM file" not in dicom_error.reason:
-            raise
-    return [read_raster(path)]
+        fmt = sniff_format(path)
+    except OSError as error:
+        raise ImageReadError(path, f"cannot open the file ({error.strerror or error})") from None
+    if fmt == "nifti":
+        return read_nifti(path, indices)
+    if fmt == "dicom":
+        return [read_dicom(path, allow_non_ct)]
+    if fmt in ("png", "jpeg"):
+        return [read_raster(path)]
+    raise ImageReadError(path, "not a readable image (unknown format: not PNG, JPEG, DICOM or NIfTI)")

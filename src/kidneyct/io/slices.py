@@ -19,3 +19,4 @@ class CTSlice:
     index: int | None = None  # slice index within a series or volume, in reading order
     series: str | None = None  # series identity when the format carries one
     modality: str | None = None
+    position: float | None = None  # mm along the slice normal (series and volumes), for the slice spacing

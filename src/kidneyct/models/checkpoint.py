@@ -8,6 +8,7 @@ training, which writes it, and inference and evaluation, which read it: so it li
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,41 @@ class LoadedModel:
         return len(self.payload.get("members", [])) or 1
 
 
+def check_calibration(source, classes, temperature, threshold) -> None:
+    """Raise CheckpointError unless the classes are distinct non-empty names, the temperature a finite
+    number above 0 (0 would divide the logits into NaN probabilities) and the threshold None or in [0, 1].
+
+    Args:
+        source: the checkpoint or ONNX file, named in the error.
+        classes, temperature, threshold: as stored.
+    """
+    if (not isinstance(classes, (list, tuple)) or len(classes) < 2 or len(set(classes)) != len(classes)
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise CheckpointError(f"{source}: classes {classes!r} are not two or more distinct names")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise CheckpointError(f"{source}: calibration temperature {temperature!r} is not a finite number above 0")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 <= threshold <= 1):
+        raise CheckpointError(f"{source}: tumor threshold {threshold!r} is not a probability in [0, 1]")
+
+
+def _check_payload(path: Path, payload: dict) -> None:
+    """Calibration, members' temperatures, and one output per class, before any model is built."""
+    for key in ("classes", "model_config", "state_dict", "preprocessing"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: incomplete checkpoint (no {key!r})")
+    calibration = payload.get("calibration") or {}
+    check_calibration(path, payload["classes"], calibration.get("temperature", 1.0), payload.get("threshold"))
+    configs = [m.get("model_config", {}) for m in payload.get("members", [])] or [payload["model_config"]]
+    for member in payload.get("members", []):
+        check_calibration(path, payload["classes"], member.get("temperature"), None)
+    for config in configs:
+        if not isinstance(config, dict) or config.get("num_classes") != len(payload["classes"]):
+            outputs = config.get("num_classes") if isinstance(config, dict) else config
+            raise CheckpointError(f"{path}: the model has {outputs} outputs for {len(payload['classes'])} classes")
+
+
 def _build(payload: dict) -> tuple[torch.nn.Module, ModelConfig, str]:
     if "members" in payload:  # an ensemble: members' configs and temperatures, one state dict for all
         configs = [ModelConfig(**m["model_config"]) for m in payload["members"]]
@@ -78,16 +114,21 @@ def _build(payload: dict) -> tuple[torch.nn.Module, ModelConfig, str]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     payload = read_checkpoint(path)
-    model, config, cam_layer = _build(payload)
+    _check_payload(Path(path), payload)
+    try:
+        model, config, cam_layer = _build(payload)
+        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: unusable model configuration ({type(error).__name__}: {error})") from None
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path}: weights do not fit the stored model configuration ({error})") from None
     model.to(device).eval()
     calibration = payload.get("calibration") or {}
     return LoadedModel(
         model=model, model_config=config, classes=list(payload["classes"]),
-        preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
+        preprocessing=preprocessing,
         temperature=float(calibration.get("temperature", 1.0)), threshold=payload.get("threshold"),
         payload=payload, cam_layer=cam_layer,
     )

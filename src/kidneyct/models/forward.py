@@ -35,3 +35,34 @@ def predict_logits(model: torch.nn.Module, prep: Preprocessing, images: np.ndarr
     if not outputs:
         return torch.zeros((0, 0))
     return torch.cat(outputs)
+
+
+def last_linear(model: torch.nn.Module) -> torch.nn.Linear | None:
+    """The classifier's final Linear layer (every registered model ends in one), None for an ensemble,
+    whose members each have their own."""
+    if hasattr(model, "members"):
+        return None
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1] if linears else None
+
+
+@torch.inference_mode()
+def penultimate_features(model: torch.nn.Module, prep: Preprocessing, images: np.ndarray,
+                         batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray | None:
+    """What the final Linear layer sees for uint8 images [N, S, S]: float32 [N, D], the model's own summary
+    of each slice (D = 128 for every registered head). None for a model without one (an ensemble)."""
+    layer = last_linear(model)
+    if layer is None:
+        return None
+    device = torch.device(device)
+    model.eval()
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].float().cpu()))
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = prep.model_input(to_unit_tensor(images[start:start + batch_size], device))
+            with autocast(device):
+                model(batch)
+    finally:
+        handle.remove()
+    return torch.cat(captured).numpy() if captured else np.zeros((0, layer.in_features), np.float32)

@@ -33,6 +33,7 @@ class ModelSpec:
     frozen_default: bool = False  # the seed's transfer-learning set-up freezes the backbone
     cam_layer: str = ""  # module path of the default Grad-CAM target layer
     fixed_input_size: bool = False  # a Flatten head ties the model to its image size
+    min_image_size: int = 1  # smallest input side its layers accept (checked when options are parsed)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -50,7 +51,7 @@ SPECS = (
         name="seed-cnn", module="kidneyct.models.seed_cnn",
         description="the original project's 5-layer CNN, trained from scratch",
         mean=0.0, std=1.0, pretrained_default="none", frozen_default=False, cam_layer="features.12",
-        fixed_input_size=True,
+        fixed_input_size=True, min_image_size=94,  # five unpadded 3x3 conv + 2x2 pool stages
     ),
     ModelSpec(
         name="resnet50", module="kidneyct.models.resnet",

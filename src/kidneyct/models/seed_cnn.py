@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from kidneyct.models.registry import register_model
+from kidneyct.models.registry import get_spec, register_model
 
 SEED_FILTERS = (32, 64, 64, 64, 128)
 
@@ -22,7 +22,8 @@ class SeedCNN(nn.Module):
             layers += [nn.Conv2d(channels, filters, 3), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = filters, (side - 2) // 2
         if side < 1:
-            raise ValueError(f"seed-cnn needs images of at least 94 px, got {image_size}")
+            raise ValueError(f"seed-cnn needs images of at least {get_spec('seed-cnn').min_image_size} px, "
+                             f"got {image_size}")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * side * side, 128), nn.ReLU(),

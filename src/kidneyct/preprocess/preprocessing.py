@@ -32,6 +32,7 @@ class Preprocessing(DictRecord):
     std: float = 1.0
     body_crop: bool = False  # crop to the body and blank the rest before resizing (part of the cached form)
     tta_hflip: bool = False  # inference: mean logits of the slice and its left-right mirror image
+    body_norm: bool = False  # each slice's body scaled to a fixed intensity mean and sd before standardising
 
     def __post_init__(self):
         if self.image_size < 16:
@@ -59,6 +60,9 @@ class Preprocessing(DictRecord):
         return resize_to_uint8(pad_to_square(unit), self.image_size)
 
     def standardise(self, unit: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] in [0, 1] to the model's scale: (each slice's body normalised, then) (x - mean) / std."""
+        if self.body_norm:
+            unit = normalise_body(unit)
         return (unit - self.mean) / self.std
 
     def model_input(self, unit: torch.Tensor) -> torch.Tensor:
@@ -76,3 +80,21 @@ def to_unit_tensor(batch: torch.Tensor | np.ndarray, device=None) -> torch.Tenso
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
     return tensor.float().div_(255.0)
+
+
+BODY_LEVEL = 0.03  # display intensity above which a pixel is body, not air (the body crop's threshold)
+BODY_MEAN, BODY_SD = 0.5, 0.2
+
+
+def normalise_body(unit: torch.Tensor, level: float = BODY_LEVEL) -> torch.Tensor:
+    """Each slice's body pixels (above `level`) mapped to median 0.5 and a robust sd (interquartile range /
+    1.349) of 0.2, air left at 0: an export's window level and width (an affine map of the unclipped
+    intensities) no longer set the image's levels, while a mass's contrast against its kidney, relative to the
+    body's spread, is kept. Robust statistics, because which gas pixels clear `level` depends on the window."""
+    body = unit > level
+    values = torch.where(body, unit, torch.full_like(unit, float("nan"))).flatten(1).float()
+    quartiles = torch.nanquantile(values, torch.tensor([0.25, 0.5, 0.75], device=unit.device), dim=1)  # [3, B]
+    shape = (-1,) + (1,) * (unit.dim() - 1)
+    median = torch.nan_to_num(quartiles[1], nan=0.5).view(shape).to(unit.dtype)
+    spread = torch.nan_to_num((quartiles[2] - quartiles[0]) / 1.349, nan=1.0).clamp_min(1e-3).view(shape).to(unit.dtype)
+    return torch.where(body, (unit - median) / spread * BODY_SD + BODY_MEAN, torch.zeros_like(unit))

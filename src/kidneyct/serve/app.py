@@ -20,9 +20,12 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.errors import UploadError
+from kidneyct.serve.guard import RequestGuard
 from kidneyct.serve.service import InferenceService, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,9 @@ STATIC = Path(str(resources.files("kidneyct") / "serve" / "static"))
 
 ERROR_RESPONSES = {
     400: {"description": "Empty upload or malformed request"},
+    401: {"description": "The server has a token and the request did not carry it"},
+    403: {"description": "A cross-origin request from a page the server does not allow"},
+    408: {"description": "The body did not arrive within the server's deadline"},
     413: {"description": "Upload larger than the server's limit"},
     415: {"description": "Not a JPG, PNG or DICOM file"},
     422: {"description": "Unreadable, damaged or oversized image (the message says which)"},
@@ -68,9 +74,11 @@ class RequestRunner:
         self.admission = AdmissionLimit(settings.max_pending)
 
     async def run(self, function, *args):
+        """`function(*args, deadline=...)` on the pool; the job checks the deadline (time.monotonic())
+        between its stages, so work that timed out stops instead of running on unobserved."""
         self.admission.admit()
         try:
-            future = self.executor.submit(function, *args)
+            future = self.executor.submit(function, *args, deadline=time.monotonic() + self.timeout_s)
         except RuntimeError:  # executor shut down
             self.admission.release()
             raise UploadError(503, "server is shutting down")
@@ -138,14 +146,27 @@ def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) ->
         description=f"Kidney tumor classification of CT slices. {DISCLAIMER}",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
-                       upload_limit=settings.max_upload_bytes)
+    _add_middleware(app, settings)
     app.state.service = service
     app.state.settings = settings
     _add_error_handlers(app)
     _add_routes(app, service, runner)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _add_middleware(app: FastAPI, settings: ServeSettings) -> None:
+    """Outermost first: security headers, origin, token and body deadline (RequestGuard); the Host
+    allow-list; CORS answers for the allowed origins; the body size limit."""
+    app.add_middleware(BodyLimit, max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       upload_limit=settings.max_upload_bytes)
+    if settings.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization"],
+                           expose_headers=["X-Predicted-Class", "X-Probability"])
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(RequestGuard, token=settings.token, allowed_origins=settings.allowed_origins,
+                       body_timeout_s=settings.body_timeout_s)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -168,15 +189,27 @@ async def _upload_bytes(file: UploadFile, limit: int) -> tuple[bytes, str]:
     return data, file.filename or "upload"
 
 
-def _predict_job(service: InferenceService, data: bytes, filename: str) -> dict:
+def _in_time(deadline: float) -> None:
+    if time.monotonic() > deadline:  # the client already has its 504: spend nothing more on the request
+        raise UploadError(504, "request timed out")
+
+
+def _predict_job(service: InferenceService, data: bytes, filename: str, deadline: float) -> dict:
     started = time.perf_counter()
-    result = service.predict(service.read(data, filename))
+    _in_time(deadline)
+    upload = service.read(data, filename)
+    _in_time(deadline)
+    result = service.predict(upload)
     result["timing_ms"]["total"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 
 
-def _explain_job(service: InferenceService, data: bytes, filename: str, view: str) -> tuple[bytes, dict]:
-    return service.explain(service.read(data, filename), view)
+def _explain_job(service: InferenceService, data: bytes, filename: str, view: str,
+                 deadline: float) -> tuple[bytes, dict]:
+    _in_time(deadline)
+    upload = service.read(data, filename)
+    _in_time(deadline)
+    return service.explain(upload, view)
 
 
 def _add_routes(app: FastAPI, service: InferenceService, runner: RequestRunner) -> None:

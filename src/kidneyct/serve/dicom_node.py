@@ -21,7 +21,6 @@ from kidneyct.about import DISCLAIMER
 from kidneyct.inference.batch import open_backend, predict_inputs
 from kidneyct.inference.dicom_results import StudyFiles, write_dicom_results
 from kidneyct.inference.model_facts import ModelFacts
-from kidneyct.inference.study import DEFAULT_TOP_K
 from kidneyct.io.atomic import atomic_write
 from kidneyct.serve.dicom_forward import Destination, forward_files
 from kidneyct.serve.dicom_store import DueSeries, SeriesRegistry, store_instance
@@ -41,7 +40,7 @@ class NodeSettings:
     idle_seconds: float = 5.0
     forward: Destination | None = None
     threshold: float | None = None
-    top_k: int = DEFAULT_TOP_K
+    top_k: int | None = None  # None: the checkpoint's study rule
     device: str = "cpu"
     max_associations: int = 16
 
@@ -179,8 +178,7 @@ class DicomNode:
         folder = settings.out / "results" / series.series_uid
         result.write(folder / "results.json")
         result.write(folder / "results.csv")
-        studies = write_dicom_results(result, settings.out / "dicom", self.predictor, self.explainer, self.facts,
-                                      settings.top_k)
+        studies = write_dicom_results(result, settings.out / "dicom", self.predictor, self.explainer, self.facts)
         record = _record(series, result, studies)
         if settings.forward is not None and studies:
             files = [p for s in studies for p in (*s.key_images, s.sr)]

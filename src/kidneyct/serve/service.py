@@ -8,6 +8,8 @@ and the file is gone before the answer leaves.
 from __future__ import annotations
 
 import io
+import logging
+import math
 import os
 import tempfile
 import threading
@@ -19,14 +21,21 @@ import numpy as np
 from PIL import Image
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.errors import ImageReadError, UploadError
+from kidneyct.config import SERVE_MAX_DECODED_MB
+from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
 from kidneyct.inference.model_facts import best_validation, held_out_metrics
 from kidneyct.inference.predictor import Predictor
-from kidneyct.io import read_dicom, read_slices
-from kidneyct.io.sniff import HEADER_BYTES, content_format, file_format
+from kidneyct.inference.scope import InputJudge, Look
+from kidneyct.io import CTSlice, read_slices
+from kidneyct.io.budget import read_limits
+from kidneyct.io.sniff import HEADER_BYTES, sniff_format
 from kidneyct.labels import decide, positive_index
 from kidneyct.models import get_spec
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -35,18 +44,30 @@ class ServeSettings:
 
     max_upload_bytes: int = 20 * 1024 * 1024  # 413 beyond this (checked before the body is parsed)
     max_image_side: int = 4096  # pixels per side, checked from the header before any pixel is decoded
+    max_decoded_bytes: int = SERVE_MAX_DECODED_MB * 1024 * 1024  # one upload's decoded size, from its header
     request_timeout_s: float = 30.0  # per request, queueing included: 504 beyond it
+    body_timeout_s: float = 60.0  # receiving one request's body: 408 beyond it (a client sending 1 byte/s)
+    header_timeout_s: float = 10.0  # receiving a request's headers: the connection is closed beyond it
     max_pending: int = 64  # requests waiting for or in inference at once: 503 beyond it
+    max_connections: int = 256  # open connections; more are closed as soon as they are accepted
     workers: int = 4  # threads decoding uploads; inference itself runs one request at a time
     device: str = "cpu"
     cam_layer: str | None = None  # Grad-CAM target layer (default: the model's)
     allow_non_ct_dicom: bool = False  # MR, PET... DICOM: refused unless set (the models know CT only)
+    token: str | None = None  # bearer token required on the API (not on the page, /health or the docs)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers served ('*': any); DNS rebinding defence
+    allowed_origins: tuple[str, ...] = ()  # cross-origin pages allowed to POST (same-origin always is)
 
     def __post_init__(self):
-        if self.max_upload_bytes <= 0 or self.max_image_side < 16 or self.request_timeout_s <= 0:
-            raise ValueError("upload size, image side (>= 16) and timeout must be positive")
-        if self.max_pending < 1 or self.workers < 1:
-            raise ValueError("max_pending and workers must be at least 1")
+        numbers = (self.max_upload_bytes, self.max_decoded_bytes, self.request_timeout_s, self.body_timeout_s,
+                   self.header_timeout_s)
+        if not all(math.isfinite(n) and n > 0 for n in numbers) or self.max_image_side < 16:
+            raise ValueError("sizes, budget and timeouts must be finite and positive, the image side >= 16")
+        if min(self.max_pending, self.workers, self.max_connections) < 1:
+            raise ValueError("max_pending, workers and max_connections must be at least 1")
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError("the token must be at least 16 characters (e.g. `python -c 'import secrets; "
+                             "print(secrets.token_urlsafe())'`)")
 
 
 ACCEPTED = "JPG, PNG or DICOM (one slice)"
@@ -55,34 +76,18 @@ UPLOAD_SUFFIXES = {"png": "png", "jpeg": "jpg", "dicom": "dcm"}
 
 
 def sniff_kind(data: bytes, filename: str) -> str:
-    """'png', 'jpg' or 'dcm' from the bytes first, the client's file name only as a hint for
-    content no magic number identifies (DICOM without preamble, damaged images)."""
-    kind = content_format(data[:HEADER_BYTES]) or file_format(filename)
+    """'png', 'jpg' or 'dcm', decided by `sniff_format` like every file the CLI reads: the bytes first,
+    the client's file name only as a hint for content no magic number identifies."""
+    try:
+        kind = sniff_format(filename, head=data[:HEADER_BYTES])
+    except UnsupportedFormat as error:
+        raise UploadError(415, f"{filename}: {error.reason}") from None
     if kind == "nifti":
         raise UploadError(415, f"{filename}: NIfTI volumes are not accepted by the API ({ACCEPTED}); "
                                "use `kidneyct predict` for volumes")
     if kind not in UPLOAD_SUFFIXES:
         raise UploadError(415, f"{filename}: unsupported file type: expected {ACCEPTED}; the content is none of them")
     return UPLOAD_SUFFIXES[kind]
-
-
-def declared_side(data: bytes, kind: str, filename: str = "upload") -> tuple[int, int] | None:
-    """(width, height) from the header alone, or None when the header does not tell."""
-    if kind in ("png", "jpg"):
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                return image.size
-        except Image.DecompressionBombError as error:
-            raise UploadError(422, f"{filename}: refused as a possible decompression bomb ({error})") from None
-        except Exception:
-            return None  # the reader reports the damage in its own words
-    import pydicom  # imported here for start-up speed, as in kidneyct.io.dicom: only DICOM uploads need it
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-        return int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0)
-    except Exception:
-        return None
 
 
 @dataclass
@@ -95,6 +100,7 @@ class ReadUpload:
     modality: str | None
     read_ms: float
     warnings: list[str] = field(default_factory=list)
+    look: Look | None = None  # what the kidney locator saw: the scope gate's first step
 
 
 class InferenceService:
@@ -110,52 +116,61 @@ class InferenceService:
         self._cam_lock = threading.Lock()
         self._explainer = None
         self.card = model_card(self.predictor, self.checkpoint)
+        self.judge = InputJudge(self.predictor.stored, self.predictor.preprocessing)
 
     @property
     def threshold(self) -> float | None:
         return self.predictor.threshold
 
     def read(self, data: bytes, filename: str) -> ReadUpload:
+        """The upload's one slice as the model's input, read within the app's limits.
+
+        Args:
+            data: the uploaded bytes.
+            filename: the client's name for them: a label in messages, never a path to open.
+
+        Returns:
+            The model input and facts about the image. Raises UploadError (4xx) for anything unusable.
+        """
         started = time.perf_counter()
-        filename = Path(filename or "upload").name[:200]  # a label for messages, never a path to open
+        filename = Path(filename or "upload").name[:200]
         if not data:
             raise UploadError(400, f"{filename}: file is empty (0 bytes)")
         if len(data) > self.settings.max_upload_bytes:
             raise UploadError(413, f"{filename}: upload of {len(data)} bytes exceeds the "
                                    f"{self.settings.max_upload_bytes}-byte limit")
         kind = sniff_kind(data, filename)
-        side = declared_side(data, kind, filename)
-        limit = self.settings.max_image_side
-        if side is not None and max(side) > limit:
-            raise UploadError(422, f"{filename}: image is {side[0]}x{side[1]} pixels, above the server's "
-                                   f"{limit}-pixel limit")
-        handle, temporary = tempfile.mkstemp(prefix="kidneyct-upload-", suffix=f".{kind}")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            try:
-                if kind == "dcm":
-                    slices = [read_dicom(temporary, allow_non_ct=self.settings.allow_non_ct_dicom)]
-                else:
-                    slices = read_slices(temporary)
-            except ImageReadError as error:  # name the client's file, not the server's temporary one
-                raise UploadError(422, f"{filename}: {error.reason}") from None
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-        if len(slices) != 1:
-            raise UploadError(422, f"{filename}: holds {len(slices)} slices; the API takes one")
-        ct_slice = slices[0]
+        ct_slice = self._read_slice(data, kind, filename)
         height, width = ct_slice.pixels.shape[:2]
-        if max(width, height) > limit:
-            raise UploadError(422, f"{filename}: image is {width}x{height} pixels, above the server's "
-                                   f"{limit}-pixel limit")
         warnings = []
         if ct_slice.modality not in (None, "CT"):
             warnings.append(f"modality {ct_slice.modality}: the model was trained on CT; "
                             "probabilities are not meaningful")
         image = self.predictor.preprocessing.to_uint8(ct_slice)
+        look = self.judge.gate.look(ct_slice)  # the locator runs here, in the decoding threads
+        warnings += self.judge.slice_warnings(image, look, ct_slice.hu)
         return ReadUpload(filename, kind, int(width), int(height), image, ct_slice.modality,
-                          (time.perf_counter() - started) * 1000, warnings)
+                          (time.perf_counter() - started) * 1000, warnings, look)
+
+    def _read_slice(self, data: bytes, kind: str, filename: str) -> CTSlice:
+        """The readers of the CLI on a temporary file this server names, within the app's read limits."""
+        handle, temporary = tempfile.mkstemp(prefix="kidneyct-upload-", suffix=f".{kind}")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            with read_limits(self.settings.max_decoded_bytes, self.settings.max_image_side):
+                slices = read_slices(temporary, allow_non_ct=self.settings.allow_non_ct_dicom)
+        except ImageReadError as error:  # name the client's file, not the server's temporary one
+            status = 415 if isinstance(error, UnsupportedFormat) else 422
+            raise UploadError(status, f"{filename}: {error.reason}") from None
+        except MemoryError:
+            raise UploadError(422, f"{filename}: too large to decode within the server's memory") from None
+        except Exception as error:  # a reader bug must not turn a malformed upload into a 500
+            log.exception("reading %s raised %s; answered 422", filename, type(error).__name__)
+            raise UploadError(422, f"{filename}: unreadable ({type(error).__name__})") from None
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+        return slices[0]
 
     def predict(self, upload: ReadUpload) -> dict:
         started = time.perf_counter()
@@ -163,7 +178,9 @@ class InferenceService:
             locked = time.perf_counter()
             logits = self.predictor.logits_uint8(upload.image[None])
             probs = self.predictor.probabilities_from_logits(logits)
+            features = self.predictor.features_uint8(upload.image[None]) if self.judge.needs_features else None
         decision = int(decide(probs, self.classes, self.threshold)[0])
+        scope = self._scope(upload, features)
         done = time.perf_counter()
         pos = positive_index(self.classes)
         return {
@@ -178,9 +195,17 @@ class InferenceService:
                       "modality": upload.modality},
             "timing_ms": {"read": round(upload.read_ms, 2), "queue": round((locked - started) * 1000, 2),
                           "inference": round((done - locked) * 1000, 2)},
+            **scope,
             "warnings": upload.warnings,
             "disclaimer": DISCLAIMER,
         }
+
+    def _scope(self, upload: ReadUpload, features) -> dict:
+        """{'in_scope', 'scope_reason'}: may the answer be read as a call (kidneyct.inference.scope)."""
+        if upload.look is None:
+            return {"in_scope": None, "scope_reason": "not judged"}
+        scope = self.judge.gate.single(upload.look, None if features is None else features[0])
+        return {"in_scope": scope.in_scope, "scope_reason": scope.reason}
 
     def explainer(self):
         if self._explainer is None:

@@ -31,7 +31,8 @@ def cache_settings(config: TrainConfig) -> CacheSettings:
 def preprocessing(config: TrainConfig) -> Preprocessing:
     spec = get_spec(config.model)
     return Preprocessing(config.image_size or spec.image_size, config.window_level, config.window_width,
-                         spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta)
+                         spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta,
+                         body_norm=config.body_norm)
 
 
 def augmentation_policy(config: TrainConfig) -> Augmentation | None:

@@ -25,6 +25,7 @@ from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
 from kidneyct.data.kidneys import kidney_masks
 from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.evaluation.metrics import point_metrics
+from kidneyct.io.atomic import remove_stale_temporaries
 from kidneyct.labels import positive_index
 from kidneyct.models import ModelConfig, create_model
 from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
@@ -38,6 +39,7 @@ from kidneyct.training.distributed import DistContext, init_distributed
 from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
 from kidneyct.training.lesion_inputs import LesionPlan
+from kidneyct.training.study_settings import record_study_settings
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +271,8 @@ def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run
     out = Path(config.out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(out):  # a run killed mid-write left it
+            log.info("removed %s, left by an interrupted write", stale.name)
     configure_backend(ctx.device)
     prep = settings.preprocessing(config)
     data = _prepare(config, prep, out, previous is not None, ctx)
@@ -402,7 +406,8 @@ def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr:
 
 
 def _finish(run: _Run) -> None:
-    """Calibrate best.pt and last.pt, each for its own weights, on the validation split."""
+    """Calibrate best.pt and last.pt, each for its own weights, on the validation split, and record what
+    inference needs to judge whole studies (study rule, scope statistics, intensity profile)."""
     best_path, last_path = run.out / "best.pt", run.out / "last.pt"
     if run.ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
         run.save(best_path, False)
@@ -412,6 +417,8 @@ def _finish(run: _Run) -> None:
                                                     run.config)["calibration"]
             log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
                      calibration["val_ece_before"], calibration["val_ece_after"])
+            record_study_settings(path, run.model, run.prep, run.data.splits["train"].images,
+                                  run.data.splits["val"].images, run.device)
     run.ctx.barrier()  # every rank returns once rank 0's files are written
 
 

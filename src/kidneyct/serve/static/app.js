@@ -3,6 +3,10 @@
 
 const $ = (id) => document.getElementById(id);
 let previewUrl = null;
+// A server started with a token wants it on every API call; the page takes it from its address
+// (.../#token=...): browsers send the part after # to no server and put it in no Referer.
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const authHeaders = token ? { Authorization: `Bearer ${token}` } : {};
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -23,7 +27,7 @@ async function errorText(response) {
 async function post(path, file) {
   const form = new FormData();
   form.append("file", file, file.name);
-  const response = await fetch(path, { method: "POST", body: form });
+  const response = await fetch(path, { method: "POST", body: form, headers: authHeaders });
   if (!response.ok) throw new Error(`${response.status}: ${await errorText(response)}`);
   return response;
 }
@@ -54,6 +58,11 @@ function renderBars(result) {
     bars.append(row);
   }
   $("predicted").textContent = result.predicted;
+  const scope = $("scope");
+  scope.classList.toggle("out", result.in_scope === false);
+  scope.textContent = result.in_scope === false
+    ? `Out of scope: ${result.scope_reason}. The model was trained on slices through the kidneys; do not read this as a call.`
+    : `In scope: ${result.scope_reason}.`;
   const threshold = result.threshold === null ? "none (most probable class)" : result.threshold.toFixed(3);
   const t = result.timing_ms;
   $("details").textContent = `Operating threshold: ${threshold}. ${result.image.kind.toUpperCase()} ` +
@@ -121,7 +130,7 @@ drop.addEventListener("drop", (event) => {
   if (event.dataTransfer.files.length) analyse(event.dataTransfer.files[0]);
 });
 
-fetch("/model").then((r) => r.json()).then((card) => {
+fetch("/model", { headers: authHeaders }).then((r) => r.json()).then((card) => {
   $("disclaimer").textContent = card.disclaimer;
   $("footer-disclaimer").textContent = card.intended_use ? `Intended use: ${card.intended_use}.` : "";
   const data = card.training_data || {};

@@ -1,0 +1,161 @@
+"""The scope gate: which slices a tumor call may rest on. The model was trained on slices through the
+kidneys; a whole series also holds pelvis, liver and chest slices, where its probabilities mean nothing.
+
+- A series or volume (ordered slices): slices where the anatomical kidney locator finds a kidney are in
+  scope, and so is the span from the first to the last of them grown by a margin (about 10 mm), because a
+  tumor distorts the kidney it grows in and the locator then misses it. No located slice at all: the series
+  is out of scope and gets no call.
+- A single slice (a JPG export): in scope when a kidney is located, or else when the model's penultimate
+  features lie within the distance to the training slices that the checkpoint's validation slices keep to.
+- A cut that is not axial is out of scope.
+
+The gate's parameters come from the checkpoint (kidneyct.training.study_settings), with defaults for
+checkpoints written before them (which then have no feature statistics: single slices without a located
+kidney stay in scope, unchecked, and say so)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kidneyct.evaluation.novelty import (FeatureDistance, IntensityProfile, ScopeSettings, body_histogram,
+                                        kidney_brightness)
+from kidneyct.io import CTSlice
+from kidneyct.preprocess import Preprocessing
+from kidneyct.preprocess.kidney import locate_kidneys
+
+NOT_AXIAL = "not an axial slice (body taller than wide): out of scope"
+NO_KIDNEY_IN_SERIES = "no kidney found in this series"
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the locator saw in one slice."""
+
+    located: bool
+    axial: bool
+    brightness: float | None  # median [0, 1] intensity inside the located kidneys
+
+
+@dataclass(frozen=True)
+class SliceScope:
+    in_scope: bool
+    reason: str
+    located: bool = False
+    brightness: float | None = None
+
+
+class ScopeGate:
+    """The checkpoint's scope gate for slices read through preprocessing `prep` (whose window it uses)."""
+
+    def __init__(self, prep: Preprocessing, settings: ScopeSettings = ScopeSettings(),
+                 features: FeatureDistance | None = None):
+        self.settings, self.features = settings, features
+        self.view = Preprocessing(image_size=settings.view_size, window_level=prep.window_level,
+                                  window_width=prep.window_width)
+
+    @classmethod
+    def of(cls, payload: dict | None, prep: Preprocessing) -> "ScopeGate":
+        """The gate a checkpoint (or ONNX metadata) records; defaults where it records none."""
+        scope = (payload or {}).get("scope") or {}
+        features = scope.get("features")
+        return cls(prep, ScopeSettings.from_dict(scope.get("settings") or {}),
+                   FeatureDistance.from_dict(features) if features else None)
+
+    def look(self, ct_slice: CTSlice) -> Look:
+        """Locate the kidneys on the gate's whole-slice view (the checkpoint's window, `view_size` pixels)."""
+        unit = self.view.to_uint8(ct_slice).astype(np.float32) / 255.0
+        location = locate_kidneys(unit)
+        return Look(location.found, location.axial, kidney_brightness(unit, location))
+
+    def margin(self, slices: list[CTSlice]) -> int:
+        """Slices the span grows by: margin_mm over the slice spacing when the positions tell it."""
+        positions = [s.position for s in slices]
+        if len(slices) > 1 and all(p is not None for p in positions):
+            spacing = float(np.median(np.abs(np.diff(positions))))
+            if spacing > 0:
+                return max(1, round(self.settings.margin_mm / spacing))
+        return self.settings.margin_slices
+
+    def series(self, slices: list[CTSlice], looks: list[Look]) -> list[SliceScope]:
+        """Scope of each slice of one series or volume, `slices` in anatomical order with their `looks`."""
+        located = [i for i, look in enumerate(looks) if look.located]
+        if not located:
+            return [SliceScope(False, NOT_AXIAL if not look.axial else NO_KIDNEY_IN_SERIES, False, look.brightness)
+                    for look in looks]
+        margin = self.margin(slices)
+        first, last = located[0], located[-1]
+        span = f"kidneys located on slices {_index(slices, first)}-{_index(slices, last)}, margin {margin} slices"
+        scopes = []
+        for i, look in enumerate(looks):
+            if not look.axial:
+                scopes.append(SliceScope(False, NOT_AXIAL, False, look.brightness))
+            elif look.located:
+                scopes.append(SliceScope(True, "kidney located", True, look.brightness))
+            elif first - margin <= i <= last + margin:
+                scopes.append(SliceScope(True, f"inside the kidney span ({span})", False, look.brightness))
+            else:
+                scopes.append(SliceScope(False, f"outside the kidney span ({span})", False, look.brightness))
+        return scopes
+
+    def single(self, look: Look, features: np.ndarray | None) -> SliceScope:
+        """Scope of a slice on its own, from what the locator saw and its penultimate features (None when
+        the backend cannot give them)."""
+        if not look.axial:
+            return SliceScope(False, NOT_AXIAL, False, look.brightness)
+        if look.located:
+            return SliceScope(True, "kidney located", True, look.brightness)
+        if self.features is None or features is None:
+            return SliceScope(True, "no kidney located; not checked against the training slices (no feature "
+                                    "statistics in this checkpoint or backend)", False, look.brightness)
+        distance = float(self.features.distance(features[None])[0])
+        limit = f"{self.features.threshold:.1f}, the {self.features.acceptance:.0%} limit of validation slices"
+        if distance <= self.features.threshold:
+            return SliceScope(True, f"no kidney located, but like the training slices (feature distance "
+                                    f"{distance:.1f} <= {limit})", False, look.brightness)
+        return SliceScope(False, f"no kidney located and unlike the training slices (feature distance "
+                                 f"{distance:.1f} > {limit})", False, look.brightness)
+
+
+def _index(slices: list[CTSlice], position: int) -> int:
+    index = slices[position].index
+    return position if index is None else index
+
+
+class InputJudge:
+    """A checkpoint's scope gate and intensity profile, applied to the slices of one input at a time."""
+
+    def __init__(self, stored: dict | None, prep: Preprocessing):
+        self.prep = prep
+        self.gate = ScopeGate.of(stored, prep)
+        profile = (stored or {}).get("intensity")
+        self.profile = IntensityProfile.from_dict(profile) if profile else None
+
+    @property
+    def needs_features(self) -> bool:
+        return self.gate.features is not None
+
+    def scopes(self, slices: list[CTSlice], is_study: bool, features: np.ndarray | None,
+               looks: list[Look] | None = None) -> list[SliceScope]:
+        """Each slice's scope: as a series when `is_study`, else one by one (`features`: [N, D] or None;
+        `looks`: the gate's looks when taken already, where the pixels were read)."""
+        looks = [self.gate.look(s) for s in slices] if looks is None else looks
+        if is_study:
+            return self.gate.series(slices, looks)
+        return [self.gate.single(look, None if features is None else features[i]) for i, look in enumerate(looks)]
+
+    def slice_warnings(self, image: np.ndarray, look: Look, hu: bool) -> list[str]:
+        """Intensity warnings for one slice on its own (its model input `image` and what the locator saw)."""
+        return self.warnings(image[None], [SliceScope(True, "", look.located, look.brightness)], hu)
+
+    def warnings(self, images: np.ndarray, scopes: list[SliceScope], hu: bool) -> list[str]:
+        """Intensity warnings for one input: the in-scope slices' body histograms (all slices' when none is
+        in scope) and located kidneys' brightness against the training slices'."""
+        if self.profile is None:
+            return []
+        chosen = [i for i, s in enumerate(scopes) if s.in_scope] or list(range(len(scopes)))
+        histograms = [h for h in (body_histogram(images[i]) for i in chosen) if h is not None]
+        kidneys = [scopes[i].brightness for i in chosen if scopes[i].brightness is not None]
+        window = (self.prep.window_level, self.prep.window_width) if hu else None
+        return self.profile.warnings(histograms, kidneys, window)

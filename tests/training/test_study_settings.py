@@ -1,0 +1,51 @@
+"""The study settings a checkpoint records (study rule, scope statistics, intensity profile), fitted after
+training or added to an older checkpoint, and what prediction makes of them on single slices."""
+
+import numpy as np
+from PIL import Image
+
+import kidneyct
+from kidneyct.evaluation.study import DEFAULT_RULE
+from kidneyct.inference.batch import predict_inputs
+from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.training.study_settings import fit_study_settings
+
+
+def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_run, phantom_png, tmp_path, capsys):
+    import json
+
+    from kidneyct.cli import main
+
+    assert "scope" not in read_checkpoint(trained_run.best_checkpoint)  # written without them
+    assert main(["study-settings", "--checkpoint", str(trained_run.best_checkpoint),
+                 "--out", str(tmp_path / "with-settings.pt")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stored = read_checkpoint(tmp_path / "with-settings.pt")
+    assert stored["study_rule"] == DEFAULT_RULE.to_dict() == printed["study_rule"]
+    assert printed["feature_threshold"] == stored["scope"]["features"]["threshold"] and printed["intensity"]
+    features = stored["scope"]["features"]
+    assert len(features["mean"]) == 128 and np.asarray(features["cholesky"]).shape == (128, 128)
+    assert features["threshold"] > 0 and features["n_train"] == trained_run.split_sizes["train"]
+    assert features["n_val"] == trained_run.split_sizes["val"] and stored["scope"]["settings"]["margin_mm"] == 6.0
+    intensity = stored["intensity"]
+    assert len(intensity["histogram"]) == 32 and abs(sum(intensity["histogram"]) - 1) < 1e-6
+
+
+def test_single_slices_unlike_the_training_slices_are_out_of_scope(trained_run, phantom_png, tmp_path):
+    fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    Image.fromarray(rng.integers(0, 256, (128, 128), dtype=np.uint8)).save(folder / "noise.png")
+    tall = np.zeros((128, 128), np.uint8)
+    tall[8:120, 44:84] = 120  # a body taller than wide: a coronal or sagittal cut
+    Image.fromarray(tall).save(folder / "coronal.png")
+    phantoms = sorted((phantom_png / "Normal").glob("*- (*).png"))[:12]
+    result = predict_inputs(kidneyct.load(tmp_path / "ckpt.pt"), [folder, *phantoms], progress=False)
+    by_name = {r.source.split("/")[-1]: r for r in result.slices}
+    assert not by_name["noise.png"].in_scope and "unlike the training slices" in by_name["noise.png"].scope_reason
+    assert not by_name["coronal.png"].in_scope and "not an axial slice" in by_name["coronal.png"].scope_reason
+    training_like = [by_name[p.name] for p in phantoms]
+    assert np.mean([r.in_scope for r in training_like]) >= 0.9
+    assert all("kidney located" in r.scope_reason or "like the training slices" in r.scope_reason
+               for r in training_like if r.in_scope)
