@@ -292,7 +292,7 @@ def test_predict_says_whether_the_slice_is_in_scope(trained_run, tmp_path, slice
     from kidneyct.training.study_settings import fit_study_settings
 
     fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")  # with the scope statistics
-    with TestClient(create_app(tmp_path / "ckpt.pt", ServeSettings())) as client:
+    with TestClient(create_app(tmp_path / "ckpt.pt", ServeSettings()), base_url="http://127.0.0.1") as client:
         name, data = slice_png
         body = client.post("/predict", files={"file": (name, data, "image/png")}).json()
         assert body["in_scope"] is True and body["scope_reason"]

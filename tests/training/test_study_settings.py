@@ -2,12 +2,13 @@
 training or added to an older checkpoint, and what prediction makes of them on single slices."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import kidneyct
 from kidneyct.evaluation.study import DEFAULT_RULE
 from kidneyct.inference.batch import predict_inputs
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.models.checkpoint import atomic_save, read_checkpoint
 from kidneyct.training.study_settings import fit_study_settings
 
 
@@ -16,8 +17,11 @@ def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_
 
     from kidneyct.cli import main
 
-    assert "scope" not in read_checkpoint(trained_run.best_checkpoint)  # written without them
-    assert main(["study-settings", "--checkpoint", str(trained_run.best_checkpoint),
+    trained = read_checkpoint(trained_run.best_checkpoint)
+    assert {"study_rule", "scope", "intensity"} <= set(trained)  # training records them itself
+    older = {k: v for k, v in trained.items() if k not in ("study_rule", "scope", "intensity")}
+    atomic_save(older, trained_run.out / "older.pt")  # beside split.csv, as a checkpoint of an older version
+    assert main(["study-settings", "--checkpoint", str(trained_run.out / "older.pt"),
                  "--out", str(tmp_path / "with-settings.pt")]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     stored = read_checkpoint(tmp_path / "with-settings.pt")
@@ -26,6 +30,7 @@ def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_
     features = stored["scope"]["features"]
     assert len(features["mean"]) == 128 and np.asarray(features["cholesky"]).shape == (128, 128)
     assert features["threshold"] > 0 and features["n_train"] == trained_run.split_sizes["train"]
+    assert features["threshold"] == pytest.approx(trained["scope"]["features"]["threshold"], rel=1e-4)  # training's fit
     assert features["n_val"] == trained_run.split_sizes["val"] and stored["scope"]["settings"]["margin_mm"] == 6.0
     intensity = stored["intensity"]
     assert len(intensity["histogram"]) == 32 and abs(sum(intensity["histogram"]) - 1) < 1e-6
