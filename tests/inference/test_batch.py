@@ -68,20 +68,20 @@ def test_predict_applies_the_checkpoint_threshold(trained_run, phantom_png):
 def test_one_failing_input_is_skipped_with_its_reason_and_the_rest_is_written(trained_run, tmp_path, monkeypatch):
     import csv
 
-    from kidneyct.inference import batch
+    from kidneyct.inference import batch, pipeline
     from kidneyct.synthetic.bad_files import gradient, image_bytes
 
     names = ["a.png", "odd.png", "c.png", b"\xff\xfename.png".decode("utf-8", "surrogateescape")]
     for name in names:
         (tmp_path / name).write_bytes(image_bytes(gradient()))
-    read_item = batch.read_item
+    read_item = pipeline.read_item
 
     def failing(item):  # an error no reader anticipated, as a NIfTI with zero slices once raised
         if item.path.name == "odd.png":
             raise IndexError("tuple index out of range")
         return read_item(item)
 
-    monkeypatch.setattr(batch, "read_item", failing)
+    monkeypatch.setattr(pipeline, "read_item", failing)  # 4 inputs: read in worker processes, forked with it
     predictor = kidneyct.load(trained_run.best_checkpoint)
     result = batch.predict_inputs(predictor, [tmp_path / n for n in names], progress=False)
     assert result.skipped == [(str(tmp_path / "odd.png"), "failed: IndexError: tuple index out of range")]

@@ -72,7 +72,7 @@ def test_prepare_turns_an_unexpected_reader_failure_into_a_skip(tmp_path, monkey
     monkeypatch.setattr(pipeline, "read_item", broken_reader)
     result = prepare(InputItem(tmp_path / "x.png", "image"), Preprocessing(32))
     assert result.images is None and result.skipped == [(str(tmp_path / "x.png"),
-                                                         "unexpected ZeroDivisionError: a reader bug")]
+                                                         "failed: ZeroDivisionError: a reader bug")]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
