@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `kidneyct predict` and
 import numpy as np  # noqa: E402  (after the OpenMP setting, which torch reads when it loads)
 from body_crop_agreement import print_and_save  # noqa: E402  (benchmarks/ is first on sys.path)
 from inference_speed import fresh_checkpoint  # noqa: E402
-from load import free_port, run_clients, stop  # noqa: E402
+from load import Upload, free_port, run_clients, stop  # noqa: E402
 from startup import environment  # noqa: E402
 
 
@@ -130,8 +130,9 @@ def serve_latency(checkpoint: Path, image: Path, requests: int) -> dict:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"server did not come up: {server.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
-        asyncio.run(run_clients(f"{base}/predict", image, 1, 5, 60))  # warm-up, not counted
-        result = asyncio.run(run_clients(f"{base}/predict", image, 1, requests, 600))
+        uploads = [Upload(image.name, image.read_bytes(), "good")]
+        asyncio.run(run_clients(f"{base}/predict", uploads, 1, 5, 60))  # warm-up, not counted
+        result = asyncio.run(run_clients(f"{base}/predict", uploads, 1, requests, 600))
     finally:
         stop(server, 20)
         server.stderr.close()
