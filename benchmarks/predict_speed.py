@@ -1,9 +1,9 @@
 """How close `kidneyct predict` runs to the model's own speed (issue 17), on full-size JPEG slices.
 
 In one run: model-only slices/s (forward passes over already preprocessed images) and end-to-end slices/s
-of `predict_inputs` (read, body crop, resize in worker processes, model, results) over the same folder,
-alternated `--repeats` times, with their ratio; the share of each stage of one slice's way (read, crop,
-resize, model); the wall time of a one-slice `kidneyct predict` in a fresh process (start-up, imports,
+of `predict_inputs` (read, body crop, resize and the scope gate's kidney locator in worker processes, model,
+results) over the same folder, alternated `--repeats` times, with their ratio; the share of each stage of one
+slice's way (read, crop, resize, scope, model); the wall time of a one-slice `kidneyct predict` in a fresh process (start-up, imports,
 checkpoint, one slice) next to a bare `import torch`; and `kidneyct serve`'s POST /predict latency for one
 client sending one slice at a time. Prints JSON and writes it to --out.
 
@@ -57,24 +57,29 @@ def default_recipe_checkpoint(folder: Path) -> Path:
     return fresh_checkpoint(recipe["model"], recipe["image_size"], folder, body_crop=recipe.get("body_crop", False))
 
 
-def stage_times(items, prep) -> tuple[dict, np.ndarray, list[int]]:
-    """Seconds per slice of read, crop and resize, one slice after another in this process; the images and
-    the slices' sides."""
+def stage_times(items, prep, gate) -> tuple[dict, np.ndarray, list[int]]:
+    """Seconds per slice of read, crop, resize and the scope gate's look (the kidney locator), one slice
+    after another in this process; the images and the slices' sides."""
     from kidneyct.io import read_item
     from kidneyct.preprocess import crop_to_body, pad_to_square, resize_to_uint8
 
-    seconds, images, sides = {"read": 0.0, "crop": 0.0, "resize": 0.0}, [], set()
+    seconds, images, sides = {"read": 0.0, "crop": 0.0, "resize": 0.0, "scope": 0.0}, [], set()
     for item in items:
         started = time.perf_counter()
-        units = [prep.to_unit(s) for s in read_item(item)[0]]  # decoding and scaling to [0, 1]
+        slices = read_item(item)[0]
+        units = [prep.to_unit(s) for s in slices]  # decoding and scaling to [0, 1]
         read = time.perf_counter()
         sides |= {max(u.shape) for u in units}
         cropped = [crop_to_body(u) for u in units] if prep.body_crop else units
         crop = time.perf_counter()
         images += [resize_to_uint8(pad_to_square(u), prep.image_size) for u in cropped]
+        resize = time.perf_counter()
+        for ct_slice in slices:
+            gate.look(ct_slice)
         seconds["read"] += read - started
         seconds["crop"] += crop - read
-        seconds["resize"] += time.perf_counter() - crop
+        seconds["resize"] += resize - crop
+        seconds["scope"] += time.perf_counter() - resize
     return {k: v / len(images) for k, v in seconds.items()}, np.stack(images), sorted(sides)
 
 
@@ -151,6 +156,7 @@ def main(argv=None) -> dict:
     import torch
 
     from kidneyct.inference.predictor import Predictor
+    from kidneyct.inference.scope import InputJudge
     from kidneyct.io import expand_inputs
 
     load_before = os.getloadavg()
@@ -158,7 +164,7 @@ def main(argv=None) -> dict:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_recipe_checkpoint(Path(folder))
         backend = Predictor.from_checkpoint(checkpoint, "cpu")
         items, _ = expand_inputs([args.data])
-        stages, images, sides = stage_times(items, backend.preprocessing)
+        stages, images, sides = stage_times(items, backend.preprocessing, InputJudge(backend.stored, backend.preprocessing).gate)
         speed = throughput(backend, images, args.data, args)
         stages["model"] = 1 / speed["median_model_only"]
         total = sum(stages.values())
