@@ -100,3 +100,17 @@ def test_kidney_region_covers_both_kidneys_and_little_else():
         covered += [(region & t).sum() / t.sum() for t in truth]
         assert region.sum() < 0.25 * (unit > 0.03).sum()  # a small part of the body
     assert np.median(covered) >= 0.9, f"median kidney coverage {np.median(covered):.2f}"
+
+
+def test_locator_finds_exactly_what_the_former_one_found(benchmark_script):
+    """The faster locator of issue 17 against the frozen former one (benchmarks/kidney_reference.py): same
+    masks, scores, centroids and flags on phantoms at the sizes that change its radii (128, 160, 256 px)."""
+    bench = benchmark_script("kidney_locator_speed")
+    units = [_phantom(seed)[0] for seed in range(6)] + [_phantom(seed, 160)[0] for seed in (6, 7)]
+    units += [_phantom(8, 256)[0], np.zeros((96, 96), np.float32)]
+    found = 0
+    for unit in units:
+        old, new = bench.kidney_reference.locate_kidneys(unit), locate_kidneys(unit)
+        assert bench.differences(old, new) == [], unit.shape
+        found += old.found
+    assert found >= 5  # the comparison covers slices with located kidneys, not only empty ones

@@ -10,6 +10,8 @@ spleen or bowel is reported without kidneys, so synthetic lesions never land in 
 
 Works on [0, 1] display images of any size (the 256 px Kaggle slices, a HU slice through a window, or
 the cached body-cropped model input); coronal and sagittal slices (body taller than wide) get no kidneys.
+It runs per slice in `kidneyct predict` (the scope gate): benchmarks/kidney_locator_speed.py times it and
+checks it against the former, slower implementation (benchmarks/kidney_reference.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from kidneyct.preprocess.body import body_mask
+from kidneyct.preprocess.morphology import cross_dilation, grey_cross_opening
 
 # Anatomical priors, as shares of the body's bounding box (measured on the labelled real NIfTI scan
 # and the Kaggle slices): kidney centroids sit 0.14-0.28 of the body width beside the vertebral body and
@@ -88,6 +91,27 @@ class _Body:
         return cls(mask, int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
 
 
+def _label_stats(labels: np.ndarray, count: int, top: int = 0, left: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area and centroid of every labelled component, in one pass over the labelled pixels (the values
+    scipy's sum_labels and center_of_mass give: the coordinate sums are whole numbers, exact in float64).
+
+    Args:
+        labels: the label image of ndimage.label, `count` components.
+        top, left: where `labels` lies in the slice (centroids are in slice coordinates).
+
+    Returns:
+        areas, centroid rows, centroid columns: float64 [count], for labels 1..count.
+    """
+    where = np.flatnonzero(labels)
+    label = labels.ravel()[where]
+    rows, cols = np.divmod(where, labels.shape[1])
+    areas = np.bincount(label, minlength=count + 1)[1:].astype(np.float64)
+    row_sums = np.bincount(label, weights=rows, minlength=count + 1)[1:] + top * areas
+    col_sums = np.bincount(label, weights=cols, minlength=count + 1)[1:] + left * areas
+    return areas, row_sums / areas, col_sums / areas
+
+
 def find_spine(unit: np.ndarray, body: _Body) -> tuple[float, float, np.ndarray] | None:
     """(row, column) of the vertebral body and the spine's bone mask: the largest bright component
     near the midline in the posterior half of the body; None when there is none."""
@@ -96,12 +120,10 @@ def find_spine(unit: np.ndarray, body: _Body) -> tuple[float, float, np.ndarray]
     labels, count = ndimage.label(bone)
     if count == 0:
         return None
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum(bone, labels, index)
-    centres = ndimage.center_of_mass(bone, labels, index)
+    areas, centre_rows, centre_cols = _label_stats(labels, count)
     midline = body.left + body.width / 2
     best, best_score = None, 0.0
-    for label, area, (row, col) in zip(index, areas, centres):
+    for label, area, row, col in zip(range(1, count + 1), areas, centre_rows, centre_cols):
         off_midline = abs(col - midline) / body.width
         depth = (row - body.top) / body.height
         if area < 0.0005 * inside.size or off_midline > 0.15 or depth < 0.45:
@@ -118,22 +140,62 @@ def find_spine(unit: np.ndarray, body: _Body) -> tuple[float, float, np.ndarray]
     return float(rows[front].mean()), float(cols[front].mean()), spine
 
 
-def _isolation(unit: np.ndarray, blob: np.ndarray, box, depth_map: np.ndarray, near_bone: np.ndarray, pad: int,
-               width: int) -> float:
+@dataclass(frozen=True)
+class _Scene:
+    """What scoring a blob reads from its slice: the image, body, spine and the bone's surroundings."""
+
+    unit: np.ndarray
+    body: _Body
+    spine: tuple[float, float]  # (row, column) of the vertebral body
+    near_bone: np.ndarray  # bool [H, W]: the spine grown by a margin (where the psoas lies against it)
+    pad: int  # width of the ring around a blob that isolation looks at
+    body_area: float  # pixels in the body
+
+
+def _wall_depth(body: _Body, window: tuple[int, int, int, int], local: np.ndarray, reach: float) -> float:
+    """The least distance from a pixel of `local` to a pixel outside the body (the body mask's Euclidean
+    distance transform, its minimum over `local`): exact when below `reach`, else some value >= `reach`.
+    The transform is taken on a crop that reaches `reach` beyond the window, where every nearer outside
+    pixel lies, instead of on the whole slice.
+
+    Args:
+        body: the slice's body.
+        window: (y0, y1, x0, x1) of `local` in the slice.
+        local: bool mask within the window, not empty.
+        reach: the distance beyond which the caller needs no exact value.
+    """
+    y0, y1, x0, x1 = window
+    margin = int(np.ceil(reach))
+    top, left = max(y0 - margin, 0), max(x0 - margin, 0)
+    crop = body.mask[top:y1 + margin, left:x1 + margin]
+    if crop.all():  # no outside pixel within reach
+        return float("inf")
+    depth = ndimage.distance_transform_edt(crop)
+    return float(depth[y0 - top:y1 - top, x0 - left:x1 - left][local].min())
+
+
+def _isolation(scene: _Scene, blob: np.ndarray, box) -> float:
     """How kidney-like a blob's surroundings are: ringed by clearly darker tissue (perirenal fat), away
-    from the lateral body wall (which liver and spleen reach) and not against the spine (the psoas is)."""
+    from the lateral body wall (which liver and spleen reach) and not against the spine (the psoas is).
+
+    Args:
+        scene: the slice.
+        blob: bool mask of the blob within `box`, the blob's (row, column) slices in the slice.
+    """
+    unit, pad, width = scene.unit, scene.pad, scene.body.width
     y0, x0 = max(box[0].start - pad, 0), max(box[1].start - pad, 0)
     y1, x1 = min(box[0].stop + pad, unit.shape[0]), min(box[1].stop + pad, unit.shape[1])
     local = np.zeros((y1 - y0, x1 - x0), bool)
     local[box[0].start - y0:box[0].stop - y0, box[1].start - x0:box[1].stop - x0] = blob
-    ring = ndimage.binary_dilation(local, iterations=pad) & ~local
+    ring = cross_dilation(local, pad) & ~local
     window = unit[y0:y1, x0:x1]
     ring_values = window[ring]
     if ring_values.size == 0:
         return 0.0
     dark = float(np.mean(ring_values < window[local].mean() - 0.12))
-    wall = float(depth_map[y0:y1, x0:x1][local].min()) / width
-    against_spine = float(np.mean(near_bone[y0:y1, x0:x1][ring]))
+    # The wall term saturates at 0.04 of the width: beyond (with room for rounding) no exact depth is needed.
+    wall = _wall_depth(scene.body, (y0, y1, x0, x1), local, 0.04 * width + 1) / width
+    against_spine = float(np.mean(scene.near_bone[y0:y1, x0:x1][ring]))
     return float(np.clip((dark - 0.25) / 0.4, 0, 1) * np.clip(wall / 0.04, 0, 1)
                  * np.clip(1.0 - against_spine / 0.1, 0, 1))
 
@@ -146,6 +208,60 @@ def _blob_score(frac: float, dx: float, dy: float, box, area: float) -> float:
     size = np.exp(-(np.log(frac / PRIOR_AREA) / AREA_LOG_SD) ** 2)
     shape = np.clip((fill - 0.3) / 0.4, 0, 1) * np.exp(-max(aspect - 2.2, 0))
     return float(position * size * shape)
+
+
+def _tissue_levels(scene: _Scene, soft_level: float):
+    """The soft-tissue masks the blobs are cut from, one per intensity level: (unit > level) inside the
+    body and away from the bone, opened by the 3x3 cross (0.006 of the side times), in the body's box.
+
+    One grey-level opening serves all THRESHOLDS levels (a flat opening commutes with thresholds), so each
+    level costs a comparison instead of a binary opening. Yields (mask, top, left): the box's origin."""
+    body, unit = scene.body, scene.unit
+    box = (slice(body.top, body.top + body.height), slice(body.left, body.left + body.width))
+    # Outside the body, next to the bone and outside the image: -1, below every level (all are > 0).
+    allowed = body.mask[box] & ~scene.near_bone[box]
+    values = np.where(allowed, unit[box], np.float32(-1.0))
+    opened = grey_cross_opening(values, max(1, round(0.006 * max(unit.shape))), -1.0)
+    for level in np.linspace(soft_level, 0.95, THRESHOLDS):
+        yield opened > level, body.top, body.left
+
+
+_Best = dict[int, tuple[float, np.ndarray | None, FoundKidney | None]]  # side: (score, mask, kidney) so far
+
+
+def _score_blobs(scene: _Scene, tissue: np.ndarray, top: int, left: int, best: _Best, min_score: float) -> None:
+    """Score the blobs of one level's `tissue` (lying at `top`, `left` in the slice) and keep, per side, a
+    blob that beats the best so far in `best` (labels in order, so ties go to the first as before)."""
+    if np.count_nonzero(tissue) / scene.body_area < MIN_AREA:  # no blob can be large enough: skip labelling
+        return
+    labels, count = ndimage.label(tissue)
+    if count == 0:
+        return
+    body, (spine_row, spine_col) = scene.body, scene.spine
+    areas, rows, cols = _label_stats(labels, count, top, left)
+    fracs = areas / scene.body_area
+    sides = np.where(cols > spine_col, 1, -1)
+    dxs = sides * (cols - spine_col) / body.width
+    # Size and distance from the midline rule most blobs out before anything costs per blob.
+    plausible = np.flatnonzero((fracs >= MIN_AREA) & (fracs <= MAX_AREA) & (dxs >= MIN_DX))
+    if len(plausible) == 0:
+        return
+    boxes = ndimage.find_objects(labels)
+    for i in plausible:
+        side, local_box = int(sides[i]), boxes[i]
+        box = (slice(local_box[0].start + top, local_box[0].stop + top),
+               slice(local_box[1].start + left, local_box[1].stop + left))
+        dy = (rows[i] - spine_row) / body.height
+        score = _blob_score(fracs[i], dxs[i], dy, box, areas[i])
+        if score <= best[side][0] or score < min_score:  # isolation is the costly term: only if it can win
+            continue
+        # A ring of enhancing cortex around darker medulla is one kidney: fill what it encloses.
+        blob = ndimage.binary_fill_holes(labels[local_box] == i + 1)
+        score *= _isolation(scene, blob, box)
+        if score > best[side][0]:
+            full = np.zeros(scene.unit.shape, bool)
+            full[box] = blob
+            best[side] = (score, full, FoundKidney(side, score, (float(rows[i]), float(cols[i])), float(fracs[i])))
 
 
 def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLocation:
@@ -165,38 +281,12 @@ def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLoca
     spine_row, spine_col, bone = spine
     side_px = max(unit.shape)
     soft_level = _otsu(unit[body.mask & (unit < BONE_LEVEL)])
-    near_bone = ndimage.binary_dilation(bone, iterations=max(1, round(0.012 * side_px)))
-    depth_map = ndimage.distance_transform_edt(body.mask)
-    body_area = float(body.mask.sum())
-    opening = max(1, round(0.006 * side_px))
-    pad = max(2, round(0.02 * side_px))
-    cross = ndimage.generate_binary_structure(2, 1)
-    best: dict[int, tuple[float, np.ndarray | None, FoundKidney | None]] = {-1: (0.0, None, None), 1: (0.0, None, None)}
-    for level in np.linspace(soft_level, 0.95, THRESHOLDS):
-        tissue = ndimage.binary_opening((unit > level) & body.mask & ~near_bone, cross, iterations=opening)
-        labels, count = ndimage.label(tissue)
-        if count == 0:
-            continue
-        index = np.arange(1, count + 1)
-        areas = ndimage.sum(tissue, labels, index)
-        centres = ndimage.center_of_mass(tissue, labels, index)
-        boxes = ndimage.find_objects(labels)
-        for label, area, (row, col), box in zip(index, areas, centres, boxes):
-            frac = area / body_area
-            side = 1 if col > spine_col else -1
-            dx, dy = side * (col - spine_col) / body.width, (row - spine_row) / body.height
-            if not MIN_AREA <= frac <= MAX_AREA or dx < MIN_DX:
-                continue
-            score = _blob_score(frac, dx, dy, box, area)
-            if score <= best[side][0] or score < min_score:  # isolation is the costly term: only if it can win
-                continue
-            # A ring of enhancing cortex around darker medulla is one kidney: fill what it encloses.
-            blob = ndimage.binary_fill_holes(labels[box] == label)
-            score *= _isolation(unit, blob, box, depth_map, near_bone, pad, body.width)
-            if score > best[side][0]:
-                full = np.zeros(unit.shape, bool)
-                full[box] = blob
-                best[side] = (score, full, FoundKidney(side, score, (float(row), float(col)), float(frac)))
+    near_bone = cross_dilation(bone, max(1, round(0.012 * side_px)))
+    scene = _Scene(unit, body, (spine_row, spine_col), near_bone, pad=max(2, round(0.02 * side_px)),
+                   body_area=float(body.mask.sum()))
+    best: _Best = {-1: (0.0, None, None), 1: (0.0, None, None)}
+    for tissue, top, left in _tissue_levels(scene, soft_level):
+        _score_blobs(scene, tissue, top, left, best, min_score)
     kidneys = [found for score, _, found in best.values() if found is not None and score >= min_score]
     for score, blob, _ in best.values():
         if blob is not None and score >= min_score:

@@ -7,6 +7,9 @@ time and kept for the few distinct h, on rows packed 64 pixels to a word, which 
 word-wise ORs instead of a Euclidean distance transform: the same sets as
 `distance_transform_edt(~mask) <= r` (and as scipy's binary_dilation with a disk), over 10x faster on
 512 px slices. Pixels outside the image are background.
+
+The city-block disk (scipy's 3x3 cross applied n times, which the kidney locator uses) is grown by plain
+array shifts, in grey levels too: one grey opening then stands for the binary openings at every threshold.
 """
 
 from __future__ import annotations
@@ -125,3 +128,49 @@ def largest_component(mask: np.ndarray) -> np.ndarray | None:
         return None
     sizes = np.bincount(labels.ravel())[1:]
     return labels == int(sizes.argmax()) + 1
+
+
+def _cross_pass(values: np.ndarray, iterations: int, reduce: np.ufunc, border) -> np.ndarray:
+    """`reduce` (np.minimum or np.maximum) of each pixel and its 4 neighbours, `iterations` times over;
+    pixels outside the image hold `border`."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    out = values
+    padded = np.full((values.shape[0] + 2, values.shape[1] + 2), border, values.dtype)
+    for _ in range(iterations):
+        padded[1:-1, 1:-1] = out
+        vertical = reduce(padded[:-2, 1:-1], padded[2:, 1:-1])
+        out = reduce(reduce(vertical, padded[1:-1, :-2]), reduce(padded[1:-1, 2:], out))
+    return out
+
+
+def cross_dilation(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """scipy's binary_dilation(mask, iterations=iterations) with its default (3x3 cross) structure: the
+    pixels within city-block distance `iterations` of `mask`, through plain array shifts (no per-call setup).
+
+    Args:
+        mask: a 2-D boolean array.
+        iterations: the number of dilations by the cross (at least 1).
+
+    Returns:
+        A new boolean array of `mask`'s shape.
+    """
+    return _cross_pass(mask, iterations, np.maximum, False)
+
+
+def grey_cross_opening(values: np.ndarray, iterations: int, border: float) -> np.ndarray:
+    """Grey-level opening by the city-block disk of radius `iterations` (the cross applied that many times),
+    outside the image `border`. A flat opening commutes with thresholds: for every t >= border,
+    `grey_cross_opening(v, n, border) > t` is scipy's binary_opening(v > t, cross, iterations=n), so one
+    grey opening serves every threshold.
+
+    Args:
+        values: a 2-D array.
+        iterations: the cross's repetitions (the disk's radius), at least 1.
+        border: the value outside the image; below every threshold the result is compared with.
+
+    Returns:
+        A new array of `values`' shape and dtype.
+    """
+    eroded = _cross_pass(values, iterations, np.minimum, border)
+    return _cross_pass(eroded, iterations, np.maximum, border)
