@@ -1,91 +1,17 @@
-"""Where the kidneys are in an axial slice, from anatomy alone (the real data carry no kidney labels).
-
-A kidney, cut axially, is a compact soft-tissue blob beside the spine, at the level of the vertebral
-body, ringed by perirenal fat and set off from the lateral body wall. The locator finds the spine (the
-largest bright component near the posterior midline), then, at several intensity thresholds (the
-brightest blobs in a contrast-enhanced scan, the muscle-level ones in a plain scan), scores every blob
-on each side by position, size, shape and isolation, and keeps the best blob per side when its score
-clears a bar. It favours precision over recall: a slice whose kidneys it cannot tell apart from liver,
-spleen or bowel is reported without kidneys, so synthetic lesions never land in another organ.
-
-Works on [0, 1] display images of any size (the 256 px Kaggle slices, a HU slice through a window, or
-the cached body-cropped model input); coronal and sagittal slices (body taller than wide) get no kidneys.
+"""The kidney locator as it was before issue 17 made it faster: the three functions that changed, frozen, for
+benchmarks/kidney_locator_speed.py and tests/preprocess/test_kidney.py to compare the current one against.
+Everything the change left alone (priors, result types, Otsu, the body summary, the blob score) is imported
+from kidneyct.preprocess.kidney, so only what differs is kept here.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from kidneyct.preprocess.body import body_mask
-
-# Anatomical priors, as shares of the body's bounding box (measured on the labelled real NIfTI scan
-# and the Kaggle slices): kidney centroids sit 0.14-0.28 of the body width beside the vertebral body and
-# within +-0.1 of the body height of its centre; a mid-kidney cut covers 1-3% of the body's area.
-PRIOR_DX, PRIOR_DX_SD = 0.19, 0.08
-PRIOR_DY, PRIOR_DY_SD = -0.01, 0.08
-PRIOR_AREA, AREA_LOG_SD = 0.015, 1.0
-MIN_AREA, MAX_AREA = 0.002, 0.06
-MIN_DX = 0.10  # closer to the midline lie the psoas muscles (centroids at 0.06-0.09), not kidneys
-MIN_SCORE = 0.1  # below this a blob is not called a kidney (liver/spleen/bowel blobs scored 0-0.09)
-LOCATOR_VERSION = 1  # bump when the locator changes what it finds: memoised masks are keyed by it
-THRESHOLDS = 10  # intensity levels tried between the fat/soft-tissue split and near-white
-BONE_LEVEL = 0.85  # [0, 1] display intensity from which a pixel may be bone
-
-
-@dataclass(frozen=True)
-class FoundKidney:
-    side: int  # -1: image left (the patient's right in radiological display), +1: image right
-    score: float  # 0-1, product of the position, size, shape and isolation terms
-    centroid: tuple[float, float]  # (row, column) in pixels
-    area: float  # share of the body's area
-
-
-@dataclass
-class KidneyLocation:
-    """The located kidneys of one slice: a pixel mask and one entry per found kidney."""
-
-    mask: np.ndarray  # bool [H, W]
-    kidneys: list[FoundKidney] = field(default_factory=list)
-    spine: tuple[float, float] | None = None  # (row, column) of the vertebral body, when found
-    axial: bool = True  # False: the body is taller than wide (a coronal or sagittal cut)
-    body_size: tuple[int, int] | None = None  # (height, width) of the body's bounding box in pixels
-
-    @property
-    def found(self) -> bool:
-        return bool(self.kidneys)
-
-    @property
-    def score(self) -> float:
-        return max((k.score for k in self.kidneys), default=0.0)
-
-
-def _otsu(values: np.ndarray, bins: int = 64) -> float:
-    """The threshold that best splits `values` (in [0, 1]) into two classes (fat vs soft tissue)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    below = np.cumsum(hist)
-    above = below[-1] - below
-    mass = np.cumsum(hist * centres)
-    mean_below = mass / np.maximum(below, 1)
-    mean_above = (mass[-1] - mass) / np.maximum(above, 1)
-    return float(centres[int(np.argmax(below * above * (mean_below - mean_above) ** 2))])
-
-
-@dataclass(frozen=True)
-class _Body:
-    mask: np.ndarray
-    top: int
-    left: int
-    height: int
-    width: int
-
-    @classmethod
-    def of(cls, mask: np.ndarray) -> "_Body":
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        return cls(mask, int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+from kidneyct.preprocess.kidney import (BONE_LEVEL, MAX_AREA, MIN_AREA, MIN_DX, MIN_SCORE, THRESHOLDS, FoundKidney,
+                                        KidneyLocation, _blob_score, _Body, _otsu)
 
 
 def find_spine(unit: np.ndarray, body: _Body) -> tuple[float, float, np.ndarray] | None:
@@ -136,16 +62,6 @@ def _isolation(unit: np.ndarray, blob: np.ndarray, box, depth_map: np.ndarray, n
     against_spine = float(np.mean(near_bone[y0:y1, x0:x1][ring]))
     return float(np.clip((dark - 0.25) / 0.4, 0, 1) * np.clip(wall / 0.04, 0, 1)
                  * np.clip(1.0 - against_spine / 0.1, 0, 1))
-
-
-def _blob_score(frac: float, dx: float, dy: float, box, area: float) -> float:
-    height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
-    fill = area / (height * width)
-    aspect = max(height, width) / max(1, min(height, width))
-    position = np.exp(-((dx - PRIOR_DX) / PRIOR_DX_SD) ** 2 - ((dy - PRIOR_DY) / PRIOR_DY_SD) ** 2)
-    size = np.exp(-(np.log(frac / PRIOR_AREA) / AREA_LOG_SD) ** 2)
-    shape = np.clip((fill - 0.3) / 0.4, 0, 1) * np.exp(-max(aspect - 2.2, 0))
-    return float(position * size * shape)
 
 
 def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLocation:
@@ -202,57 +118,3 @@ def locate_kidneys(unit: np.ndarray, min_score: float = MIN_SCORE) -> KidneyLoca
         if blob is not None and score >= min_score:
             empty |= blob
     return KidneyLocation(empty, kidneys, (spine_row, spine_col), body_size=(body.height, body.width))
-
-
-REGION_GROW = 0.06  # of the body width: room around a located kidney for an exophytic mass
-PRIOR_SEMI_AXES = (0.13, 0.11)  # (rows as a share of body height, columns of body width) of a prior region
-
-
-def kidney_region(location: KidneyLocation, grow: float = REGION_GROW) -> np.ndarray:
-    """Where the kidneys and a kidney mass can be: each located kidney grown by `grow` of the body
-    width, and for a side without a located kidney an ellipse at the prior position beside the spine.
-
-    Returns:
-        bool [H, W]; all False when the slice has no spine (nothing anatomical to go by).
-    """
-    region = np.zeros(location.mask.shape, bool)
-    if location.spine is None or location.body_size is None:
-        return region
-    height, width = location.body_size
-    if location.mask.any():
-        grown = ndimage.distance_transform_edt(~location.mask) <= max(1.0, grow * width)
-        region |= grown
-    rows, cols = np.mgrid[0:region.shape[0], 0:region.shape[1]].astype(np.float32)
-    spine_row, spine_col = location.spine
-    located = {kidney.side for kidney in location.kidneys}
-    for side in (-1, 1):
-        if side in located:
-            continue
-        centre_row = spine_row + PRIOR_DY * height
-        centre_col = spine_col + side * PRIOR_DX * width
-        region |= (((rows - centre_row) / (PRIOR_SEMI_AXES[0] * height)) ** 2
-                   + ((cols - centre_col) / (PRIOR_SEMI_AXES[1] * width)) ** 2) <= 1.0
-    return region
-
-
-def _locate_uint8(image: np.ndarray) -> tuple[np.ndarray, float]:
-    location = locate_kidneys(image.astype(np.float32) / 255.0)
-    return location.mask, location.score
-
-
-def locate_batch(images: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Kidney masks (bool [N, S, S]) and scores (float [N]) for uint8 images [N, S, S], such as the
-    decode cache's rows; `workers` > 1 spreads the slices over processes."""
-    masks = np.zeros(images.shape, bool)
-    scores = np.zeros(len(images), np.float32)
-    if workers > 1 and len(images) > 64:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            results = pool.map(_locate_uint8, images, chunksize=64)
-            for i, (mask, score) in enumerate(results):
-                masks[i], scores[i] = mask, score
-    else:
-        for i, image in enumerate(images):
-            masks[i], scores[i] = _locate_uint8(image)
-    return masks, scores
