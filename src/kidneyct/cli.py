@@ -273,6 +273,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--keep-models", action="store_true",
                    help="write OUT/ensemble.pt: the first repeat's fold models as one checkpoint (mean probability)")
     p.add_argument("--bootstrap", type=int, default=1000, help="series resamples for the 95%% intervals")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the folds OUT already holds (same settings, same test images): finish a killed run "
+                        "or add repeats without training the first ones again")
     p.add_argument("--out", default=None, help="folder (default runs/cv-<model>)")
     p.set_defaults(handler=cmd_cv)
 
@@ -416,7 +419,7 @@ def cmd_cv(args) -> int:
     config = replace(config, out=args.out or f"runs/cv-{config.model}")
     result = cross_validate(CVConfig(config, folds=args.folds, fold_seed=args.fold_seed,
                                      repeats=args.repeats, compare=args.compare, keep_models=args.keep_models,
-                                     bootstrap=args.bootstrap))
+                                     bootstrap=args.bootstrap, resume=args.resume))
     print((result.out / "cv.md").read_text())
     return 0
 

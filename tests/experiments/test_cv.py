@@ -237,3 +237,27 @@ def replace_out(config, out):
     from dataclasses import replace
 
     return replace(config, out=str(out), epochs=1)
+
+
+def test_resume_reuses_finished_folds_and_retrains_changed_ones(repeated_run, phantom_series, tmp_path,
+                                                               monkeypatch):
+    import shutil
+
+    import kidneyct.experiments.cv as cv_module
+
+    out = tmp_path / "resumed"
+    shutil.copytree(repeated_run.out, out)
+    (out / "repeat-1" / "fold-1" / "best.pt").unlink()  # as if the run had been killed in its last fold
+    trained = []
+    real_train = cv_module.train
+    monkeypatch.setattr(cv_module, "train", lambda config, **kw: trained.append(config.out) or real_train(config, **kw))
+    config = TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=1,
+                         batch_size=16, device="cpu", progress=False, workers=1)
+    result = cross_validate(CVConfig(config, folds=2, repeats=2, bootstrap=100, resume=True))
+    assert trained == [str(out / "repeat-1" / "fold-1")]
+    before, after = _rows(repeated_run.out / "predictions.csv"), _rows(result.out / "predictions.csv")
+    assert [r for r in after if r["repeat"] == "0"] == [r for r in before if r["repeat"] == "0"]
+    trained.clear()
+    changed = replace_out(TrainConfig(**{**config.__dict__, "label_smoothing": 0.2}), out)
+    cross_validate(CVConfig(changed, folds=2, repeats=1, bootstrap=100, resume=True))
+    assert trained == [str(out / "fold-0"), str(out / "fold-1")]

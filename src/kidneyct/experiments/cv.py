@@ -30,6 +30,7 @@ from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.data.splits import (SplitFractions, grouped_stratified_folds, grouped_stratified_split, relative_path,
                                   write_split_csv)
 from kidneyct.experiments import cv_report as report
+from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
 from kidneyct.models.checkpoint import write_ensemble
@@ -73,6 +74,8 @@ class CVConfig:
             compare with, pairwise on the same images and folds.
         keep_models: write `out/ensemble.pt`, the first repeat's fold models as one checkpoint.
         bootstrap: resamples of series for the intervals.
+        resume: reuse each fold already finished in `train.out` with the same settings and test images (to
+            add repeats to a finished run, or finish one that was killed) instead of training it again.
     """
 
     train: TrainConfig
@@ -82,6 +85,7 @@ class CVConfig:
     compare: str | None = None
     keep_models: bool = False
     bootstrap: int = 1000
+    resume: bool = False
 
     def to_dict(self) -> dict:
         return {"train": self.train.to_dict(), "folds": self.folds, "fold_seed": self.resolved_fold_seed(),
@@ -125,7 +129,7 @@ def _canonical_groups(samples, groups: list[str], root: Path) -> list[str]:
     (whose inferred series carry other numbers) name them alike."""
     first: dict[str, str] = {}
     for sample, group in zip(samples, groups):
-        name = relative_path(sample.path, root) + ("" if sample.slice_index is None else f"#{sample.slice_index}")
+        name = _sample_key(sample, root)
         first[group] = min(first.get(group, name), name)
     return [first[g] for g in groups]
 
@@ -150,11 +154,29 @@ def fold_dir(out: Path, repeat: int, fold: int) -> Path:
     return out / (f"fold-{fold}" if repeat == 0 else f"repeat-{repeat}/fold-{fold}")
 
 
-def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureMemo) -> tuple[dict, np.ndarray, Path]:
-    """Train fold k of one repeat and test it: (the fold's row, its test probabilities, its best checkpoint)."""
+def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureMemo) -> FoldResult:
+    """Fold k of one repeat: trained and tested now, or (with `resume`) the same fold finished before."""
+    folder = fold_dir(Path(config.train.out), repeat, k)
+    test_index = np.flatnonzero(plan.folds[repeat] == k)
+    identity = fold_identity(config.train, [_sample_key(plan.samples[i], plan.data.catalogue.root)
+                                            for i in test_index])
+    finished = load_fold(folder, identity) if config.resume else None
+    if finished is not None:
+        log.info("repeat %d, fold %d/%d: reusing the finished fold in %s", repeat, k + 1, config.folds, folder)
+        return finished
+    result = _train_fold(config, plan, repeat, k, folder, memo)
+    save_fold(folder, identity, result)
+    return result
+
+
+def _sample_key(sample, root: Path) -> str:
+    return relative_path(sample.path, root) + ("" if sample.slice_index is None else f"#{sample.slice_index}")
+
+
+def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path, memo: FeatureMemo) -> FoldResult:
+    """Train fold k of one repeat and test it: its row, test probabilities and best checkpoint."""
     base = config.train
     started = time.perf_counter()
-    folder = fold_dir(Path(base.out), repeat, k)
     folder.mkdir(parents=True, exist_ok=True)
     fold_of = plan.folds[repeat]
     test_index, rest = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
@@ -168,8 +190,8 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
     write_split_csv(split_csv, plan.data.catalogue.root, plan.classes, by_split)
     log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, config.folds,
              *(len(by_split[n]) for n in ("train", "val", "test")))
-    run = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
-    predictor = Predictor.from_checkpoint(run.best_checkpoint, base.device)
+    trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, base.device)
     probs = predictor.probabilities_from_logits(
         _test_logits(predictor, base, plan.data.decoded.images.subset(test_index), memo))
     metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
@@ -180,7 +202,7 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
-    return row, probs, run.best_checkpoint
+    return FoldResult(row, probs, trained.best_checkpoint)
 
 
 def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:
@@ -241,13 +263,14 @@ def cross_validate(config: CVConfig) -> CVResult:
     rows, thresholds, members = [], {}, []
     for repeat in range(config.repeats):
         for fold in range(config.folds):
-            row, fold_probs, checkpoint = _run_fold(config, plan, repeat, fold, memo)
+            fold_result = _run_fold(config, plan, repeat, fold, memo)
+            row, fold_probs = fold_result.row, fold_result.probs
             test = plan.folds[repeat] == fold
             probs[repeat, test] = fold_probs
             predicted[repeat, test] = decide(fold_probs, plan.classes, row["threshold"])
             thresholds[(repeat, fold)] = row["threshold"]
             rows.append(row)
-            members += [checkpoint] if repeat == 0 else []
+            members += [fold_result.checkpoint] if repeat == 0 else []
     return _finish(config, plan, rows, probs, predicted, thresholds, members, baseline, started)
 
 

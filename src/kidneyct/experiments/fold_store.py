@@ -1,0 +1,69 @@
+"""A finished fold of `kidneyct cv`, kept beside its checkpoint so that `cv --resume` reuses it.
+
+A cross-validation takes hours on a CPU and sessions end abruptly; adding repeats to a finished run should not
+train its first repeat again. A fold is reused only when it was trained with the same settings (runtime ones
+aside) and tested on exactly the same images, so a resumed run reports what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.config import RUNTIME_FIELDS, TrainConfig
+from kidneyct.io.atomic import atomic_write
+
+FOLD_RESULT = "fold-result.json"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldResult:
+    """What a fold gives the cross-validation: its metrics row, its test probabilities and its checkpoint."""
+
+    row: dict
+    probs: np.ndarray  # float [test images, classes]
+    checkpoint: Path
+
+
+def fold_identity(config: TrainConfig, test_keys: list[str]) -> dict:
+    """What makes two folds the same experiment: the training settings (not where or how fast they ran) and
+    the images tested."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in (*RUNTIME_FIELDS, "out", "data")}
+    digest = hashlib.sha256("\n".join(test_keys).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"settings": settings, "test_images": len(test_keys), "test_sha256": digest}
+
+
+def save_fold(folder: Path, identity: dict, result: FoldResult) -> None:
+    """Write the fold's result atomically (a killed run leaves no half-written record to reuse)."""
+    payload = {"identity": identity, "row": result.row, "probs": np.asarray(result.probs).tolist(),
+               "checkpoint": Path(result.checkpoint).name}
+    atomic_write(folder / FOLD_RESULT, lambda stream: stream.write(json.dumps(payload)), binary=False)
+
+
+def load_fold(folder: Path, identity: dict) -> FoldResult | None:
+    """The fold's stored result when it matches `identity` and its checkpoint is still there, else None
+    (with the reason logged)."""
+    path = folder / FOLD_RESULT
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+        stored, checkpoint = payload["identity"], folder / payload["checkpoint"]
+        probs = np.asarray(payload["probs"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("%s: unreadable (%s); training the fold again", path, error)
+        return None
+    if stored != json.loads(json.dumps(identity)):
+        log.warning("%s: trained with other settings or tested on other images; training the fold again", path)
+        return None
+    if not checkpoint.exists() or probs.shape[0] != identity["test_images"]:
+        log.warning("%s: its checkpoint or probabilities are missing; training the fold again", path)
+        return None
+    return FoldResult(payload["row"], probs, checkpoint)
