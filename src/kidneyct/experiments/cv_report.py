@@ -173,6 +173,17 @@ def compare(candidate: OutOfFold, baseline: OutOfFold, n_boot: int, seed: int = 
     return out
 
 
+def averaged(runs: list[OutOfFold]) -> OutOfFold:
+    """An ensemble of cv runs (e.g. two recipes) on the same folds: each image's tumor score is the mean of the
+    runs' out-of-fold scores, over the images and repeats all of them tested. Honest like the runs themselves:
+    no model saw the images it scores. A ValueError unless the runs share images in the same folds."""
+    first = runs[0]
+    for other in runs[1:]:
+        first, _ = aligned(first, other)
+    parts = [aligned(first, run)[1] for run in runs]
+    return OutOfFold(first.keys, first.origins, first.series, np.mean([p.tumor for p in parts], axis=0), first.folds)
+
+
 def _restrict(oof: OutOfFold, keys: list[str]) -> OutOfFold:
     where = {key: i for i, key in enumerate(oof.keys)}
     index = np.array([where[key] for key in keys])
