@@ -102,6 +102,8 @@ class TrainConfig(DictRecord):
                               "crop to the body and blank table/background before resizing (stored in the checkpoint)")
     body_norm: bool = setting(False, "data", "scale each slice's body to a fixed intensity mean and sd before the "
                               "model (removes the export's window level and width; stored in the checkpoint)")
+    kidney_crop: bool = setting(False, "data", "crop to the square around both kidneys (located from anatomy; the "
+                                "body crop where no spine is found) before resizing (stored in the checkpoint)")
     split_file: str | None = setting(None, "data", "read train/val/test from this split CSV (cv folds)", flag=None)
     model: str = setting(_DEFAULT["model"], "model", "a name from `kidneyct models`")
     image_size: int | None = setting(_DEFAULT.get("image_size"), "model", "input side in pixels (None: the model's)", range=(16, 4096))

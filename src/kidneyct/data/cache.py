@@ -55,8 +55,9 @@ def cache_key(samples: list[Sample], prep: Preprocessing) -> str:
             stats[path] = (-1, -1)  # unreadable now; decoding reports it as skipped
     entries = sorted((s.path, -1 if s.slice_index is None else s.slice_index, *stats[s.path]) for s in samples)
     prep_values = prep.cached_form()
-    if not prep.body_crop:  # left out when off, so caches written before the option existed keep their keys
-        del prep_values["body_crop"]
+    for name in ("body_crop", "kidney_crop"):  # left out when off: caches written before the option keep their keys
+        if not prep_values[name]:
+            del prep_values[name]
     text = json.dumps({"format": CACHE_FORMAT, "preprocessing": prep_values, "samples": entries}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -62,8 +62,8 @@ def decode_samples(
     """Rows for `samples` from the cache when there is one for them (or for `superset`, a sample list
     that contains them, such as the whole catalogue a training run cached), else decoded (and cached)."""
     folder = cache.resolve() if cache is not None else None
-    if prep.body_crop:
-        jpeg_device = None  # the torch JPEG path resizes without the body crop: the Pillow path applies it
+    if prep.body_crop or prep.kidney_crop:
+        jpeg_device = None  # the torch JPEG path resizes without cropping: the Pillow path crops
     writer = None
     if folder is not None:
         store = DecodeCache(folder)

@@ -1,6 +1,6 @@
 """The one definition of preprocessing, shared by training, evaluation, prediction and export.
 
-Flow: CTSlice -> window (HU only) -> [0, 1] -> (body crop, optional) -> pad to square -> resize -> uint8
+Flow: CTSlice -> window (HU only) -> [0, 1] -> (body crop or kidney crop, optional) -> pad to square -> resize -> uint8
 (the cached form) -> float [0, 1] -> (augment, training only) -> standardise with the model's mean/std.
 A Preprocessing is stored in every checkpoint, so inference rebuilds it from the checkpoint alone.
 """
@@ -14,13 +14,14 @@ import torch
 
 from kidneyct.io.slices import CTSlice
 from kidneyct.preprocess.body import crop_to_body
+from kidneyct.preprocess.kidney_crop import crop_to_kidneys
 from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
 from kidneyct.preprocess.window import apply_window
 from kidneyct.records import DictRecord
 
 # The fields that shape the cached uint8 image. mean/std are applied on the fly and tta_hflip at inference,
 # so preprocessings that differ only there share one decoded form (and one decode cache).
-CACHED_FIELDS = ("image_size", "window_level", "window_width", "body_crop")
+CACHED_FIELDS = ("image_size", "window_level", "window_width", "body_crop", "kidney_crop")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Preprocessing(DictRecord):
     body_crop: bool = False  # crop to the body and blank the rest before resizing (part of the cached form)
     tta_hflip: bool = False  # inference: mean logits of the slice and its left-right mirror image
     body_norm: bool = False  # each slice's body scaled to a fixed intensity mean and sd before standardising
+    kidney_crop: bool = False  # crop to the square around both kidney regions (part of the cached form)
 
     def __post_init__(self):
         if self.image_size < 16:
@@ -55,7 +57,9 @@ class Preprocessing(DictRecord):
     def to_uint8(self, ct_slice: CTSlice) -> np.ndarray:
         """The cached, model-independent form: image_size x image_size uint8."""
         unit = self.to_unit(ct_slice)
-        if self.body_crop:
+        if self.kidney_crop:
+            unit = crop_to_kidneys(unit)
+        elif self.body_crop:
             unit = crop_to_body(unit)
         return resize_to_uint8(pad_to_square(unit), self.image_size)
 

@@ -32,7 +32,7 @@ def preprocessing(config: TrainConfig) -> Preprocessing:
     spec = get_spec(config.model)
     return Preprocessing(config.image_size or spec.image_size, config.window_level, config.window_width,
                          spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta,
-                         body_norm=config.body_norm)
+                         body_norm=config.body_norm, kidney_crop=config.kidney_crop)
 
 
 def augmentation_policy(config: TrainConfig) -> Augmentation | None:
