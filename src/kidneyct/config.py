@@ -116,6 +116,9 @@ class TrainConfig(DictRecord):
                           "epochs; with --resume, a larger value extends the run", range=(1, None))
     batch_size: int = setting(32, "optimisation", "images per optimiser step", range=(1, None))
     lr: float = setting(1e-3, "optimisation", "AdamW learning rate (cosine schedule)", range=(0.0, 10.0, True))
+    lr_batch: int = setting(32, "optimisation", "the batch size --lr is given for: --batch-size B trains at lr x "
+                            "sqrt(B / lr-batch), the square-root rule of Adam-type optimisers, so a large GPU batch "
+                            "trains the recipe a small CPU batch does", range=(1, None))
     weight_decay: float = setting(1e-4, "optimisation", "AdamW weight decay", range=(0.0, 1.0))
     warmup_epochs: float = setting(1.0, "optimisation", "linear warm-up, in epochs", range=(0.0, 1000.0))
     patience: int = setting(8, "optimisation", "epochs without a better validation macro-F1 before stopping", range=(1, None))

@@ -3,6 +3,7 @@ augmentation policy, split fractions and decode-cache settings."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from kidneyct.config import TrainConfig
@@ -53,3 +54,12 @@ def acquisition_policy(config: TrainConfig) -> AcquisitionAugmentation | None:
     if preset not in ACQUISITIONS:
         raise ValueError(f"unknown acquisition preset {preset!r}; choose from {sorted(ACQUISITIONS)}")
     return families(names.split("+"), preset) if names else ACQUISITIONS[preset]
+
+
+def learning_rate(config: TrainConfig) -> float:
+    """The AdamW rate for `config.batch_size`: `lr` is given for `lr_batch` images per step and scales with the
+    square root of the batch ratio. For Adam-type optimisers the square-root rule keeps the noise of the
+    updates, and so the trajectory, close across batch sizes (Malladi et al., NeurIPS 2022, "On the SDEs and
+    scaling rules for adaptive gradient algorithms"); the linear rule of SGD overshoots them. The warm-up
+    stays fixed in epochs, so a larger batch (fewer steps) still warms up over the same data."""
+    return config.lr * math.sqrt(config.batch_size / config.lr_batch)

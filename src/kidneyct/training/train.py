@@ -293,7 +293,11 @@ def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run
     seed_everything(config.seed)
     model = create_model(model_config, load_pretrained=previous is None).to(ctx.device)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU (oneDNN) and CUDA alike
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config.lr, config.weight_decay)
+    lr = settings.learning_rate(config)
+    if lr != config.lr:
+        log.info("learning rate %.3g: --lr %.3g scaled for %d images per step (given for %d)", lr, config.lr,
+                 config.batch_size, config.lr_batch)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
                                    int(steps_per_epoch * config.warmup_epochs))
