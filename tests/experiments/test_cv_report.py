@@ -23,3 +23,10 @@ def test_averaged_refuses_runs_tested_in_other_folds():
     b = _run(["t1", "n1"], [[0.8, 0.1]], [[1, 0]])
     with pytest.raises(ValueError, match="same folds"):
         averaged([a, b])
+
+
+def test_one_run_averaged_is_that_run():
+    a = _run(["t2", "n1", "t1"], [[0.4, 0.2, 0.9]], [[1, 0, 0]])
+    alone = averaged([a])
+    assert dict(zip(alone.keys, alone.tumor[0])) == {"t2": 0.4, "n1": 0.2, "t1": 0.9}
+    assert dict(zip(alone.keys, alone.origins)) == {"t2": "Tumor", "n1": "Normal", "t1": "Tumor"}

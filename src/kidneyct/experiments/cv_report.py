@@ -179,8 +179,9 @@ def averaged(runs: list[OutOfFold]) -> OutOfFold:
     no model saw the images it scores. A ValueError unless the runs share images in the same folds."""
     first = runs[0]
     for other in runs[1:]:
-        first, _ = aligned(first, other)
-    parts = [aligned(first, run)[1] for run in runs]
+        first, _ = aligned(first, other)  # restricted to the shared images, in one order
+    parts = [aligned(first, run)[1] for run in runs[1:]]
+    parts.insert(0, first)
     return OutOfFold(first.keys, first.origins, first.series, np.mean([p.tumor for p in parts], axis=0), first.folds)
 
 
