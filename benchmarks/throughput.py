@@ -6,10 +6,12 @@ end-to-end training img/s through kidneyct.training.train.train from JPEG files 
 augmentation, optimiser; validation and checkpointing are outside the timed loop and reported as the
 run's wall time), and their ratio. Also: cold decode time and warm cache load time for a folder
 (repeated to a chosen count), the epoch time of a frozen ResNet50 head over cached feature vectors,
-peak RSS and, on CUDA, peak GPU memory.
+peak RSS and, on CUDA, peak GPU memory. Per model and size also the seconds the first epoch took beyond a
+steady one (cuDNN autotuning, oneDNN set-up), and (section cv, on by default with --full) the wall time of a
+5-fold `kidneyct cv` of the default recipe.
 
     python benchmarks/throughput.py                 # small defaults: minutes on 2 CPU cores
-    python benchmarks/throughput.py --full          # the issue's sizes, for a GPU
+    python benchmarks/throughput.py --full          # the issue's sizes (128 and 224 px) and a 5-fold CV, for a GPU
     python benchmarks/throughput.py --memory-images 12446   # + peak RSS of a 224 px CPU training run
 
 ImageNet weights are not needed (the arithmetic is the same): every model is built with pretrained=none.
@@ -25,6 +27,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,10 +37,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kidneyct.config import recipe_config
+from kidneyct.config import DEFAULT_RECIPE, recipe_config
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.decode import decode_samples, default_workers
+from kidneyct.experiments.cv import CVConfig, cross_validate
 from kidneyct.models import ModelConfig, create_model
 from kidneyct.runtime import autocast, configure_backend, cpu_threads, resolve_device
 from kidneyct.training.distributed import DistContext
@@ -76,8 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feature-images", type=int, default=5000, help="feature vectors in the head epoch")
     p.add_argument("--memory-images", type=int, default=0,
                    help="also train seed-cnn 1 epoch at 224 px on this many images in a subprocess, report its RSS")
-    p.add_argument("--sections", default="models,decode,head",
-                   help="what to measure: models, decode, head (memory runs when --memory-images is set)")
+    p.add_argument("--sections", default=None,
+                   help="what to measure: models, decode, head, cv (default: models,decode,head; with --full also cv; "
+                        "memory runs when --memory-images is set)")
+    p.add_argument("--cv-epochs", type=int, default=None, help="cv section: epochs per fold (default: the recipe's)")
     p.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     args = p.parse_args(argv)
     full = args.full
@@ -85,13 +91,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.epochs = args.epochs or 3
     args.bound_steps = args.bound_steps or (50 if full else 4)
     args.decode_images = args.decode_images or (12446 if full else 200)
+    args.sections = args.sections or ("models,decode,head,cv" if full else "models,decode,head")
     return args
 
 
-def sizes(args, name: str) -> tuple[int, int]:
-    """(image size, images to link; 0: every image once) for a model."""
-    size, images = (224, 0) if args.full else CPU_SIZES.get(name, (128, 600))
-    return args.image_size or size, args.train_images if args.train_images is not None else images
+FULL_SIZES = (128, 224)  # the issue's sizes on a GPU
+
+
+def sizes(args, name: str) -> list[tuple[int, int]]:
+    """[(image size, images to link; 0: every image once)] to measure a model at."""
+    if args.image_size:
+        chosen = [args.image_size]
+    else:
+        chosen = list(FULL_SIZES) if args.full else [CPU_SIZES.get(name, (128, 600))[0]]
+    images = 0 if args.full else CPU_SIZES.get(name, (128, 600))[1]
+    return [(size, args.train_images if args.train_images is not None else images) for size in chosen]
 
 
 def link_images(source: Path, out: Path, count: int, classes=("Tumor", "Normal")) -> Path:
@@ -224,9 +238,41 @@ def end_to_end(name: str, data: Path, size: int, batch: int, epochs: int, device
     steady = result.history[1:] or result.history  # the first epoch pays warm-up (cudnn autotune, oneDNN)
     best = max(steady, key=lambda h: h["images_per_second"])
     images = result.split_sizes["train"]
+    # What the first epoch took beyond a steady one: cuDNN autotuning of new shapes, oneDNN primitive creation.
+    warm_up = result.history[0]["seconds"] - statistics.median(h["seconds"] for h in steady)
     return {"train_images": images, "epochs": epochs, "train_loop_img_s": best["images_per_second"],
+            "first_epoch_extra_s": round(warm_up, 2),
             "epoch_img_s": [h["images_per_second"] for h in result.history],
             "run_wall_s": round(wall, 2), "run_wall_img_s": round(images * epochs / wall, 1)}
+
+
+def measure_model(name: str, size: int, count: int, source: Path, args, device: torch.device, work: Path) -> dict:
+    """Model-bound and end-to-end training img/s of one model at one size, and their ratio."""
+    data = work / f"data-{name}-{size}"
+    if source.is_dir():
+        link_images(source, data, count)
+    else:
+        jpeg_phantoms(data, count or 600)
+    bound = model_bound(name, size, args.batch_size, args.bound_steps, device)
+    e2e = end_to_end(name, data, size, args.batch_size, args.epochs, device, work, work / "train-cache")
+    again = model_bound(name, size, args.batch_size, args.bound_steps, device)
+    # Best-of on both sides (chunks before and after; epochs after the first): on a shared host this compares
+    # the quiet moments of each rather than whichever was unlucky.
+    bound_rate = max(bound["train_img_s"], again["train_img_s"])
+    return {"image_size": size, "model_bound_train_img_s": bound_rate,
+            "model_bound_inference_img_s": max(bound["inference_img_s"], again["inference_img_s"]),
+            "end_to_end": e2e, "ratio_end_to_end_to_model_bound": round(e2e["train_loop_img_s"] / bound_rate, 3)}
+
+
+def cv_timing(data: Path, args, device: torch.device, work: Path) -> dict:
+    """Wall time of `kidneyct cv` with the default recipe, 5 folds (Tumor vs Normal), as a user runs it."""
+    overrides = {"epochs": args.cv_epochs} if args.cv_epochs else {}
+    config = recipe_config(DEFAULT_RECIPE, str(data), str(work / "cv"), device=str(device), progress=False,
+                           cache_dir=str(work / "cv-cache"), **overrides)
+    started = time.perf_counter()
+    result = cross_validate(CVConfig(config, folds=5, bootstrap=200))
+    return {"recipe": DEFAULT_RECIPE, "epochs": config.epochs, "folds": 5, "images": len(result.fold_of),
+            "seconds": round(time.perf_counter() - started, 1), "fold_seconds": [f["seconds"] for f in result.folds]}
 
 
 def frozen_run(data: Path, args, device: torch.device, work: Path) -> dict:
@@ -328,27 +374,15 @@ def main(argv=None) -> None:
         sections = set(args.sections.split(","))
         report["models"] = {}
         for name in args.models.split(",") if "models" in sections else []:
-            size, count = sizes(args, name)
-            data = work / f"data-{name}"
-            if source.is_dir():
-                link_images(source, data, count)
-            else:
-                jpeg_phantoms(data, count or 600)
-            bound = model_bound(name, size, args.batch_size, args.bound_steps, device)
-            e2e = end_to_end(name, data, size, args.batch_size, args.epochs, device, work, work / "train-cache")
-            again = model_bound(name, size, args.batch_size, args.bound_steps, device)
-            # Best-of on both sides (chunks before and after; epochs after the first): on a shared host
-            # this compares the quiet moments of each rather than whichever was unlucky.
-            bound_rate = max(bound["train_img_s"], again["train_img_s"])
-            report["models"][name] = {
-                "image_size": size,
-                "model_bound_train_img_s": bound_rate,
-                "model_bound_inference_img_s": max(bound["inference_img_s"], again["inference_img_s"]),
-                "end_to_end": e2e,
-                "ratio_end_to_end_to_model_bound": round(e2e["train_loop_img_s"] / bound_rate, 3),
-            }
+            for size, count in sizes(args, name):
+                key = name if len(sizes(args, name)) == 1 else f"{name}@{size}"
+                report["models"][key] = measure_model(name, size, count, source, args, device, work)
         if args.full and "models" in sections:
-            report["frozen_resnet50_end_to_end"] = frozen_run(work / "data-resnet50", args, device, work)
+            resnet_data = work / f"data-resnet50-{sizes(args, 'resnet50')[0][0]}"
+            report["frozen_resnet50_end_to_end"] = frozen_run(resnet_data, args, device, work)
+        if "cv" in sections:
+            report["cv_default_recipe"] = cv_timing(source if source.is_dir() else jpeg_phantoms(work / "cv-data", 600),
+                                                    args, device, work)
         decode_source = Path(args.decode_data) if args.decode_data else SHARED / "ct-kidney-512-sample"
         if not decode_source.is_dir():
             decode_source = jpeg_phantoms(work / "decode-phantoms", 200)
