@@ -59,3 +59,13 @@ def test_kidney_crop_is_a_cached_preprocessing_option():
     assert not np.array_equal(image, Preprocessing(image_size=64, body_crop=True).to_uint8(ct_slice))
     assert expected.shape[0] == expected.shape[1]
     assert Preprocessing.from_dict(prep.to_dict()).kidney_crop
+
+
+def test_large_slices_are_located_on_a_shrunk_copy_with_the_box_scaled_back():
+    patient = sample_patient(np.random.default_rng(2), 128, None)
+    hu, _ = render_slice(patient, 0.0)
+    body = crop_to_body(apply_window(hu, 40, 400))
+    large = np.kron(body, np.ones((8, 8), np.float32))  # the same slice at 8x the pixels (over LOCATE_SIDE)
+    small_box, large_box = kidney_box(body), kidney_box(large)
+    assert small_box is not None and large_box is not None
+    assert np.allclose(np.array(large_box) / 8, small_box, atol=2)

@@ -54,7 +54,7 @@ def test_cysts_only_in_normal_and_cyst_slices_of_a_four_class_task():
 
 def test_training_with_lesions_and_acquisition_records_both(phantom_png, tmp_path, decode_cache_folder):
     config = TrainConfig(data=str(phantom_png), out=str(tmp_path / "run"), model="seed-cnn", image_size=96, epochs=1,
-                         batch_size=16, device="cpu", progress=False, workers=1, synthetic_lesions=0.5,
+                         batch_size=16, device="cpu", progress=False, workers=1, synthetic_lesions=0.5, kidney_crop=False,
                          acquisition="strong:noise+window")
     result = train(config)
     payload = read_checkpoint(result.best_checkpoint)
@@ -69,6 +69,13 @@ def test_training_with_lesions_and_acquisition_records_both(phantom_png, tmp_pat
 def test_frozen_backbone_features_cannot_follow_lesions(phantom_png, tmp_path):
     config = TrainConfig(data=str(phantom_png), out=str(tmp_path / "frozen"), model="efficientnet-lite0",
                          pretrained="none", image_size=32, epochs=1, device="cpu", progress=False, workers=1,
-                         synthetic_lesions=0.5)
+                         synthetic_lesions=0.5, kidney_crop=False)
     with pytest.raises(ValueError, match="no-feature-cache"):
+        train(config)
+
+
+def test_lesions_on_the_kidney_crop_are_refused_with_the_way_out(phantom_png, tmp_path):
+    config = TrainConfig(data=str(phantom_png), out=str(tmp_path / "crop"), model="seed-cnn", image_size=96, epochs=1,
+                         device="cpu", progress=False, workers=1, synthetic_lesions=0.5, kidney_crop=True)
+    with pytest.raises(ValueError, match="--no-kidney-crop"):
         train(config)

@@ -10,11 +10,15 @@ A slice without a spine (no anatomy to frame by) keeps the body crop.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from kidneyct.preprocess.body import crop_to_body
 from kidneyct.preprocess.kidney import kidney_region, locate_kidneys
 
 KIDNEY_CROP_MARGIN = 0.04  # of the body width, around both kidney regions
+# The locator runs on at most this side: its time and memory grow with the pixel count (a 4096 px upload would
+# take seconds and hundreds of MiB), while kidneys stay tens of pixels wide at 512 px.
+LOCATE_SIDE = 512
 
 
 def square_box(region: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
@@ -35,12 +39,28 @@ def square_box(region: np.ndarray, margin: int) -> tuple[int, int, int, int] | N
 
 def kidney_box(body: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the square around both kidney regions of a body-cropped slice (see
-    `crop_to_body`), or None when it has no spine or is not axial."""
-    location = locate_kidneys(body)
+    `crop_to_body`), or None when it has no spine or is not axial. Slices larger than LOCATE_SIDE are located
+    on a shrunk copy and the box scaled back."""
+    small = _shrunk(body)
+    location = locate_kidneys(small)
     if location.body_size is None:
         return None
     margin = int(round(KIDNEY_CROP_MARGIN * location.body_size[1]))
-    return square_box(kidney_region(location), margin)
+    box = square_box(kidney_region(location), margin)
+    if box is None or small is body:
+        return box
+    fy, fx = body.shape[0] / small.shape[0], body.shape[1] / small.shape[1]
+    top, bottom, left, right = box
+    return (int(top * fy), min(body.shape[0], int(np.ceil(bottom * fy))),
+            int(left * fx), min(body.shape[1], int(np.ceil(right * fx))))
+
+
+def _shrunk(unit: np.ndarray) -> np.ndarray:
+    factor = max(unit.shape) / LOCATE_SIDE
+    if factor <= 1:
+        return unit
+    size = (max(1, round(unit.shape[1] / factor)), max(1, round(unit.shape[0] / factor)))
+    return np.asarray(Image.fromarray(unit.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
 
 
 def crop_to_kidneys(unit: np.ndarray) -> np.ndarray:

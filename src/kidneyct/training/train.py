@@ -217,8 +217,8 @@ def _check(config: TrainConfig) -> None:
     if not 0.0 <= config.synthetic_lesions <= 1.0:
         raise ValueError(f"synthetic_lesions is a share of training slices, in [0, 1]; got {config.synthetic_lesions}")
     if config.synthetic_lesions > 0 and config.kidney_crop:
-        raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body; with --kidney-crop "
-                         "the cached images hold only the kidneys: use one or the other")
+        raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body, but with the kidney "
+                         "crop (the default recipe's) the cached images hold only the kidneys: add --no-kidney-crop")
 
 
 @dataclass
