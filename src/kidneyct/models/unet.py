@@ -21,6 +21,9 @@ MAPS = ("kidney", "tumor")  # the map channels: the whole kidney (tumor and cyst
 AIR_LEVEL = 0.03  # [0, 1] display intensity below which a pixel is air (the body crop's threshold)
 AIR_VALUE = -3.0  # where air lands after normalisation: below every body pixel of an ordinary slice
 DECODER = (96, 64, 48, 32, 16)
+# With ImageNet weights, the stem and the first two stages (stride 2 and 4: edge and texture filters) stay as
+# trained on ImageNet. They are the costliest layers to train on a CPU (the largest maps) and the least specific.
+FROZEN_STAGES = 2
 
 
 def normalise_body(unit: torch.Tensor) -> torch.Tensor:
@@ -56,6 +59,9 @@ class LesionUNet(nn.Module):
         grey = nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
         grey.weight.data.copy_(grey_stem_weight(stem.weight.data))
         self.encoder.conv_stem = grey
+        if pretrained:
+            for module in (self.encoder.conv_stem, self.encoder.bn1, *self.encoder.blocks[:FROZEN_STAGES]):
+                module.requires_grad_(False)
         channels = self.encoder.feature_info.channels()
         blocks, previous = [], channels[-1]
         for skip, width in zip(reversed(channels[:-1]), decoder):
