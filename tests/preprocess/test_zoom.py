@@ -29,11 +29,15 @@ def test_box_holds_both_kidneys_and_paste_inverts_cut():
     assert (back == kidneys).mean() > 0.995
 
 
-def test_small_kidney_gets_the_least_box_and_none_gets_the_prior():
+def test_each_kidney_gets_its_own_box_and_none_gets_the_prior():
     zoom = Zoom(least=0.3)
-    sliver = np.zeros((100, 100), bool)
-    sliver[50, 50] = True
-    assert zoom.box(sliver)[2] == pytest.approx(0.3)
-    assert zoom.box(np.zeros((100, 100), bool)) is None
-    assert zoom.box_or_prior(np.zeros((100, 100))) == zoom.prior
+    kidneys = np.zeros((100, 100), bool)
+    kidneys[50:60, 20:30] = kidneys[52:58, 70:76] = True
+    left, right = zoom.side_boxes(kidneys)
+    assert left[0] < 0 < right[0] and left[2] == pytest.approx(0.3)  # a small kidney gets the least side
+    assert zoom.boxes_or_prior(kidneys.astype(float)) == ([left, right], True)
+    kidneys[52:58, 70:76] = False
+    kidneys[55, 75] = True  # a stray pixel is no kidney
+    assert len(zoom.side_boxes(kidneys)) == 1
+    assert zoom.boxes_or_prior(np.zeros((100, 100))) == ([zoom.prior], False)
     assert Zoom.from_dict(zoom.to_dict()) == zoom

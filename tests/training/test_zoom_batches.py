@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from kidneyct.preprocess.zoom import FULL_VIEW, Zoom
-from kidneyct.training.zoom_batches import UNKNOWN, ZoomAugmentation, choose_boxes, cut_batch, mask_boxes
+from kidneyct.training.zoom_batches import (UNKNOWN, ZoomAugmentation, choose_boxes, crop_labels, cut_batch,
+                                            mask_boxes)
 
 
 def _views_with_masks(count: int = 6, side: int = 96):
@@ -21,7 +22,7 @@ def _views_with_masks(count: int = 6, side: int = 96):
 
 def test_mask_follows_image_through_zoom_and_augmentation():
     views, masks = _views_with_masks()
-    boxes = np.asarray(mask_boxes(masks, Zoom()), np.float32)
+    boxes = np.asarray([sides[0] for sides in mask_boxes(masks, Zoom())], np.float32)
     geometry_only = ZoomAugmentation(gamma=0, contrast=0, brightness=0, noise=0, blur=0)
     crops, cut_masks = cut_batch(views, masks, boxes, 64, geometry_only, torch.Generator().manual_seed(0))
     bright = crops[:, 0] > 0.4
@@ -39,8 +40,20 @@ def test_unknown_masks_stay_unknown_everywhere():
 
 
 def test_boxes_come_from_masks_then_the_models_overview_then_the_whole_view():
-    truth = [(0.1, 0.1, 0.4), None, None]
-    predicted = {1: (0.2, 0.0, 0.5)}
-    boxes = choose_boxes(np.arange(3), truth, predicted, 0.0, torch.Generator().manual_seed(0))
-    assert np.allclose(boxes, [truth[0], predicted[1], FULL_VIEW])
-    assert np.allclose(choose_boxes(np.arange(3), truth, predicted, 1.0, torch.Generator()), [FULL_VIEW] * 3)
+    truth = [[(0.1, 0.1, 0.4)], [], []]
+    predicted = {1: [(0.2, 0.0, 0.5)]}
+    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 0.0, torch.Generator().manual_seed(0))
+    assert np.allclose(boxes, [truth[0][0], predicted[1][0], FULL_VIEW]) and zoomed.tolist() == [True, True, False]
+    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 1.0, torch.Generator())
+    assert np.allclose(boxes, [FULL_VIEW] * 3) and not zoomed.any()
+
+
+def test_the_head_learns_what_the_crop_shows():
+    """A masked tumor slice's zoom on the kidney without the tumor is a normal crop; an unmasked tumor slice's
+    zoom on one kidney teaches the head nothing (the tumor may be on the other side)."""
+    masks = torch.zeros(4, 8, 8, dtype=torch.uint8)
+    masks[0, 2, 2] = 2
+    masks[2:] = UNKNOWN
+    labels = np.array([0, 0, 0, 1])  # classes tumor (0) and normal (1)
+    out, learnt = crop_labels(labels, masks, np.array([True, True, True, True]), 0, 1)
+    assert out.tolist() == [0, 1, 0, 1] and learnt.tolist() == [True, True, False, True]

@@ -22,17 +22,17 @@ class Looks:
     """What the two looks found, per slice.
 
     Attributes:
-        logits: slice logits [N, K] of the zoomed look.
+        logits: slice logits [N, K]: of the zoom (one per kidney side) whose tumor probability is highest.
         kidney_fraction: share of the body view the overview calls kidney [N] (the scope gate reads it).
-        boxes: the zoom boxes [N, 3] (centre x, centre y, half side; normalised view coordinates).
+        boxes: the zoom boxes of each slice (one per kidney side found; the prior box when none was).
         found: whether the overview found a kidney [N] (False: the box is the zoom's prior).
-        tumor_peak: the highest tumor probability inside the zoom's (slightly grown) kidney map [N].
+        tumor_peak: the highest tumor probability inside the zooms' (slightly grown) kidney maps [N].
         maps: kidney and tumor probabilities [N, 2, V, V] on the body view's grid, or None when not asked for.
     """
 
     logits: np.ndarray
     kidney_fraction: np.ndarray
-    boxes: np.ndarray
+    boxes: list
     found: np.ndarray
     tumor_peak: np.ndarray
     maps: np.ndarray | None = None
@@ -42,13 +42,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
 def _crops(views: np.ndarray, boxes, size: int) -> np.ndarray:
     unit = views.astype(np.float32) / 255.0
     return np.stack([cut(view, box, size) for view, box in zip(unit, boxes)])[:, None]
 
 
 def tumor_peak(maps: np.ndarray, grow: int = 4) -> np.ndarray:
-    """Per slice: the highest tumor probability within `grow` pixels of the kidney map (a tumor may bulge out
+    """Per crop: the highest tumor probability within `grow` pixels of the kidney map (a tumor may bulge out
     of the kidney), from probability maps [N, 2, S, S]; 0 where no kidney is seen."""
     from scipy import ndimage
 
@@ -59,35 +64,47 @@ def tumor_peak(maps: np.ndarray, grow: int = 4) -> np.ndarray:
     return np.asarray(peaks, np.float32)
 
 
-def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, with_maps: bool = False,
+def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool = False,
                batch_size: int = 32) -> Looks:
-    """Both looks at uint8 body views [N, V, V], in batches of `batch_size`."""
-    parts = [_look(run, views[start:start + batch_size], zoom, size, with_maps)
+    """Both looks at uint8 body views [N, V, V], in batches of `batch_size` views."""
+    parts = [_look(run, views[start:start + batch_size], zoom, size, tumor_class, with_maps)
              for start in range(0, len(views), batch_size)]
     if not parts:
-        return Looks(np.zeros((0, 2), np.float32), np.zeros(0), np.zeros((0, 3)), np.zeros(0, bool), np.zeros(0))
-    fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in
-              ("logits", "kidney_fraction", "boxes", "found", "tumor_peak")}
-    return Looks(**fields, maps=np.concatenate([p.maps for p in parts]) if with_maps else None)
+        return Looks(np.zeros((0, 2), np.float32), np.zeros(0), [], np.zeros(0, bool), np.zeros(0))
+    arrays = {name: np.concatenate([getattr(p, name) for p in parts])
+              for name in ("logits", "kidney_fraction", "found", "tumor_peak")}
+    return Looks(**arrays, boxes=[box for p in parts for box in p.boxes],
+                 maps=np.concatenate([p.maps for p in parts]) if with_maps else None)
 
 
-def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, with_maps: bool) -> Looks:
+def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool) -> Looks:
     _, overview_logits = run(_crops(views, [FULL_VIEW] * len(views), size))
     overview = sigmoid(overview_logits)
     kidney = overview[:, 0] > zoom.threshold
-    found_boxes = [zoom.box(k) for k in kidney]
-    boxes = np.asarray([zoom.prior if box is None else box for box in found_boxes], np.float32)
-    logits, zoom_logits = run(_crops(views, boxes, size))
-    zoomed = sigmoid(zoom_logits)
+    chosen = [zoom.boxes_or_prior(k) for k in overview[:, 0]]
+    boxes = [slice_boxes for slice_boxes, _ in chosen]
+    owner = np.repeat(np.arange(len(views)), [len(b) for b in boxes])  # the slice of each crop
+    flat = [box for slice_boxes in boxes for box in slice_boxes]
+    logits, zoom_logits = run(_crops(views[owner], flat, size))
+    zoomed, peaks = sigmoid(zoom_logits), tumor_peak(sigmoid(zoom_logits))
+    tumor = softmax(np.asarray(logits, np.float64))[:, tumor_class]
+    best = [np.flatnonzero(owner == i)[np.argmax(tumor[owner == i])] for i in range(len(views))]
+    slice_peaks = np.array([peaks[owner == i].max() for i in range(len(views))], np.float32)
     maps = None
     if with_maps:
-        shape = views.shape[1:]
-        maps = np.stack([_on_view(o, z, box, shape) for o, z, box in zip(overview, zoomed, boxes)])
-    return Looks(np.asarray(logits, np.float32), kidney.mean((1, 2)), boxes,
-                 np.array([box is not None for box in found_boxes]), tumor_peak(zoomed), maps)
+        maps = np.stack([_on_view(overview[i], zoomed[owner == i], boxes[i], views.shape[1:]) for i in range(len(views))])
+    return Looks(np.asarray(logits, np.float32)[best], kidney.mean((1, 2)), boxes,
+                 np.array([found for _, found in chosen]), slice_peaks, maps)
 
 
-def _on_view(overview: np.ndarray, zoomed: np.ndarray, box, shape: tuple[int, int]) -> np.ndarray:
-    """Maps on the view's grid: the zoom's inside its box, the overview's elsewhere."""
-    inside = paste(np.ones((1,) + zoomed.shape[1:], np.float32), box, shape)[0] > 0.5
-    return np.where(inside, paste(zoomed, box, shape), paste(overview, FULL_VIEW, shape)).astype(np.float32)
+def _on_view(overview: np.ndarray, zoomed: np.ndarray, boxes, shape: tuple[int, int]) -> np.ndarray:
+    """Maps on the view's grid: inside each zoom's box that zoom's (the highest where two overlap), the
+    overview's elsewhere."""
+    combined = paste(overview, FULL_VIEW, shape)
+    inside_any = np.zeros(shape, bool)
+    pasted = np.zeros_like(combined)
+    for crop, box in zip(zoomed, boxes):
+        inside = paste(np.ones((1,) + crop.shape[1:], np.float32), box, shape)[0] > 0.5
+        pasted = np.where(inside, np.maximum(pasted, paste(crop, box, shape)), pasted)
+        inside_any |= inside
+    return np.where(inside_any, pasted, combined).astype(np.float32)

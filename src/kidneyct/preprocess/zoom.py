@@ -1,7 +1,9 @@
-"""The kidney zoom: the square around both kidneys, cut from a slice's body view and resized for a second look.
+"""The kidney zoom: the square around each kidney, cut from a slice's body view and resized for a second look.
 
 A segmenting model looks twice: at the whole body view (an overview, where its kidney map finds the kidneys)
-and at the square around the kidneys it found (the zoom, where lesions are several times larger). Boxes are
+and at the square around each kidney it found (the zoom, where lesions are about three times larger: a square
+around both kidneys would span most of the body's width and barely magnify). The kidneys are told apart by the
+side of the view's midline they lie on: the body view is centred on the body, so the spine is near it. Boxes are
 (centre x, centre y, half side) in the view's normalised coordinates ([-1, 1], as torch's `affine_grid`), so a
 box found at one resolution cuts the same region at any other. Sampling follows `affine_grid` +
 `grid_sample(align_corners=False)` with zero padding exactly, so training (in torch, with augmentation composed
@@ -23,16 +25,19 @@ class Zoom(DictRecord):
     """How the zoom box is drawn around a kidney map (stored with a segmenting model).
 
     Args:
-        margin: added on each side of the kidneys' bounding box, as a share of its longer side.
+        margin: added on each side of a kidney's bounding box, as a share of its longer side.
         least: the smallest box side, as a share of the view's side (a sliver of kidney still gets context).
         prior: the box when no kidney is found: in front of the spine, lower middle of the body view.
         threshold: kidney probability above which a pixel counts as kidney.
+        least_share: a side's kidney pixels, as a share of the view, below which that side has no kidney (a few
+            stray pixels do not make a second zoom).
     """
 
     margin: float = 0.25
-    least: float = 0.22
+    least: float = 0.25
     prior: tuple[float, float, float] = (0.0, 0.3, 0.45)
     threshold: float = 0.5
+    least_share: float = 0.001
 
     @classmethod
     def from_dict(cls, values: dict) -> "Zoom":
@@ -53,9 +58,22 @@ class Zoom(DictRecord):
         # [0, 1] -> [-1, 1]: the centre doubles less one; half the side doubled is the side.
         return (left + right - 1.0, top + bottom - 1.0, float(side))
 
-    def box_or_prior(self, kidney_probability: np.ndarray) -> tuple[float, float, float]:
-        box = self.box(kidney_probability > self.threshold)
-        return self.prior if box is None else box
+    def side_boxes(self, kidney: np.ndarray) -> list[tuple[float, float, float]]:
+        """One box per side of the view's midline that holds kidney (at least `least_share` of the view) in a
+        boolean mask [H, W]; empty when neither does."""
+        middle = kidney.shape[1] // 2
+        boxes = []
+        for side in (slice(0, middle), slice(middle, None)):
+            half = np.zeros_like(kidney)
+            half[:, side] = kidney[:, side]
+            if half.sum() >= self.least_share * kidney.size:
+                boxes.append(self.box(half))
+        return boxes
+
+    def boxes_or_prior(self, kidney_probability: np.ndarray) -> tuple[list[tuple[float, float, float]], bool]:
+        """The side boxes of a kidney probability map, or [prior] when it shows no kidney; and whether it did."""
+        boxes = self.side_boxes(kidney_probability > self.threshold)
+        return (boxes, True) if boxes else ([self.prior], False)
 
 
 FULL_VIEW = (0.0, 0.0, 1.0)  # the box of the whole view: the overview

@@ -25,17 +25,20 @@ from kidneyct.training.zoom_batches import KIDNEY_VALUES, TUMOR_VALUE, UNKNOWN
 class SegmentationLoss(DictRecord):
     """Weights of the loss terms (see the module's docstring)."""
 
-    negative_weight: float = 0.5
-    instance_weight: float = 0.5
+    negative_weight: float = 0.1
+    instance_weight: float = 0.25
     weak_tumor_weight: float = 0.0
     top_k: int = 32
     label_smoothing: float = 0.0
 
     def __call__(self, logits: torch.Tensor, maps: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor,
-                 tumor_class: int) -> torch.Tensor:
+                 tumor_class: int, learnt: torch.Tensor | None = None) -> torch.Tensor:
         """Mean loss of a batch: slice logits [B, K], map logits [B, 2, H, W] (kidney, tumor), masks [B, H, W]
-        uint8 (UNKNOWN where a slice has none) and class labels [B]."""
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        uint8 (UNKNOWN where a slice has none), class labels [B] and whether the head learns each label [B]."""
+        learnt = torch.ones_like(labels, dtype=torch.bool) if learnt is None else learnt
+        loss = logits.new_zeros((), dtype=torch.float32)
+        if learnt.any():
+            loss = loss + F.cross_entropy(logits[learnt].float(), labels[learnt], label_smoothing=self.label_smoothing)
         known = masks.flatten(1)[:, 0] != UNKNOWN
         if known.any():
             truth = masks[known]

@@ -22,7 +22,8 @@ from kidneyct.preprocess.zoom import Zoom
 from kidneyct.records import DictRecord
 from kidneyct.runtime import progress_bar
 from kidneyct.training.segmentation_loss import SegmentationLoss
-from kidneyct.training.zoom_batches import ZoomAugmentation, choose_boxes, cut_batch, has_mask, mask_boxes
+from kidneyct.training.zoom_batches import (TUMOR_VALUE, ZoomAugmentation, choose_boxes, crop_labels, cut_batch,
+                                            has_mask, mask_boxes)
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,16 @@ class SegmenterSettings(DictRecord):
         overview_share: share of training draws that show the whole view instead of the zoom.
         per_source_cap: slices without a mask that one source contributes per epoch.
         refresh_every: epochs between redrawing the zoom boxes of slices without a kidney mask.
+        tumor_repeats: how many times a masked slice with tumor pixels is drawn per epoch (tumor pixels are
+            rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
         zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
     """
 
     work_size: int = 128
     overview_share: float = 0.35
     per_source_cap: int = 160
-    refresh_every: int = 5
+    refresh_every: int = 4
+    tumor_repeats: int = 2
     zoom: Zoom = field(default_factory=Zoom)
     loss: SegmentationLoss = field(default_factory=SegmentationLoss)
     augmentation: ZoomAugmentation = field(default_factory=ZoomAugmentation)
@@ -79,9 +83,9 @@ def torch_runner(model: torch.nn.Module, device: torch.device):
     return run
 
 
-def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, device: torch.device,
-          with_maps: bool = False) -> Looks:
-    return look_twice(torch_runner(model, device), views, settings.zoom, settings.work_size, with_maps)
+def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, tumor_class: int,
+          device: torch.device, with_maps: bool = False) -> Looks:
+    return look_twice(torch_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps)
 
 
 class SegmenterTrainer:
@@ -93,12 +97,14 @@ class SegmenterTrainer:
         self.settings, self.seed, self.device = settings, seed, device
         self.known = has_mask(data.masks)
         self.true_boxes = mask_boxes(data.masks, settings.zoom)
-        self.predicted_boxes: dict[int, tuple] = {}
+        self.predicted_boxes: dict[int, list] = {}
+        self.other_class = 1 - tumor_class  # two classes: tumor and the rest
+        self.tumor_rows = np.flatnonzero(self.known & (data.masks == TUMOR_VALUE).any((1, 2)))
 
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """Every masked row, plus per source at most `per_source_cap` unmasked rows, class-balanced, shuffled."""
         rng = np.random.default_rng([self.seed, epoch])
-        rows = [np.flatnonzero(self.known)]
+        rows = [np.flatnonzero(self.known)] + [self.tumor_rows] * (self.settings.tumor_repeats - 1)
         for source in np.unique(self.data.sources):
             pool = np.flatnonzero(~self.known & (self.data.sources == source))
             if len(pool) > self.settings.per_source_cap:
@@ -112,15 +118,16 @@ class SegmenterTrainer:
     def steps_per_epoch(self, batch_size: int) -> int:
         unmasked = sum(min(self.settings.per_source_cap, int((~self.known & (self.data.sources == s)).sum()))
                        for s in np.unique(self.data.sources))
-        return math.ceil((int(self.known.sum()) + unmasked) / batch_size)
+        masked = int(self.known.sum()) + len(self.tumor_rows) * (self.settings.tumor_repeats - 1)
+        return math.ceil((masked + unmasked) / batch_size)
 
     def refresh_boxes(self) -> None:
         """Zoom boxes for rows without a kidney mask, from the model's current overview of them."""
-        rows = np.array([i for i, box in enumerate(self.true_boxes) if box is None], np.int64)
+        rows = np.array([i for i, boxes in enumerate(self.true_boxes) if not boxes], np.int64)
         if len(rows) == 0:
             return
-        found = looks(self.model, self.data.views[rows], self.settings, self.device)
-        self.predicted_boxes = {int(row): tuple(box) for row, box in zip(rows, found.boxes)}
+        found = looks(self.model, self.data.views[rows], self.settings, self.tumor_class, self.device)
+        self.predicted_boxes = {int(row): boxes for row, boxes, seen in zip(rows, found.boxes, found.found) if seen}
 
     def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> dict:
         if epoch > 1 and (epoch - 1) % self.settings.refresh_every == 0:
@@ -145,13 +152,14 @@ class SegmenterTrainer:
 
     def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
         settings = self.settings
-        boxes = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share, generator)
+        boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share, generator)
         crops, masks = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
                                  settings.augmentation, generator)
+        labels, learnt = crop_labels(self.data.labels[rows], masks, zoomed, self.tumor_class, self.other_class)
         crops = crops.to(self.device).contiguous(memory_format=torch.channels_last)
         logits, maps = self.model.segment(crops)
-        labels = torch.from_numpy(self.data.labels[rows]).to(self.device)
-        loss = settings.loss(logits, maps, masks.to(self.device), labels, self.tumor_class)
+        loss = settings.loss(logits, maps, masks.to(self.device), torch.from_numpy(labels).to(self.device),
+                             self.tumor_class, torch.from_numpy(learnt).to(self.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

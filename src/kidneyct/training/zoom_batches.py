@@ -112,18 +112,34 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
     return crops, cut_masks
 
 
-def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[tuple[float, float, float] | None]:
-    """The zoom box of each known mask's kidney (None for unknown masks and masks without kidney)."""
-    return [zoom.box(np.isin(mask, KIDNEY_VALUES)) if known else None for mask, known in zip(masks, has_mask(masks))]
+def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[list[tuple[float, float, float]]]:
+    """The zoom boxes (one per kidney side) of each known mask; empty for unknown masks and masks without kidney."""
+    return [zoom.side_boxes(np.isin(mask, KIDNEY_VALUES)) if known else [] for mask, known in zip(masks, has_mask(masks))]
 
 
 def choose_boxes(rows: np.ndarray, truth: list, predicted: dict, overview_share: float,
-                 generator: torch.Generator) -> np.ndarray:
-    """Per row: the overview with probability `overview_share`, else the zoom around its kidneys (from its
-    mask, else from the model's last overview of it); the overview when neither exists."""
-    boxes = []
+                 generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the overview with probability `overview_share`, else the zoom on one of its kidneys (drawn at
+    random; from its mask, else from the model's last overview of it); the overview when neither exists.
+    Returns the boxes [B, 3] and whether each is a zoom [B]."""
+    boxes, zoomed = [], []
     for row in rows:
-        zoomed = truth[row] if truth[row] is not None else predicted.get(int(row))
+        sides = truth[row] or predicted.get(int(row), [])
         overview = torch.rand(1, generator=generator).item() < overview_share
-        boxes.append(FULL_VIEW if overview or zoomed is None else zoomed)
-    return np.asarray(boxes, np.float32)
+        side = int(torch.randint(0, max(len(sides), 1), (1,), generator=generator))
+        boxes.append(FULL_VIEW if overview or not sides else sides[side])
+        zoomed.append(not overview and bool(sides))
+    return np.asarray(boxes, np.float32), np.asarray(zoomed)
+
+
+def crop_labels(labels: np.ndarray, masks: torch.Tensor, zoomed: np.ndarray, tumor_class: int,
+                other_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the slice head learns from each crop, and whether it learns anything: with a mask, tumor when the
+    crop holds tumor pixels, else the other class; without one, the slice's class, except for a tumor slice's
+    zoom on one kidney, which may be the side without the tumor (not learnt)."""
+    known = masks.flatten(1)[:, 0] != UNKNOWN
+    has_tumor = (masks == TUMOR_VALUE).flatten(1).any(1).numpy()
+    out = np.where(has_tumor, tumor_class, other_class)
+    out = np.where(known.numpy(), out, labels)
+    learnt = known.numpy() | (labels != tumor_class) | ~zoomed
+    return out.astype(np.int64), learnt
