@@ -24,7 +24,7 @@ def test_mask_follows_image_through_zoom_and_augmentation():
     views, masks = _views_with_masks()
     boxes = np.asarray([sides[0] for sides in mask_boxes(masks, Zoom())], np.float32)
     geometry_only = ZoomAugmentation(gamma=0, contrast=0, brightness=0, noise=0, blur=0)
-    crops, cut_masks = cut_batch(views, masks, boxes, 64, geometry_only, torch.Generator().manual_seed(0))
+    crops, cut_masks, _ = cut_batch(views, masks, boxes, 64, geometry_only, torch.Generator().manual_seed(0))
     bright = crops[:, 0] > 0.4
     agreement = (bright == (cut_masks > 0)).float().mean().item()
     assert agreement > 0.99  # only edge pixels may differ (bilinear image, nearest mask)
@@ -35,7 +35,7 @@ def test_unknown_masks_stay_unknown_everywhere():
     views, masks = _views_with_masks(2)
     masks[1] = UNKNOWN
     boxes = np.asarray([FULL_VIEW, (0.5, 0.5, 0.8)], np.float32)  # the second crop leaves the view
-    _, cut_masks = cut_batch(views, masks, boxes, 32)
+    _, cut_masks, _ = cut_batch(views, masks, boxes, 32)
     assert (cut_masks[1] == UNKNOWN).all() and not (cut_masks[0] == UNKNOWN).any()
 
 
@@ -57,3 +57,17 @@ def test_the_head_learns_what_the_crop_shows():
     labels = np.array([0, 0, 0, 1])  # classes tumor (0) and normal (1)
     out, learnt = crop_labels(labels, masks, np.array([True, True, True, True]), 0, 1)
     assert out.tolist() == [0, 1, 0, 1] and learnt.tolist() == [True, True, False, True]
+
+
+def test_unenhanced_kidneys_are_darker_and_their_tumor_is_kidney():
+    views, masks = _views_with_masks(4)
+    boxes = np.asarray([sides[0] for sides in mask_boxes(masks, Zoom())], np.float32)
+    plain = ZoomAugmentation(rotate_degrees=0, scale=0, shift=0, hflip=0, gamma=0, contrast=0, brightness=0,
+                             noise=0, blur=0)
+    before, _, none = cut_batch(views, masks, boxes, 64, plain, torch.Generator().manual_seed(0))
+    after, cut_masks, unenhanced = cut_batch(views, masks, boxes, 64, ZoomAugmentation(**{**plain.to_dict(), "unenhanced": 1.0}),
+                                             torch.Generator().manual_seed(0))
+    assert unenhanced.all() and not none.any()
+    kidney = cut_masks > 0
+    assert after[:, 0][kidney].mean() < 0.7 * before[:, 0][kidney].mean()
+    assert not (cut_masks == 2).any() and kidney.any()

@@ -153,9 +153,10 @@ class SegmenterTrainer:
     def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
         settings = self.settings
         boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share, generator)
-        crops, masks = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
-                                 settings.augmentation, generator)
+        crops, masks, unenhanced = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
+                                             settings.augmentation, generator)
         labels, learnt = crop_labels(self.data.labels[rows], masks, zoomed, self.tumor_class, self.other_class)
+        learnt &= ~unenhanced
         crops = crops.to(self.device).contiguous(memory_format=torch.channels_last)
         logits, maps = self.model.segment(crops)
         loss = settings.loss(logits, maps, masks.to(self.device), torch.from_numpy(labels).to(self.device),

@@ -38,6 +38,9 @@ class ZoomAugmentation(DictRecord):
         gamma: log-uniform range of x ** g, a change of the window's shape.
         contrast, brightness: x * a + b around nothing (air stays air).
         noise: largest sd of added Gaussian noise; blur: share of crops smoothed by a 3x3 binomial kernel.
+        unenhanced: share of masked crops whose kidneys are darkened as on a scan without contrast medium (the
+            kidney finder must find them there too); their tumor pixels become kidney, since without contrast a
+            tumor is about as grey as the kidney, and the slice head learns nothing from them.
     """
 
     rotate_degrees: float = 15.0
@@ -49,6 +52,7 @@ class ZoomAugmentation(DictRecord):
     brightness: float = 0.08
     noise: float = 0.02
     blur: float = 0.2
+    unenhanced: float = 0.0
 
 
 def box_thetas(boxes: torch.Tensor, augmentation: ZoomAugmentation | None,
@@ -95,9 +99,9 @@ def _intensity(unit: torch.Tensor, augmentation: ZoomAugmentation, generator: to
 
 def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int,
               augmentation: ZoomAugmentation | None = None, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Crops [B, 1, size, size] in [0, 1] and their masks [B, size, size] (uint8, UNKNOWN kept) of uint8 body
-    views [B, V, V] and masks [B, V, V] at `boxes` [B, 3]."""
+    views [B, V, V] and masks [B, V, V] at `boxes` [B, 3], and which crops were made to look unenhanced [B]."""
     unit = torch.from_numpy(np.ascontiguousarray(views)).float().div_(255).unsqueeze(1)
     labels = torch.from_numpy(np.ascontiguousarray(masks)).float().unsqueeze(1)
     thetas = box_thetas(torch.as_tensor(boxes, dtype=torch.float32), augmentation, generator)
@@ -107,10 +111,36 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
     cut_masks = cut_masks[:, 0].to(torch.uint8)
     unknown = torch.from_numpy(~has_mask(masks))
     cut_masks[unknown] = UNKNOWN  # a mask that is unknown stays unknown, also where the crop leaves the view
+    unenhanced = torch.zeros(len(crops), dtype=torch.bool)
     if augmentation is not None:
+        if augmentation.unenhanced > 0:
+            crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
         crops = _intensity(crops, augmentation, generator)
-    return crops, cut_masks
+    return crops, cut_masks, unenhanced.numpy()
 
+
+UNENHANCED_RATIO = 0.58  # unenhanced over enhanced parenchyma in an abdomen window: (35 + 160) / (180 + 160) HU
+UNENHANCED_TEXTURE = 0.3  # what is left of the cortex/medulla contrast
+
+
+def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Darken the kidneys of a `share` of the masked crops, blended over a soft edge, as an unenhanced scan
+    shows them; their tumor pixels become kidney (see ZoomAugmentation.unenhanced)."""
+    kidney = torch.isin(masks, torch.tensor(KIDNEY_VALUES, dtype=masks.dtype)) & (masks != UNKNOWN)
+    chosen = (torch.rand(len(crops), generator=generator) < share) & kidney.flatten(1).any(1)
+    if not chosen.any():
+        return crops, masks, chosen
+    crops, masks = crops.clone(), masks.clone()
+    weight = F.avg_pool2d(kidney[chosen].unsqueeze(1).float(), 5, 1, 2)  # soft edge: no new sharp border
+    inside = crops[chosen]
+    mean = (inside * kidney[chosen].unsqueeze(1)).sum((1, 2, 3), keepdim=True) / kidney[chosen].sum((1, 2)).view(-1, 1, 1, 1)
+    dark = UNENHANCED_RATIO * mean + UNENHANCED_TEXTURE * (inside - mean)
+    crops[chosen] = inside * (1 - weight) + dark * weight
+    relabelled = masks[chosen]
+    relabelled[relabelled == TUMOR_VALUE] = KIDNEY_VALUES[0]
+    masks[chosen] = relabelled
+    return crops, masks, chosen
 
 def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[list[tuple[float, float, float]]]:
     """The zoom boxes (one per kidney side) of each known mask; empty for unknown masks and masks without kidney."""
