@@ -22,7 +22,7 @@ def _views_with_masks(count: int = 6, side: int = 96):
 
 def test_mask_follows_image_through_zoom_and_augmentation():
     views, masks = _views_with_masks()
-    boxes = np.asarray([sides[0] for sides in mask_boxes(masks, Zoom())], np.float32)
+    boxes = np.asarray([sides[0][0] for sides in mask_boxes(masks, Zoom())], np.float32)
     geometry_only = ZoomAugmentation(gamma=0, contrast=0, brightness=0, noise=0, blur=0)
     crops, cut_masks, _ = cut_batch(views, masks, boxes, 64, geometry_only, torch.Generator().manual_seed(0))
     bright = crops[:, 0] > 0.4
@@ -40,11 +40,11 @@ def test_unknown_masks_stay_unknown_everywhere():
 
 
 def test_boxes_come_from_masks_then_the_models_overview_then_the_whole_view():
-    truth = [[(0.1, 0.1, 0.4)], [], []]
+    truth = [[((0.1, 0.1, 0.4), False)], [], []]
     predicted = {1: [(0.2, 0.0, 0.5)]}
-    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 0.0, torch.Generator().manual_seed(0))
-    assert np.allclose(boxes, [truth[0][0], predicted[1][0], FULL_VIEW]) and zoomed.tolist() == [True, True, False]
-    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 1.0, torch.Generator())
+    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 0.0, 0.0, torch.Generator().manual_seed(0))
+    assert np.allclose(boxes, [truth[0][0][0], predicted[1][0], FULL_VIEW]) and zoomed.tolist() == [True, True, False]
+    boxes, zoomed = choose_boxes(np.arange(3), truth, predicted, 1.0, 0.0, torch.Generator())
     assert np.allclose(boxes, [FULL_VIEW] * 3) and not zoomed.any()
 
 
@@ -61,7 +61,7 @@ def test_the_head_learns_what_the_crop_shows():
 
 def test_unenhanced_kidneys_are_darker_and_their_tumor_is_kidney():
     views, masks = _views_with_masks(4)
-    boxes = np.asarray([sides[0] for sides in mask_boxes(masks, Zoom())], np.float32)
+    boxes = np.asarray([sides[0][0] for sides in mask_boxes(masks, Zoom())], np.float32)
     plain = ZoomAugmentation(rotate_degrees=0, scale=0, shift=0, hflip=0, gamma=0, contrast=0, brightness=0,
                              noise=0, blur=0)
     before, _, none = cut_batch(views, masks, boxes, 64, plain, torch.Generator().manual_seed(0))
@@ -71,3 +71,14 @@ def test_unenhanced_kidneys_are_darker_and_their_tumor_is_kidney():
     kidney = cut_masks > 0
     assert after[:, 0][kidney].mean() < 0.7 * before[:, 0][kidney].mean()
     assert not (cut_masks == 2).any() and kidney.any()
+
+
+def test_zooms_favour_the_kidney_with_the_tumor():
+    masks = np.zeros((1, 64, 64), np.uint8)
+    masks[0, 30:40, 8:20] = masks[0, 30:40, 44:56] = 1
+    masks[0, 33:36, 48:52] = 2  # the tumor is on the right of the midline
+    sides = mask_boxes(masks, Zoom())
+    assert [holds for _, holds in sides[0]] == [False, True]
+    generator = torch.Generator().manual_seed(0)
+    picks = [choose_boxes(np.zeros(1, int), sides, {}, 0.0, 1.0, generator)[0][0, 0] for _ in range(20)]
+    assert all(x > 0 for x in picks)

@@ -39,6 +39,7 @@ class SegmenterSettings(DictRecord):
         refresh_every: epochs between redrawing the zoom boxes of slices without a kidney mask.
         tumor_repeats: how many times a masked slice with tumor pixels is drawn per epoch (tumor pixels are
             rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
+        lesion_bias: chance that a zoom on a masked tumor slice shows the kidney with the tumor.
         zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
     """
 
@@ -46,7 +47,8 @@ class SegmenterSettings(DictRecord):
     overview_share: float = 0.35
     per_source_cap: int = 160
     refresh_every: int = 4
-    tumor_repeats: int = 2
+    tumor_repeats: int = 3
+    lesion_bias: float = 0.75
     zoom: Zoom = field(default_factory=Zoom)
     loss: SegmentationLoss = field(default_factory=SegmentationLoss)
     augmentation: ZoomAugmentation = field(default_factory=ZoomAugmentation)
@@ -152,7 +154,8 @@ class SegmenterTrainer:
 
     def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
         settings = self.settings
-        boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share, generator)
+        boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share,
+                                     settings.lesion_bias, generator)
         crops, masks, unenhanced = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
                                              settings.augmentation, generator)
         labels, learnt = crop_labels(self.data.labels[rows], masks, zoomed, self.tumor_class, self.other_class)

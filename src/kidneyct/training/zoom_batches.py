@@ -142,22 +142,38 @@ def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator
     masks[chosen] = relabelled
     return crops, masks, chosen
 
-def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[list[tuple[float, float, float]]]:
-    """The zoom boxes (one per kidney side) of each known mask; empty for unknown masks and masks without kidney."""
-    return [zoom.side_boxes(np.isin(mask, KIDNEY_VALUES)) if known else [] for mask, known in zip(masks, has_mask(masks))]
+def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[list[tuple[tuple[float, float, float], bool]]]:
+    """Per mask: the zoom box of each kidney side with whether that side holds tumor pixels; empty for unknown
+    masks and masks without kidney."""
+    out = []
+    for mask, known in zip(masks, has_mask(masks)):
+        if not known:
+            out.append([])
+            continue
+        kidney, tumor = np.isin(mask, KIDNEY_VALUES), mask == TUMOR_VALUE
+        middle = mask.shape[1] // 2
+        holds = (tumor[:, :middle].any(), tumor[:, middle:].any())
+        sides = zoom.side_boxes(kidney)
+        centres = [box[0] for box in sides]  # < 0: left of the midline
+        out.append([(box, bool(holds[0] if centre < 0 else holds[1])) for box, centre in zip(sides, centres)])
+    return out
 
 
-def choose_boxes(rows: np.ndarray, truth: list, predicted: dict, overview_share: float,
+def choose_boxes(rows: np.ndarray, truth: list, predicted: dict, overview_share: float, lesion_bias: float,
                  generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the overview with probability `overview_share`, else the zoom on one of its kidneys (drawn at
-    random; from its mask, else from the model's last overview of it); the overview when neither exists.
-    Returns the boxes [B, 3] and whether each is a zoom [B]."""
+    """Per row: the overview with probability `overview_share`, else the zoom on one of its kidneys (from its
+    mask, else from the model's last overview of it), the kidney with a tumor with probability `lesion_bias`
+    when one has (as nnU-Net oversamples foreground), else one drawn at random; the overview when no kidney is
+    known. Returns the boxes [B, 3] and whether each is a zoom [B]."""
     boxes, zoomed = [], []
     for row in rows:
-        sides = truth[row] or predicted.get(int(row), [])
+        sides = truth[row] or [(box, False) for box in predicted.get(int(row), [])]
         overview = torch.rand(1, generator=generator).item() < overview_share
+        lesion = [box for box, holds in sides if holds]
+        if lesion and torch.rand(1, generator=generator).item() < lesion_bias:
+            sides = [(box, True) for box in lesion]
         side = int(torch.randint(0, max(len(sides), 1), (1,), generator=generator))
-        boxes.append(FULL_VIEW if overview or not sides else sides[side])
+        boxes.append(FULL_VIEW if overview or not sides else sides[side][0])
         zoomed.append(not overview and bool(sides))
     return np.asarray(boxes, np.float32), np.asarray(zoomed)
 
