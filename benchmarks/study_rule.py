@@ -4,7 +4,7 @@ predictions of a grouped cross-validation, and optionally on whole phantom volum
     python benchmarks/study_rule.py runs/cv-x/predictions.csv [--out benchmarks/results/study-rule.json]
     python benchmarks/study_rule.py runs/cv-x/predictions.csv --phantom-volumes 40
 
-Each inferred series (the `group` column) is scored by every candidate rule of kidneyct.evaluation.study over
+Each inferred series (the `group` column) is scored by every candidate rule of kidneyct.study.rule over
 its slices' out-of-fold tumor probabilities, per repeat. Printed per rule: per-series ROC-AUC and the
 sensitivity at specificity 0.90 (mean over repeats, 95% bootstrap interval over series), and the paired
 difference in ROC-AUC against the plain mean; rules whose paired interval lies above zero are marked as
@@ -27,7 +27,7 @@ import numpy as np
 
 from kidneyct.evaluation.ranking import (Units, bootstrap_interval, paired_comparison, roc_auc,
                                          sensitivity_at_specificity)
-from kidneyct.evaluation.study import StudyRule, study_score
+from kidneyct.study.rule import StudyRule, study_score
 from kidneyct.experiments.cv_report import OutOfFold, evaluations, read_out_of_fold
 
 CANDIDATES = [StudyRule("mean"), StudyRule("max"), StudyRule("top_k", k=3), StudyRule("top_k", k=5),

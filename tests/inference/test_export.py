@@ -87,7 +87,7 @@ def test_onnx_without_kidneyct_metadata_is_refused(tmp_path):
 
 def test_an_export_carries_the_study_rule_and_its_single_slices_say_they_were_not_feature_checked(trained_run,
                                                                                                  phantom_png, tmp_path):
-    from kidneyct.evaluation.study import StudyRule, rule_of
+    from kidneyct.study.rule import StudyRule, rule_of
     from kidneyct.models.checkpoint import atomic_save, read_checkpoint
     from kidneyct.training.study_settings import fit_study_settings
 

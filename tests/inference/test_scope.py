@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import kidneyct
-from kidneyct.evaluation.novelty import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
+from kidneyct.study.scope_stats import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
 from kidneyct.inference.batch import predict_inputs
 from kidneyct.inference.scope import InputJudge, Look, ScopeGate
 from kidneyct.io import CTSlice

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kidneyct.inference.batch import predict_inputs
-from kidneyct.inference.study import LEGACY_RULE, StudyRule, call_study, rule_of, study_score
+from kidneyct.study.rule import LEGACY_RULE, StudyRule, call_study, rule_of, study_score
 from kidneyct.synthetic.phantom_study import study_positions, write_study
 
 N_SLICES, LESION = 16, (5, 10)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import kidneyct
-from kidneyct.evaluation.study import DEFAULT_RULE
+from kidneyct.study.rule import DEFAULT_RULE
 from kidneyct.inference.batch import predict_inputs
 from kidneyct.models.checkpoint import atomic_save, read_checkpoint
 from kidneyct.training.study_settings import fit_study_settings

@@ -27,7 +27,7 @@ from kidneyct.evaluation.metrics import bootstrap_metrics
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
-from kidneyct.evaluation.study import StudyRule, rule_of
+from kidneyct.study.rule import StudyRule, rule_of
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
 from kidneyct.preprocess import Preprocessing

@@ -20,7 +20,7 @@ from kidneyct.about import DISCLAIMER
 from kidneyct.inference.predictor import Backend, OnnxPredictor, Predictor
 from kidneyct.inference.pipeline import failure_reason, prepared_inputs
 from kidneyct.inference.scope import InputJudge
-from kidneyct.inference.study import StudyRule, call_study, rule_of
+from kidneyct.study.rule import StudyRule, call_study, rule_of
 from kidneyct.io import CTSlice, InputItem, expand_inputs
 from kidneyct.io.atomic import atomic_write
 from kidneyct.io.budget import DEFAULT_MAX_DECODED_BYTES

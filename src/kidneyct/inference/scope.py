@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kidneyct.evaluation.novelty import (FeatureDistance, IntensityProfile, ScopeSettings, body_histogram,
+from kidneyct.study.scope_stats import (FeatureDistance, IntensityProfile, ScopeSettings, body_histogram,
                                         kidney_brightness)
 from kidneyct.io import CTSlice
 from kidneyct.preprocess import Preprocessing

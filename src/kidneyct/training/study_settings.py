@@ -17,8 +17,7 @@ from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.splits import read_split_csv
-from kidneyct.evaluation.novelty import FeatureDistance, IntensityProfile, ScopeSettings
-from kidneyct.evaluation.study import DEFAULT_RULE
+from kidneyct.study import settings as study_settings_fit
 from kidneyct.models.checkpoint import atomic_save, load_model, read_checkpoint
 from kidneyct.models.forward import penultimate_features
 from kidneyct.preprocess import Preprocessing
@@ -49,18 +48,13 @@ def study_settings(model: torch.nn.Module, prep: Preprocessing, train_images, va
     """
     train = _sample(train_images, MAX_FEATURE_ROWS)
     val = _sample(val_images, MAX_FEATURE_ROWS)
-    features = None
     train_features = penultimate_features(model, prep, train, batch_size, device)
-    if train_features is not None and len(val) and len(train) > 1:
-        val_features = penultimate_features(model, prep, val, batch_size, device)
-        fitted = FeatureDistance.fit(train_features, val_features)
-        features = fitted.to_dict()
-        log.info("scope: feature distance threshold %.2f accepts %.0f%% of %d validation slices", fitted.threshold,
-                 100 * fitted.acceptance, len(val))
-    intensity = IntensityProfile.fit(train, val)
-    return {"study_rule": DEFAULT_RULE.to_dict(),
-            "scope": {"settings": ScopeSettings().to_dict(), "features": features},
-            "intensity": intensity.to_dict() if intensity is not None else None}
+    val_features = penultimate_features(model, prep, val, batch_size, device) if train_features is not None else None
+    fitted = study_settings_fit.fit_study_settings(train, val, train_features, val_features)
+    return {"study_rule": fitted.rule.to_dict(),
+            "scope": {"settings": fitted.scope.to_dict(),
+                      "features": fitted.features.to_dict() if fitted.features is not None else None},
+            "intensity": fitted.intensity.to_dict() if fitted.intensity is not None else None}
 
 
 def record_study_settings(path: str | Path, model: torch.nn.Module, prep: Preprocessing, train_images, val_images,
