@@ -87,11 +87,11 @@ def throughput(backend, images: np.ndarray, data: str, args) -> dict:
     """Model-only and end-to-end slices/s, alternated, and their ratio per repeat."""
     from kidneyct.inference.batch import predict_inputs
 
-    backend.logits_uint8(images[:args.batch_size], args.batch_size)  # warm-up: oneDNN kernel selection
+    backend.logits(images[:args.batch_size], args.batch_size)  # warm-up: oneDNN kernel selection
     runs = []
     for _ in range(args.repeats):
         started = time.perf_counter()
-        backend.logits_uint8(images, args.batch_size)
+        backend.logits(images, args.batch_size)
         model = len(images) / (time.perf_counter() - started)
         started = time.perf_counter()
         result = predict_inputs(backend, [data], batch_size=args.batch_size, progress=False, workers=args.workers)
@@ -162,15 +162,15 @@ def main(argv=None) -> dict:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="kidneyct-speed-") as folder:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_recipe_checkpoint(Path(folder))
-        backend = Predictor.from_checkpoint(checkpoint, "cpu")
+        backend = Predictor.open(checkpoint, "cpu")
         items, _ = expand_inputs([args.data])
-        stages, images, sides = stage_times(items, backend.preprocessing, InputJudge(backend.stored, backend.preprocessing).gate)
+        stages, images, sides = stage_times(items, backend.preprocessing, InputJudge(backend.checkpoint.study, backend.preprocessing).gate)
         speed = throughput(backend, images, args.data, args)
         stages["model"] = 1 / speed["median_model_only"]
         total = sum(stages.values())
         report = {
             "checkpoint": checkpoint.name if args.checkpoint else "default recipe, fresh weights",
-            "model": backend.loaded.model_config.name, "preprocessing": backend.preprocessing.to_dict(),
+            "model": backend.checkpoint.model.name, "preprocessing": backend.preprocessing.to_dict(),
             "data": Path(args.data).name, "slices": len(images), "side_px": sides,
             "batch_size": args.batch_size, "workers": args.workers, "throughput": speed,
             "stage_ms_per_slice": {k: round(v * 1000, 2) for k, v in stages.items()},

@@ -71,7 +71,7 @@ def study_score(slice_probs, in_scope=None, rule: StudyRule = DEFAULT_RULE) -> S
     Args:
         slice_probs: calibrated tumor probabilities of the study's slices, in slice order.
         in_scope: bool per slice (None: all in scope); out-of-scope slices never drive a call.
-        rule: the StudyRule (the checkpoint's, `rule_of(payload)`).
+        rule: the StudyRule (the checkpoint's `study.rule`).
 
     Returns:
         A StudyScore: the probability (None without an in-scope slice), the driving slices' positions and
@@ -92,12 +92,6 @@ def study_score(slice_probs, in_scope=None, rule: StudyRule = DEFAULT_RULE) -> S
         driving = order[:max(1, min(count, len(chosen)))]
         probability = float(probs[driving].mean())
     return StudyScore(probability, sorted(int(i) for i in driving), len(chosen))
-
-
-def rule_of(payload: dict | None) -> StudyRule:
-    """The study rule a checkpoint (or ONNX metadata) records; LEGACY_RULE for those written before."""
-    stored = (payload or {}).get("study_rule")
-    return StudyRule.from_dict(stored) if stored else LEGACY_RULE
 
 
 NO_SCOPE = "no kidney found in this series: out of scope, no call"
