@@ -61,10 +61,12 @@ SPEC = ShipSpec(
         ExternalSource(PANCREAS, {"Normal": str(DATA / "pancreas-ct-normal" / "Normal")}),
     ],
     recorded=[
-        SourceValidation(KAGGLE.name, CV_SPLIT, "slice", 3244, {"roc_auc": 0.697, "sensitivity_at_specificity_0.90": 0.377,
-                                                               "specificity_at_sensitivity_0.90": 0.214}, CV_COMMAND),
-        SourceValidation(KAGGLE.name, CV_SPLIT, "series", 37, {"roc_auc": 0.707, "sensitivity_at_specificity_0.90": 0.200,
-                                                              "specificity_at_sensitivity_0.90": 0.556}, CV_COMMAND),
+        SourceValidation(KAGGLE.name, CV_SPLIT, "slice", 3244, {"roc_auc": 0.697, "sensitivity_at_specificity_0.90":
+                                                               0.377, "specificity_at_sensitivity_0.90": 0.214},
+                         CV_COMMAND),
+        SourceValidation(KAGGLE.name, CV_SPLIT, "series", 37, {"roc_auc": 0.707, "sensitivity_at_specificity_0.90":
+                                                              0.200, "specificity_at_sensitivity_0.90": 0.556},
+                         CV_COMMAND),
     ],
     limitations=[
         "Trained on one hospital's JPG export with 10 tumor patients: the acquisition, not the lesion, is the easiest "

@@ -99,7 +99,6 @@ def phantom_volume_units(volumes: int, folder: Path) -> tuple[dict[str, Units], 
     of in-scope slices that show the tumor."""
     import kidneyct
     from kidneyct.config import TrainConfig
-    from kidneyct.inference.batch import predict_inputs
     from kidneyct.synthetic.phantom import generate_dataset
     from kidneyct.synthetic.phantom_volume import write_volume
     from kidneyct.training.train import train
@@ -113,12 +112,12 @@ def phantom_volume_units(volumes: int, folder: Path) -> tuple[dict[str, Units], 
     written = [write_volume(folder / "volumes", "nifti", seed=1000 + i, size=96, lesion="Tumor" if i % 2 else None)
                for i in range(volumes)]
     paths = [volume.path for volume in written]
-    result = predict_inputs(detector, paths, progress=False)
+    results = list(detector.run(paths))
     y, by_rule, shares = [], {rule.name: [] for rule in CANDIDATES}, []
-    for i, (path, volume) in enumerate(zip(paths, written)):
-        rows = [r for r in result.slices if r.input == str(path)]
+    for i, (result, volume) in enumerate(zip(results, written)):
+        rows = result.slices
         y.append(i % 2)
-        in_scope = {r.slice_index for r in rows if r.in_scope}
+        in_scope = {r.index for r in rows if r.in_scope}
         if i % 2 and in_scope:
             shares.append(len(in_scope & set(volume.lesion_slices)) / len(in_scope))
         for rule in CANDIDATES:

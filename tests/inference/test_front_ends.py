@@ -40,7 +40,8 @@ def inputs(phantom_dicom, phantom_png, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("front_ends")
     series = folder / "series"
     shutil.copytree(phantom_dicom / "Tumor" / "tumor-0000", series)
-    single = {"png": next((phantom_png / "Tumor").glob("*[0-9]).png")), "ct_small": Path(get_testdata_file("CT_small.dcm"))}
+    single = {"png": next((phantom_png / "Tumor").glob("*[0-9]).png")),
+              "ct_small": Path(get_testdata_file("CT_small.dcm"))}
     return {"series": series, "scan": REAL_SCAN, **single}
 
 

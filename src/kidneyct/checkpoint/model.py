@@ -70,5 +70,6 @@ def write_ensemble(paths: list[str | Path], out: str | Path) -> Path:
         first.weights_only(), state_dict=state, operating_point=point,
         calibration=Calibration(1.0, "members are calibrated one by one; the mean needs no more"),
         members=[Member(m.model, m.temperature, str(path), m.progress.best_epoch) for path, m in zip(paths, members)],
-        training=None if first.training is None else replace(first.training, progress=replace(first.progress, history=[])))
+        training=None if first.training is None else replace(first.training,
+                                                              progress=replace(first.progress, history=[])))
     return write_checkpoint(ensemble, out)

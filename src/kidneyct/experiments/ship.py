@@ -157,8 +157,7 @@ def card_markdown(checkpoint: Checkpoint) -> str:
     lines = [f"# Model card: {card.name}", "", f"> {DISCLAIMER}", "", card.summary, "",
              "## Model", "", f"- Architecture: {checkpoint.model.name}, input {checkpoint.preprocessing.image_size} px "
              f"({_crop(checkpoint)}), classes {', '.join(checkpoint.classes)}.",
-             f"- Outputs: slice logits{'; maps ' + ', '.join(checkpoint.outputs.maps) if checkpoint.outputs.maps else ''}; "
-             f"calibrated by temperature {checkpoint.temperature:.3f}; study rule: {checkpoint.study.rule.describe()}.",
+             f"- Outputs: slice logits{_maps(checkpoint)}; calibrated by temperature {checkpoint.temperature:.3f}; study rule: {checkpoint.study.rule.describe()}.",
              f"- Files: `src/kidneyct/weights/{CHECKPOINT}` (fp16 weights) and `{EXPORT}` (its ONNX export), built by "
              "`make model` (benchmarks/shipped_model.py).", "", "## Data and licences", ""]
     lines += [f"- **{s.name}** ({s.licence}): {s.citation} Grouping: {s.grouping}. Training split slices: "
@@ -171,6 +170,10 @@ def card_markdown(checkpoint: Checkpoint) -> str:
     lines += ["", "## Intended use", "", f"{card.intended_use}.", "", "## Limitations", ""]
     lines += [f"- {item}" for item in card.limitations] + [f"- {DISCLAIMER}", ""]
     return "\n".join(lines)
+
+
+def _maps(checkpoint: Checkpoint) -> str:
+    return "; maps " + ", ".join(checkpoint.outputs.maps) if checkpoint.outputs.has_maps else ""
 
 
 def _crop(checkpoint: Checkpoint) -> str:

@@ -5,8 +5,8 @@ and, in scope only, the class call under the threshold; per series or volume the
 in-scope slices; the intensity warnings; Grad-CAM overlays when asked for.
 
 The command line, `kidneyct.load(...).predict`, the web API and the DICOM node all call it (the web API through
-`prepare` and `score`, its two halves, so that uploads are decoded in its reading threads and scored under its
-model lock); they add transport and formatting only."""
+`prepare_input` and `score`, its two halves, so that uploads are decoded in its reading threads and scored under
+its model lock); they add transport and formatting only."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class _Scored:
 
     probabilities: np.ndarray
     decisions: np.ndarray
-    features: dict[int, np.ndarray]  # by the row of each single image's first slice
+    features: dict[int, np.ndarray]  # by row, for the slices of single images (a series is judged by the locator)
 
 
 def _score(predictor: Predictor, prepared: list[Prepared], heatmaps) -> list[StudyResult]:

@@ -113,7 +113,8 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
             shutil.copyfile(source, RunFolder(out).split_csv)
     reuse_split = reuse_split or config.split_file is not None
     if ctx.is_main:
-        data = prepare_data(config.data, config.classes, prep, RunFolder(out).split_csv, reuse_split=reuse_split, **options)
+        data = prepare_data(config.data, config.classes, prep, RunFolder(out).split_csv, reuse_split=reuse_split,
+                            **options)
     ctx.barrier()
     if data is None:
         data = prepare_data(config.data, config.classes, prep, RunFolder(out).split_csv, reuse_split=True,
@@ -230,8 +231,8 @@ class _Run:
                           {name: len(arrays) for name, arrays in self.data.splits.items()},
                           [list(item) for item in self.data.skipped])
         lesions = None if self.lesions is None else {"share": self.lesions.share, "model": self.lesions.model.to_dict()}
-        training = TrainingRecord(self.config, data, Progress(**{**asdict(self.state), "history": list(self.state.history)}),
-                                  (self.augmentation or Augmentation()).to_dict(),
+        progress = Progress(**{**asdict(self.state), "history": list(self.state.history)})
+        training = TrainingRecord(self.config, data, progress, (self.augmentation or Augmentation()).to_dict(),
                                   None if self.acquisition is None else self.acquisition.to_dict(), lesions)
         return Checkpoint(self.model_config, list(self.classes), self.prep, weights, training=training, resume=resume,
                           **fitted)
