@@ -1,6 +1,7 @@
 """Start-up cost of the light commands: wall time and imported-module count of `kidneyct --help`,
-`kidneyct recipes` and `kidneyct models`, each in a fresh interpreter, next to a bare `python -c pass`.
-Prints JSON and writes it to --out.
+`kidneyct recipes`, `kidneyct models` and a one-slice `kidneyct predict` on the shipped model (its ONNX export,
+which imports no torch), each in a fresh interpreter, next to a bare `python -c pass`. Prints JSON and writes it
+to --out.
 
     python benchmarks/startup.py                     # 7 runs per command, the median reported
     python benchmarks/startup.py --repeats 15 --out benchmarks/results/startup-cpu.json
@@ -19,11 +20,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"--help": ["--help"], "recipes": ["recipes"], "models": ["models"]}
+EXAMPLE = ROOT / "examples" / "abdomen-ct-30slices.nii.gz"
+KIDNEY_SLICE = 12  # a slice of the example scan through both kidneys
 HEAVY = ("torch", "matplotlib", "numpy", "scipy", "sklearn", "PIL")
 # Runs the CLI as `python -m kidneyct` does, then reports what it imported (on stderr: stdout is the command's).
 PROBE = """
@@ -64,8 +68,25 @@ def probe(arguments: list[str]) -> dict:
     return json.loads(run.stderr.strip().splitlines()[-1])
 
 
+def one_slice(folder: Path) -> Path:
+    """A one-slice NIfTI (Hounsfield units) of the example scan, what a single-slice prediction reads."""
+    import nibabel as nib
+
+    volume = nib.load(str(EXAMPLE))
+    path = folder / "one-slice.nii.gz"
+    nib.save(nib.Nifti1Image(volume.dataobj[:, :, KIDNEY_SLICE:KIDNEY_SLICE + 1], volume.affine), str(path))
+    return path
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        commands = {**COMMANDS, "predict (one slice, shipped ONNX model)": ["predict", str(one_slice(Path(folder))),
+                                                                           "--no-progress"]}
+        return measure(args, commands)
+
+
+def measure(args, commands: dict[str, list[str]]) -> dict:
     python = wall_times([sys.executable, "-c", "pass"], args.repeats)
     report = {
         "machine": {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
@@ -74,8 +95,8 @@ def main(argv=None) -> dict:
         "python_startup_s": round(statistics.median(python), 3),
         "commands": {},
     }
-    for name, arguments in COMMANDS.items():
-        times = wall_times([sys.executable, "-m", "kidneyct", *arguments], args.repeats)
+    for name, arguments in commands.items():
+        times = wall_times([sys.executable, "-m", "kidneyct", *arguments], args.repeats)  # stdout, stderr dropped
         found = probe(arguments)
         report["commands"][f"kidneyct {name}"] = {
             "median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),

@@ -22,38 +22,41 @@ RECIPES: dict[str, dict] = {
         "settings": {"model": "seed-cnn", "image_size": None, "epochs": 30, "body_crop": False,
                      "kidney_crop": False, "label_smoothing": 0.0, "sampler": "shuffle"},
     },
-    # docs/experiments.md, row 5: the best means of the measured rows (5-fold grouped CV, Tumor vs Normal),
-    # balanced accuracy 0.565 +- 0.202 per image vs the baseline's 0.525 +- 0.192: within noise, not the default.
+    # docs/experiments.md, frozen Lite0 at 64 px: the best means of the first grid (5-fold grouped CV, Tumor vs
+    # Normal), balanced accuracy 0.565 +- 0.202 per image vs the baseline's 0.525 +- 0.192: within noise, not the
+    # default.
     "lite0-64-ls-bal": {
         "description": "frozen EfficientNet-Lite0 at 64 px, 15 epochs, label smoothing 0.1, balanced sampling "
                        "(cheap on a CPU; CV balanced accuracy 0.57 per image, 0.74 per series, series-disjoint)",
         "settings": {"model": "efficientnet-lite0", "image_size": 64, "epochs": 15, "kidney_crop": False,
                      "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # docs/experiments.md, row 8b: the best frozen-backbone recipe (5-fold grouped CV, Tumor vs Normal):
-    # balanced accuracy 0.635 +- 0.139 per image, 0.711 +- 0.165 per series. Cheap: features cached once.
+    # docs/experiments.md, frozen Lite0 at 128 px on the body crop: the best frozen-backbone recipe (5-fold grouped
+    # CV, Tumor vs Normal): balanced accuracy 0.635 +- 0.139 per image, 0.711 +- 0.165 per series. Cheap: features
+    # cached once.
     "lite0-128-crop-ls-bal": {
         "description": "frozen EfficientNet-Lite0 at 128 px on the body crop, 15 epochs, label smoothing 0.1, "
                        "balanced sampling (CV balanced accuracy 0.64 per image, 0.71 per series, series-disjoint)",
         "settings": {"model": "efficientnet-lite0", "image_size": 128, "epochs": 15, "body_crop": True,
                      "kidney_crop": False, "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # The default until issue 12 replaced it with the kidney crop (rows 17 and 26). docs/experiments.md, row 14: the
-    # best measured recipe for Tumor vs Normal (5-fold grouped CV, ranked by
-    # the mean of per-image and per-series balanced accuracy): 0.714 +- 0.170 per image, 0.793 +- 0.070 per
-    # series, tumor sensitivity 0.681 / 0.900. The student's CNN trained from scratch on the body crop beats
-    # every frozen ImageNet-feature recipe measured, by about half a standard deviation per image.
+    # The default until the repeated-fold protocol put the kidney crop ahead of it (docs/experiments.md, the kidney
+    # crop on both fold assignments). Before that protocol, the best measured recipe for Tumor vs Normal (5-fold
+    # grouped CV, ranked by the mean of per-image and per-series balanced accuracy): 0.714 +- 0.170 per image,
+    # 0.793 +- 0.070 per series, tumor sensitivity 0.681 / 0.900. The student's CNN trained from scratch on the
+    # body crop beats every frozen ImageNet-feature recipe measured, by about half a standard deviation per image.
     "seed-cnn-96-crop-ls-bal": {
         "description": "seed-cnn from scratch at 96 px on the body crop, 15 epochs, label smoothing 0.1, balanced "
-                       "sampling (the default before issue 12; 5 folds x 2 repeats, series-disjoint: pooled ROC-AUC "
-                       "0.58 per image, 0.61 per series)",
+                       "sampling (the default before the kidney crop; 5 folds x 2 repeats, series-disjoint: pooled "
+                       "ROC-AUC 0.58 per image, 0.61 per series)",
         "settings": {"model": "seed-cnn", "image_size": 96, "epochs": 15, "body_crop": True,
                      "kidney_crop": False, "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # docs/experiments.md, rows 24 and 26, the default since issue 12: row 14's recipe on the kidney crop (each slice
-    # cut to the square around both kidney regions). On 5 folds x 2 repeats, pooled out-of-fold Tumor-vs-Normal
-    # ROC-AUC 0.697 per image and 0.707 per series against the body crop's 0.580 / 0.607 on the same folds:
-    # +0.118 [+0.012, +0.231] per image, the first paired interval above zero; per series +0.100 [-0.035, +0.250].
+    # docs/experiments.md, the kidney crop on one and on both fold assignments, the default since: the body-crop
+    # recipe above on the kidney crop (each slice cut to the square around both kidney regions). On 5 folds x 2
+    # repeats, pooled out-of-fold Tumor-vs-Normal ROC-AUC 0.697 per image and 0.707 per series against the body
+    # crop's 0.580 / 0.607 on the same folds: +0.118 [+0.012, +0.231] per image, the first paired interval above
+    # zero; per series +0.100 [-0.035, +0.250].
     "seed-cnn-96-kidney-ls-bal": {
         "description": "seed-cnn from scratch at 96 px on the kidney crop, 15 epochs, label smoothing 0.1, balanced "
                        "sampling (5 folds x 2 repeats, series-disjoint: pooled ROC-AUC 0.70 per image, 0.71 per series)",

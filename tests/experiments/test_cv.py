@@ -169,13 +169,13 @@ def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tm
                          pretrained="none", image_size=32, epochs=1, device="cpu", progress=False, workers=1,
                          feature_views=1)
     result = train(config)
-    predictor = Predictor.from_checkpoint(result.best_checkpoint, "cpu")
+    predictor = Predictor.open(result.best_checkpoint, "cpu")
     path = tmp_path / "rows.npy"
     np.save(path, np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8))
     rows = Rows(np.load(path, mmap_mode="r"), np.array([1, 4, 7]))
-    full = predictor.logits_uint8(rows)
+    full = predictor.logits(rows)
     from_memo = _test_logits(predictor, config, rows, FeatureMemo())
-    assert torch.allclose(from_memo, full, atol=1e-4)
+    np.testing.assert_allclose(from_memo, full, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -210,13 +210,13 @@ def test_ranking_reports_means_over_repeats_with_intervals(repeated_run):
 def test_ensemble_of_the_fold_models_is_the_mean_of_their_probabilities(repeated_run, phantom_series):
     from kidneyct.inference.predictor import Predictor
 
-    ensemble = Predictor.from_checkpoint(repeated_run.ensemble)
-    members = [Predictor.from_checkpoint(repeated_run.out / f"fold-{k}" / "best.pt") for k in range(2)]
+    ensemble = Predictor.open(repeated_run.ensemble)
+    members = [Predictor.open(repeated_run.out / f"fold-{k}" / "best.pt") for k in range(2)]
     images = sorted((phantom_series / "Tumor").glob("*.png"))[:3] + sorted((phantom_series / "Normal").glob("*.png"))[:3]
     images = [p for p in images if ".mask." not in p.name]
-    expected = np.mean([[list(m.predict(p).values()) for p in images] for m in members], axis=0)
-    got = np.array([list(ensemble.predict(p).values()) for p in images])
-    assert ensemble.loaded.members == 2
+    expected = np.mean([[list(m.predict(p).slices[0].probabilities.values()) for p in images] for m in members], axis=0)
+    got = np.array([list(ensemble.predict(p).slices[0].probabilities.values()) for p in images])
+    assert len(ensemble.checkpoint.members) == 2
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

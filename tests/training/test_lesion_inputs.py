@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kidneyct.config import TrainConfig
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.preprocess.kidney import locate_kidneys
 from kidneyct.preprocess.window import apply_window
 from kidneyct.synthetic.phantom import render_slice, sample_patient
@@ -57,9 +57,9 @@ def test_training_with_lesions_and_acquisition_records_both(phantom_png, tmp_pat
                          batch_size=16, device="cpu", progress=False, workers=1, synthetic_lesions=0.5, kidney_crop=False,
                          acquisition="strong:noise+window")
     result = train(config)
-    payload = read_checkpoint(result.best_checkpoint)
-    assert payload["synthetic_lesions"]["share"] == 0.5
-    assert payload["acquisition"]["noise_p"] > 0 and payload["acquisition"]["jpeg_p"] == 0
+    training = read_checkpoint(result.best_checkpoint).training
+    assert training.synthetic_lesions["share"] == 0.5
+    assert training.acquisition["noise_p"] > 0 and training.acquisition["jpeg_p"] == 0
     memos = list(decode_cache_folder.glob("**/*.kidneys-v*.npy"))
     assert memos, "kidney masks are kept beside the decode cache"
     packed = np.load(memos[0])

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from kidneyct.config import RECIPES, TrainConfig, apply_recipe
 from kidneyct.data.prepare import PreparedData, prepare_data
@@ -33,31 +32,31 @@ from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
-from kidneyct.models.checkpoint import write_ensemble
+from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import head_logits
 from kidneyct.training.features import FeatureMemo, subset_features, uses_feature_cache
-from kidneyct.training.train import SPLIT_CSV, train
+from kidneyct.run_folder import SPLIT_CSV, RunFolder
+from kidneyct.training.train import train
 
 LEVELS, METRICS = report.LEVELS, report.METRICS
-ENSEMBLE = "ensemble.pt"
 
 log = logging.getLogger(__name__)
 
 
-def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> torch.Tensor:
+def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> np.ndarray:
     """The test fold's logits. A frozen backbone without TTA: its head on the memo's plain-view features
     (the very forward pass the model makes, head(backbone(x)), without running the backbone again);
     otherwise the checkpoint's full inference path."""
-    model = predictor.model
+    model = predictor.backend.model
     if uses_feature_cache(model, config.feature_cache) and not predictor.preprocessing.tta_hflip:
         augmentation = settings.augmentation_policy(config)
         views = config.feature_views if augmentation is not None else 0
         features = subset_features(model, predictor.preprocessing, rows, views, augmentation, config.seed,
                                    DistContext(device=predictor.device), predictor.device, memo=memo)[0]
-        return head_logits(model.head, features, predictor.device)
-    return predictor.logits_uint8(rows, max(config.batch_size, 128))
+        return head_logits(model.head, features, predictor.device).numpy()
+    return predictor.logits(rows, max(config.batch_size, 128))
 
 
 
@@ -145,7 +144,7 @@ def _plan(config: CVConfig) -> _Plan:
     strata = [s.origin or str(s.label) for s in samples]
     folds = np.array([grouped_stratified_folds(strata, groups, config.folds, config.resolved_fold_seed() + r)
                       for r in range(config.repeats)])
-    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
+    RunFolder(out).config_json.write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
                                                  "series": data.grouping.summary}, indent=2))
     return _Plan(data, samples, np.array([s.label for s in samples], np.int64), groups, folds)
 
@@ -191,14 +190,14 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
     log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, config.folds,
              *(len(by_split[n]) for n in ("train", "val", "test")))
     trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
-    predictor = Predictor.from_checkpoint(trained.best_checkpoint, base.device)
-    probs = predictor.probabilities_from_logits(
+    predictor = Predictor.open(trained.best_checkpoint, base.device)
+    probs = predictor.probabilities(
         _test_logits(predictor, base, plan.data.decoded.images.subset(test_index), memo))
     metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
                                   [plan.groups[i] for i in test_index])
     row = {"repeat": repeat, "fold": k, "test_images": len(test_index),
            "test_series": len({plan.groups[i] for i in test_index}), "train_images": len(by_split["train"]),
-           "val_images": len(by_split["val"]), "best_epoch": predictor.loaded.payload.get("best_epoch"),
+           "val_images": len(by_split["val"]), "best_epoch": predictor.checkpoint.progress.best_epoch,
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
@@ -276,7 +275,7 @@ def cross_validate(config: CVConfig) -> CVResult:
 
 def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started) -> CVResult:
     out, base = Path(config.train.out), config.train
-    ensemble = write_ensemble(members, out / ENSEMBLE) if config.keep_models else None
+    ensemble = write_ensemble(members, RunFolder(out).ensemble) if config.keep_models else None
     summary = report.summarise_folds(rows)
     by_group = {g: thresholds[(0, int(f))] for g, f in zip(plan.groups, plan.folds[0])}
     pooled = report.pooled_metrics(plan.labels, probs[0], predicted[0], plan.classes, plan.groups, by_group)

@@ -16,7 +16,7 @@ from kidneyct.evaluation import tables
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval, paired_comparison
 from kidneyct.evaluation.series import aggregate_by_group
-from kidneyct.evaluation.study import DEFAULT_RULE, study_score
+from kidneyct.study.rule import DEFAULT_RULE, study_score
 from kidneyct.labels import decide, positive_index
 
 METRICS = tables.HEADLINE_METRICS

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.about import DISCLAIMER
+from kidneyct.checkpoint import Calibration, DataRecord, OperatingPoint
 from kidneyct.data.audit import audit_lines, leakage_audit
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import build_catalogue
@@ -27,10 +28,11 @@ from kidneyct.evaluation.metrics import bootstrap_metrics
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
-from kidneyct.evaluation.study import StudyRule, rule_of
+from kidneyct.study.rule import StudyRule
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide
 from kidneyct.preprocess import Preprocessing
+from kidneyct.run_folder import REPORT_METRICS, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +77,29 @@ def _series_lines(series: dict, rule: StudyRule) -> list[str]:
     return lines
 
 
-def calibration_section(payload: dict, split: str, labels, logits, temperature: float) -> tuple[dict, list]:
+def calibration_section(fitted: Calibration, split: str, labels, logits) -> tuple[dict, list]:
     """ECE before/after temperature scaling on the evaluated split, next to the fit on validation."""
+    temperature = fitted.temperature
     summary = calibration_summary(logits, labels, temperature)
-    fitted = payload.get("calibration") or {}
-    lines = [f"Temperature T = {temperature:.4g} ({fitted.get('method', 'not fitted: T = 1')})."]
-    if "val_ece_before" in fitted:
-        lines.append(f"Validation ({fitted['val_n']} images): ECE {fitted['val_ece_before']:.4f} -> "
-                     f"{fitted['val_ece_after']:.4f}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}.")
+    lines = [f"Temperature T = {temperature:.4g} ({fitted.method})."]
+    check = fitted.validation
+    if check is not None:
+        lines.append(f"Validation ({check.n} images): ECE {check.ece_before:.4f} -> {check.ece_after:.4f}, "
+                     f"NLL {check.nll_before:.4f} -> {check.nll_after:.4f}.")
     lines.append(f"Evaluated split ({split}, {summary['n']} images): ECE {summary['ece_before']:.4f} -> "
                  f"{summary['ece_after']:.4f}, NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f}.")
     lines.append(f"ECE: top-label confidence, {summary['ece_bins']} equal-width bins, weighted by bin size.")
-    return {"temperature": temperature, "fitted": fitted, "evaluated": summary}, lines
+    return {"temperature": temperature, "fitted": fitted.to_dict(), "evaluated": summary}, lines
 
 
-def operating_point_lines(point: dict | None, threshold: float | None) -> list[str]:
+def operating_point_lines(point: OperatingPoint | None, threshold: float | None) -> list[str]:
     if threshold is None:
         return ["No tumor threshold recorded: decisions are the most probable class."]
     lines = [f"Tumor threshold {threshold:.4g} on calibrated p(tumor): a slice is called tumor at or above it, "
              "otherwise the most probable other class. Metrics above use these decisions; ROC/PR do not depend on it."]
-    if point:
-        lines.append(f"Chosen by: {point['method']}; on validation: sensitivity {point['val_sensitivity']:.3f}, "
-                     f"specificity {point['val_specificity']:.3f} ({point['val_n']} images).")
+    if point is not None and point.val_sensitivity is not None:
+        lines.append(f"Chosen by: {point.method}; on validation: sensitivity {point.val_sensitivity:.3f}, "
+                     f"specificity {point.val_specificity:.3f} ({point.val_n} images).")
     return lines
 
 
@@ -121,12 +124,11 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
         the leakage audit.
     """
     checkpoint = Path(checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, device)
-    payload = predictor.loaded.payload
-    stored = payload.get("data", {})
-    root = Path(data) if data is not None else Path(stored["root"])
-    chosen = _choose_samples(root, predictor.classes, checkpoint.parent / stored.get("split_csv", "split.csv"),
-                             split, stored.get("split_kind", "random"), cache)
+    predictor = Predictor.open(checkpoint, device)
+    stored = predictor.checkpoint.data
+    root = Path(data) if data is not None else Path(stored.root)
+    chosen = _choose_samples(root, predictor.classes, RunFolder.of(checkpoint).path / stored.split_csv, split,
+                             stored.split_kind, cache)
     options = dict(workers=workers, progress=progress, cache=cache, superset=chosen.superset)
     jpeg_device = predictor.device if predictor.device.type == "cuda" else None
     decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
@@ -136,25 +138,27 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     if audit and chosen.train_samples and chosen.split != "train":
         leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
 
-    out = Path(out) if out is not None else checkpoint.parent / "report"
+    out = Path(out) if out is not None else RunFolder.of(checkpoint).report
     out.mkdir(parents=True, exist_ok=True)
     _write_predictions(out / "predictions.csv", decoded.samples, scored.labels, scored.probs, scored.predictions,
                        predictor.classes)
-    figures = _figures(scored, predictor.classes, payload.get("history", []), out)
+    figures = _figures(scored, predictor.classes, [h.to_dict() for h in predictor.checkpoint.progress.history], out)
     calibration, sections = _sections(predictor, chosen.split, scored, leak)
-    skipped = [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped]
+    skipped = [list(s) for s in stored.skipped] + [list(s) for s in decoded.skipped]
+    point = predictor.checkpoint.operating_point
     result = {
         "disclaimer": DISCLAIMER,
-        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": chosen.split,
-        "classes": predictor.classes, "model": predictor.loaded.model_config.to_dict(),
+        "checkpoint": str(checkpoint), "epoch": predictor.checkpoint.progress.epoch, "split": chosen.split,
+        "classes": predictor.classes, "model": predictor.checkpoint.model.to_dict(),
         "preprocessing": predictor.preprocessing.to_dict(),
         "data": _data_summary(root, stored, chosen.split_kind, skipped),
         "metrics": scored.metrics, "series_metrics": scored.series_metrics, "leakage_audit": leak,
         "calibration": calibration,
-        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
+        "threshold": predictor.threshold,
+        "operating_point": None if point is None else point.to_dict(),
         "sections": sections,
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / REPORT_METRICS).write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
     return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
 
@@ -171,14 +175,13 @@ def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict
 def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None) -> tuple[dict, list]:
     """The calibration summary, and the report's sections after the metrics: series, leakage, calibration,
     operating point."""
-    payload = predictor.loaded.payload
-    calibration, calibration_lines = calibration_section(payload, split, scored.labels, scored.logits,
-                                                         predictor.temperature)
-    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, rule_of(payload)))]
+    stored = predictor.checkpoint
+    calibration, calibration_lines = calibration_section(stored.calibration, split, scored.labels, scored.logits)
+    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, stored.study.rule))]
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     sections += [("Calibration", calibration_lines),
-                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
+                 ("Operating point", operating_point_lines(stored.operating_point, predictor.threshold))]
     return calibration, sections
 
 
@@ -227,17 +230,16 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     classes, threshold = predictor.classes, predictor.threshold
     labels = np.array([s.label for s in samples])
     groups = [s.group or s.key for s in samples]
-    logits = predictor.logits_uint8(images, batch_size)
-    probs = predictor.probabilities_from_logits(logits)
+    logits = predictor.logits(images, batch_size)
+    probs = predictor.probabilities(logits)
     predictions = decide(probs, classes, threshold)
     # Slices of one series are not independent: resample whole series for every interval.
     metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
-    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, rule_of(predictor.loaded.payload),
-                                                        classes)
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, predictor.checkpoint.study.rule, classes)
     series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
                                        predictions=decide(series_probs, classes, threshold), n_boot=n_boot)
     series_metrics["bootstrap"]["unit"] = "series"
-    return _Scored(labels, logits.numpy(), probs, predictions, metrics, series_metrics)
+    return _Scored(labels, logits, probs, predictions, metrics, series_metrics)
 
 
 def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path) -> dict[str, Path]:
@@ -254,9 +256,9 @@ def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path
     return figures
 
 
-def _data_summary(root: Path, stored: dict, split_kind: str, skipped: list) -> dict:
+def _data_summary(root: Path, stored: DataRecord, split_kind: str, skipped: list) -> dict:
     return {
-        "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
-        "split_description": describe_split(split_kind, stored.get("split_seed")),
-        "split_sizes": stored.get("split_sizes", {}), "skipped": skipped,
+        "root": str(root), "synthetic": stored.synthetic, "split_kind": split_kind,
+        "split_description": describe_split(split_kind, stored.split_seed),
+        "split_sizes": stored.split_sizes, "skipped": skipped,
     }

@@ -1,5 +1,5 @@
 """Synthetic lesions in the training batches: every acquisition in the training set appears with and
-without a tumor, so a model cannot tell the class by the scanner (issue 12).
+without a tumor, so a model cannot tell the class by the scanner.
 
 A share of each batch's images with a located kidney receives a lesion drawn by
 kidneyct.synthetic.lesions inside that kidney, and its label becomes the lesion's class: a tumor makes any
