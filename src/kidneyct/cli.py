@@ -71,7 +71,8 @@ def _add_train_options(p, defaults: TrainConfig) -> None:
             target.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         target.add_argument(flag, type=_option_parser(f.type, meta), default=None, help=help_text,
-                            choices=meta.get("choices"), metavar=meta.get("metavar"), required=bool(meta.get("required")))
+                            choices=meta.get("choices"), metavar=meta.get("metavar"), required=bool(meta.get("required")),
+                            action="append" if meta.get("repeat") else "store")
     groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
                                 help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
                                      f"{defaults.window_width:g}, abdomen)")
@@ -111,6 +112,8 @@ def _train_config(args, out: str) -> TrainConfig:
              if f.metadata.get("flag", "") is not None and getattr(args, f.name, None) is not None}
     if args.window is not None:
         given["window_level"], given["window_width"] = args.window
+    if len(given.get("data", ())) == 1:  # one --data: the plain folder, as before sources existed
+        given["data"] = given["data"][0]
     return replace(args.train_defaults, out=out, **given)
 
 
@@ -217,7 +220,9 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics, plots and reports for a checkpoint")
     p.add_argument("--checkpoint", required=True, type=existing_file)
-    p.add_argument("--data", default=None, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--data", default=None, action="append",
+                   help="dataset folder, repeatable (default: the sources it was trained on)")
+    p.add_argument("--sources", default=None, metavar="FILE", help="a TOML file of sources (docs/data.md)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     p.add_argument("--out", default=None, type=output_folder, help="report folder (default: <run>/report)")
     p.add_argument("--device", default="auto", type=device)
@@ -466,7 +471,7 @@ def cmd_evaluate(args) -> int:
 
     result = evaluate(args.checkpoint, data=args.data, split=args.split, out=args.out, device=args.device,
                       n_boot=args.bootstrap, progress=not args.no_progress,
-                      cache=CacheSettings(not args.no_cache, args.cache_dir))
+                      cache=CacheSettings(not args.no_cache, args.cache_dir), sources=args.sources)
     summary = {k: round(v["value"], 4) for k, v in result.metrics.items()
                if isinstance(v, dict) and "value" in v}
     print(json.dumps(summary, indent=2))

@@ -58,6 +58,7 @@ def default_workers() -> int:
 def decode_samples(
     samples: list[Sample], prep: Preprocessing, workers: int | None = None, progress: bool = True,
     cache: CacheSettings | None = None, jpeg_device=None, superset: list[Sample] | None = None,
+    with_masks: bool = True,
 ) -> DecodedSet:
     """Rows for `samples` from the cache when there is one for them (or for `superset`, a sample list
     that contains them, such as the whole catalogue a training run cached), else decoded (and cached)."""

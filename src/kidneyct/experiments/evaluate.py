@@ -16,10 +16,11 @@ import numpy as np
 from kidneyct.about import DISCLAIMER
 from kidneyct.data.audit import audit_lines, leakage_audit
 from kidneyct.data.cache import CacheSettings
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.groups import series_view
-from kidneyct.data.prepare import report_skipped
+from kidneyct.data.prepare import as_listed, report_skipped
+from kidneyct.data.sources import Source, run_sources
 from kidneyct.data.splits import read_split_csv
 from kidneyct.errors import DatasetError
 from kidneyct.evaluation.calibration import calibration_summary, softmax
@@ -100,21 +101,22 @@ def operating_point_lines(point: dict | None, threshold: float | None) -> list[s
     return lines
 
 
-def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
+def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
              workers: int | None = None, progress: bool = True, audit: bool = True,
-             cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
+             cache: CacheSettings | None = CacheSettings(), sources: str | None = None) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
     against the training split, plots, predictions.csv, metrics.json, report.html and report.md.
 
     Args:
         checkpoint: a checkpoint written by training; its split.csv beside it says which images to take.
-        data: the dataset folder (default: the one the checkpoint was trained on).
+        data: the dataset folder, or several (default: the sources the checkpoint was trained on).
         split: "test", "val", "train", or "all" (every image under `data`, also used when no split.csv exists).
         out: the report folder (default: `report/` beside the checkpoint).
         device, batch_size, workers, progress, cache: where and how the images are decoded and run.
         n_boot: bootstrap resamples of series behind every interval.
         audit: run the leakage audit of the evaluated images against the training split.
+        sources: a sources file (TOML) instead of, or beside, `data`.
 
     Returns:
         An EvaluationResult: the folder, the metrics, the HTML and Markdown reports, per-series metrics and
@@ -124,8 +126,9 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     predictor = Predictor.from_checkpoint(checkpoint, device)
     payload = predictor.loaded.payload
     stored = payload.get("data", {})
-    root = Path(data) if data is not None else Path(stored["root"])
-    chosen = _choose_samples(root, predictor.classes, checkpoint.parent / stored.get("split_csv", "split.csv"),
+    run = run_sources(payload, data, sources)
+    root = run[0].root if len(run) == 1 else Path(stored.get("root", run[0].root))
+    chosen = _choose_samples(run, predictor.classes, checkpoint.parent / stored.get("split_csv", "split.csv"),
                              split, stored.get("split_kind", "random"), cache)
     options = dict(workers=workers, progress=progress, cache=cache, superset=chosen.superset)
     jpeg_device = predictor.device if predictor.device.type == "cuda" else None
@@ -194,22 +197,24 @@ class _Chosen:
     split_kind: str
 
 
-def _choose_samples(root: Path, classes: list[str], split_csv: Path, split: str, split_kind: str,
+def _choose_samples(sources: list[Source], classes: list[str], split_csv: Path, split: str, split_kind: str,
                     cache: CacheSettings | None) -> _Chosen:
     if split == "all" or not split_csv.exists():
         if split != "all":
-            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
-        return _Chosen(build_catalogue(root, classes).samples, [], None, "all", "all")
-    by_split = read_split_csv(split_csv, root, classes)
+            log.warning("no split file %s: evaluating every image of %s", split_csv,
+                        ", ".join(str(source.root) for source in sources))
+        return _Chosen(catalogue_of(sources, classes).samples, [], None, "all", "all")
+    roots = {source.name: source.root for source in sources} if len(sources) > 1 else sources[0].root
+    by_split = read_split_csv(split_csv, roots, classes)
     if not by_split[split]:
         raise ValueError(f"split {split!r} in {split_csv} is empty")
-    superset = None
-    if cache is not None and cache.enabled:
-        try:
-            superset = build_catalogue(root, classes).samples
-        except DatasetError:
-            superset = None
-    return _Chosen(by_split[split], by_split["train"], superset, split, split_kind)
+    try:
+        listed = catalogue_of(sources, classes).samples
+    except DatasetError:
+        listed = []
+    chosen, train_samples = as_listed(by_split[split], listed), as_listed(by_split["train"], listed)
+    superset = listed or None if cache is not None and cache.enabled else None
+    return _Chosen(chosen, train_samples, superset, split, split_kind)
 
 
 @dataclass

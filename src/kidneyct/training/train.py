@@ -105,6 +105,7 @@ def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Pr
             "split_sizes": {name: len(arrays) for name, arrays in data.splits.items()},
             "skipped": [list(item) for item in data.skipped],
         },
+        "sources": data.sources_summary(),
         "calibration": {"temperature": 1.0},
         "threshold": None,
         "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
@@ -141,7 +142,7 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
     device = ctx.device
     options = dict(seed=config.seed, fractions=settings.split_fractions(config), split_kind=config.split,
                    workers=config.workers, progress=config.progress and ctx.is_main,
-                   cache=settings.cache_settings(config),
+                   cache=settings.cache_settings(config), test_source=config.test_source,
                    jpeg_device=device if device.type == "cuda" else None)
     data = None
     if config.split_file is not None and not reuse_split and ctx.is_main:
@@ -152,10 +153,11 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
             shutil.copyfile(source, out / SPLIT_CSV)
     reuse_split = reuse_split or config.split_file is not None
     if ctx.is_main:
-        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=reuse_split, **options)
+        data = prepare_data(settings.sources(config), config.classes, prep, out / SPLIT_CSV, reuse_split=reuse_split,
+                            **options)
     ctx.barrier()
     if data is None:
-        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=True,
+        data = prepare_data(settings.sources(config), config.classes, prep, out / SPLIT_CSV, reuse_split=True,
                             write_split=False, **options)
     return data
 
