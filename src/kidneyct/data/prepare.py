@@ -10,7 +10,7 @@ import numpy as np
 
 from kidneyct.data.cache import CacheSettings
 from kidneyct.data.catalogue import Catalogue, Sample, catalogue_of
-from kidneyct.data.decode import DecodedSet, decode_samples
+from kidneyct.data.decode import DecodedSet, decode_samples, report_mask_problems
 from kidneyct.data.groups import Grouping, decodes_as, series_view
 from kidneyct.data.patients import assign_groups
 from kidneyct.data.rows import Rows
@@ -28,6 +28,7 @@ class SplitArrays:
     images: Rows  # uint8 [N, S, S], read from the decoded set (a memmap when cached) on demand
     labels: np.ndarray  # int64 [N]
     samples: list[Sample]
+    masks: Rows | None = None  # uint8 [N, S, S] like `images`: 0 background, 1 kidney, 2 tumor, 3 cyst, 255 unknown
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,6 +52,11 @@ class PreparedData:
     @property
     def skipped(self) -> list[tuple[str, str]]:
         return self.catalogue.skipped + self.decoded.skipped
+
+    @property
+    def mask_skipped(self) -> list[tuple[str, str]]:
+        """(mask file, reason) of every mask refused; their images are used without a mask."""
+        return self.decoded.mask_skipped
 
     @property
     def sources(self) -> list[Source]:
@@ -88,7 +94,8 @@ def _arrays(decoded: DecodedSet, rows: dict[str, int], samples: list[Sample]) ->
     index = [rows[s.key] for s in samples if s.key in rows]
     # The decoded sample (source, origin, mask) with the split's group: a split read from a CSV knows less.
     kept = [replace(decoded.samples[rows[s.key]], group=s.group) for s in samples if s.key in rows]
-    return SplitArrays(decoded.images.subset(index), np.array([s.label for s in kept], np.int64), kept)
+    return SplitArrays(decoded.images.subset(index), np.array([s.label for s in kept], np.int64), kept,
+                       decoded.masks.subset(index))
 
 
 def series_images(decoded: DecodedSet, prep: Preprocessing, workers: int | None = None, progress: bool = True,
@@ -146,6 +153,8 @@ def prepare_data(
     decoded = decode_samples(catalogue.samples, prep, workers=workers, progress=progress, cache=cache,
                              jpeg_device=jpeg_device)
     report_skipped(catalogue.skipped + decoded.skipped)
+    if decoded.from_cache:  # decoding reported them when it ran
+        report_mask_problems(decoded.mask_skipped)
     if len(decoded.samples) == 0:
         raise ValueError(f"no readable images under {catalogue.root}")
     rows = {s.key: i for i, s in enumerate(decoded.samples)}

@@ -91,3 +91,28 @@ def read_raster(path: str | Path) -> CTSlice:
     except Exception as error:  # Pillow's plugins raise other types too (struct.error...) for damaged files
         raise ImageReadError(path, f"corrupt image ({type(error).__name__}: {error})") from None
     return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))
+
+
+LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1")  # single-channel integer images
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """A label map stored as a PNG (one integer per pixel: 8 or 16 bit grey, or palette indices), as int64
+    [H, W]; ImageReadError naming the file for another format, several channels or a damaged file."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=("PNG",)) as image:
+                _check_header(path, image)
+                if image.mode not in LABEL_MODES:
+                    raise ImageReadError(path, f"a {image.mode} PNG: a label map is one integer channel "
+                                               "(8 or 16 bit grey, or a palette)")
+                image.load()
+                return np.asarray(image).astype(np.int64)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a PNG") from None
+    except Exception as error:  # Pillow raises many types for damaged files
+        raise ImageReadError(path, f"corrupt PNG ({type(error).__name__}: {error})") from None

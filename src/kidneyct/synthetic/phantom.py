@@ -30,6 +30,7 @@ LESION_CLASSES = ("Tumor", "Cyst", "Stone")
 PHANTOM_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 AIR, FAT, WATER = -1000.0, -100.0, 0.0
 MANIFEST = "phantom.csv"
+MASK_LABELS = {"Kidney": 1, "Tumor": 2, "Cyst": 3}  # the mask convention of kidneyct.data.masks (docs/data.md)
 
 
 @dataclass
@@ -375,12 +376,29 @@ def _draw_spine(hu, p: Patient, inside, xx, yy, rng: np.random.Generator) -> Non
     _paint(hu, Ellipse(sx, sy + sr * 2.2, sr * 0.18, sr * 0.7), 650.0, xx, yy, where=inside)  # spinous process
 
 
+def _kidney_scale(z: float) -> float:
+    """How much of a kidney's cross-section shows at series position z (the poles are smaller)."""
+    return float(np.sqrt(max(1.0 - (z * 0.55) ** 2, 0.15)))
+
+
+def label_map(p: Patient, z: float, lesion: np.ndarray) -> np.ndarray:
+    """The slice's mask in kidneyct's convention (docs/data.md): 1 kidney, 2 tumor, 3 cyst, 0 elsewhere; a
+    stone lies in the kidney and counts as kidney. `lesion` is `render_slice`'s lesion mask."""
+    s = p.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    labels = np.zeros((s, s), np.uint8)
+    for kidney in p.kidneys:
+        _paint(labels, kidney.scaled(_kidney_scale(z)), MASK_LABELS["Kidney"], xx, yy)
+    if p.lesion is not None:
+        labels[lesion] = MASK_LABELS.get(p.lesion.kind, MASK_LABELS["Kidney"])
+    return labels
+
+
 def _draw_kidneys(hu, p: Patient, z: float, xx, yy) -> None:
     """Cortex, medulla, and the renal sinus fat and pelvis opening toward the hilum (medial and anterior)."""
     ph = p.phase_hu
-    kidney_scale = float(np.sqrt(max(1.0 - (z * 0.55) ** 2, 0.15)))
     for kidney in p.kidneys:
-        k = kidney.scaled(kidney_scale)
+        k = kidney.scaled(_kidney_scale(z))
         side = np.sign(k.cx - p.spine[0])
         _paint(hu, k, ph["cortex"], xx, yy)
         _paint(hu, k, ph["cortex"] - ph["medulla_drop"], xx, yy, within=0.55)
@@ -456,16 +474,20 @@ def _split_counts(n: int, classes: list[str]) -> dict[str, int]:
 
 def generate_dataset(
     out: str | Path, n: int = 400, seed: int = 0, size: int = 256, classes=PHANTOM_CLASSES,
-    fmt: str = "png", slices_per_series: tuple[int, int] = (3, 9), progress: bool = True,
+    fmt: str = "png", slices_per_series: tuple[int, int] = (3, 9), progress: bool = True, masks: bool = False,
 ) -> Path:
     """Write a class-folder dataset of phantom slices; returns the manifest path.
 
     png: <Class>/<Class>- (N).png, numbered consecutively along each series like the Kaggle export,
     lesion masks beside as ``.mask.png``. dicom: <Class>/<series>/IM-NNNN.dcm (one series folder
-    per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz.
+    per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz. With `masks` (png and
+    nifti), also every slice's kidney and lesion labels as a masked source reads them (docs/data.md):
+    masks/<image stem>.png or masks/<series>.nii.gz.
     """
     if fmt not in writers.WRITERS:
         raise ValueError(f"unknown phantom format {fmt!r}; choose from {sorted(writers.WRITERS)}")
+    if masks and fmt not in writers.LABEL_WRITERS:
+        raise ValueError(f"label masks are written for {sorted(writers.LABEL_WRITERS)} phantoms, not {fmt}")
     canonical = {c.lower(): c for c in PHANTOM_CLASSES}
     unknown = [c for c in classes if c.lower() not in canonical]
     if unknown:
@@ -494,8 +516,12 @@ def generate_dataset(
     workers = min(len(plan), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         rendered = (pool.map if pool else map)(_render_series, [(p, pos) for *_, p, pos in plan])
-        for (class_name, series_id, first, _, positions), slices in zip(plan, rendered):
-            rows += writers.WRITERS[fmt](out / class_name, class_name, series_id, first, slices, positions, seed)
+        for (class_name, series_id, first, patient, positions), slices in zip(plan, rendered):
+            written = writers.WRITERS[fmt](out / class_name, class_name, series_id, first, slices, positions, seed)
+            if masks:
+                maps = [label_map(patient, float(z), lesion) for (_, lesion), z in zip(slices, positions)]
+                writers.LABEL_WRITERS[fmt](out, written, maps)
+            rows += written
             bar.update(len(slices))
     bar.close()
     manifest = out / MANIFEST
