@@ -73,8 +73,8 @@ def _add_train_options(p, defaults: TrainConfig) -> None:
             target.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         target.add_argument(flag, type=_option_parser(f.type, meta), default=None, help=help_text,
-                            choices=meta.get("choices"), metavar=meta.get("metavar"), required=bool(meta.get("required")),
-                            action="append" if meta.get("repeat") else "store")
+                            choices=meta.get("choices"), metavar=meta.get("metavar"),
+                            required=bool(meta.get("required")), action="append" if meta.get("repeat") else "store")
     groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
                                 help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
                                      f"{defaults.window_width:g}, abdomen)")

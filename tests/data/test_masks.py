@@ -58,7 +58,8 @@ def test_a_bad_mask_is_reported_and_its_image_used_without_one(sources, caplog):
     assert len(decoded.samples) == 12  # every image goes on
     reasons = dict(decoded.mask_skipped)
     assert set(reasons) == {str(masks / "case_00000.png"), str(masks / "case_00001.png")}
-    assert "pixel grid" in reasons[str(masks / "case_00000.png")] and "outside 0-3" in reasons[str(masks / "case_00001.png")]
+    assert "pixel grid" in reasons[str(masks / "case_00000.png")]
+    assert "outside 0-3" in reasons[str(masks / "case_00001.png")]
     assert "its image is used without a mask" in caplog.text
     unknown = {s.path.rsplit("/", 1)[1] for s, m in zip(decoded.samples, decoded.masks) if (m == UNKNOWN).all()}
     assert unknown == {"case_00000.png", "case_00001.png", "case_00002.png"}

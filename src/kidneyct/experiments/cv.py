@@ -34,7 +34,7 @@ from kidneyct.data.splits import (SplitFractions, fold_strata, grouped_stratifie
 from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
-from kidneyct.labels import decide
+from kidneyct.labels import decide, positive_index
 from kidneyct.models.checkpoint import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
@@ -330,22 +330,38 @@ def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, ba
     oof = report.out_of_fold(tested.samples, plan.classes, tested.folds, tested.probs)
     ranked = report.ranking(oof, config.bootstrap) if oof is not None else {}
     compared = report.compare(oof, baseline[0], config.bootstrap) if baseline is not None and oof is not None else None
+    sources = _per_source(config, plan, tested, oof, ranked)
     seconds = time.perf_counter() - started
     report.write_predictions(out / "predictions.csv", tested.samples, plan.classes, tested.labels, tested.folds,
                              tested.probs, tested.predicted)
     report.write_folds_csv(out / "folds.csv", rows)
     result = {"disclaimer": report.DISCLAIMER, "config": config.to_dict(), "classes": plan.classes,
               "images": len(tested.samples), "series": len(set(tested.groups)),
-              "sources": plan.data.sources_summary(), "summary": summary, "pooled": pooled, "ranking": ranked,
+              "sources": plan.data.sources_summary(), "per_source": sources, "summary": summary, "pooled": pooled,
+              "ranking": ranked,
               "comparison": compared, "compared_with": baseline[1] if baseline else None, "folds": rows,
               "seconds": round(seconds, 1), "ensemble": str(ensemble) if ensemble else None,
               "std": "sample standard deviation over folds (ddof=1)"}
     (out / "cv.json").write_text(json.dumps(result, indent=2))
     title, setup = _description(config, plan, len(tested.samples), seconds)
     (out / "cv.md").write_text(report.markdown(title, setup, summary, pooled, ranked, compared,
-                                               baseline[1] if baseline else None, rows))
+                                               baseline[1] if baseline else None, rows, sources))
     return CVResult(out, rows, summary, pooled, seconds,
                     {s.key: int(f) for s, f in zip(tested.samples, tested.folds[0])}, ranked, compared, ensemble)
+
+
+def _per_source(config: CVConfig, plan: _Plan, tested: _Tested, oof, ranked: dict, predicted_masks=None) -> dict:
+    """The table with a row per source and a pooled row (cv_report.source_table); per series or patient for
+    sources that are not one slice per patient. `predicted_masks` (a segmenting model's, [N, S, S] over the
+    tested slices of repeat 0) fills the Dice columns; without them they read n/a."""
+    if oof is None:
+        return {}
+    pos = positive_index(plan.classes)
+    called = tested.predicted == pos
+    group_sources = {source.name for source in plan.data.sources if source.grouping != "file"}
+    true_masks = plan.data.decoded.masks.subset(plan.tested)
+    return report.source_table(oof, called, group_sources, config.bootstrap, true_masks=true_masks,
+                               predicted_masks=predicted_masks, ranked=ranked)
 
 
 def _description(config: CVConfig, plan: _Plan, images: int, seconds: float) -> tuple[str, str]:
@@ -356,14 +372,16 @@ def _description(config: CVConfig, plan: _Plan, images: int, seconds: float) -> 
     if base.test_source is not None:
         title = (f"Leave one source out x {config.repeats} repeat(s): {base.model} trained on the other sources, "
                  f"tested on {base.test_source} ({', '.join(plan.classes)})")
+        others = ", ".join(s.name for s in plan.data.sources if s.name != base.test_source)
         split = (f"{images} test images in {groups} groups of {base.test_source}; training and validation from the "
-                 f"other sources ({data}), validation {base.val_fraction:.0%} of their groups.")
+                 f"other sources ({others}), validation {base.val_fraction:.0%} of their groups.")
     else:
         title = (f"{plan.n_folds}-fold grouped cross-validation x {config.repeats} repeat(s): {base.model} on "
                  f"{data if plan.data.catalogue.several else base.data} ({', '.join(plan.classes)})")
-        split = (f"{images} images in {groups} {'groups (series or patients)' if plan.data.catalogue.several else 'inferred series'}; "
-                 f"no group in two folds. Fold seeds {config.resolved_fold_seed()}.."
-                 f"{config.resolved_fold_seed() + config.repeats - 1}, validation {base.val_fraction:.0%} of the "
+        kind = "groups (series or patients)" if plan.data.catalogue.several else "inferred series"
+        first = config.resolved_fold_seed()
+        split = (f"{images} images in {groups} {kind}; no group in two folds. Fold seeds {first}.."
+                 f"{first + config.repeats - 1}, validation {base.val_fraction:.0%} of the "
                  "training folds' groups.")
     setup = (f"{split} Recipe {base.recipe}, image size {settings.preprocessing(base).image_size} px, "
              f"{base.epochs} epochs max (patience {base.patience}), seed {base.seed}. Per series = "

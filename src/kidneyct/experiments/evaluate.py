@@ -25,12 +25,14 @@ from kidneyct.data.splits import read_split_csv
 from kidneyct.errors import DatasetError
 from kidneyct.evaluation.calibration import calibration_summary, softmax
 from kidneyct.evaluation.metrics import bootstrap_metrics
+from kidneyct.evaluation.per_source import table_lines
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
 from kidneyct.evaluation.study import StudyRule, rule_of
+from kidneyct.experiments.cv_report import OutOfFold, source_table
 from kidneyct.inference.predictor import Predictor
-from kidneyct.labels import decide
+from kidneyct.labels import decide, positive_index
 from kidneyct.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,11 @@ def describe_split(kind: str, seed) -> str:
 def _write_predictions(path: Path, samples, labels, probs, predictions, classes) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        writer.writerow(["path", "slice_index", "source", "group", "label", "predicted",
+                         *[f"p_{c}" for c in classes]])
         for sample, label, row, predicted in zip(samples, labels, probs, predictions):
             writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
-                             sample.group or "", classes[label], classes[int(predicted)],
+                             sample.source or "", sample.group or "", classes[label], classes[int(predicted)],
                              *[f"{p:.6f}" for p in row]])
 
 
@@ -135,6 +138,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
     decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
     report_skipped(decoded.skipped)
     scored = _score(predictor, decoded.samples, decoded.images, batch_size, n_boot)
+    sources = _per_source(predictor, run, decoded, scored, n_boot)
     leak = None
     if audit and chosen.train_samples and chosen.split != "train":
         leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
@@ -144,7 +148,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
     _write_predictions(out / "predictions.csv", decoded.samples, scored.labels, scored.probs, scored.predictions,
                        predictor.classes)
     figures = _figures(scored, predictor.classes, payload.get("history", []), out)
-    calibration, sections = _sections(predictor, chosen.split, scored, leak)
+    calibration, sections = _sections(predictor, chosen.split, scored, leak, sources)
     skipped = [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped]
     result = {
         "disclaimer": DISCLAIMER,
@@ -152,14 +156,29 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
         "classes": predictor.classes, "model": predictor.loaded.model_config.to_dict(),
         "preprocessing": predictor.preprocessing.to_dict(),
         "data": _data_summary(root, stored, chosen.split_kind, skipped),
-        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "leakage_audit": leak,
-        "calibration": calibration,
-        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
-        "sections": sections,
+        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "per_source": sources,
+        "sources": payload.get("sources"), "leakage_audit": leak, "calibration": calibration,
+        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"), "sections": sections,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
     return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
+
+
+def _per_source(predictor: Predictor, sources: list[Source], decoded, scored: _Scored, n_boot: int,
+                predicted_masks=None) -> dict:
+    """The table with a row per source and a pooled row (see cv_report.source_table), on the evaluated slices;
+    the Dice columns stay n/a without a segmenting model's `predicted_masks`."""
+    pos = positive_index(predictor.classes)
+    if pos is None:
+        return {}
+    samples = decoded.samples
+    oof = OutOfFold([s.key for s in samples], [s.origin or predictor.classes[s.label] for s in samples],
+                    [s.group or s.key for s in samples], scored.probs[None, :, pos], np.zeros((1, len(samples)), int),
+                    [s.source or "" for s in samples])
+    group_sources = {source.name for source in sources if source.grouping != "file"}
+    return source_table(oof, (scored.predictions == pos)[None], group_sources, n_boot,
+                        true_masks=decoded.masks, predicted_masks=predicted_masks)
 
 
 def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict:
@@ -171,13 +190,15 @@ def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict
     return leakage_audit(reference.images, reference.samples, query.images, query.samples)
 
 
-def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None) -> tuple[dict, list]:
-    """The calibration summary, and the report's sections after the metrics: series, leakage, calibration,
-    operating point."""
+def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None,
+              sources: dict) -> tuple[dict, list]:
+    """The calibration summary, and the report's sections after the metrics: per source, series, leakage,
+    calibration, operating point."""
     payload = predictor.loaded.payload
     calibration, calibration_lines = calibration_section(payload, split, scored.labels, scored.logits,
                                                          predictor.temperature)
-    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, rule_of(payload)))]
+    sections = [("Per source", table_lines(sources["rows"], sources["question"].replace("_", " ")))] if sources else []
+    sections.append(("Per series (inferred series)", _series_lines(scored.series_metrics, rule_of(payload))))
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     sections += [("Calibration", calibration_lines),

@@ -472,6 +472,26 @@ def _split_counts(n: int, classes: list[str]) -> dict[str, int]:
     return {c: base + (1 if i < extra else 0) for i, c in enumerate(classes)}
 
 
+def _plan_series(rng: np.random.Generator, n: int, classes: list[str], size: int,
+                 slices_per_series: tuple[int, int]) -> list[tuple]:
+    """(class, series id, first number, patient, positions) per series. Anatomy is drawn here, in order, so the
+    data depend on the seed alone; rendering runs in parallel."""
+    plan = []
+    for class_name, count in _split_counts(n, classes).items():
+        made, series_number = 0, 0
+        while made < count:
+            length = min(int(rng.integers(slices_per_series[0], slices_per_series[1] + 1)), count - made)
+            lesion = class_name if class_name in LESION_CLASSES else None
+            patient = sample_patient(rng, size, lesion)
+            positions = series_positions(rng, length)
+            if lesion is not None:  # every slice of a lesion class must show its lesion
+                positions = positions * min(1.0, 0.5 / max(np.abs(positions).max(), 1e-6))
+            plan.append((class_name, f"{class_name.lower()}-{series_number:04d}", made, patient, positions))
+            made += length
+            series_number += 1
+    return plan
+
+
 def generate_dataset(
     out: str | Path, n: int = 400, seed: int = 0, size: int = 256, classes=PHANTOM_CLASSES,
     fmt: str = "png", slices_per_series: tuple[int, int] = (3, 9), progress: bool = True, masks: bool = False,
@@ -495,22 +515,9 @@ def generate_dataset(
     classes = [canonical[c.lower()] for c in classes]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    # Anatomy is drawn here, in order, so the data depend on the seed alone; rendering runs in parallel.
-    plan = []
-    for class_name, count in _split_counts(n, classes).items():
+    for class_name in classes:
         (out / class_name).mkdir(exist_ok=True)
-        made, series_number = 0, 0
-        while made < count:
-            length = min(int(rng.integers(slices_per_series[0], slices_per_series[1] + 1)), count - made)
-            lesion = class_name if class_name in LESION_CLASSES else None
-            patient = sample_patient(rng, size, lesion)
-            positions = series_positions(rng, length)
-            if lesion is not None:  # every slice of a lesion class must show its lesion
-                positions = positions * min(1.0, 0.5 / max(np.abs(positions).max(), 1e-6))
-            plan.append((class_name, f"{class_name.lower()}-{series_number:04d}", made, patient, positions))
-            made += length
-            series_number += 1
+    plan = _plan_series(np.random.default_rng(seed), n, classes, size, slices_per_series)
     rows = []
     bar = progress_bar(total=n, enabled=progress, desc="phantoms", unit="slice")
     workers = min(len(plan), os.cpu_count() or 1)
