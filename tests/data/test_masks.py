@@ -28,7 +28,7 @@ def _kits(sources):
     (lambda p: Image.fromarray(np.zeros((8, 8), np.uint8)).save(p), "mask is 8x8 px, its image 32x32 px"),
     (lambda p: Image.fromarray(np.full((32, 32), 7, np.uint8)).save(p), "values 7 outside 0-3"),
     (lambda p: Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(p), "a RGB PNG"),
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n broken"), "PNG"),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n broken"), "corrupt|not a readable"),
 ])
 def test_bad_masks_name_the_file_and_the_problem(tmp_path, write, problem):
     path = tmp_path / "case.png"

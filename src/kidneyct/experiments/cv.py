@@ -280,8 +280,10 @@ def cross_validate(config: CVConfig) -> CVResult:
                                  np.zeros((config.repeats, len(tested), len(plan.classes))))
     if baseline is not None and planned is not None:  # fail before hours of training, not after
         report.aligned(planned, baseline[0])
-    log.info("%d-fold cross-validation x %d repeat(s) over %d images in %d groups (series or patients)",
-             plan.n_folds, config.repeats, len(plan.samples), plan.data.grouping.summary["groups"])
+    log.info("%s x %d repeat(s) over %d images in %d groups (series or patients)",
+             f"{plan.n_folds}-fold cross-validation" if base.test_source is None else
+             f"leave-one-source-out ({base.test_source})", config.repeats, len(plan.samples),
+             plan.data.grouping.summary["groups"])
     cache_folder = settings.cache_settings(base).resolve()
     # A frozen backbone's features are computed once for all folds (and kept beside the decode cache).
     memo = FeatureMemo(cache_folder / "features" if cache_folder is not None else None)
