@@ -37,7 +37,7 @@ def _add_data_phantom(sub) -> None:
     p.add_argument("--classes", default="normal,cyst,tumor,stone", help="classes to generate (default all four)")
     p.add_argument("--format", choices=["png", "dicom", "nifti"], default="png")
     p.add_argument("--masks", action="store_true", help="also write kidney/tumor/cyst label masks under masks/ "
-                                                         "(png and nifti; docs/data.md)")
+                                                         "(png and nifti; docs/sources.md)")
     p.set_defaults(handler=cmd_data_phantom)
 
 
@@ -224,7 +224,7 @@ def build_parser(recipe: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=existing_file)
     p.add_argument("--data", default=None, action="append",
                    help="dataset folder, repeatable (default: the sources it was trained on)")
-    p.add_argument("--sources", default=None, metavar="FILE", help="a TOML file of sources (docs/data.md)")
+    p.add_argument("--sources", default=None, metavar="FILE", help="a TOML file of sources (docs/sources.md)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     p.add_argument("--out", default=None, type=output_folder, help="report folder (default: <run>/report)")
     p.add_argument("--device", default="auto", type=device)

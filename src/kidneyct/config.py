@@ -103,7 +103,7 @@ class TrainConfig(DictRecord):
     data: str | list[str] = setting("", "data", "dataset folder above the class folders; repeat for several sources "
                                     "(each named after its folder, series inferred from the pixels)", repeat=True)
     sources: str | None = setting(None, "data", "a TOML file of sources (name, data, groups, masks, licence: see "
-                                  "docs/data.md and sources/shared.toml), beside or instead of --data", metavar="FILE")
+                                  "docs/sources.md and sources/shared.toml), beside or instead of --data", metavar="FILE")
     test_source: str | None = setting(None, "data", "hold this source out: train and validate on the other sources, "
                                       "test on it (cv: leave one source out, one fold)", metavar="NAME")
     out: str = setting("", "runtime", "run folder", flag=None)

@@ -1,4 +1,4 @@
-"""Masks: label maps beside the images, the training signal of segmenting models (docs/data.md).
+"""Masks: label maps beside the images, the training signal of segmenting models (docs/sources.md).
 
 Convention: `<source root>/masks/<image stem>.png` (or `<stem>.nii.gz` for a volume, slice for slice), on the
 image's own pixel grid, one integer per pixel: 0 background, 1 kidney, 2 tumor, 3 cyst. A missing mask means

@@ -33,7 +33,7 @@ from pathlib import Path
 from kidneyct.errors import DatasetError
 
 GROUPINGS = ("series", "file", "pattern")
-MASK_FOLDER = "masks"  # the mask convention: <source root>/masks/<image stem>.png (docs/data.md)
+MASK_FOLDER = "masks"  # the mask convention: <source root>/masks/<image stem>.png (docs/sources.md)
 SEPARATOR = ":"  # between a source's name and its own group id, when a run has several sources
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _KEYS = {"name", "data", "groups", "pattern", "manifest", "masks", "licence", "license", "classes"}

@@ -35,7 +35,7 @@ class Scored:
             slices neither tumor nor negative are left out of the ranking statistics.
         scores: float [R, N], p(tumor).
         called: bool [R, N], called tumor at the operating threshold; None when there is none.
-        true_masks: the slices' true label maps (docs/data.md), or None.
+        true_masks: the slices' true label maps (docs/sources.md), or None.
         predicted_masks: a segmenting model's label maps, or None (the Dice columns read n/a).
     """
 

@@ -1,5 +1,5 @@
 """Segmentation metrics on label maps in kidneyct's mask convention (0 background, 1 kidney, 2 tumor, 3 cyst,
-255 unknown: docs/data.md): tumor Dice and kidney Dice, each the median over the slices that hold the structure
+255 unknown: docs/sources.md): tumor Dice and kidney Dice, each the median over the slices that hold the structure
 in their true mask. Pixels unknown in the true mask count for neither side."""
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class StudyRule(DictRecord):
 
 # Checkpoints written before the rule was stored were used with the top-3 mean.
 LEGACY_RULE = StudyRule("top_k", k=3)
-# Chosen by benchmarks/study_rule.py (benchmarks/results/study-rule.json; README "Whole series"): on the default
+# Chosen by benchmarks/study_rule.py (benchmarks/results/study-rule.json; docs/study-reports.md): on the default
 # recipe's grouped cross-validation series every candidate ties with the mean (per-series ROC-AUC 0.59-0.63, paired
 # differences within +-0.08); on 40 pelvis-to-liver phantom volumes, whose tumors show on about half of the
 # in-scope slices, the top-3 mean has the best ROC-AUC (0.895; the mean 0.823) and sensitivity at specificity

@@ -30,7 +30,7 @@ LESION_CLASSES = ("Tumor", "Cyst", "Stone")
 PHANTOM_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 AIR, FAT, WATER = -1000.0, -100.0, 0.0
 MANIFEST = "phantom.csv"
-MASK_LABELS = {"Kidney": 1, "Tumor": 2, "Cyst": 3}  # the mask convention of kidneyct.data.masks (docs/data.md)
+MASK_LABELS = {"Kidney": 1, "Tumor": 2, "Cyst": 3}  # the mask convention of kidneyct.data.masks (docs/sources.md)
 
 
 @dataclass
@@ -382,7 +382,7 @@ def _kidney_scale(z: float) -> float:
 
 
 def label_map(p: Patient, z: float, lesion: np.ndarray) -> np.ndarray:
-    """The slice's mask in kidneyct's convention (docs/data.md): 1 kidney, 2 tumor, 3 cyst, 0 elsewhere; a
+    """The slice's mask in kidneyct's convention (docs/sources.md): 1 kidney, 2 tumor, 3 cyst, 0 elsewhere; a
     stone lies in the kidney and counts as kidney. `lesion` is `render_slice`'s lesion mask."""
     s = p.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
@@ -501,7 +501,7 @@ def generate_dataset(
     png: <Class>/<Class>- (N).png, numbered consecutively along each series like the Kaggle export,
     lesion masks beside as ``.mask.png``. dicom: <Class>/<series>/IM-NNNN.dcm (one series folder
     per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz. With `masks` (png and
-    nifti), also every slice's kidney and lesion labels as a masked source reads them (docs/data.md):
+    nifti), also every slice's kidney and lesion labels as a masked source reads them (docs/sources.md):
     masks/<image stem>.png or masks/<series>.nii.gz.
     """
     if fmt not in writers.WRITERS:

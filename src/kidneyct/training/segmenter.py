@@ -1,0 +1,158 @@
+"""Training a segmenting model (kidney and tumor maps and a slice head) on the cached body views of several
+sources, masked or not.
+
+An epoch takes every slice with a mask and, from each source, at most `per_source_cap` slices without one
+(drawn class-balanced), so a large unmasked source cannot drown the masks. Each slice is seen as an overview or
+zoomed on its kidneys (`zoom_batches`); slices without a kidney mask are zoomed where the model's own overview
+found their kidneys, refreshed every `refresh_every` epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kidneyct.models.look_twice import Looks, look_twice
+from kidneyct.preprocess.zoom import Zoom
+from kidneyct.records import DictRecord
+from kidneyct.runtime import progress_bar
+from kidneyct.training.segmentation_loss import SegmentationLoss
+from kidneyct.training.zoom_batches import ZoomAugmentation, choose_boxes, cut_batch, has_mask, mask_boxes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmenterSettings(DictRecord):
+    """How a segmenting model is trained (stored in its checkpoint).
+
+    Args:
+        work_size: side of both looks' crops, in pixels (a multiple of 32).
+        overview_share: share of training draws that show the whole view instead of the zoom.
+        per_source_cap: slices without a mask that one source contributes per epoch.
+        refresh_every: epochs between redrawing the zoom boxes of slices without a kidney mask.
+        zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
+    """
+
+    work_size: int = 128
+    overview_share: float = 0.35
+    per_source_cap: int = 160
+    refresh_every: int = 5
+    zoom: Zoom = field(default_factory=Zoom)
+    loss: SegmentationLoss = field(default_factory=SegmentationLoss)
+    augmentation: ZoomAugmentation = field(default_factory=ZoomAugmentation)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SegmenterSettings":
+        parts = {"zoom": Zoom, "loss": SegmentationLoss, "augmentation": ZoomAugmentation}
+        return cls(**{key: parts[key].from_dict(value) if key in parts else value for key, value in values.items()})
+
+
+@dataclass
+class TrainingSet:
+    """The rows a segmenting model trains on: uint8 body views and masks [N, V, V] (masks UNKNOWN where a slice
+    has none), class labels [N] and each row's source name."""
+
+    views: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device):
+    """A `look_twice` runner for a PyTorch segmenting model."""
+
+    @torch.inference_mode()
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        logits, maps = model.segment(torch.from_numpy(crops).to(device).contiguous(memory_format=torch.channels_last))
+        return logits.float().cpu().numpy(), maps.float().cpu().numpy()
+
+    return run
+
+
+def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, device: torch.device,
+          with_maps: bool = False) -> Looks:
+    return look_twice(torch_runner(model, device), views, settings.zoom, settings.work_size, with_maps)
+
+
+class SegmenterTrainer:
+    """The epochs of one segmenting model: which rows, which boxes, and the optimiser steps."""
+
+    def __init__(self, model: torch.nn.Module, data: TrainingSet, tumor_class: int, settings: SegmenterSettings,
+                 seed: int, device: torch.device):
+        self.model, self.data, self.tumor_class = model, data, tumor_class
+        self.settings, self.seed, self.device = settings, seed, device
+        self.known = has_mask(data.masks)
+        self.true_boxes = mask_boxes(data.masks, settings.zoom)
+        self.predicted_boxes: dict[int, tuple] = {}
+
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """Every masked row, plus per source at most `per_source_cap` unmasked rows, class-balanced, shuffled."""
+        rng = np.random.default_rng([self.seed, epoch])
+        rows = [np.flatnonzero(self.known)]
+        for source in np.unique(self.data.sources):
+            pool = np.flatnonzero(~self.known & (self.data.sources == source))
+            if len(pool) > self.settings.per_source_cap:
+                classes = np.unique(self.data.labels[pool])
+                weights = 1.0 / np.bincount(np.searchsorted(classes, self.data.labels[pool]))
+                chance = weights[np.searchsorted(classes, self.data.labels[pool])]
+                pool = rng.choice(pool, self.settings.per_source_cap, replace=False, p=chance / chance.sum())
+            rows.append(pool)
+        return rng.permutation(np.concatenate(rows))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        unmasked = sum(min(self.settings.per_source_cap, int((~self.known & (self.data.sources == s)).sum()))
+                       for s in np.unique(self.data.sources))
+        return math.ceil((int(self.known.sum()) + unmasked) / batch_size)
+
+    def refresh_boxes(self) -> None:
+        """Zoom boxes for rows without a kidney mask, from the model's current overview of them."""
+        rows = np.array([i for i, box in enumerate(self.true_boxes) if box is None], np.int64)
+        if len(rows) == 0:
+            return
+        found = looks(self.model, self.data.views[rows], self.settings, self.device)
+        self.predicted_boxes = {int(row): tuple(box) for row, box in zip(rows, found.boxes)}
+
+    def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> dict:
+        if epoch > 1 and (epoch - 1) % self.settings.refresh_every == 0:
+            self.refresh_boxes()
+        generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        order = self.epoch_rows(epoch)
+        self.model.train()
+        started, total, seen = time.perf_counter(), 0.0, 0
+        bar = progress_bar(total=math.ceil(len(order) / batch_size), enabled=progress, desc=f"epoch {epoch}")
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start:start + batch_size])
+            if len(rows) < 2:  # BatchNorm needs two
+                continue
+            loss = self._step(rows, generator, optimizer)
+            scheduler.step()
+            total, seen = total + loss * len(rows), seen + len(rows)
+            bar.update()
+        bar.close()
+        seconds = time.perf_counter() - started
+        return {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": round(seconds, 1),
+                "images_per_second": round(seen / seconds, 1)}
+
+    def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
+        settings = self.settings
+        boxes = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share, generator)
+        crops, masks = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
+                                 settings.augmentation, generator)
+        crops = crops.to(self.device).contiguous(memory_format=torch.channels_last)
+        logits, maps = self.model.segment(crops)
+        labels = torch.from_numpy(self.data.labels[rows]).to(self.device)
+        loss = settings.loss(logits, maps, masks.to(self.device), labels, self.tumor_class)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
