@@ -15,10 +15,13 @@ import numpy as np
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io import file_format, read_label_png, read_label_slices
+from kidneyct.labels import MASK_BACKGROUND as BACKGROUND
+from kidneyct.labels import MASK_CYST as CYST
+from kidneyct.labels import MASK_KIDNEY as KIDNEY
+from kidneyct.labels import MASK_TUMOR as TUMOR
+from kidneyct.labels import MASK_UNKNOWN as UNKNOWN
 
-BACKGROUND, KIDNEY, TUMOR, CYST = 0, 1, 2, 3
 LABELS = {BACKGROUND: "background", KIDNEY: "kidney", TUMOR: "tumor", CYST: "cyst"}
-UNKNOWN = 255
 
 
 def read_mask(path: str | Path, slice_index: int | None, shape: tuple[int, int]) -> np.ndarray:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-KIDNEY_LABELS = (1, 2, 3)  # the kidney with its masses (KiTS's "kidney and masses" region)
-TUMOR_LABELS = (2,)
-UNKNOWN = 255
+from kidneyct.labels import MASK_CYST, MASK_KIDNEY, MASK_TUMOR
+from kidneyct.labels import MASK_UNKNOWN as UNKNOWN
+
+KIDNEY_LABELS = (MASK_KIDNEY, MASK_TUMOR, MASK_CYST)  # the kidney with its masses (KiTS's "kidney and masses")
+TUMOR_LABELS = (MASK_TUMOR,)
 
 
 def dice(predicted: np.ndarray, true: np.ndarray) -> float:

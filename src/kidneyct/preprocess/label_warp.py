@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-UNKNOWN = 255  # a mask value (data/masks.py): no label here; a mask that is all UNKNOWN is no mask
+from kidneyct.labels import MASK_UNKNOWN as UNKNOWN  # a mask that is all UNKNOWN is no mask
 
 
 def warp_labels(labels: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

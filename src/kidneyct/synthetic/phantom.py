@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from kidneyct.labels import MASK_CYST, MASK_KIDNEY, MASK_TUMOR
 from kidneyct.runtime import progress_bar
 from kidneyct.synthetic import writers
 
@@ -30,7 +31,7 @@ LESION_CLASSES = ("Tumor", "Cyst", "Stone")
 PHANTOM_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 AIR, FAT, WATER = -1000.0, -100.0, 0.0
 MANIFEST = "phantom.csv"
-MASK_LABELS = {"Kidney": 1, "Tumor": 2, "Cyst": 3}  # the mask convention of kidneyct.data.masks (docs/sources.md)
+MASK_LABELS = {"Kidney": MASK_KIDNEY, "Tumor": MASK_TUMOR, "Cyst": MASK_CYST}  # docs/sources.md
 
 
 @dataclass
