@@ -14,7 +14,7 @@ from kidneyct.data.decode import DecodedSet, decode_samples, report_mask_problem
 from kidneyct.data.groups import Grouping, decodes_as, series_view
 from kidneyct.data.patients import assign_groups
 from kidneyct.data.rows import Rows
-from kidneyct.data.sources import Source, resolve_sources
+from kidneyct.data.sources import Source, resolve_sources, split_roots
 from kidneyct.data.splits import (SPLITS, Roots, SplitFractions, read_split_csv, split_samples,
                                   write_split_csv)
 from kidneyct.errors import DatasetError
@@ -80,7 +80,7 @@ class PreparedData:
 
 def csv_roots(catalogue: Catalogue) -> Roots:
     """What split CSVs are written relative to: the dataset folder, or each source's folder by name."""
-    return catalogue.roots() if catalogue.several else catalogue.root
+    return split_roots(catalogue.sources)
 
 
 def as_listed(samples: list[Sample], catalogue_samples: list[Sample]) -> list[Sample]:

@@ -182,6 +182,11 @@ def run_sources(payload: dict, data=None, sources_file: str | None = None) -> li
     return [folder_source(payload["data"]["root"])]
 
 
+def split_roots(sources: list[Source]) -> Path | dict[str, Path]:
+    """What split CSVs are written relative to: the one source's folder, or each source's folder by name."""
+    return {source.name: source.root for source in sources} if len(sources) > 1 else sources[0].root
+
+
 def qualified(source: str, group: str, several: bool) -> str:
     """A group id unique across the run: prefixed by its source's name when the run has several sources."""
     return f"{source}{SEPARATOR}{group}" if several else group

@@ -241,8 +241,8 @@ def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:
     if config.compare not in RECIPES:
         raise ValueError(f"--compare {config.compare!r} is neither a cv folder with predictions.csv nor a recipe "
                          f"({', '.join(sorted(RECIPES))})")
-    runtime = {name: getattr(config.train, name) for name in ("data", "device", "progress", "workers", "cache",
-                                                             "cache_dir", "seed", "classes")}
+    runtime = {name: getattr(config.train, name) for name in ("data", "sources", "test_source", "device", "progress",
+                                                             "workers", "cache", "cache_dir", "seed", "classes")}
     out = Path(config.train.out) / f"compare-{config.compare}"
     baseline = apply_recipe(replace(config.train, **runtime), config.compare)
     result = cross_validate(replace(config, train=replace(baseline, out=str(out)), compare=None, keep_models=False))

@@ -20,7 +20,7 @@ from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.groups import series_view
 from kidneyct.data.prepare import as_listed, report_skipped
-from kidneyct.data.sources import Source, run_sources
+from kidneyct.data.sources import Source, run_sources, split_roots
 from kidneyct.data.splits import read_split_csv
 from kidneyct.errors import DatasetError
 from kidneyct.evaluation.calibration import calibration_summary, softmax
@@ -225,8 +225,7 @@ def _choose_samples(sources: list[Source], classes: list[str], split_csv: Path, 
             log.warning("no split file %s: evaluating every image of %s", split_csv,
                         ", ".join(str(source.root) for source in sources))
         return _Chosen(catalogue_of(sources, classes).samples, [], None, "all", "all")
-    roots = {source.name: source.root for source in sources} if len(sources) > 1 else sources[0].root
-    by_split = read_split_csv(split_csv, roots, classes)
+    by_split = read_split_csv(split_csv, split_roots(sources), classes)
     if not by_split[split]:
         raise ValueError(f"split {split!r} in {split_csv} is empty")
     try:

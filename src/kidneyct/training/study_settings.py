@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from kidneyct.data.cache import CacheSettings
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
+from kidneyct.data.sources import run_sources, split_roots
 from kidneyct.data.splits import read_split_csv
 from kidneyct.evaluation.novelty import FeatureDistance, IntensityProfile, ScopeSettings
 from kidneyct.evaluation.study import DEFAULT_RULE
@@ -77,7 +78,7 @@ def record_study_settings(path: str | Path, model: torch.nn.Module, prep: Prepro
 def fit_study_settings(checkpoint: str | Path, out: str | Path, data: str | Path | None = None,
                        device: str = "cpu") -> dict:
     """A copy of `checkpoint` at `out` with the study settings fitted on its own training and validation
-    splits (split.csv beside it, images under `data` or the folder it was trained on).
+    splits (split.csv beside it, images under `data` or the sources it was trained on).
 
     Returns:
         The payload written to `out`.
@@ -88,9 +89,9 @@ def fit_study_settings(checkpoint: str | Path, out: str | Path, data: str | Path
     split_csv = checkpoint.parent / stored.get("split_csv", "split.csv")
     if not split_csv.is_file():
         raise FileNotFoundError(f"{split_csv}: the checkpoint's split is needed to fit its study settings")
-    root = Path(data or stored["root"])
-    by_split = read_split_csv(split_csv, root, loaded.classes)
-    superset = build_catalogue(root, loaded.classes).samples  # whose decode cache the training run left
+    sources = run_sources(loaded.payload, data)
+    by_split = read_split_csv(split_csv, split_roots(sources), loaded.classes)
+    superset = catalogue_of(sources, loaded.classes).samples  # whose decode cache the training run left
     images = {name: decode_samples(by_split[name], loaded.preprocessing, progress=False, cache=CacheSettings(),
                                    superset=superset).images for name in ("train", "val")}
     payload = dict(loaded.payload)
