@@ -94,7 +94,7 @@ def setting(default, group: str, help: str, **cli):
     """A TrainConfig field: its default, its group and its help; the command line's option is generated from
     it (`cli` may hold choices, metavar, required, exclusive (a mutually exclusive set's name), range=(low,
     high[, low_open]) checked when the command line is parsed, kind="device", or flag=None for a field the
-    command line does not expose)."""
+    command line does not expose, repeat=True for an option given once per value)."""
     return field(default=default, metadata={"group": group, "help": help, **cli})
 
 
@@ -103,7 +103,12 @@ class TrainConfig(DictRecord):
     """What a training run is asked to do, grouped (data, model, optimisation, augmentation, runtime); every
     field documents itself and `kidneyct train/cv/compare-splits` options are generated from these fields."""
 
-    data: str = setting("", "data", "dataset folder above the class folders", required=True)
+    data: str | list[str] = setting("", "data", "dataset folder above the class folders; repeat for several sources "
+                                    "(each named after its folder, series inferred from the pixels)", repeat=True)
+    sources: str | None = setting(None, "data", "a TOML file of sources (name, data, groups, masks, licence: see "
+                                  "docs/sources.md and sources/shared.toml), beside or instead of --data", metavar="FILE")
+    test_source: str | None = setting(None, "data", "hold this source out: train and validate on the other sources, "
+                                      "test on it (cv: leave one source out, one fold)", metavar="NAME")
     out: str = setting("", "runtime", "run folder", flag=None)
     classes: str = setting("tumor,normal", "data", "'tumor,normal', 'all' (four classes), 'tumor,rest' (every other "
                            "folder one class) or merged classes such as 'tumor,normal+cyst'")

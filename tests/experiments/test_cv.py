@@ -10,6 +10,7 @@ from kidneyct.config import TrainConfig
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.splits import grouped_stratified_folds
 from kidneyct.experiments.cv import LEVELS, METRICS, CVConfig, cross_validate
+from kidneyct.experiments.evaluate import evaluate
 from kidneyct.training.train import train
 
 
@@ -261,3 +262,46 @@ def test_resume_reuses_finished_folds_and_retrains_changed_ones(repeated_run, ph
     changed = replace_out(TrainConfig(**{**config.__dict__, "label_smoothing": 0.2}), out)
     cross_validate(CVConfig(changed, folds=2, repeats=1, bootstrap=100, resume=True))
     assert trained == [str(out / "fold-0"), str(out / "fold-1")]
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    """Two phantom sources: 'alpha' (series of 1-3 slices) and 'beta' (pairs, with label masks)."""
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("cv_sources")
+    generate_dataset(root / "alpha", n=40, seed=3, size=64, classes=["Tumor", "Normal"], slices_per_series=(1, 3),
+                     progress=False)
+    generate_dataset(root / "beta", n=24, seed=5, size=64, classes=["Tumor", "Normal"], slices_per_series=(2, 2),
+                     progress=False, masks=True)
+    return root
+
+
+def test_leave_one_source_out_trains_on_the_others_and_reports_per_source(two_sources, tmp_path, capsys):
+    from kidneyct.checkpoint import read_checkpoint
+
+    out = tmp_path / "loso"
+    code = main(["cv", "--data", str(two_sources / "alpha"), "--data", str(two_sources / "beta"), "--test-source",
+                 "beta", "--model", "seed-cnn", "--image-size", "96", "--epochs", "1", "--no-kidney-crop",
+                 "--no-body-crop", "--device", "cpu", "--no-progress", "--workers", "1", "--bootstrap", "30",
+                 "--out", str(out)])
+    assert code == 0 and "Leave one source out" in capsys.readouterr().out
+    predictions = _rows(out / "predictions.csv")
+    assert len(predictions) == 24 and {(r["source"], r["fold"]) for r in predictions} == {("beta", "0")}
+    assert all(r["group"].startswith("beta:") for r in predictions)
+    split = _rows(out / "fold-0" / "fold-split.csv")
+    assert {(r["split"], r["source"]) for r in split} == {("train", "alpha"), ("val", "alpha"), ("test", "beta")}
+    saved = json.loads((out / "cv.json").read_text())
+    rows = saved["per_source"]["rows"]
+    assert list(rows) == ["beta", "pooled"] and rows["beta"]["images"] == 24 and rows["beta"]["tumor"] == 12
+    assert saved["sources"]["beta"]["masked"] == 24 and saved["sources"]["alpha"]["classes"] == {"Tumor": 20,
+                                                                                              "Normal": 20}
+    assert "## Per source" in (out / "cv.md").read_text()
+    recorded = {record.name: record for record in read_checkpoint(out / "fold-0" / "best.pt").sources}
+    assert sum(recorded["alpha"].counts.values()) == 40 and recorded["beta"].settings["grouping"] == "series"
+    report = evaluate(out / "fold-0" / "best.pt", out=tmp_path / "report", device="cpu", n_boot=20, progress=False,
+                      workers=1)  # the checkpoint's own sources and split
+    metrics = json.loads((report.out / "metrics.json").read_text())
+    assert list(metrics["per_source"]["rows"]) == ["beta", "pooled"] and metrics["metrics"]["n"] == 24
+    assert {r["source"] for r in _rows(report.out / "predictions.csv")} == {"beta"}
+    assert "Per source" in report.markdown.read_text()

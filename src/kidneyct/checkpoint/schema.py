@@ -151,6 +151,16 @@ class Source(DictRecord):
     patients: int | None = None
     licence: str = "unknown"
     citation: str = ""
+    masked: int = 0  # training slices with a mask
+    settings: dict = field(default_factory=dict)  # how to read it again (kidneyct.data.sources.Source.to_dict)
+
+    @classmethod
+    def of_summary(cls, name: str, summary: dict) -> "Source":
+        """The record of a source from `PreparedData.sources_summary()`'s entry."""
+        reading = {key: value for key, value in summary.items() if key not in ("images", "classes", "masked", "groups")}
+        return cls(name, str(summary.get("groups_kind", summary.get("grouping", ""))), dict(summary.get("classes", {})),
+                   summary.get("groups"), str(summary.get("licence") or "unknown"), masked=int(summary.get("masked", 0)),
+                   settings=reading)
 
 
 @dataclass(frozen=True)

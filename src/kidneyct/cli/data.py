@@ -29,6 +29,8 @@ def _add_phantom(sub) -> None:
     p.add_argument("--size", type=int, default=256, help="slice side in pixels (default 256)")
     p.add_argument("--classes", default="normal,cyst,tumor,stone", help="classes to generate (default all four)")
     p.add_argument("--format", choices=["png", "dicom", "nifti"], default="png")
+    p.add_argument("--masks", action="store_true", help="also write kidney/tumor/cyst label masks under masks/ "
+                                                         "(png and nifti; docs/sources.md)")
     p.set_defaults(handler=cmd_phantom)
 
 
@@ -85,7 +87,7 @@ def cmd_phantom(args) -> int:
     from kidneyct.synthetic.phantom import generate_dataset
 
     manifest = generate_dataset(args.out, n=args.n, seed=args.seed, size=args.size,
-                                classes=parse_classes(args.classes), fmt=args.format)
+                                classes=parse_classes(args.classes), fmt=args.format, masks=args.masks)
     print(f"wrote {args.n} synthetic slices to {args.out} (manifest {manifest})")
     return 0
 

@@ -101,7 +101,7 @@ def add_train_options(p, defaults: TrainConfig) -> None:
             continue
         target.add_argument(flag, type=_option_parser(f.type, meta), default=None, help=help_text,
                             choices=meta.get("choices"), metavar=meta.get("metavar"),
-                            required=bool(meta.get("required")))
+                            required=bool(meta.get("required")), action="append" if meta.get("repeat") else "store")
     groups["data"].add_argument("--window", type=float, nargs=2, metavar=("LEVEL", "WIDTH"), default=None,
                                 help=f"HU window for DICOM/NIfTI inputs (default: {defaults.window_level:g} "
                                      f"{defaults.window_width:g}, abdomen)")
@@ -113,4 +113,6 @@ def train_config(args, out: str) -> TrainConfig:
              if f.metadata.get("flag", "") is not None and getattr(args, f.name, None) is not None}
     if args.window is not None:
         given["window_level"], given["window_width"] = args.window
+    if len(given.get("data", ())) == 1:  # one --data: the plain folder, as before sources existed
+        given["data"] = given["data"][0]
     return replace(args.train_defaults, out=out, **given)

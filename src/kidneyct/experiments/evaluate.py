@@ -17,20 +17,23 @@ from kidneyct.about import DISCLAIMER
 from kidneyct.checkpoint import Calibration, DataRecord, OperatingPoint
 from kidneyct.data.audit import audit_lines, leakage_audit
 from kidneyct.data.cache import CacheSettings
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.groups import series_view
-from kidneyct.data.prepare import report_skipped
+from kidneyct.data.prepare import as_listed, report_skipped
+from kidneyct.data.sources import Source, run_sources, split_roots
 from kidneyct.data.splits import read_split_csv
 from kidneyct.errors import DatasetError
 from kidneyct.evaluation.calibration import calibration_summary, softmax
 from kidneyct.evaluation.metrics import bootstrap_metrics
+from kidneyct.evaluation.per_source import table_lines
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
 from kidneyct.study.rule import StudyRule
+from kidneyct.experiments.cv_report import OutOfFold, source_table
 from kidneyct.inference.predictor import Predictor
-from kidneyct.labels import decide
+from kidneyct.labels import decide, positive_index
 from kidneyct.preprocess import Preprocessing
 from kidneyct.run_folder import REPORT_METRICS, RunFolder
 
@@ -62,10 +65,11 @@ def describe_split(kind: str, seed) -> str:
 def _write_predictions(path: Path, samples, labels, probs, predictions, classes) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        writer.writerow(["path", "slice_index", "source", "group", "label", "predicted",
+                         *[f"p_{c}" for c in classes]])
         for sample, label, row, predicted in zip(samples, labels, probs, predictions):
             writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
-                             sample.group or "", classes[label], classes[int(predicted)],
+                             sample.source or "", sample.group or "", classes[label], classes[int(predicted)],
                              *[f"{p:.6f}" for p in row]])
 
 
@@ -103,21 +107,22 @@ def operating_point_lines(point: OperatingPoint | None, threshold: float | None)
     return lines
 
 
-def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
+def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
              workers: int | None = None, progress: bool = True, audit: bool = True,
-             cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
+             cache: CacheSettings | None = CacheSettings(), sources: str | None = None) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
     against the training split, plots, predictions.csv, metrics.json, report.html and report.md.
 
     Args:
         checkpoint: a checkpoint written by training; its split.csv beside it says which images to take.
-        data: the dataset folder (default: the one the checkpoint was trained on).
+        data: the dataset folder, or several (default: the sources the checkpoint was trained on).
         split: "test", "val", "train", or "all" (every image under `data`, also used when no split.csv exists).
         out: the report folder (default: `report/` beside the checkpoint).
         device, batch_size, workers, progress, cache: where and how the images are decoded and run.
         n_boot: bootstrap resamples of series behind every interval.
         audit: run the leakage audit of the evaluated images against the training split.
+        sources: a sources file (TOML) instead of, or beside, `data`.
 
     Returns:
         An EvaluationResult: the folder, the metrics, the HTML and Markdown reports, per-series metrics and
@@ -126,14 +131,16 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     checkpoint = Path(checkpoint)
     predictor = Predictor.open(checkpoint, device)
     stored = predictor.checkpoint.data
-    root = Path(data) if data is not None else Path(stored.root)
-    chosen = _choose_samples(root, predictor.classes, RunFolder.of(checkpoint).path / stored.split_csv, split,
+    run = run_sources(predictor.checkpoint, data, sources)
+    root = run[0].root if len(run) == 1 else Path(stored.root or run[0].root)
+    chosen = _choose_samples(run, predictor.classes, RunFolder.of(checkpoint).path / stored.split_csv, split,
                              stored.split_kind, cache)
     options = dict(workers=workers, progress=progress, cache=cache, superset=chosen.superset)
     jpeg_device = predictor.device if predictor.device.type == "cuda" else None
     decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
     report_skipped(decoded.skipped)
     scored = _score(predictor, decoded.samples, decoded.images, batch_size, n_boot)
+    sources = _per_source(predictor, run, decoded, scored, n_boot)
     leak = None
     if audit and chosen.train_samples and chosen.split != "train":
         leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
@@ -143,7 +150,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     _write_predictions(out / "predictions.csv", decoded.samples, scored.labels, scored.probs, scored.predictions,
                        predictor.classes)
     figures = _figures(scored, predictor.classes, [h.to_dict() for h in predictor.checkpoint.progress.history], out)
-    calibration, sections = _sections(predictor, chosen.split, scored, leak)
+    calibration, sections = _sections(predictor, chosen.split, scored, leak, sources)
     skipped = [list(s) for s in stored.skipped] + [list(s) for s in decoded.skipped]
     point = predictor.checkpoint.operating_point
     result = {
@@ -152,7 +159,8 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
         "classes": predictor.classes, "model": predictor.checkpoint.model.to_dict(),
         "preprocessing": predictor.preprocessing.to_dict(),
         "data": _data_summary(root, stored, chosen.split_kind, skipped),
-        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "leakage_audit": leak,
+        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "per_source": sources,
+        "sources": [s.to_dict() for s in predictor.checkpoint.sources], "leakage_audit": leak,
         "calibration": calibration,
         "threshold": predictor.threshold,
         "operating_point": None if point is None else point.to_dict(),
@@ -161,6 +169,22 @@ def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str 
     (out / REPORT_METRICS).write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
     return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
+
+
+def _per_source(predictor: Predictor, sources: list[Source], decoded, scored: _Scored, n_boot: int,
+                predicted_masks=None) -> dict:
+    """The table with a row per source and a pooled row (see cv_report.source_table), on the evaluated slices;
+    the Dice columns stay n/a without a segmenting model's `predicted_masks`."""
+    pos = positive_index(predictor.classes)
+    if pos is None:
+        return {}
+    samples = decoded.samples
+    oof = OutOfFold([s.key for s in samples], [s.origin or predictor.classes[s.label] for s in samples],
+                    [s.group or s.key for s in samples], scored.probs[None, :, pos], np.zeros((1, len(samples)), int),
+                    [s.source or "" for s in samples])
+    group_sources = {source.name for source in sources if source.grouping != "file"}
+    return source_table(oof, (scored.predictions == pos)[None], group_sources, n_boot,
+                        true_masks=decoded.masks, predicted_masks=predicted_masks)
 
 
 def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict:
@@ -172,12 +196,14 @@ def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict
     return leakage_audit(reference.images, reference.samples, query.images, query.samples)
 
 
-def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None) -> tuple[dict, list]:
-    """The calibration summary, and the report's sections after the metrics: series, leakage, calibration,
-    operating point."""
+def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None,
+              sources: dict) -> tuple[dict, list]:
+    """The calibration summary, and the report's sections after the metrics: per source, series, leakage,
+    calibration, operating point."""
     stored = predictor.checkpoint
     calibration, calibration_lines = calibration_section(stored.calibration, split, scored.labels, scored.logits)
-    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, stored.study.rule))]
+    sections = [("Per source", table_lines(sources["rows"], sources["question"].replace("_", " ")))] if sources else []
+    sections.append(("Per series (inferred series)", _series_lines(scored.series_metrics, stored.study.rule)))
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     sections += [("Calibration", calibration_lines),
@@ -197,22 +223,23 @@ class _Chosen:
     split_kind: str
 
 
-def _choose_samples(root: Path, classes: list[str], split_csv: Path, split: str, split_kind: str,
+def _choose_samples(sources: list[Source], classes: list[str], split_csv: Path, split: str, split_kind: str,
                     cache: CacheSettings | None) -> _Chosen:
     if split == "all" or not split_csv.exists():
         if split != "all":
-            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
-        return _Chosen(build_catalogue(root, classes).samples, [], None, "all", "all")
-    by_split = read_split_csv(split_csv, root, classes)
+            log.warning("no split file %s: evaluating every image of %s", split_csv,
+                        ", ".join(str(source.root) for source in sources))
+        return _Chosen(catalogue_of(sources, classes).samples, [], None, "all", "all")
+    by_split = read_split_csv(split_csv, split_roots(sources), classes)
     if not by_split[split]:
         raise ValueError(f"split {split!r} in {split_csv} is empty")
-    superset = None
-    if cache is not None and cache.enabled:
-        try:
-            superset = build_catalogue(root, classes).samples
-        except DatasetError:
-            superset = None
-    return _Chosen(by_split[split], by_split["train"], superset, split, split_kind)
+    try:
+        listed = catalogue_of(sources, classes).samples
+    except DatasetError:
+        listed = []
+    chosen, train_samples = as_listed(by_split[split], listed), as_listed(by_split["train"], listed)
+    superset = listed or None if cache is not None and cache.enabled else None
+    return _Chosen(chosen, train_samples, superset, split, split_kind)
 
 
 @dataclass

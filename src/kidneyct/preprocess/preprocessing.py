@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kidneyct.io.slices import CTSlice
-from kidneyct.preprocess.body import crop_to_body
-from kidneyct.preprocess.kidney_crop import crop_to_kidneys
-from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
+from kidneyct.preprocess.geometry import Geometry, slice_geometry
 from kidneyct.preprocess.window import apply_window
 from kidneyct.records import DictRecord
 
@@ -59,14 +57,20 @@ class Preprocessing(DictRecord):
         """The values of CACHED_FIELDS: two preprocessings with equal cached forms decode to equal images."""
         return {name: getattr(self, name) for name in CACHED_FIELDS}
 
+    def geometry(self, unit: np.ndarray) -> Geometry:
+        """The crop, padding and resize of this slice's cached form (see kidneyct.preprocess.geometry)."""
+        return slice_geometry(unit, self.image_size, self.body_crop, self.kidney_crop)
+
     def to_uint8(self, ct_slice: CTSlice) -> np.ndarray:
         """The cached, model-independent form: image_size x image_size uint8."""
         unit = self.to_unit(ct_slice)
-        if self.kidney_crop:
-            unit = crop_to_kidneys(unit)
-        elif self.body_crop:
-            unit = crop_to_body(unit)
-        return resize_to_uint8(pad_to_square(unit), self.image_size)
+        return self.geometry(unit).image(unit)
+
+    def to_uint8_with_mask(self, ct_slice: CTSlice, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached form of a slice and of its label map (uint8, the slice's grid), moved alike."""
+        unit = self.to_unit(ct_slice)
+        geometry = self.geometry(unit)
+        return geometry.image(unit), geometry.mask(labels)
 
     def standardise(self, unit: torch.Tensor) -> torch.Tensor:
         """[B, 1, H, W] in [0, 1] to the model's scale: (each slice's body normalised, then) (x - mean) / std."""

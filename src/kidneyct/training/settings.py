@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from kidneyct.config import TrainConfig
 from kidneyct.data.cache import CacheSettings
+from kidneyct.data.sources import Source, resolve_sources
 from kidneyct.data.splits import SplitFractions
 from kidneyct.models import ModelConfig, get_spec
 from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing
@@ -23,6 +24,11 @@ def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
     freeze = None if not config.finetune else False
     return ModelConfig(config.model, num_classes, config.image_size or spec.image_size, config.pretrained,
                        freeze, config.dropout).resolved()
+
+
+def sources(config: TrainConfig) -> list[Source]:
+    """The run's sources: each --data folder, then those of the --sources file."""
+    return resolve_sources(config.data, config.sources)
 
 
 def cache_settings(config: TrainConfig) -> CacheSettings:

@@ -15,8 +15,9 @@ import torch
 from kidneyct.checkpoint import Checkpoint, write_checkpoint
 from kidneyct.checkpoint.model import load_model
 from kidneyct.data.cache import CacheSettings
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
+from kidneyct.data.sources import run_sources, split_roots
 from kidneyct.data.splits import read_split_csv
 from kidneyct.models.forward import penultimate_features
 from kidneyct.preprocess import Preprocessing
@@ -55,7 +56,7 @@ def study_settings(model: torch.nn.Module, prep: Preprocessing, train_images, va
 def refit_study_settings(checkpoint: str | Path, out: str | Path, data: str | Path | None = None,
                          device: str = "cpu") -> Checkpoint:
     """A copy of `checkpoint` at `out` with the study settings fitted on its own training and validation
-    splits (split.csv beside it, images under `data` or the folder it was trained on).
+    splits (split.csv beside it, images under `data` or the sources it was trained on).
 
     Returns:
         The checkpoint written to `out`.
@@ -66,9 +67,9 @@ def refit_study_settings(checkpoint: str | Path, out: str | Path, data: str | Pa
     split_csv = RunFolder.of(checkpoint).path / stored.data.split_csv
     if not split_csv.is_file():
         raise FileNotFoundError(f"{split_csv}: the checkpoint's split is needed to fit its study settings")
-    root = Path(data or stored.data.root)
-    by_split = read_split_csv(split_csv, root, stored.classes)
-    superset = build_catalogue(root, stored.classes).samples  # whose decode cache the training run left
+    sources = run_sources(stored, data)
+    by_split = read_split_csv(split_csv, split_roots(sources), stored.classes)
+    superset = catalogue_of(sources, stored.classes).samples  # whose decode cache the training run left
     images = {name: decode_samples(by_split[name], prep, progress=False, cache=CacheSettings(),
                                    superset=superset).images for name in ("train", "val")}
     updated = replace(stored, study=study_settings(loaded.model, prep, images["train"], images["val"], device))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kidneyct.checkpoint import (Checkpoint, DataRecord, EpochRecord, Progress, ResumeState, TrainingRecord,
+from kidneyct.checkpoint import (Checkpoint, DataRecord, EpochRecord, Progress, ResumeState, Source, TrainingRecord,
                                  read_checkpoint, write_checkpoint)
 from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
 from kidneyct.data.kidneys import kidney_masks
@@ -102,7 +102,7 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
     device = ctx.device
     options = dict(seed=config.seed, fractions=settings.split_fractions(config), split_kind=config.split,
                    workers=config.workers, progress=config.progress and ctx.is_main,
-                   cache=settings.cache_settings(config),
+                   cache=settings.cache_settings(config), test_source=config.test_source,
                    jpeg_device=device if device.type == "cuda" else None)
     data = None
     if config.split_file is not None and not reuse_split and ctx.is_main:
@@ -113,11 +113,11 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
             shutil.copyfile(source, RunFolder(out).split_csv)
     reuse_split = reuse_split or config.split_file is not None
     if ctx.is_main:
-        data = prepare_data(config.data, config.classes, prep, RunFolder(out).split_csv, reuse_split=reuse_split,
-                            **options)
+        data = prepare_data(settings.sources(config), config.classes, prep, RunFolder(out).split_csv,
+                            reuse_split=reuse_split, **options)
     ctx.barrier()
     if data is None:
-        data = prepare_data(config.data, config.classes, prep, RunFolder(out).split_csv, reuse_split=True,
+        data = prepare_data(settings.sources(config), config.classes, prep, RunFolder(out).split_csv, reuse_split=True,
                             write_split=False, **options)
     return data
 
@@ -234,8 +234,9 @@ class _Run:
         progress = Progress(**{**asdict(self.state), "history": list(self.state.history)})
         training = TrainingRecord(self.config, data, progress, (self.augmentation or Augmentation()).to_dict(),
                                   None if self.acquisition is None else self.acquisition.to_dict(), lesions)
+        sources = [Source.of_summary(name, summary) for name, summary in self.data.sources_summary().items()]
         return Checkpoint(self.model_config, list(self.classes), self.prep, weights, training=training, resume=resume,
-                          **fitted)
+                          sources=sources, **fitted)
 
     def resume_state(self) -> ResumeState:
         return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict())
