@@ -6,11 +6,11 @@ kidneyct.checkpoint.model's. Importing this package imports no torch."""
 from kidneyct.checkpoint.files import read_checkpoint, write_checkpoint
 from kidneyct.checkpoint.schema import (FORMAT, SCHEMA_VERSION, Calibration, CalibrationCheck, Checkpoint,
                                         DataRecord, EpochRecord, Member, ModelCard, OperatingPoint, Outputs,
-                                        Progress, ResumeState, Source, SourceValidation, TrainingRecord,
-                                        check_calibration)
+                                        Progress, ResumeState, Segmentation, Source, SourceValidation,
+                                        TrainingRecord, check_calibration)
 
 __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Calibration", "CalibrationCheck", "Checkpoint", "DataRecord", "EpochRecord", "Member",
-    "ModelCard", "OperatingPoint", "Outputs", "Progress", "ResumeState", "Source", "SourceValidation",
+    "ModelCard", "OperatingPoint", "Outputs", "Progress", "ResumeState", "Segmentation", "Source", "SourceValidation",
     "TrainingRecord", "check_calibration", "read_checkpoint", "write_checkpoint",
 ]

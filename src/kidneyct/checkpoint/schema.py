@@ -18,12 +18,29 @@ from kidneyct.config import TrainConfig
 from kidneyct.errors import CheckpointError
 from kidneyct.models.registry import ModelConfig
 from kidneyct.preprocess.preprocessing import Preprocessing
+from kidneyct.preprocess.zoom import Zoom
 from kidneyct.records import DictRecord
 from kidneyct.run_folder import SPLIT_CSV
 from kidneyct.study.settings import StudySettings
 
 FORMAT = "kidneyct-checkpoint"
 SCHEMA_VERSION = 2  # 1: the flat dict of kidneyct 0.1 (read through kidneyct.checkpoint.migrate)
+
+
+@dataclass(frozen=True)
+class Segmentation(DictRecord):
+    """How a segmenting model looks at a slice and what its maps decide (kidneyct.models.look_twice).
+
+    work_size: side of both looks' crops (the overview of the body view, the zoom on each kidney).
+    zoom: the rule that draws the zoom boxes around the overview's kidney map.
+    mask_threshold: the map probability above which a pixel is kidney or tumor in masks, overlays and Dice.
+    min_kidney_fraction: the share of the body view the overview must call kidney for a slice to show one (the
+        scope gate's kidney finder)."""
+
+    work_size: int = 128
+    zoom: Zoom = field(default_factory=Zoom)
+    mask_threshold: float = 0.5
+    min_kidney_fraction: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,7 @@ class Outputs(DictRecord):
     maps: tuple[str, ...] = ()
     slice_probability: str = "head"
     kidney_finder: str = "locator"
+    segmentation: Segmentation | None = None  # a segmenting model's looks; None for a slice classifier
 
     @property
     def has_maps(self) -> bool:

@@ -108,3 +108,23 @@ def _on_view(overview: np.ndarray, zoomed: np.ndarray, boxes, shape: tuple[int, 
         pasted = np.where(inside, np.maximum(pasted, paste(crop, box, shape)), pasted)
         inside_any |= inside
     return np.where(inside_any, pasted, combined).astype(np.float32)
+
+
+SLICE_PROBABILITIES = ("head", "map", "mean")  # where a segmenting model's slice tumor probability comes from
+
+
+def slice_logits(looks: Looks, how: str, tumor_class: int) -> np.ndarray:
+    """Two-class logits [N, 2] whose softmax is the slice's tumor probability taken from the slice head ("head"),
+    the tumor map's peak inside the kidney ("map") or the mean of the two ("mean"); temperature scaling then
+    calibrates them like any logits."""
+    if how not in SLICE_PROBABILITIES:
+        raise ValueError(f"unknown slice probability {how!r}; choose from {SLICE_PROBABILITIES}")
+    if how == "head":
+        return looks.logits
+    tumor = looks.tumor_peak.astype(np.float64)
+    if how == "mean":
+        tumor = (tumor + softmax(np.asarray(looks.logits, np.float64))[:, tumor_class]) / 2
+    tumor = np.clip(tumor, 1e-6, 1 - 1e-6)
+    logits = np.zeros((len(tumor), 2), np.float32)
+    logits[:, tumor_class] = np.log(tumor / (1 - tumor))
+    return logits
