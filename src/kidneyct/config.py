@@ -63,6 +63,17 @@ RECIPES: dict[str, dict] = {
         "settings": {"model": "seed-cnn", "image_size": 96, "epochs": 15, "body_crop": True, "kidney_crop": True,
                      "label_smoothing": 0.1, "sampler": "balanced"},
     },
+    # The segmenting model (docs/experiments.md, the lite0-unet rows): kidney and tumor maps learnt from masks, an
+    # overview of the 256 px body view and a 128 px zoom on each kidney. Every slice not showing tumor is the other
+    # class, so the kidney finder also learns from slices without kidneys.
+    "lite0-unet-zoom": {
+        "description": "EfficientNet-Lite0 U-Net (ImageNet, offline): kidney and tumor maps from masks, an overview "
+                       "of the body and a zoom on each kidney at 128 px, 60 epochs; for sources with masks "
+                       "(--sources sources/shared.toml)",
+        "settings": {"model": "lite0-unet", "image_size": 128, "epochs": 60, "batch_size": 16, "lr": 2e-3,
+                     "lr_batch": 16, "patience": 60, "classes": "tumor,normal+cyst+nokidney", "body_crop": True,
+                     "kidney_crop": False, "label_smoothing": 0.0, "sampler": "shuffle", "slice_probability": "mean"},
+    },
 }
 
 # Decoded-size budgets (MiB) of one input, checked from its header (kidneyct.io.budget): files read by
@@ -132,6 +143,9 @@ class TrainConfig(DictRecord):
     finetune: bool = setting(_DEFAULT.get("finetune", False), "model", "unfreeze an ImageNet backbone")
     dropout: float = setting(0.5, "model", "dropout before the classifier", range=(0.0, 0.99))
     tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint)")
+    slice_probability: str = setting("head", "model", "segmenting models: the slice's tumor probability from the "
+                                     "slice head, the tumor map's peak inside the kidney, or their mean",
+                                     choices=("head", "map", "mean"))
     epochs: int = setting(_DEFAULT.get("epochs", 30), "optimisation",
                           "epochs; with --resume, a larger value extends the run", range=(1, None))
     batch_size: int = setting(32, "optimisation", "images per optimiser step", range=(1, None))
@@ -161,6 +175,9 @@ class TrainConfig(DictRecord):
     synthetic_lesions: float = setting(0.0, "augmentation", "share of training draws (slices with a located kidney) "
                                        "that receive a synthetic tumor (or cyst, with a Cyst class) and its label",
                                        metavar="SHARE", range=(0.0, 1.0))
+    unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
+                                "darkened as without contrast medium, so that the kidney finder finds them there too",
+                                metavar="SHARE", range=(0.0, 1.0))
     device: str = setting("auto", "runtime", "auto, cpu, cuda or cuda:N", kind="device")
     workers: int | None = setting(None, "runtime", "decoding processes (default: CPU count)", range=(1, 256))
     progress: bool = setting(True, "runtime", "progress bars")

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from kidneyct.models.look_twice import Looks, look_twice
+from kidneyct.models.look_twice import Looks, look_twice, slice_logits
 from kidneyct.preprocess.zoom import Zoom
 from kidneyct.records import DictRecord
 from kidneyct.runtime import progress_bar
+from kidneyct.training.engine import EpochStats
 from kidneyct.training.segmentation_loss import SegmentationLoss
 from kidneyct.training.zoom_batches import (TUMOR_VALUE, ZoomAugmentation, choose_boxes, crop_labels, cut_batch,
                                             has_mask, mask_boxes)
@@ -51,12 +51,8 @@ class SegmenterSettings(DictRecord):
     lesion_bias: float = 0.75
     zoom: Zoom = field(default_factory=Zoom)
     loss: SegmentationLoss = field(default_factory=SegmentationLoss)
-    augmentation: ZoomAugmentation = field(default_factory=ZoomAugmentation)
+    augmentation: ZoomAugmentation | None = field(default_factory=ZoomAugmentation)  # None: no augmentation
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "SegmenterSettings":
-        parts = {"zoom": Zoom, "loss": SegmentationLoss, "augmentation": ZoomAugmentation}
-        return cls(**{key: parts[key].from_dict(value) if key in parts else value for key, value in values.items()})
 
 
 @dataclass
@@ -131,13 +127,20 @@ class SegmenterTrainer:
         found = looks(self.model, self.data.views[rows], self.settings, self.tumor_class, self.device)
         self.predicted_boxes = {int(row): boxes for row, boxes, seen in zip(rows, found.boxes, found.found) if seen}
 
-    def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> dict:
+    def validation_logits(self, views, how: str) -> np.ndarray:
+        """Slice logits [N, 2] of uint8 body views by both looks, the slice probability taken `how`
+        (look_twice.slice_logits)."""
+        return slice_logits(looks(self.model, np.asarray(views), self.settings, self.tumor_class, self.device), how,
+                            self.tumor_class)
+
+    def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> EpochStats:
+        """One epoch of optimiser steps (the zoom boxes of slices without masks redrawn first when due)."""
         if epoch > 1 and (epoch - 1) % self.settings.refresh_every == 0:
             self.refresh_boxes()
         generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         order = self.epoch_rows(epoch)
         self.model.train()
-        started, total, seen = time.perf_counter(), 0.0, 0
+        total, seen = 0.0, 0
         bar = progress_bar(total=math.ceil(len(order) / batch_size), enabled=progress, desc=f"epoch {epoch}")
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start:start + batch_size])
@@ -148,9 +151,7 @@ class SegmenterTrainer:
             total, seen = total + loss * len(rows), seen + len(rows)
             bar.update()
         bar.close()
-        seconds = time.perf_counter() - started
-        return {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": round(seconds, 1),
-                "images_per_second": round(seen / seconds, 1)}
+        return EpochStats(total / max(seen, 1), math.nan, seen)
 
     def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
         settings = self.settings

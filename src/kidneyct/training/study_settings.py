@@ -33,7 +33,7 @@ def _sample(images, limit: int, seed: int = 0) -> np.ndarray:
 
 
 def study_settings(model: torch.nn.Module, prep: Preprocessing, train_images, val_images,
-                   device: str | torch.device = "cpu", batch_size: int = 64) -> StudySettings:
+                   device: str | torch.device = "cpu", batch_size: int = 64, features: bool = True) -> StudySettings:
     """The study settings for `model`'s current weights.
 
     Args:
@@ -41,6 +41,8 @@ def study_settings(model: torch.nn.Module, prep: Preprocessing, train_images, va
         prep: its preprocessing.
         train_images, val_images: uint8 model inputs [N, S, S] of the training and validation splits.
         device, batch_size: where and how the features are computed.
+        features: fit the penultimate-feature statistics (not for a segmenting model, whose kidney map is its
+            scope gate).
 
     Returns:
         StudySettings; its feature statistics and intensity profile are None when they cannot be fitted (an
@@ -48,7 +50,7 @@ def study_settings(model: torch.nn.Module, prep: Preprocessing, train_images, va
     """
     train = _sample(train_images, MAX_FEATURE_ROWS)
     val = _sample(val_images, MAX_FEATURE_ROWS)
-    train_features = penultimate_features(model, prep, train, batch_size, device)
+    train_features = penultimate_features(model, prep, train, batch_size, device) if features else None
     val_features = penultimate_features(model, prep, val, batch_size, device) if train_features is not None else None
     return fit_study_settings(train, val, train_features, val_features)
 

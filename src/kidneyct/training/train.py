@@ -21,15 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kidneyct.checkpoint import (Checkpoint, DataRecord, EpochRecord, Progress, ResumeState, Source, TrainingRecord,
-                                 read_checkpoint, write_checkpoint)
+from kidneyct.checkpoint import (Checkpoint, DataRecord, EpochRecord, Outputs, Progress, ResumeState, Segmentation,
+                                 Source, TrainingRecord, read_checkpoint, write_checkpoint)
 from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
 from kidneyct.data.kidneys import kidney_masks
 from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.io.atomic import remove_stale_temporaries
 from kidneyct.labels import positive_index
-from kidneyct.models import ModelConfig, create_model
+from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.models.forward import predict_logits
 from kidneyct.preprocess import Augmentation, Preprocessing
 from kidneyct.run_folder import SPLIT_CSV, RunFolder
@@ -41,6 +41,8 @@ from kidneyct.training.distributed import DistContext, init_distributed
 from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
 from kidneyct.training.lesion_inputs import LesionPlan
+from kidneyct.training.segmenter import SegmenterTrainer, TrainingSet
+from kidneyct.training.zoom_batches import has_mask
 from kidneyct.training.study_settings import study_settings
 
 log = logging.getLogger(__name__)
@@ -161,6 +163,8 @@ def _resolved(config: TrainConfig, resume: bool, extend_epochs: int | None) -> t
 
 
 def _check(config: TrainConfig) -> None:
+    if get_spec(config.model).maps:
+        _check_segmenting(config)
     if config.threshold is not None and config.target_sensitivity is not None:
         raise ValueError("give either a threshold or a target sensitivity, not both")
     if config.sampler not in SAMPLERS:
@@ -172,6 +176,20 @@ def _check(config: TrainConfig) -> None:
     if config.synthetic_lesions > 0 and config.kidney_crop:
         raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body, but with the kidney "
                          "crop (the default recipe's) the cached images hold only the kidneys: add --no-kidney-crop")
+
+
+def _check_segmenting(config: TrainConfig) -> None:
+    """A segmenting model looks at the body view and zooms on the kidneys it finds itself, learns from masks
+    with its own augmentation, and has two classes: tumor and the rest."""
+    given = [name for name, on in (("--kidney-crop", config.kidney_crop), ("--synthetic-lesions", config.synthetic_lesions),
+                                   ("--acquisition", config.acquisition not in ("none", "", None)),
+                                   ("--tta", config.tta), ("--body-norm", config.body_norm)) if on]
+    if given:
+        raise ValueError(f"{config.model} is a segmenting model: {', '.join(given)} do not apply to it (it looks at "
+                         "the body view, zooms on the kidneys it finds and normalises each crop itself)")
+    if config.split_file is None and config.classes.count(",") != 1:
+        raise ValueError(f"{config.model} learns two classes, tumor and the rest: give --classes such as "
+                         f"'tumor,normal+cyst+nokidney', not {config.classes!r}")
 
 
 @dataclass
@@ -196,6 +214,7 @@ class _Run:
     val_features: torch.Tensor | None = None
     feature_seconds: float | None = None
     best_weights: dict | None = None  # a CPU copy of the best epoch's weights, for the final best.pt
+    segmenter: SegmenterTrainer | None = None  # a segmenting model's epochs (kidneyct.training.segmenter)
 
     @property
     def folder(self) -> RunFolder:
@@ -216,6 +235,9 @@ class _Run:
         return max(self.config.batch_size, 128) if self.device.type == "cuda" else self.config.batch_size
 
     def val_logits(self, part) -> torch.Tensor:
+        if self.segmenter is not None:
+            views = self.data.splits["val"].images[part]
+            return torch.from_numpy(self.segmenter.validation_logits(views, self.config.slice_probability))
         if self.val_features is not None:
             return head_logits(self.model.head, self.val_features[part], self.device)
         return predict_logits(self.model, self.prep, self.data.splits["val"].images[part], self.val_batch, self.device)
@@ -236,7 +258,15 @@ class _Run:
                                   None if self.acquisition is None else self.acquisition.to_dict(), lesions)
         sources = [Source.of_summary(name, summary) for name, summary in self.data.sources_summary().items()]
         return Checkpoint(self.model_config, list(self.classes), self.prep, weights, training=training, resume=resume,
-                          sources=sources, **fitted)
+                          sources=sources, outputs=self.outputs(), **fitted)
+
+    def outputs(self) -> Outputs:
+        """What the model outputs beside its logits: a segmenting model's maps and how its looks are made."""
+        if self.segmenter is None:
+            return Outputs()
+        trained = self.segmenter.settings
+        return Outputs(maps=get_spec(self.config.model).maps, slice_probability=self.config.slice_probability,
+                       kidney_finder="kidney map", segmentation=Segmentation(trained.work_size, trained.zoom))
 
     def resume_state(self) -> ResumeState:
         return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict())
@@ -271,7 +301,9 @@ def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -
         log.info("learning rate %.3g: --lr %.3g scaled for %d images per step (given for %d)", lr, config.lr,
                  config.batch_size, config.lr_batch)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    segmenter = _segmenter(config, model, train_set, classes, ctx) if get_spec(config.model).maps else None
+    steps_per_epoch = segmenter.steps_per_epoch(config.batch_size) if segmenter else \
+        math.ceil(len(train_set) / config.batch_size)
     scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
                                    int(steps_per_epoch * config.warmup_epochs))
     state, best_weights = Progress(), None
@@ -285,8 +317,23 @@ def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -
         log.info("resuming %s after epoch %d", out, state.epoch)
     run = _Run(config, ctx, out, prep, data, model_config, model, optimizer, scheduler, state,
                settings.augmentation_policy(config), settings.acquisition_policy(config))
-    run.best_weights = best_weights
+    run.best_weights, run.segmenter = best_weights, segmenter
     return run
+
+
+def _segmenter(config: TrainConfig, model, train_set, classes: list[str], ctx: DistContext) -> SegmenterTrainer:
+    """The epochs of a segmenting model on the training split's body views and masks (held in memory)."""
+    if ctx.world_size > 1:
+        raise ValueError("segmenting models train in one process; run without torchrun")
+    if train_set.masks is None:
+        raise ValueError("a segmenting model needs masks: give sources with a masks folder (docs/sources.md)")
+    views, masks = np.asarray(train_set.images), np.asarray(train_set.masks)
+    if not has_mask(masks).any():
+        raise ValueError("no training slice has a mask: a segmenting model learns its maps from masks "
+                         "(docs/sources.md: masks/<image stem>.png beside the class folders)")
+    data = TrainingSet(views, masks, train_set.labels, np.array([s.source or "" for s in train_set.samples]))
+    return SegmenterTrainer(model, data, positive_index(classes), settings.segmenter_settings(config), config.seed,
+                            ctx.device)
 
 
 def _lesion_plan(run: _Run) -> LesionPlan | None:
@@ -304,6 +351,8 @@ def _attach_inputs(run: _Run, memo: FeatureMemo | None) -> None:
     """What the optimiser trains on: the head on cached backbone features (frozen backbone), else the
     whole model on augmented images (with synthetic lesions when asked for)."""
     config, train_set, val_set = run.config, run.data.splits["train"], run.data.splits["val"]
+    if run.segmenter is not None:  # it draws its own crops and steps
+        return
     if uses_feature_cache(run.model, config.feature_cache):
         if config.synthetic_lesions > 0 or run.acquisition is not None:
             raise ValueError("synthetic lesions and acquisition augmentation change images every draw: a frozen "
@@ -351,14 +400,22 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
     started = time.perf_counter()
     steps = math.ceil(len(train_set) / config.batch_size)
     bar = progress_bar(total=steps, enabled=config.progress and run.ctx.is_main, desc=f"epoch {epoch}/{config.epochs}")
-    stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
-                      config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
-                      label_smoothing=config.label_smoothing)
+    if run.segmenter is not None:
+        bar.close()  # it has a bar of its own
+        stats = run.segmenter.train_epoch(epoch, run.optimizer, run.scheduler, config.batch_size, not bar.disable)
+    else:
+        stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
+                          config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
+                          label_smoothing=config.label_smoothing)
     bar.close()
     seconds = time.perf_counter() - started
     logits = run.ctx.assemble(run.val_logits(run.ctx.shard(len(val_set))), len(val_set))
     val = validation_metrics(logits, val_set.labels, run.classes, weights)
     improved = _record(state, epoch, stats, val, seconds, run.optimizer.param_groups[0]["lr"], config.patience)
+    if run.segmenter is not None:
+        # A segmenting model keeps its final weights: its validation split, a few dozen slices, is too small to
+        # pick an epoch by without picking its noise.
+        improved = epoch == config.epochs
     log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
              epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / seconds)
     if improved:
@@ -409,7 +466,8 @@ def _fitted(run: _Run) -> dict:
                                          run.config.threshold, run.config.target_sensitivity)
     log.info("temperature %.3f, validation ECE %.4f -> %.4f", calibration.temperature,
              calibration.validation.ece_before, calibration.validation.ece_after)
-    study = study_settings(run.model, run.prep, run.data.splits["train"].images, val.images, run.device)
+    study = study_settings(run.model, run.prep, run.data.splits["train"].images, val.images, run.device,
+                           features=run.segmenter is None)
     return {"calibration": calibration, "operating_point": point, "study": study}
 
 
