@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
-# The shipped model on a real CT (examples/, Apache-2.0): a study report with heatmaps, its path printed.
+# The shipped model (its ONNX export: no torch to load) on a real CT (examples/, Apache-2.0): a study report, its
+# path printed. Add `--backend torch` for Grad-CAM heatmaps on its key images.
 demo: $(STAMP)
 	$(VENV)/bin/kidneyct predict examples/abdomen-ct-30slices.nii.gz --out runs/demo/predictions.csv \
 		--report runs/demo/report --no-progress

@@ -25,10 +25,11 @@ DATA = Path(os.environ.get("KIDNEYCT_DATA", "../shared/data"))  # relative to th
 
 KAGGLE = Source(
     "kaggle-ct-kidney", grouping="CT series inferred from the images (near-duplicates, neighbouring file numbers)",
-    licence="unconfirmed", patients=10,
+    licence="unconfirmed",
     citation="Kaggle 'CT KIDNEY DATASET: Normal-Cyst-Tumor and Stone' (Islam MN et al., Sci Rep 12, 2022, "
-             "doi:10.1038/s41598-022-15634-4), axial slices exported as JPG from one hospital in Dhaka; a partial "
-             "copy, re-encoded to 256 px grey; its licence could not be confirmed.")
+             "doi:10.1038/s41598-022-15634-4), axial slices exported as JPG from one hospital in Dhaka (10 tumor "
+             "scans; no patient identifiers); a partial copy, re-encoded to 256 px grey; its licence could not be "
+             "confirmed.")
 KITS23 = Source("kits23-slices", grouping="case id (one slice per patient)", licence="CC BY-NC-SA 4.0", patients=166,
                 citation="KiTS23 challenge (Heller N. et al., github.com/neheller/kits23), one display-windowed "
                          "axial slice per patient, many hospitals' scanners.")

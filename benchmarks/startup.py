@@ -68,21 +68,30 @@ def probe(arguments: list[str]) -> dict:
     return json.loads(run.stderr.strip().splitlines()[-1])
 
 
-def one_slice(folder: Path) -> Path:
-    """A one-slice NIfTI (Hounsfield units) of the example scan, what a single-slice prediction reads."""
+def one_slice(folder: Path) -> dict[str, Path]:
+    """A kidney slice of the example scan as a one-slice NIfTI (Hounsfield units) and as a PNG in the abdomen
+    window (what a single-slice export is)."""
     import nibabel as nib
+    import numpy as np
+    from PIL import Image
 
     volume = nib.load(str(EXAMPLE))
-    path = folder / "one-slice.nii.gz"
-    nib.save(nib.Nifti1Image(volume.dataobj[:, :, KIDNEY_SLICE:KIDNEY_SLICE + 1], volume.affine), str(path))
-    return path
+    hu = np.asarray(volume.dataobj[:, :, KIDNEY_SLICE:KIDNEY_SLICE + 1], dtype=np.float32)
+    nifti, png = folder / "one-slice.nii.gz", folder / "one-slice.png"
+    nib.save(nib.Nifti1Image(hu, volume.affine), str(nifti))
+    level, width = 40.0, 400.0
+    grey = np.clip((hu[:, :, 0] - level + width / 2) / width, 0, 1)
+    Image.fromarray(np.rint(np.rot90(grey) * 255).astype(np.uint8)).save(png)
+    return {"png": png, "nifti": nifti}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        commands = {**COMMANDS, "predict (one slice, shipped ONNX model)": ["predict", str(one_slice(Path(folder))),
-                                                                           "--no-progress"]}
+        inputs = one_slice(Path(folder))
+        commands = {**COMMANDS, **{f"predict (one {kind} slice, shipped ONNX model)": ["predict", str(path),
+                                                                                      "--no-progress"]
+                                   for kind, path in inputs.items()}}
         return measure(args, commands)
 
 

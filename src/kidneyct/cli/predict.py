@@ -45,13 +45,14 @@ def _add_predict(sub) -> None:
                    help="write a Grad-CAM overlay PNG per slice here")
     p.add_argument("--report", default=None, metavar="DIR", type=output_folder,
                    help="write a study report here: one HTML page per series or volume (call, in-scope slices, key "
-                        "images with heatmaps, warnings) and index.html")
+                        "images, with Grad-CAM heatmaps on the torch backend, warnings) and index.html")
     p.add_argument("--dicom-out", default=None, metavar="DIR", type=output_folder,
                    help="per DICOM study, a Comprehensive SR with the call and Secondary Capture key images "
                         "(Grad-CAM burned in) here, one folder per Study Instance UID")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly); auto: PyTorch for a "
-                        ".pt checkpoint, onnxruntime for the shipped model unless Grad-CAM is asked for")
+                        ".pt checkpoint, onnxruntime for the shipped model unless --cam or --dicom-out needs Grad-CAM "
+                        "(report heatmaps: --backend torch)")
     p.add_argument("--threshold", type=float_range(0, 1), default=None,
                    help="tumor threshold (default: the checkpoint's)")
     p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
@@ -78,12 +79,12 @@ def _predictor(args, heatmaps=None):
 
 
 def _backend(args) -> str:
-    """auto: PyTorch for a .pt checkpoint, whose Grad-CAM any option may ask for; for the shipped model its ONNX
-    export (no torch to import) unless Grad-CAM is asked for (overlays, DICOM key images, report heatmaps)."""
+    """auto: PyTorch for a .pt checkpoint; for the shipped model its ONNX export (no torch to import, seconds
+    faster to start) unless Grad-CAM overlays or DICOM key images need PyTorch (a report then shows its key
+    images without heatmaps: --backend torch draws them)."""
     if args.backend != "auto":
         return args.backend
-    wants_gradcam = bool(args.cam or args.dicom_out or args.report)
-    return "onnx" if args.checkpoint is None and not wants_gradcam else "torch"
+    return "onnx" if args.checkpoint is None and not (args.cam or args.dicom_out) else "torch"
 
 
 def cmd_predict(args) -> int:

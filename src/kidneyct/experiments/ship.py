@@ -160,14 +160,15 @@ def card_markdown(checkpoint: Checkpoint) -> str:
              f"- Outputs: slice logits{_maps(checkpoint)}; calibrated by temperature {checkpoint.temperature:.3f}; study rule: {checkpoint.study.rule.describe()}.",
              f"- Files: `src/kidneyct/weights/{CHECKPOINT}` (fp16 weights) and `{EXPORT}` (its ONNX export), built by "
              "`make model` (benchmarks/shipped_model.py).", "", "## Data and licences", ""]
-    lines += [f"- **{s.name}** ({s.licence}): {s.citation} Grouping: {s.grouping}. Training split slices: "
+    lines += [f"- **{s.name}** ({s.licence}): {s.citation} Grouping: {s.grouping}. Slices trained and validated on: "
               f"{', '.join(f'{k} {v}' for k, v in s.counts.items())}." for s in checkpoint.sources]
     lines += ["", f"**Weights licence: {card.weights_licence}.** {card.licence_note}", "", "## Validation", "",
               "| source | split | unit | n | numbers | how to measure again |", "|---|---|---|---|---|---|"]
     lines += [f"| {v.source} | {v.split} | {v.unit} | {v.n} | "
               f"{', '.join(f'{k} {x:.3f}' for k, x in v.metrics.items())} | `{v.command}`"
               f"{' (' + v.note + ')' if v.note else ''} |" for v in card.validation]
-    lines += ["", "## Intended use", "", f"{card.intended_use}.", "", "## Limitations", ""]
+    lines += ["", "## Intended use", "", f"{card.intended_use[:1].upper()}{card.intended_use[1:]}.", "",
+              "## Limitations", ""]
     lines += [f"- {item}" for item in card.limitations] + [f"- {DISCLAIMER}", ""]
     return "\n".join(lines)
 
