@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kidneyct.cli import main
-from kidneyct.config import TrainConfig
+from kidneyct.config import TrainConfig, recipe_config
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.splits import grouped_stratified_folds
 from kidneyct.experiments.cv import LEVELS, METRICS, CVConfig, cross_validate
@@ -305,3 +305,22 @@ def test_leave_one_source_out_trains_on_the_others_and_reports_per_source(two_so
     assert list(metrics["per_source"]["rows"]) == ["beta", "pooled"] and metrics["metrics"]["n"] == 24
     assert {r["source"] for r in _rows(report.out / "predictions.csv")} == {"beta"}
     assert "Per source" in report.markdown.read_text()
+
+
+def test_a_segmenting_model_is_cross_validated_with_its_dice_per_source(tmp_path):
+    """Its test folds go through the two looks, and the per-source table gets tumor and kidney Dice from the
+    predicted label maps; a resumed run reads the same maps back."""
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    data = tmp_path / "masked"
+    generate_dataset(data, n=24, seed=5, size=128, classes=["Tumor", "Normal"], slices_per_series=(1, 1),
+                     progress=False, masks=True)
+    config = recipe_config("lite0-unet-zoom", str(data), str(tmp_path / "cv"), image_size=64, epochs=1,
+                           batch_size=8, classes="tumor,normal", device="cpu", progress=False, workers=1)
+    first = cross_validate(CVConfig(config, folds=2, bootstrap=50))
+    row = json.loads((first.out / "cv.json").read_text())["per_source"]["rows"]["pooled"]
+    assert row["kidney_dice_slices"] > 0 and 0.0 <= row["kidney_dice"] <= 1.0
+    assert row["tumor_dice_slices"] > 0 and 0.0 <= row["tumor_dice_mean"] <= 1.0
+    again = cross_validate(CVConfig(config, folds=2, bootstrap=50, resume=True))
+    assert json.loads((again.out / "cv.json").read_text())["per_source"]["rows"]["pooled"]["kidney_dice"] == \
+        row["kidney_dice"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from kidneyct.evaluation import tables
 from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval
-from kidneyct.evaluation.segmentation import kidney_dice, tumor_dice
+from kidneyct.evaluation.segmentation import kidney_dice, mean_tumor_dice, tumor_dice
 from kidneyct.study.rule import DEFAULT_RULE, StudyRule, study_score
 
 POOLED = "pooled"
@@ -96,6 +96,7 @@ def source_row(scored: Scored, index: np.ndarray, per_group: bool, n_boot: int, 
         predicted = [scored.predicted_masks[i] for i in index]
         truth = [scored.true_masks[i] for i in index]
     row["tumor_dice"], row["tumor_dice_slices"] = tumor_dice(predicted, truth)
+    row["tumor_dice_mean"] = mean_tumor_dice(predicted, truth)
     row["kidney_dice"], row["kidney_dice_slices"] = kidney_dice(predicted, truth)
     return row
 
@@ -133,8 +134,10 @@ def _rate_cell(value: float) -> str:
     return tables.NOT_AVAILABLE if value != value else f"{value:.3f}"
 
 
-def _dice_cell(value: float, slices: int) -> str:
-    return tables.NOT_AVAILABLE if value != value else f"{value:.3f} ({slices} slices)"
+def _dice_cell(value: float, slices: int, mean: float | None = None) -> str:
+    if value != value:
+        return tables.NOT_AVAILABLE
+    return f"{value:.3f}{'' if mean is None else f' / {mean:.3f}'} ({slices} slices)"
 
 
 def table_lines(table: dict[str, dict], question: str) -> list[str]:
@@ -142,10 +145,10 @@ def table_lines(table: dict[str, dict], question: str) -> list[str]:
     sources that have one)."""
     statistics = list(STATISTIC_HEADERS)
     header = ["source", "slices (tumor / negative)", *STATISTIC_HEADERS.values(), "sensitivity at the threshold",
-              "specificity at the threshold", "tumor Dice (median)", "kidney Dice (median)"]
+              "specificity at the threshold", "tumor Dice (median / mean)", "kidney Dice (median)"]
     rows = [[name, f"{row['images']} ({row['tumor']} / {row['negative']})",
              *(_interval_cell(row["image"][s]) for s in statistics), _rate_cell(row["sensitivity"]),
-             _rate_cell(row["specificity"]), _dice_cell(row["tumor_dice"], row["tumor_dice_slices"]),
+             _rate_cell(row["specificity"]), _dice_cell(row["tumor_dice"], row["tumor_dice_slices"], row.get("tumor_dice_mean")),
              _dice_cell(row["kidney_dice"], row["kidney_dice_slices"])] for name, row in table.items()]
     lines = [f"Per slice, {question}; mean over repeats [95% bootstrap interval over series or patients]; "
              "thresholds are each fold's own; Dice on the slices whose true mask shows the structure:", ""]

@@ -20,6 +20,28 @@ def dice(predicted: np.ndarray, true: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2.0 * both / total)
 
 
+def slice_dice(predicted, true, labels: tuple[int, ...]) -> list[float]:
+    """Dice of the region `labels` on each slice whose true mask is known and holds it (predicted, true: label
+    maps [N, H, W]; rows of the true mask that are all UNKNOWN are left out)."""
+    scores = []
+    for guess, truth in zip(predicted, true):
+        truth = np.asarray(truth)
+        known = truth != UNKNOWN
+        region = np.isin(truth, labels) & known
+        if region.any():
+            scores.append(dice(np.isin(np.asarray(guess), labels) & known, region))
+    return scores
+
+
+def mean_tumor_dice(predicted, true) -> float:
+    """Mean tumor Dice over the slices whose true mask shows tumor (a missed tumor counts 0); NaN without any.
+    The mean is what KiTS reports; the median says what a typical slice gets."""
+    if predicted is None:
+        return float("nan")
+    scores = slice_dice(predicted, true, TUMOR_LABELS)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
 def median_dice(predicted, true, labels: tuple[int, ...]) -> tuple[float, int]:
     """(median Dice of the region `labels`, slices counted) over the slices whose true mask is known and holds
     the region; NaN and 0 when none does.
@@ -31,13 +53,7 @@ def median_dice(predicted, true, labels: tuple[int, ...]) -> tuple[float, int]:
     """
     if predicted is None:
         return float("nan"), 0
-    scores = []
-    for guess, truth in zip(predicted, true):
-        truth = np.asarray(truth)
-        known = truth != UNKNOWN
-        region = np.isin(truth, labels) & known
-        if region.any():
-            scores.append(dice(np.isin(np.asarray(guess), labels) & known, region))
+    scores = slice_dice(predicted, true, labels)
     return (float(np.median(scores)), len(scores)) if scores else (float("nan"), 0)
 
 

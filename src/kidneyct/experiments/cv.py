@@ -34,17 +34,31 @@ from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide, positive_index
+from kidneyct.models.look_twice import label_maps, look_twice, slice_logits
 from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import head_logits
 from kidneyct.training.features import FeatureMemo, subset_features, uses_feature_cache
 from kidneyct.run_folder import SPLIT_CSV, RunFolder
+from kidneyct.training.segmenter import torch_runner
 from kidneyct.training.train import train
 
 LEVELS, METRICS = report.LEVELS, report.METRICS
 
 log = logging.getLogger(__name__)
+
+
+def _segmenter_test(predictor, rows) -> tuple[np.ndarray, np.ndarray]:
+    """A segmenting model's test fold: slice logits and predicted label maps on the body view's grid (the grid of
+    the cached true masks), from the same two looks its validation and inference take."""
+    segmentation, outputs = predictor.checkpoint.outputs.segmentation, predictor.checkpoint.outputs
+    tumor_class = positive_index(predictor.classes)
+    views = np.asarray(rows)
+    found = look_twice(torch_runner(predictor.backend.model, predictor.device), views, segmentation.zoom,
+                       segmentation.work_size, tumor_class, with_maps=True)
+    return (slice_logits(found, outputs.slice_probability, tumor_class),
+            label_maps(found.maps, segmentation.mask_threshold))
 
 
 def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> np.ndarray:
@@ -217,8 +231,12 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
              *(len(by_split[n]) for n in ("train", "val", "test")))
     trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
     predictor = Predictor.open(trained.best_checkpoint, base.device)
-    probs = predictor.probabilities(
-        _test_logits(predictor, base, plan.data.decoded.images.subset(test_index), memo))
+    test_views, masks = plan.data.decoded.images.subset(test_index), None
+    if predictor.checkpoint.outputs.maps:
+        logits, masks = _segmenter_test(predictor, test_views)
+    else:
+        logits = _test_logits(predictor, base, test_views, memo)
+    probs = predictor.probabilities(logits)
     metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
                                   [plan.groups[i] for i in test_index])
     row = {"repeat": repeat, "fold": k, "test_images": len(test_index),
@@ -227,7 +245,7 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
-    return FoldResult(row, probs, trained.best_checkpoint)
+    return FoldResult(row, probs, trained.best_checkpoint, masks)
 
 
 def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:
@@ -289,6 +307,7 @@ def cross_validate(config: CVConfig) -> CVResult:
     n, k = len(plan.samples), len(plan.classes)
     probs, predicted = np.zeros((config.repeats, n, k)), np.zeros((config.repeats, n), np.int64)
     rows, thresholds, members = [], {}, []
+    masks: np.ndarray | None = None  # repeat 0's predicted label maps, when the model segments
     for repeat in range(config.repeats):
         for fold in range(plan.n_folds):
             fold_result = _run_fold(config, plan, repeat, fold, memo)
@@ -298,8 +317,12 @@ def cross_validate(config: CVConfig) -> CVResult:
             predicted[repeat, test] = decide(fold_probs, plan.classes, row["threshold"])
             thresholds[(repeat, fold)] = row["threshold"]
             rows.append(row)
+            if repeat == 0 and fold_result.masks is not None:
+                if masks is None:
+                    masks = np.zeros((n,) + fold_result.masks.shape[1:], np.uint8)
+                masks[test] = fold_result.masks
             members += [fold_result.checkpoint] if repeat == 0 else []
-    return _finish(config, plan, rows, probs, predicted, thresholds, members, baseline, started)
+    return _finish(config, plan, rows, probs, predicted, thresholds, members, baseline, started, masks)
 
 
 @dataclass
@@ -320,7 +343,8 @@ class _Tested:
                    plan.folds[:, index], probs[:, index], predicted[:, index])
 
 
-def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started) -> CVResult:
+def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started,
+            masks: np.ndarray | None = None) -> CVResult:
     out = Path(config.train.out)
     ensemble = write_ensemble(members, RunFolder(out).ensemble) if config.keep_models else None
     tested = _Tested.of(plan, probs, predicted)
@@ -331,7 +355,8 @@ def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, ba
     oof = report.out_of_fold(tested.samples, plan.classes, tested.folds, tested.probs)
     ranked = report.ranking(oof, config.bootstrap) if oof is not None else {}
     compared = report.compare(oof, baseline[0], config.bootstrap) if baseline is not None and oof is not None else None
-    sources = _per_source(config, plan, tested, oof, ranked)
+    sources = _per_source(config, plan, tested, oof, ranked,
+                          None if masks is None else masks[plan.tested])
     seconds = time.perf_counter() - started
     report.write_predictions(out / "predictions.csv", tested.samples, plan.classes, tested.labels, tested.folds,
                              tested.probs, tested.predicted)

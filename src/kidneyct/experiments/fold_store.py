@@ -19,17 +19,20 @@ from kidneyct.config import RUNTIME_FIELDS, TrainConfig
 from kidneyct.io.atomic import atomic_write
 
 FOLD_RESULT = "fold-result.json"
+FOLD_MASKS = "fold-masks.npz"  # a segmenting model's predicted label maps of the test slices
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FoldResult:
-    """What a fold gives the cross-validation: its metrics row, its test probabilities and its checkpoint."""
+    """What a fold gives the cross-validation: its metrics row, its test probabilities and its checkpoint (and a
+    segmenting model's predicted label maps of the test slices)."""
 
     row: dict
     probs: np.ndarray  # float [test images, classes]
     checkpoint: Path
+    masks: np.ndarray | None = None  # uint8 [test images, S, S]
 
 
 def fold_identity(config: TrainConfig, test_keys: list[str]) -> dict:
@@ -41,9 +44,12 @@ def fold_identity(config: TrainConfig, test_keys: list[str]) -> dict:
 
 
 def save_fold(folder: Path, identity: dict, result: FoldResult) -> None:
-    """Write the fold's result atomically (a killed run leaves no half-written record to reuse)."""
+    """Write the fold's result atomically (a killed run leaves no half-written record to reuse); the masks
+    first, so a record never points at missing ones."""
+    if result.masks is not None:
+        atomic_write(folder / FOLD_MASKS, lambda stream: np.savez_compressed(stream, masks=result.masks))
     payload = {"identity": identity, "row": result.row, "probs": np.asarray(result.probs).tolist(),
-               "checkpoint": Path(result.checkpoint).name}
+               "checkpoint": Path(result.checkpoint).name, "masks": result.masks is not None}
     atomic_write(folder / FOLD_RESULT, lambda stream: stream.write(json.dumps(payload)), binary=False)
 
 
@@ -66,4 +72,12 @@ def load_fold(folder: Path, identity: dict) -> FoldResult | None:
     if not checkpoint.exists() or probs.shape[0] != identity["test_images"]:
         log.warning("%s: its checkpoint or probabilities are missing; training the fold again", path)
         return None
-    return FoldResult(payload["row"], probs, checkpoint)
+    masks = None
+    if payload.get("masks"):
+        try:
+            with np.load(folder / FOLD_MASKS) as stored_masks:
+                masks = stored_masks["masks"]
+        except (OSError, ValueError, KeyError) as error:
+            log.warning("%s: its masks are unreadable (%s); training the fold again", path, error)
+            return None
+    return FoldResult(payload["row"], probs, checkpoint, masks)
