@@ -77,11 +77,17 @@ def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_clas
                  maps=np.concatenate([p.maps for p in parts]) if with_maps else None)
 
 
-def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool) -> Looks:
+def overview(run: Runner, views: np.ndarray, zoom: Zoom, size: int) -> tuple[np.ndarray, list]:
+    """The first look alone: map probabilities [N, 2, S, S] of the whole body views and, per view, the zoom
+    boxes with whether a kidney was found (zoom.boxes_or_prior)."""
     _, overview_logits = run(_crops(views, [FULL_VIEW] * len(views), size))
-    overview = sigmoid(overview_logits)
-    kidney = overview[:, 0] > zoom.threshold
-    chosen = [zoom.boxes_or_prior(k) for k in overview[:, 0]]
+    maps = sigmoid(overview_logits)
+    return maps, [zoom.boxes_or_prior(kidney) for kidney in maps[:, 0]]
+
+
+def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool) -> Looks:
+    overview_maps, chosen = overview(run, views, zoom, size)
+    kidney = overview_maps[:, 0] > zoom.threshold
     boxes = [slice_boxes for slice_boxes, _ in chosen]
     owner = np.repeat(np.arange(len(views)), [len(b) for b in boxes])  # the slice of each crop
     flat = [box for slice_boxes in boxes for box in slice_boxes]
@@ -92,7 +98,7 @@ def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: in
     slice_peaks = np.array([peaks[owner == i].max() for i in range(len(views))], np.float32)
     maps = None
     if with_maps:
-        maps = np.stack([_on_view(overview[i], zoomed[owner == i], boxes[i], views.shape[1:]) for i in range(len(views))])
+        maps = np.stack([_on_view(overview_maps[i], zoomed[owner == i], boxes[i], views.shape[1:]) for i in range(len(views))])
     return Looks(np.asarray(logits, np.float32)[best], kidney.mean((1, 2)), boxes,
                  np.array([found for _, found in chosen]), slice_peaks, maps)
 

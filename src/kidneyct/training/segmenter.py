@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from kidneyct.models.look_twice import Looks, look_twice, slice_logits
+from kidneyct.models.look_twice import Looks, look_twice, overview, slice_logits
 from kidneyct.preprocess.zoom import Zoom
 from kidneyct.records import DictRecord
 from kidneyct.runtime import progress_bar
@@ -36,7 +36,11 @@ class SegmenterSettings(DictRecord):
         work_size: side of both looks' crops, in pixels (a multiple of 32).
         overview_share: share of training draws that show the whole view instead of the zoom.
         per_source_cap: slices without a mask that one source contributes per epoch.
-        refresh_every: epochs between redrawing the zoom boxes of slices without a kidney mask.
+        refresh_every: epochs a slice without a kidney mask keeps the zoom boxes the model's overview last drew
+            for it (they are drawn again when it is next drawn after that).
+        validate_every: epochs between validations (and the last epoch): a segmenting model keeps its final
+            weights, so validation only reports progress and fits the calibration at the end; both looks over
+            every validation slice each epoch would cost more than the epoch.
         tumor_repeats: how many times a masked slice with tumor pixels is drawn per epoch (tumor pixels are
             rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
         lesion_bias: chance that a zoom on a masked tumor slice shows the kidney with the tumor.
@@ -47,6 +51,7 @@ class SegmenterSettings(DictRecord):
     overview_share: float = 0.35
     per_source_cap: int = 160
     refresh_every: int = 4
+    validate_every: int = 10
     tumor_repeats: int = 3
     lesion_bias: float = 0.75
     zoom: Zoom = field(default_factory=Zoom)
@@ -96,6 +101,7 @@ class SegmenterTrainer:
         self.known = has_mask(data.masks)
         self.true_boxes = mask_boxes(data.masks, settings.zoom)
         self.predicted_boxes: dict[int, list] = {}
+        self.drawn_at: dict[int, int] = {}  # the epoch whose overview drew a row's predicted boxes
         self.other_class = 1 - tumor_class  # two classes: tumor and the rest
         self.tumor_rows = np.flatnonzero(self.known & (data.masks == TUMOR_VALUE).any((1, 2)))
 
@@ -119,13 +125,29 @@ class SegmenterTrainer:
         masked = int(self.known.sum()) + len(self.tumor_rows) * (self.settings.tumor_repeats - 1)
         return math.ceil((masked + unmasked) / batch_size)
 
-    def refresh_boxes(self) -> None:
-        """Zoom boxes for rows without a kidney mask, from the model's current overview of them."""
-        rows = np.array([i for i, boxes in enumerate(self.true_boxes) if not boxes], np.int64)
-        if len(rows) == 0:
+    def refresh_boxes(self, rows: np.ndarray, epoch: int) -> None:
+        """Zoom boxes for those of `rows` without a kidney mask whose boxes are missing or `refresh_every` epochs
+        old, from the model's current overview of them (only the rows an epoch draws: a source of thousands of
+        unmasked slices would otherwise cost more than the epoch)."""
+        stale = np.array(sorted({int(r) for r in rows if not self.true_boxes[r]
+                                 and epoch - self.drawn_at.get(int(r), -10**9) >= self.settings.refresh_every}),
+                         np.int64)
+        if len(stale) == 0:
             return
-        found = looks(self.model, self.data.views[rows], self.settings, self.tumor_class, self.device)
-        self.predicted_boxes = {int(row): boxes for row, boxes, seen in zip(rows, found.boxes, found.found) if seen}
+        was_training = self.model.training
+        _, chosen = overview(torch_runner(self.model, self.device), self.data.views[stale], self.settings.zoom,
+                             self.settings.work_size)
+        self.model.train(was_training)
+        for row, (boxes, found) in zip(stale, chosen):
+            self.drawn_at[int(row)] = epoch
+            if found:
+                self.predicted_boxes[int(row)] = boxes
+            else:
+                self.predicted_boxes.pop(int(row), None)
+
+    def validates(self, epoch: int, last: int) -> bool:
+        """Whether `epoch` is validated (every `validate_every` epochs and the last)."""
+        return epoch == last or epoch % self.settings.validate_every == 0
 
     def validation_logits(self, views, how: str) -> np.ndarray:
         """Slice logits [N, 2] of uint8 body views by both looks, the slice probability taken `how`
@@ -134,11 +156,12 @@ class SegmenterTrainer:
                             self.tumor_class)
 
     def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> EpochStats:
-        """One epoch of optimiser steps (the zoom boxes of slices without masks redrawn first when due)."""
-        if epoch > 1 and (epoch - 1) % self.settings.refresh_every == 0:
-            self.refresh_boxes()
+        """One epoch of optimiser steps (the zoom boxes of the epoch's slices without masks redrawn first when
+        due)."""
         generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         order = self.epoch_rows(epoch)
+        if epoch > 1:  # the first epoch's untrained overview finds nothing: unmasked rows show the whole view
+            self.refresh_boxes(order, epoch)
         self.model.train()
         total, seen = 0.0, 0
         bar = progress_bar(total=math.ceil(len(order) / batch_size), enabled=progress, desc=f"epoch {epoch}")

@@ -409,8 +409,11 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
                           label_smoothing=config.label_smoothing)
     bar.close()
     seconds = time.perf_counter() - started
-    logits = run.ctx.assemble(run.val_logits(run.ctx.shard(len(val_set))), len(val_set))
-    val = validation_metrics(logits, val_set.labels, run.classes, weights)
+    if run.segmenter is None or run.segmenter.validates(epoch, config.epochs):
+        logits = run.ctx.assemble(run.val_logits(run.ctx.shard(len(val_set))), len(val_set))
+        val = validation_metrics(logits, val_set.labels, run.classes, weights)
+    else:
+        val = {"loss": math.nan, "accuracy": math.nan, "macro_f1": math.nan}  # not measured this epoch
     improved = _record(state, epoch, stats, val, seconds, run.optimizer.param_groups[0]["lr"], config.patience)
     if run.segmenter is not None:
         # A segmenting model keeps its final weights: its validation split, a few dozen slices, is too small to
