@@ -72,7 +72,7 @@ def _explainer(checkpoint: Path, layer, **options):
     from kidneyct.inference.predictor import Predictor
 
     predictor = Predictor.open(checkpoint, "cpu")
-    return predictor, GradCamExplainer.from_loaded(predictor.loaded, layer, **options)
+    return predictor, GradCamExplainer.from_loaded(predictor.backend.loaded, layer, **options)
 
 
 def phantom_benchmark(args, out: Path) -> dict:

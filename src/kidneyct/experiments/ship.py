@@ -39,6 +39,16 @@ class TrainingSource:
 
 
 @dataclass(frozen=True)
+class TrainingSources:
+    """Several sources read through a sources file (kidneyct.data.sources, e.g. sources/shared.toml), each
+    described by its record (citation, licence, grouping) under its name in the file."""
+
+    sources_file: str
+    records: dict[str, Source]
+    classes: str = "tumor,normal"
+
+
+@dataclass(frozen=True)
 class ExternalSource:
     """A source the model never trained on: a folder per true class, predicted as a user would."""
 
@@ -53,7 +63,7 @@ class ShipSpec:
 
     name: str
     recipe: str  # a name from `kidneyct recipes`
-    train_on: TrainingSource
+    train_on: TrainingSource | TrainingSources
     summary: str
     weights_licence: str
     licence_note: str
@@ -65,8 +75,9 @@ class ShipSpec:
 
 def ship(spec: ShipSpec, work: Path, weights: Path, card_page: Path | None = None) -> Path:
     """Train, measure and store the shipped model; returns its checkpoint in `weights`."""
-    config = recipe_config(spec.recipe, spec.train_on.path, str(work), classes=spec.train_on.classes,
-                           progress=False, **spec.overrides)
+    where = {"sources": spec.train_on.sources_file} if isinstance(spec.train_on, TrainingSources) else {}
+    config = recipe_config(spec.recipe, getattr(spec.train_on, "path", ""), str(work), classes=spec.train_on.classes,
+                           progress=False, **where, **spec.overrides)
     from kidneyct.training.train import train  # imported here: only building the model trains
 
     return package(train(config).best_checkpoint, spec, weights, card_page)
@@ -78,7 +89,8 @@ def package(best: Path, spec: ShipSpec, weights: Path, card_page: Path | None = 
     work = RunFolder.of(best).path
     shipped = _stored(read_checkpoint(best), spec, work)
     candidate = write_checkpoint(shipped, work / "shipped.pt")  # beside split.csv: evaluable
-    validation = [*_held_out(candidate, spec, work), *_external(candidate, spec), *spec.recorded]
+    held_out = _held_out(candidate, spec, work) if shipped.data.split_sizes.get("test") else []
+    validation = [*held_out, *_external(candidate, spec), *spec.recorded]
     shipped = replace(shipped, model_card=_card(spec, validation))
     path = write_checkpoint(shipped, weights / CHECKPOINT)
     export_onnx(path, weights / EXPORT)
@@ -91,10 +103,16 @@ def package(best: Path, spec: ShipSpec, weights: Path, card_page: Path | None = 
 def _stored(checkpoint: Checkpoint, spec: ShipSpec, work: Path) -> Checkpoint:
     """Weights only, in fp16 (loading casts them back), with the training source named instead of this
     machine's folders and its slices counted per class."""
-    source = replace(spec.train_on.source, counts=_trained_counts(RunFolder(work).split_csv))
-    training = replace(checkpoint.training, config=replace(checkpoint.training.config, data=source.name, out=""),
-                       data=replace(checkpoint.data, root=source.name, skipped=[]))
-    return replace(checkpoint.weights_only(), training=training, sources=[source],
+    if isinstance(spec.train_on, TrainingSources):  # each source's counts as trained, its record as described
+        sources = [replace(spec.train_on.records[trained.name], counts=trained.counts, masked=trained.masked)
+                   for trained in checkpoint.sources]
+        config = replace(checkpoint.training.config, data="", sources=Path(spec.train_on.sources_file).name, out="")
+    else:
+        sources = [replace(spec.train_on.source, counts=_trained_counts(RunFolder(work).split_csv))]
+        config = replace(checkpoint.training.config, data=sources[0].name, out="")
+    training = replace(checkpoint.training, config=config,
+                       data=replace(checkpoint.data, root=", ".join(s.name for s in sources), skipped=[]))
+    return replace(checkpoint.weights_only(), training=training, sources=sources,
                    state_dict={k: v.half() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
 
 
