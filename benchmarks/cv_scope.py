@@ -1,0 +1,76 @@
+"""Where a segmenting model's kidney finder puts slices, out of fold: the share of each source's slices (by true
+class) that the scope gate would pass, from the label maps a `kidneyct cv` run kept beside each fold.
+
+    python benchmarks/cv_scope.py runs/cv-seg            # -> benchmarks/results/cv-scope.json
+
+A slice is in scope when its predicted kidney (kidney or tumor label) covers at least the fold model's
+`segmentation.min_kidney_fraction` of the body view: what `predict` applies. Issue 24's targets: KiTS23
+NoKidney slices in scope <= 2%; slices with a kidney in scope (the real NIfTI's: >= 95%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.checkpoint import read_checkpoint
+from kidneyct.experiments.cv import fold_dir
+from kidneyct.experiments.fold_store import FOLD_MASKS, FOLD_RESULT
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cv-scope.json"
+
+
+def fold_scope(folder: Path) -> np.ndarray:
+    """Whether each test slice of the fold in `folder` is in scope, in the fold's test order."""
+    record = json.loads((folder / FOLD_RESULT).read_text())
+    threshold = read_checkpoint(folder / record["checkpoint"]).outputs.segmentation.min_kidney_fraction
+    with np.load(folder / FOLD_MASKS) as stored:
+        masks = stored["masks"]
+    kidney_share = np.isin(masks, (1, 2)).reshape(len(masks), -1).mean(1)
+    return kidney_share >= threshold
+
+
+def scope_table(cv_folder: Path) -> dict:
+    """{source: {true class (origin): {"slices": n, "in_scope": share}}} over the first repeat's folds."""
+    with open(cv_folder / "predictions.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["repeat"] == "0"]
+    by_fold = defaultdict(list)
+    for row in rows:  # predictions.csv lists each fold's slices in its test order
+        by_fold[int(row["fold"])].append(row)
+    counts = defaultdict(lambda: [0, 0])
+    for fold, fold_rows in sorted(by_fold.items()):
+        scope = fold_scope(fold_dir(cv_folder, 0, fold))
+        if len(scope) != len(fold_rows):
+            raise ValueError(f"fold {fold}: {len(scope)} masks for {len(fold_rows)} test slices")
+        for row, inside in zip(fold_rows, scope):
+            key = (row["source"] or "all", row["origin"] or row["label"])
+            counts[key][0] += 1
+            counts[key][1] += int(inside)
+    table = defaultdict(dict)
+    for (source, origin), (n, inside) in sorted(counts.items()):
+        table[source][origin] = {"slices": n, "in_scope": round(inside / n, 3)}
+    return dict(table)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cv_folder", type=Path)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}", "cv": str(args.cv_folder),
+              "scope": scope_table(args.cv_folder)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for source, origins in result["scope"].items():
+        for origin, entry in origins.items():
+            print(f"{source:12s} {origin:10s} {entry['slices']:5d} slices, in scope {entry['in_scope']:.3f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
