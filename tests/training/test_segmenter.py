@@ -37,3 +37,26 @@ def test_segmenting_models_refuse_what_does_not_apply(masked_phantoms, tmp_path)
                            synthetic_lesions=0.5, device="cpu", progress=False)
     with pytest.raises(ValueError, match="--kidney-crop, --synthetic-lesions do not apply"):
         train(config)
+
+
+def test_boxes_of_unmasked_slices_are_drawn_only_for_the_rows_an_epoch_draws_and_only_when_stale():
+    import torch
+
+    from kidneyct.labels import MASK_UNKNOWN
+    from kidneyct.models.registry import ModelConfig, create_model
+    from kidneyct.training.segmenter import SegmenterSettings, SegmenterTrainer, TrainingSet
+
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 255, (6, 64, 64), dtype=np.uint8)
+    masks = np.full((6, 64, 64), MASK_UNKNOWN, np.uint8)
+    masks[0] = 0
+    masks[0, 20:30, 10:20] = 1  # row 0 has a kidney mask: its boxes come from it, never from the model
+    data = TrainingSet(views, masks, np.array([0, 1, 1, 1, 1, 1]), np.array(["a"] * 6))
+    model = create_model(ModelConfig("lite0-unet", num_classes=2, image_size=64, pretrained="none"))
+    trainer = SegmenterTrainer(model, data, 0, SegmenterSettings(work_size=32, refresh_every=3), 0, torch.device("cpu"))
+    trainer.refresh_boxes(np.array([0, 1, 2]), epoch=2)
+    assert set(trainer.drawn_at) == {1, 2}
+    trainer.refresh_boxes(np.array([1, 3]), epoch=3)  # row 1 drawn one epoch ago: still fresh
+    assert trainer.drawn_at == {1: 2, 2: 2, 3: 3}
+    trainer.refresh_boxes(np.array([1]), epoch=5)
+    assert trainer.drawn_at[1] == 5

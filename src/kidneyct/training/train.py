@@ -419,6 +419,8 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
         # A segmenting model keeps its final weights: its validation split, a few dozen slices, is too small to
         # pick an epoch by without picking its noise.
         improved = epoch == config.epochs
+        if improved:
+            state.best_epoch = epoch
     log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
              epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / seconds)
     if improved:
