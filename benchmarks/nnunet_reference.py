@@ -345,14 +345,37 @@ def score(args) -> None:
             "normal_slices_with_tumor_predicted": sum(1 for r in per_case if r["class"] == "Normal"
                                                       and r["pred_tumor_px"] > 0),
         },
-        "per_case": per_case,
     }
+    out["training"] = epoch_times(result_dir / f"fold_{args.fold}")
+    # per-case values stay with the KiTS23 data outside the repository; only the summary is committed
+    per_case_path = args.work / f"per_case_{args.trainer}_fold{args.fold}_{args.source}.json"
+    per_case_path.write_text(json.dumps(per_case, indent=1))
+    out["per_case"] = str(per_case_path)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+    doc.setdefault("runs", {})[args.trainer] = out
+    doc["what"] = out.pop("what")
+    doc["headline"] = max(doc["runs"], key=lambda t: doc["runs"][t]["budget"].get("num_epochs", 0)
+                          * doc["runs"][t]["budget"].get("num_iterations_per_epoch", 0))
+    args.out.write_text(json.dumps(dict(sorted(doc.items(), key=lambda kv: kv[0] == "runs")), indent=1) + "\n")
     m = out["metrics"]
     print(f"tumor Dice median {m['tumor_dice']['median']} mean {m['tumor_dice']['mean']} (n={len(tumor_d)}); "
           f"kidney Dice median {m['kidney_dice']['median']} mean {m['kidney_dice']['mean']} (n={len(kidney_d)}); "
           f"Tumor vs Normal AUC {m['tumor_vs_normal_auc']['auc']} -> {args.out}")
+
+
+def epoch_times(fold_dir: Path) -> dict:
+    """Epochs run and their summed wall time from nnU-Net's training log(s) (the final validation excluded)."""
+    times, losses = [], []
+    for log in sorted(fold_dir.glob("training_log_*.txt")):
+        for line in log.read_text().splitlines():
+            if "Epoch time:" in line:
+                times.append(float(line.split("Epoch time:")[1].split()[0]))
+            elif " train_loss " in line:
+                losses.append(float(line.split("train_loss")[1]))
+    return {"epochs_logged": len(times), "epoch_time_sum_s": round(sum(times), 1),
+            "epoch_time_median_s": round(float(np.median(times)), 1) if times else None,
+            "train_loss_first_last": [losses[0], losses[-1]] if losses else None}
 
 
 def main(argv=None) -> None:
