@@ -36,10 +36,14 @@ The raw dataset holds all 263 kits23 cases in imagesTr/labelsTr (labels 0 backgr
 exactly our fold 0. The fold's images are also copied to imagesTs_fold<k> for `nnUNetv2_predict
 --save_probabilities`; those predictions are what `score` measures.
 
-Scores (as kidneyct measures its segmenter): per-slice Dice on the test fold; tumor Dice over the Tumor
-slices (pred label 2 vs true 2), kidney Dice over slices with kidney (classes Tumor, Normal, Cyst;
-pred 1|2|3 vs true 1|2|3), median and mean with 95% bootstrap intervals; slice ROC-AUC of Tumor vs
-Normal scored by the largest tumor softmax probability on the slice.
+Scores (as kidneyct measures its segmenter, kidneyct.evaluation.segmentation): per-slice Dice on the test
+fold; tumor Dice over the slices whose TRUE mask shows tumor (pred label 2 vs true 2), kidney Dice over the
+slices whose true mask shows kidney with its masses (pred 1|2|3 vs true 1|2|3), pixels unknown (255) in the
+true mask left out, Dice 1 when both are empty; median (kidneyct's headline) and mean (KiTS's) with 95%
+bootstrap intervals; slice ROC-AUC of Tumor vs Normal (manifest classes) scored by the largest tumor softmax
+probability on the slice (and, as a second reading, by the predicted tumor area). `score --kidneyct-src DIR`
+(a kidneyct source tree, e.g. `git archive main src/kidneyct`) also runs kidneyct's own functions on the same
+label maps and stops if they disagree with the copy below.
 """
 
 from __future__ import annotations
@@ -75,7 +79,6 @@ PLANS = "nnUNetPlans_cpu"  # nnU-Net's planner at a 2 mm target spacing (half th
 ENV_KEYS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA", "nnUNet_def_n_proc")
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "nnunet-reference.json"
-KIDNEY_CLASSES = ("Tumor", "Normal", "Cyst")
 
 
 def env(work: Path) -> dict:
@@ -251,9 +254,42 @@ def record_timing(work: Path, key: str, command: str, wall: float) -> None:
     timings.write_text(json.dumps(t, indent=1))
 
 
+MASK_UNKNOWN = 255
+KIDNEY_LABELS = (1, 2, 3)  # kidney with its masses (kidneyct.evaluation.segmentation.KIDNEY_LABELS)
+TUMOR_LABELS = (2,)
+
+
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
-    s = pred.sum() + true.sum()
+    """kidneyct.evaluation.segmentation.dice: Dice of two boolean maps, 1.0 when both are empty."""
+    s = int(pred.sum()) + int(true.sum())
     return float(2.0 * np.logical_and(pred, true).sum() / s) if s else 1.0
+
+
+def region_dice(pred: np.ndarray, true: np.ndarray, labels: tuple[int, ...]) -> float | None:
+    """kidneyct.evaluation.segmentation.slice_dice on one slice: Dice of the region `labels`, None when the
+    true mask (its known pixels) does not hold the region, so the slice does not count."""
+    known = true != MASK_UNKNOWN
+    region = np.isin(true, labels) & known
+    return dice(np.isin(pred, labels) & known, region) if region.any() else None
+
+
+def kidneyct_check(src: Path, preds: list[np.ndarray], trues: list[np.ndarray], tumor_d, kidney_d) -> dict:
+    """kidneyct's own segmentation metrics on the same label maps; stop if the copy above disagrees."""
+    sys.path.insert(0, str(src))
+    from kidneyct.evaluation import segmentation as seg
+
+    p, t = np.stack(preds), np.stack(trues)
+    got = {"tumor_dice_median": seg.tumor_dice(p, t), "kidney_dice_median": seg.kidney_dice(p, t),
+           "tumor_dice_mean": seg.mean_tumor_dice(p, t)}
+    ours = {"tumor_dice_median": (float(np.median(tumor_d)), len(tumor_d)),
+            "kidney_dice_median": (float(np.median(kidney_d)), len(kidney_d)),
+            "tumor_dice_mean": float(np.mean(tumor_d))}
+    if (seg.slice_dice(p, t, seg.TUMOR_LABELS) != list(tumor_d)
+            or seg.slice_dice(p, t, seg.KIDNEY_LABELS) != list(kidney_d)):
+        raise SystemExit(f"kidneyct.evaluation.segmentation ({seg.__file__}) disagrees: {got} vs {ours}")
+    return {"module": seg.__file__, "tumor_dice": list(got["tumor_dice_median"]),
+            "kidney_dice": list(got["kidney_dice_median"]), "mean_tumor_dice": got["tumor_dice_mean"],
+            "agrees": True}
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -278,7 +314,12 @@ def score(args) -> None:
     folds = json.loads(args.folds.read_text())
     rows = [r for r in manifest(args.data) if folds[r["case_id"]] == args.fold]
     pred_dir = {"validation": validation_dir(args), "predict": predict_dir(args)}[args.source]
-    per_case, tumor_d, kidney_d, pos, neg = [], [], [], [], []
+    per_case, tumor_d, kidney_d, pos, neg, pos_area, neg_area = [], [], [], [], [], [], []
+    preds, trues = [], []
+    missing = [r["case_id"] for r in rows if not (pred_dir / f"{r['case_id']}.png").exists()
+               or not (pred_dir / f"{r['case_id']}.npz").exists()]
+    if missing:
+        raise SystemExit(f"{pred_dir}: {len(missing)} of the fold's {len(rows)} cases not predicted: {missing}")
     for r in rows:
         case, cls = r["case_id"], r["class"]
         true = np.asarray(Image.open(args.data / r["mask"]))
@@ -288,17 +329,28 @@ def score(args) -> None:
         probs = np.load(pred_dir / f"{case}.npz")["probabilities"]  # (labels, 1, H, W)
         p_tumor = float(probs[2].max())
         rec = {"case": case, "class": cls, "max_tumor_prob": round(p_tumor, 4),
-               "pred_tumor_px": int((pred == 2).sum()), "true_tumor_px": int((true == 2).sum())}
+               "pred_tumor_px": int((pred == 2).sum()), "true_tumor_px": int((true == 2).sum()),
+               "pred_kidney_px": int(np.isin(pred, KIDNEY_LABELS).sum()),
+               "true_kidney_px": int(np.isin(true, KIDNEY_LABELS).sum())}
+        # kidneyct's rule: a slice counts for a structure when its TRUE mask shows it (not by its class)
+        d = region_dice(pred, true, TUMOR_LABELS)
+        if d is not None:
+            tumor_d.append(d)
+            rec["tumor_dice"] = round(d, 4)
+        d = region_dice(pred, true, KIDNEY_LABELS)
+        if d is not None:
+            kidney_d.append(d)
+            rec["kidney_dice"] = round(d, 4)
         if cls == "Tumor":
-            rec["tumor_dice"] = round(dice(pred == 2, true == 2), 4)
-            tumor_d.append(rec["tumor_dice"])
             pos.append(p_tumor)
+            pos_area.append(rec["pred_tumor_px"])
         if cls == "Normal":
             neg.append(p_tumor)
-        if cls in KIDNEY_CLASSES:
-            rec["kidney_dice"] = round(dice(pred > 0, true > 0), 4)
-            kidney_d.append(rec["kidney_dice"])
+            neg_area.append(rec["pred_tumor_px"])
         per_case.append(rec)
+        preds.append(pred)
+        trues.append(true)
+    check = kidneyct_check(args.kidneyct_src, preds, trues, tumor_d, kidney_d) if args.kidneyct_src else None
     rng = np.random.default_rng(0)
     pos_a, neg_a = np.asarray(pos), np.asarray(neg)
     aucs = [auc(pos_a[rng.integers(0, pos_a.size, pos_a.size)], neg_a[rng.integers(0, neg_a.size, neg_a.size)])
@@ -314,12 +366,12 @@ def score(args) -> None:
     budget = {k: int(line.split("=")[1]) for line in tr_text.splitlines()
               for k in ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch")
               if line.strip().startswith(f"self.{k} =")}
-    import torch
+    from importlib.metadata import version  # not `import torch`: scoring needs no torch
 
     out = {
         "what": "nnU-Net 2D reference on kits23-slices, kidneyct issue 24 item 7",
-        "nnunetv2": __import__("importlib.metadata").metadata.version("nnunetv2"),
-        "torch": torch.__version__,
+        "nnunetv2": version("nnunetv2"),
+        "torch": version("torch"),
         "dataset": f"{DATASET_NAME}: all {len(folds)} kits23 cases, labels 0 bg, 1 kidney, 2 tumor, 3 cyst; "
                    "native 462x462 8-bit PNG (NaturalImage2DIO), channel 'CT'",
         "folds": str(args.folds), "test_fold": args.fold,
@@ -330,16 +382,23 @@ def score(args) -> None:
                                               "median_image_size_in_voxels", "spacing", "normalization_schemes")},
         "default_plans_2d_native_462px": {k: native.get(k) for k in ("batch_size", "patch_size", "spacing")},
         "predictions": f"{pred_dir} ({args.source})",
+        "predictions_note": args.note,
         "device": "cpu (2 cores shared with other jobs, low priority)",
+        "commands": {**{k: " ".join(v) for k, v in command_lines(args).items()},
+                     "score": " ".join(["python", "benchmarks/nnunet_reference.py", *sys.argv[1:]])},
         "timings": timings,
         "checkpoint": str(result_dir / f"fold_{args.fold}" / args.checkpoint),
         "metrics": {
-            "tumor_dice": summary(tumor_d),
-            "kidney_dice": summary(kidney_d),
+            "slices": {"test_fold": len(rows), **{c: sum(1 for r in rows if r["class"] == c)
+                                                   for c in sorted({r["class"] for r in rows})}},
+            "tumor_dice": {**summary(tumor_d), "over": "slices whose true mask shows tumor (label 2)"},
+            "kidney_dice": {**summary(kidney_d), "over": "slices whose true mask shows kidney (labels 1|2|3)"},
             "tumor_vs_normal_auc": {"n_tumor": len(pos), "n_normal": len(neg), "auc": round(auc(pos, neg), 4),
                                     "auc_ci95": [round(float(np.percentile(aucs, 2.5)), 4),
                                                  round(float(np.percentile(aucs, 97.5)), 4)],
                                     "score": "max tumor softmax probability on the slice"},
+            "tumor_vs_normal_auc_by_predicted_tumor_area": round(auc(pos_area, neg_area), 4),
+            "kidneyct_check": check,
             "tumor_slices_with_no_tumor_predicted": sum(1 for r in per_case if r["class"] == "Tumor"
                                                         and r["pred_tumor_px"] == 0),
             "normal_slices_with_tumor_predicted": sum(1 for r in per_case if r["class"] == "Normal"
@@ -403,6 +462,10 @@ def main(argv=None) -> None:
             p.add_argument("--out", type=Path, default=RESULT)
             p.add_argument("--source", choices=["validation", "predict"], default="predict",
                            help="score nnUNetv2_predict's output or the training run's final validation (--npz)")
+            p.add_argument("--kidneyct-src", type=Path, default=None,
+                           help="a kidneyct source tree (holding kidneyct/evaluation/segmentation.py): also score "
+                                "with kidneyct's own functions and stop if they disagree")
+            p.add_argument("--note", default=None, help="a line about the predictions, kept in the JSON")
     args = ap.parse_args(argv)
     if args.work.resolve().is_relative_to(REPO):
         raise SystemExit("--work must lie outside the repository (the KiTS23 images may not be committed)")
