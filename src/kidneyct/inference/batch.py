@@ -272,7 +272,8 @@ def _predict_read(backend: Backend, read: list[_ReadInput], threshold: float | N
         if judge.needs_features and not entry.item.is_study:
             features = backend.features_uint8(entry.images, batch_size)
         scopes = judge.scopes(entry.slices, entry.item.is_study, features, entry.looks)
-        warnings[entry.item.name] = judge.warnings(entry.images, scopes, entry.slices[0].hu)
+        warnings[entry.item.name] = judge.warnings(entry.images, scopes, entry.slices[0].hu) + sorted(
+            {note for ct_slice in entry.slices for note in ct_slice.warnings})  # e.g. a DICOM without Modality
         for ct_slice, scope in zip(entry.slices, scopes):
             results.append(SliceResult(
                 entry.item.name, ct_slice.source, ct_slice.index, dict(zip(classes, map(float, probs[row]))),

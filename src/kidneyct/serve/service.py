@@ -142,7 +142,7 @@ class InferenceService:
         kind = sniff_kind(data, filename)
         ct_slice = self._read_slice(data, kind, filename)
         height, width = ct_slice.pixels.shape[:2]
-        warnings = []
+        warnings = list(ct_slice.warnings)
         if ct_slice.modality not in (None, "CT"):
             warnings.append(f"modality {ct_slice.modality}: the model was trained on CT; "
                             "probabilities are not meaningful")
