@@ -145,7 +145,8 @@ def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phanto
             assert finding["probability"] == pytest.approx(study.tumor_probability, abs=1e-6)
         driving = [s.source for s in expected.slices if s.input == str(folder) and s.slice_index in study.driving_slices]
         assert sorted(finding["sources"]) == sorted(read_header(p).SOPInstanceUID for p in driving)
-    assert sorted(r["forward"]["sent"] for r in node.records) == [1, 4]  # SR alone; SR and three key images
+    assert sorted(r["forward"]["queued"] for r in node.records) == [1, 4]  # SR alone; SR and three key images
+    wait_for(lambda: not list((node.settings.out / "outbox").glob("*.json")))  # delivered jobs leave the outbox
 
 
 def _finding(report: pydicom.Dataset) -> dict:
@@ -234,7 +235,7 @@ def test_corrupt_instances_are_logged_and_the_rest_of_the_series_read(start_node
     assert record["instances"] == 6 and record["slices_read"] == 5
     assert [s["path"] for s in record["skipped"]] == [f"{truncated.SOPInstanceUID}.dcm"]
     assert record["finding"] is not None and len(record["dicom"][0]["key_images"]) == 3
-    assert "cannot decode the dataset" in caplog.text and "skipped" in caplog.text
+    assert "refused instance" in caplog.text and "corrupt DICOM" in caplog.text and "skipped" in caplog.text
 
 
 def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phantom_dicom, caplog):

@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.inference.model_facts import ModelFacts
+from kidneyct.io.dicom_conform import conform_value
 
 SCHEME = "99KIDNEYCT"
 MANUFACTURER = "kidneyct"
@@ -63,6 +64,11 @@ def _text(name: Code, value: str):
                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
+def _long_string(text: str) -> str:
+    """An LO value: a checkpoint's file name may be long or odd."""
+    return conform_value(text, "LO", 64) or "-"
+
+
 def _call_code(tumor: bool | None) -> Code:
     """Present / Absent, or Indeterminate for a series the model makes no call on (out of scope)."""
     return codes.SCT.Indeterminate if tumor is None else codes.SCT.Present if tumor else codes.SCT.Absent
@@ -85,9 +91,10 @@ def _group(finding: SeriesFinding, facts: ModelFacts):
         finding_type=codes.SCT.Neoplasm,
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Kidney)],
         algorithm_id=hd.sr.AlgorithmIdentification(
-            name=f"kidneyct {facts.name}", version=__version__,
-            parameters=[f"checkpoint {facts.checkpoint} sha256 {facts.sha256[:16]}",
-                        f"threshold {finding.threshold:g}", f"rule {finding.aggregation}"[:64], f"temperature {facts.temperature:.4f}"]),
+            name=_long_string(f"kidneyct {facts.name}"), version=__version__,
+            parameters=[_long_string(text) for text in (
+                f"checkpoint {facts.checkpoint} sha256 {facts.sha256[:16]}", f"threshold {finding.threshold:g}",
+                f"rule {finding.aggregation}", f"temperature {facts.temperature:.4f}")]),
         measurements=[*study_probability,
                       hd.sr.Measurement(name=THRESHOLD, value=finding.threshold, unit=no_units), *slices],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(TUMOR_CALL, _call_code(finding.tumor))],

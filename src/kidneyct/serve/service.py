@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.config import SERVE_MAX_DECODED_MB
+from kidneyct.config import SERVE_MAX_DECODED_MB, SERVE_MAX_SIDE
 from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
 from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
 from kidneyct.inference.model_facts import best_validation, held_out_metrics
@@ -43,7 +43,7 @@ class ServeSettings:
     """Limits and runtime choices of one app. Every limit answers with a 4xx JSON error, never a crash."""
 
     max_upload_bytes: int = 20 * 1024 * 1024  # 413 beyond this (checked before the body is parsed)
-    max_image_side: int = 4096  # pixels per side, checked from the header before any pixel is decoded
+    max_image_side: int = SERVE_MAX_SIDE  # pixels per side, checked from the header before any pixel is decoded
     max_decoded_bytes: int = SERVE_MAX_DECODED_MB * 1024 * 1024  # one upload's decoded size, from its header
     request_timeout_s: float = 30.0  # per request, queueing included: 504 beyond it
     body_timeout_s: float = 60.0  # receiving one request's body: 408 beyond it (a client sending 1 byte/s)
