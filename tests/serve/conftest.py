@@ -51,10 +51,22 @@ class Sink:
 
 
 @pytest.fixture
-def sink():
-    receiver = Sink()
-    yield receiver
-    receiver.server.shutdown()
+def make_sink():
+    """make_sink(port=0): a receiving SCP on that loopback port, shut down after the test."""
+    made = []
+
+    def make(port: int = 0) -> Sink:
+        made.append(Sink(port))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.server.shutdown()
+
+
+@pytest.fixture
+def sink(make_sink):
+    return make_sink()
 
 
 @pytest.fixture

@@ -179,11 +179,3 @@ def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phan
     wait_for(lambda: "no answer" in caplog.text)
     assert not node.records and not (out / "dicom").exists()
     assert len(list((out / "incoming").rglob("*.dcm"))) == 6
-
-
-def test_forward_destination_is_parsed_or_refused():
-    assert Destination.parse("pacs.example:104:ARCHIVE") == Destination("pacs.example", 104, "ARCHIVE")
-    assert Destination.parse("[::1]:11113:SINK") == Destination("::1", 11113, "SINK")
-    for bad in ("pacs:104", "pacs:port:AET", ":104:AET", "pacs:104:" + "A" * 17):
-        with pytest.raises(ValueError, match="HOST:PORT:AET"):
-            Destination.parse(bad)

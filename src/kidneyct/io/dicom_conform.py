@@ -30,9 +30,10 @@ COPIED = {
     "InstitutionName": ("LO", 64), "InstitutionalDepartmentName": ("LO", 64), "StationName": ("SH", 16),
     "Modality": ("CS", 16),
 }
-# Type 2 in the modules the results carry: present, if empty, in a valid object.
-TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-         "ReferringPhysicianName", "StudyID", "AccessionNumber", "Manufacturer")
+# Type 2 in the modules the results carry: present, if empty, in a valid object. Modality too, which
+# highdicom reads from every image an SR refers to.
+PRESENT = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+           "ReferringPhysicianName", "StudyID", "AccessionNumber", "Manufacturer", "Modality")
 ENUMERATED = {"PatientSex": {"M", "F", "O"}}
 # Kept as they are: what the results refer to, how the slice lies and its pixel description (highdicom's
 # references check it). The UIDs are valid by now, and the pixel description was good enough to read.
@@ -121,27 +122,40 @@ def conform_header(ds: pydicom.Dataset) -> pydicom.Dataset:
         ds: a source slice's header, its UIDs already made valid (`fill_missing_uids`).
 
     Returns:
-        A pydicom Dataset: the STRUCTURAL attributes, every COPIED one that survives conformance, the TYPE2
+        A pydicom Dataset: the STRUCTURAL attributes, every COPIED one that survives conformance, the PRESENT
         ones at least empty, and SpecificCharacterSet ISO_IR 192 when any value is beyond ASCII.
     """
     from pydicom.dataset import Dataset
 
     out = Dataset()
     for keyword in STRUCTURAL:
-        if keyword in ds:
-            out.add(ds[keyword])
-    orientation = out.get("ImageOrientationPatient")
-    if orientation is not None and not _finite_numbers(orientation, 6):
+        element = _element(ds, keyword)
+        if element is not None:
+            out.add(element)
+    orientation = _element(out, "ImageOrientationPatient")
+    if orientation is not None and not _finite_numbers(orientation.value, 6):
         del out.ImageOrientationPatient
     for keyword, (vr, max_bytes) in COPIED.items():
-        value = conform_value(ds.get(keyword), vr, max_bytes) if keyword in ds else ""
+        element = _element(ds, keyword)
+        value = "" if element is None else conform_value(element.value, vr, max_bytes)
         if value and keyword in ENUMERATED and value not in ENUMERATED[keyword]:
             value = ""
-        if value or keyword in TYPE2:
+        if value or keyword in PRESENT:
             setattr(out, keyword, value)
     if any(not str(element.value).isascii() for element in out if element.VR in ("PN", "LO", "SH")):
         out.SpecificCharacterSet = UTF8
     return out
+
+
+def _element(ds: pydicom.Dataset, keyword: str):
+    """The element, its value decoded; None when absent or when its bytes do not decode (a text where a
+    number belongs, bytes outside the declared character set): left out rather than fail the results."""
+    try:
+        element = ds[keyword] if keyword in ds else None
+        _ = None if element is None else element.value
+    except Exception:  # noqa: BLE001 - pydicom raises many types for malformed values
+        return None
+    return element
 
 
 def _finite_numbers(values, count: int) -> bool:

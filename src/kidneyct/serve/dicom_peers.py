@@ -83,3 +83,4 @@ def screen_association(event, peers: tuple[Peer, ...]) -> None:
         return
     log.warning("association from %a at %s rejected: not in the allow-list (--allow-ae)", title[:16], address)
     assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNISED)
+    assoc.kill()  # as pynetdicom's own rejections do: the reject is sent before the connection closes
