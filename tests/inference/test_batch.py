@@ -111,3 +111,20 @@ def test_a_failing_forward_pass_skips_only_its_input(trained_run, tmp_path):
     result = predict_inputs(predictor, [tmp_path / n for n in ("a.png", "b.png", "c.png")], progress=False)
     assert [s.source for s in result.slices] == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
     assert result.skipped == [(str(tmp_path / "b.png"), "failed: RuntimeError: a kernel failed")]
+
+
+def test_a_series_without_modality_is_predicted_with_the_warning(tmp_path, trained_run):
+    import pydicom
+
+    from kidneyct.inference.batch import predict_inputs
+    from kidneyct.io.dicom import NO_MODALITY
+    from kidneyct.synthetic.dicom_writer import write_ct_series
+
+    for path in write_ct_series(tmp_path / "series", [np.full((64, 64), 40.0)] * 3):
+        ds = pydicom.dcmread(path)
+        del ds.Modality  # nothing says it is CT
+        ds.save_as(path)
+    result = predict_inputs(kidneyct.load(trained_run.best_checkpoint), [tmp_path / "series"], progress=False,
+                            workers=0)
+    (study,) = result.studies
+    assert NO_MODALITY in study.warnings and len(result.slices) == 3
