@@ -156,7 +156,9 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-pending", type=int_range(1, 100_000), default=64,
                    help="requests queued for the model before 503")
     p.add_argument("--max-connections", type=int_range(1, 100_000), default=256,
-                   help="open connections at once; more are closed on arrival")
+                   help="open connections at once; beyond, a new one replaces the longest-idle one")
+    p.add_argument("--max-connections-per-client", type=int_range(1, 100_000), default=32,
+                   help="open connections of one client address; more are closed on arrival (default 32)")
     p.add_argument("--allow-non-ct", action="store_true",
                    help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
     p.add_argument("--device", default="cpu", type=device)
@@ -585,6 +587,7 @@ def cmd_serve(args) -> int:
         max_upload_bytes=_mib(args.max_upload_mb), max_image_side=args.max_side,
         max_decoded_bytes=_mib(args.max_decoded_mb), request_timeout_s=args.timeout,
         body_timeout_s=args.body_timeout, max_pending=args.max_pending, max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
         device=args.device, allow_non_ct_dicom=args.allow_non_ct,
         token=args.token or os.environ.get("KIDNEYCT_TOKEN") or None,
         allowed_hosts=(*LOOPBACK_HOSTS, *args.allow_host), allowed_origins=tuple(args.allow_origin))
