@@ -1,8 +1,10 @@
-"""Hostile peers for `benchmarks/dicom_node.py --hostile`, each a thread looping until told to stop, each
-from its own loopback address (127.0.0.x: another machine, as the node sees it):
+"""Hostile peers for `benchmarks/dicom_node.py --hostile`, run as a process of their own (as other machines
+would be: they must not take the good senders' CPU time in the benchmark's process), each a thread looping
+until the process gets SIGTERM, each from its own loopback address (127.0.0.x: another machine, as the node
+sees it):
 
-- bombs (127.0.0.2): a deflated instance inflating to 1 GiB (~1 MB sent), one claiming 60000 x 60000
-  pixels, one of 70 MB (above the 64 MB instance limit);
+- bombs (127.0.0.2): a deflated instance inflating to 1 GiB (~1 MB sent) and one claiming 60000 x 60000
+  pixels every 2 s, one of 70 MB (above the 64 MB instance limit) every 30 s;
 - path-like UIDs (127.0.0.3): `.`, `..`, `../../x`, `/etc/...`, NUL, 300 characters, in every UID;
 - stalls (127.0.0.4): associations opened and left silent, connections that never ask for one, PDUs
   stopped halfway;
@@ -12,6 +14,8 @@ from its own loopback address (127.0.0.x: another machine, as the node sees it):
   AE title the node does not allow, C-ECHO storms.
 
 The allowed hostile AE title is MODALITY (from any address); the good senders call as PACS from 127.0.0.1.
+
+    python benchmarks/dicom_hostile.py --port PORT --folder DIR --counts counts.json   # until SIGTERM
 """
 
 from __future__ import annotations
@@ -113,11 +117,15 @@ class Hostile:
             counts["association refused"] += 1
             self.stop_event.wait(1.0)
             return
+        large = time.monotonic() - getattr(self, "_last_large", 0) > 30
         for name, path in self.files.items():
-            counts[f"{name} {self._status(assoc, path)}"] += 1
+            if name != "70mb" or large:
+                counts[f"{name} {self._status(assoc, path)}"] += 1
+        if large:
+            self._last_large = time.monotonic()
         if assoc.is_established:
             assoc.release()
-        self.stop_event.wait(0.5)
+        self.stop_event.wait(2.0)
 
     def _send_paths(self, source: str, counts: Counter) -> None:
         from dicom_uids import Encoder, command_uid
@@ -136,7 +144,7 @@ class Hostile:
             counts[f"path UID {self._status(assoc, path)}"] += 1
         if assoc.is_established:
             assoc.release()
-        self.stop_event.wait(0.2)
+        self.stop_event.wait(1.0)
 
     def _stall(self, source: str, counts: Counter) -> None:
         held = []
@@ -175,7 +183,7 @@ class Hostile:
             raw.sendall(struct.pack(">BBL", 0x04, 0, len(item)) + item[:8000])
             raw.shutdown(socket.SHUT_RDWR)
             counts["cut mid-instance"] += 1
-        self.stop_event.wait(0.3)
+        self.stop_event.wait(1.0)
 
     def _flood(self, source: str, counts: Counter) -> None:
         sources = ["127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"]
@@ -195,4 +203,31 @@ class Hostile:
             for _ in range(10):
                 counts["echo " + str(getattr(assoc.send_c_echo(), "Status", None))] += 1
             assoc.release()
-        self.stop_event.wait(0.1)
+        self.stop_event.wait(0.5)
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import signal
+    import warnings
+
+    import pynetdicom
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--folder", required=True, help="where the bombs are written")
+    p.add_argument("--counts", required=True, help="the JSON of what each peer did, written at SIGTERM")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True  # files as stored: the UIDs' bytes go as they are
+    peers = Hostile(args.port, Path(args.folder)).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    while not stopped.wait(0.5):
+        pass
+    Path(args.counts).write_text(json.dumps(peers.stop(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

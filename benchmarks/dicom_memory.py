@@ -4,7 +4,8 @@ with its RSS before the case, while the instance is stored and until its series 
 
 - a 20 MB uncompressed CT slice (3162 x 3162 x 16 bit: within the 64 MiB decoded-size budget, stored and
   answered);
-- a 20 MB deflated instance inflating to 20 GiB (refused from its element's header);
+- a 4 MB deflated instance inflating to 3.9 GiB, the largest one element can claim (refused from the
+  element's header);
 - a 20 MB instance whose 20 MB are a private element (stored and answered);
 - eight 20 MB CT slices at once, from eight associations.
 """
@@ -41,14 +42,14 @@ def _instances(folder: Path) -> dict[str, list[Path]]:
         path.write_bytes(bad.dicom_bytes(hu, SeriesInstanceUID=generate_uid(), SOPInstanceUID=generate_uid()))
         return path
 
-    bomb = folder / "deflate-20gib.dcm"
-    bomb.write_bytes(bad.deflated_dicom_bomb(20 * 1024))  # ~1 KiB per inflated MiB: 20 MB sent
+    bomb = folder / "deflate-4gib.dcm"
+    bomb.write_bytes(bad.deflated_dicom_bomb(4000))  # ~1 KiB per inflated MiB: 4 MB sent
     ds = pydicom.dcmread(io.BytesIO(bad.dicom_bytes(SeriesInstanceUID=generate_uid())))
     ds.add_new(0x00090010, "LO", "KIDNEYCT")
     ds.add_new(0x00091010, "OB", bytes(20 * MIB))
     private = folder / "private-20mb.dcm"
     ds.save_as(private, enforce_file_format=True)
-    return {"ct_20mb": [ct("ct")], "deflated_20mb_inflating_to_20gib": [bomb], "private_element_20mb": [private],
+    return {"ct_20mb": [ct("ct")], "deflated_4mb_inflating_to_3.9gib": [bomb], "private_element_20mb": [private],
             "eight_ct_20mb_at_once": [ct(f"ct-{n}") for n in range(8)]}
 
 

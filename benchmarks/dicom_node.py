@@ -218,11 +218,11 @@ def measure(args, checkpoint: Path, series: list[list[Path]], folder: Path, host
         node = start_node(checkpoint, port, folder / "node", receiver.port, args.idle_seconds, log)
         sampler = RssSampler(node.pid)
         try:
-            if hostile:
-                from dicom_hostile import Hostile
-
-                peers = Hostile(port, folder / "hostile").start()
-                time.sleep(5)  # the hostile peers are at work before the first good series
+            if hostile:  # in a process of their own, as other machines: they take none of the senders' CPU here
+                peers = subprocess.Popen([sys.executable, str(Path(__file__).with_name("dicom_hostile.py")),
+                                          "--port", str(port), "--folder", str(folder / "hostile"),
+                                          "--counts", str(folder / "hostile-counts.json")])
+                time.sleep(10)  # the hostile peers are at work before the first good series
             started = time.monotonic()
             sent = run_senders(port, series, args.senders)
             sent_at = time.monotonic()
@@ -230,18 +230,19 @@ def measure(args, checkpoint: Path, series: list[list[Path]], folder: Path, host
             while len(receiver.sr_at.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
                 time.sleep(0.2)
             finished = time.monotonic()
-            if peers is not None:
-                hostile_counts = peers.stop()
             node_alive = node.poll() is None and echo(port)
         finally:
-            if peers is not None and hostile_counts is None:
-                peers.stop()
+            if peers is not None:
+                peers.terminate()
+                peers.wait(120)
+                counts = folder / "hostile-counts.json"
+                hostile_counts = json.loads(counts.read_text()) if counts.exists() else "no counts"
             memory = sampler.stop()
             stop(node, 30)
             receiver.server.shutdown()
     # path-like UIDs would land in this run's folder (relative ones) or at the hostile peers' absolute path
     outside = [str(p) for p in folder.rglob("*") if p.is_file() and not p.is_relative_to(folder / "node")
-               and not p.is_relative_to(folder / "hostile") and p.name != "node.log"]
+               and not p.is_relative_to(folder / "hostile") and p.name not in ("node.log", "hostile-counts.json")]
     outside += [str(p) for p in Path("/etc").glob("kidneyct-*")]
     answers = [json.loads(p.read_text()) for p in (folder / "node" / "results").glob("*/answer.json")]
     received = {a["series_uid"]: a["instances"] for a in answers}

@@ -151,6 +151,7 @@ class DicomNode:
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="kidneyct-dicom-worker", daemon=True)
         self._server = None
+        self._process_settings = None
 
     @property
     def port(self) -> int:
@@ -159,6 +160,7 @@ class DicomNode:
 
     def start(self) -> "DicomNode":
         """Bind and serve in background threads; returns at once."""
+        import pydicom
         from pynetdicom import _config, evt
 
         settings, limits = self.settings, self.settings.limits
@@ -167,7 +169,12 @@ class DicomNode:
                         "" if settings.allowed_peers else " and, without --allow-ae, accepts any calling AE title")
         # Instances go to a temporary file as they arrive, never whole into memory. pynetdicom has this switch
         # for the whole process only; the node owns its process (and an SCP's event.dataset reads it the same).
+        self._process_settings = (_config.STORE_RECV_CHUNKED_DATASET, pydicom.config.settings.reading_validation_mode)
         _config.STORE_RECV_CHUNKED_DATASET = True
+        # pydicom warns (and logs) once per distinct invalid value it reads, and keeps every warning it gave in
+        # a registry that never shrinks: a peer sending ever new invalid UIDs grew the node by ~350 bytes each
+        # and its log by a line each. The node checks what it relies on itself (UIDs, sizes, VRs of copied values).
+        pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         ae = _application_entity(settings)
         handlers = [(evt.EVT_C_STORE, store_instance, [self.registry, self.store_limits]),
                     (evt.EVT_C_ECHO, lambda event: 0x0000),
@@ -195,6 +202,11 @@ class DicomNode:
             self._worker.join(timeout=60)
         if self.forwarder is not None:
             self.forwarder.stop()
+        if self._process_settings is not None:  # as they were (a process that embeds the node goes on)
+            import pydicom
+            from pynetdicom import _config
+
+            _config.STORE_RECV_CHUNKED_DATASET, pydicom.config.settings.reading_validation_mode = self._process_settings
 
     def serve_forever(self) -> None:
         """Start, then block until interrupted (Ctrl-C or SIGTERM, as from a service manager)."""
