@@ -74,3 +74,20 @@ def test_one_peer_cannot_hold_every_connection(start_node):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_connections_the_node_closes_give_their_share_back(start_node):
+    node = start_node(limits=NodeLimits(max_peer_associations=2))
+    for _ in range(4):  # each closed by the guard (a PDU claiming 3 GiB), or reset by the peer
+        with _connect(node.port) as sock:
+            sock.sendall(struct.pack(">BBL", A_ASSOCIATE_RQ, 0, 3 << 30))
+            assert _closed_within(sock, 5)
+        ae = AE(ae_title="SENDER")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="KIDNEYCT")
+        assert assoc.is_established
+        raw = assoc.dul.socket.socket
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()
+    time.sleep(0.5)
+    assert _echo(node.port)  # nothing was left counted against the address

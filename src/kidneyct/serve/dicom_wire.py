@@ -26,6 +26,7 @@ import logging
 import socket
 import socketserver
 import threading
+import weakref
 from dataclasses import dataclass
 
 from pynetdicom.transport import ThreadedAssociationServer
@@ -95,6 +96,14 @@ class GuardedSocket:
         chunk = self._out[self._position:self._position + size]
         self._position += len(chunk)
         return chunk
+
+    def shutdown(self, how: int) -> None:
+        # pynetdicom shuts a socket down and then closes it in one try: a shutdown that fails (the peer reset
+        # the connection) skipped the close, leaving the descriptor, and this connection's share, held.
+        try:
+            self._sock.shutdown(how)
+        except OSError:
+            pass
 
     def close(self) -> None:
         self.closed = True
@@ -197,7 +206,8 @@ class GuardedServer(ThreadedAssociationServer):
 
     def __init__(self, *args, wire: WireLimits, max_peer: int, max_total: int, **kwargs):
         self.wire, self.max_peer, self.max_total = wire, max_peer, max_total
-        self._guards: set[GuardedSocket] = set()
+        self._guards: weakref.WeakSet[GuardedSocket] = weakref.WeakSet()  # a connection pynetdicom lets go of
+        # without closing it is not counted for ever
         self._lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
@@ -208,7 +218,8 @@ class GuardedServer(ThreadedAssociationServer):
     def verify_request(self, request, client_address) -> bool:
         """Admit the connection unless its peer already holds its share, or the node is full."""
         with self._lock:
-            self._guards = {g for g in self._guards if not g.closed and g.fileno() != -1}
+            for stale in [g for g in self._guards if g.closed or g.fileno() == -1]:
+                self._guards.discard(stale)
             from_peer = sum(g.peer == request.peer for g in self._guards)
             if from_peer >= self.max_peer or len(self._guards) >= self.max_total:
                 log.warning("connection from %s refused: %d of its %d connections open, %d of %d in all",
