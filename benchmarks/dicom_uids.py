@@ -122,6 +122,7 @@ def sender(port: int, count: int, args, folder: Path, escape: str, seed: int, st
     pynetdicom._config.STORE_SEND_CHUNKED_DATASET = True  # files as stored: the UIDs' bytes go as they are
     encoder, rng, assoc, sent = Encoder(), random.Random(seed), None, 0
     ae = AE(ae_title="FUZZER")
+    ae.dimse_timeout = 10  # an answer that does not come is counted and the run goes on
     ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
     path = folder / f"instance-{seed}.dcm"
     while sent < count:
