@@ -141,10 +141,10 @@ def compare_predictions(checkpoint: str, new: np.ndarray, reference: np.ndarray,
     from kidneyct.inference.predictor import Predictor
     from kidneyct.labels import decide
 
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    predictor = Predictor.open(checkpoint, "cpu")
     if predictor.preprocessing.image_size != size or not predictor.preprocessing.body_crop:
         raise SystemExit(f"{checkpoint}: needs a body-crop model at --image-size {size}")
-    a, b = (decide(predictor.predict_uint8(images), predictor.classes, predictor.threshold)
+    a, b = (decide(predictor.probabilities_of(images), predictor.classes, predictor.threshold)
             for images in (new, reference))
     name = "/".join(Path(checkpoint).parts[-3:])  # e.g. run/fold-0/best.pt, not the machine's folders
     return {"checkpoint": name, "slices": len(a), "predicted_classes_identical": int((a == b).sum())}

@@ -34,8 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def fresh_checkpoint(model_name: str, image_size: int, folder: Path, body_crop: bool = False) -> Path:
     """A checkpoint of `model_name` with fresh weights (speed does not depend on them) in `folder`."""
+    from kidneyct.checkpoint import Checkpoint, write_checkpoint
     from kidneyct.models import ModelConfig, create_model, get_spec
-    from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save
     from kidneyct.preprocess import Preprocessing
 
     spec = get_spec(model_name)
@@ -43,10 +43,7 @@ def fresh_checkpoint(model_name: str, image_size: int, folder: Path, body_crop: 
     model = create_model(config, load_pretrained=False)
     path = folder / "fresh.pt"
     prep = Preprocessing(image_size, mean=spec.mean, std=spec.std, body_crop=body_crop)
-    atomic_save({"format": FORMAT, "version": VERSION, "model_config": config.to_dict(), "classes": ["Tumor", "Normal"],
-                 "preprocessing": prep.to_dict(),
-                 "state_dict": model.state_dict(), "calibration": {"temperature": 1.0}, "threshold": None}, path)
-    return path
+    return write_checkpoint(Checkpoint(config, ["Tumor", "Normal"], prep, model.state_dict()), path)
 
 
 def images_per_second(run, images: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -70,13 +67,13 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(args.checkpoint) if args.checkpoint else fresh_checkpoint(args.model, args.image_size,
                                                                                    Path(folder))
-        torch_predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+        torch_predictor = Predictor.open(checkpoint, "cpu")
         onnx_predictor = OnnxPredictor(export_onnx(checkpoint, Path(folder) / "model.onnx"), threads=threads)
     size = torch_predictor.preprocessing.image_size
     images = np.random.default_rng(0).integers(0, 256, (args.n, size, size), dtype=np.uint8)
-    difference = torch.max(torch.abs(torch_predictor.logits_uint8(images[:64]) - onnx_predictor.logits_uint8(images[:64])))
+    difference = torch.max(torch.abs(torch_predictor.logits(images[:64]) - onnx_predictor.logits(images[:64])))
     report = {
-        "model": torch_predictor.loaded.model_config.name, "image_size": size, "batch_size": args.batch_size,
+        "model": torch_predictor.checkpoint.model.name, "image_size": size, "batch_size": args.batch_size,
         "threads": threads, "images": args.n,
         "pytorch_images_per_second": round(images_per_second(torch_predictor.logits_uint8, images, args.batch_size,
                                                              args.repeats), 1),

@@ -71,7 +71,7 @@ def _explainer(checkpoint: Path, layer, **options):
     from kidneyct.inference.explain import GradCamExplainer
     from kidneyct.inference.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    predictor = Predictor.open(checkpoint, "cpu")
     return predictor, GradCamExplainer.from_loaded(predictor.loaded, layer, **options)
 
 
@@ -90,15 +90,15 @@ def phantom_benchmark(args, out: Path) -> dict:
         result, train_seconds = _train(data, out / "phantom-run", args, args.epochs)
         checkpoint = result.best_checkpoint
     predictor, explainer = _explainer(checkpoint, args.layer)
-    history = predictor.loaded.payload.get("history", [])
+    history = predictor.checkpoint.progress.history
     report = {
         "data": {"kind": "synthetic phantoms", "n": args.n, "size": args.phantom_size,
-                 "slices_per_series": list(args.slices_per_series), "split": predictor.loaded.payload["data"].get("split_kind")},
-        "model": predictor.loaded.model_config.to_dict(), "cam_layer": explainer.layer,
+                 "slices_per_series": list(args.slices_per_series), "split": predictor.checkpoint.data.split_kind},
+        "model": predictor.checkpoint.model.to_dict(), "cam_layer": explainer.layer,
         "cam_average": {"flip": explainer.flip, "shift_px": explainer.shift_px},
         "cam_grid": {"offset_px": explainer.grid[0], "stride_px": explainer.grid[1]} if explainer.grid else None,
         "checkpoint": str(checkpoint), "train_seconds": train_seconds,
-        "best_val_accuracy": max((h["val_accuracy"] for h in history), default=None),
+        "best_val_accuracy": max((h.val_accuracy for h in history), default=None),
     }
     split_csv = checkpoint.parent / "split.csv"
     # The library's Grad-CAM averages over the mirrored and shifted slices; flip alone is the ablation.
@@ -144,7 +144,7 @@ def real_benchmark(args, out: Path) -> dict:
     decoded = decode_samples(samples, predictor.preprocessing, workers=args.workers, progress=False)
     labels = np.array([s.label for s in decoded.samples])
     pos = positive_index(predictor.classes)
-    called = decide(predictor.predict_uint8(decoded.images), predictor.classes, predictor.threshold)
+    called = decide(predictor.probabilities_of(decoded.images), predictor.classes, predictor.threshold)
     found = (labels == pos) & (called == pos)
     return {
         "data": {"root": str(root), "per_class": args.real_per_class, "test_images": len(labels)},

@@ -1,8 +1,8 @@
 """How close `kidneyct predict` runs to the model's own speed (issue 17), on full-size JPEG slices.
 
 In one run: model-only slices/s (forward passes over already preprocessed images) and end-to-end slices/s
-of `predict_inputs` (read, body crop, resize and the scope gate's kidney locator in worker processes, model,
-results) over the same folder, alternated `--repeats` times, with their ratio; the share of each stage of one
+of the one prediction path, `kidneyct.inference.run` (read, body crop, resize and the scope gate's kidney
+locator in worker processes, model, results) over the same folder, alternated `--repeats` times, with their ratio; the share of each stage of one
 slice's way (read, crop, resize, scope, model); the wall time of a one-slice `kidneyct predict` in a fresh process (start-up, imports,
 checkpoint, one slice) next to a bare `import torch`; and `kidneyct serve`'s POST /predict latency for one
 client sending one slice at a time. Prints JSON and writes it to --out.
@@ -85,17 +85,16 @@ def stage_times(items, prep, gate) -> tuple[dict, np.ndarray, list[int]]:
 
 def throughput(backend, images: np.ndarray, data: str, args) -> dict:
     """Model-only and end-to-end slices/s, alternated, and their ratio per repeat."""
-    from kidneyct.inference.batch import predict_inputs
 
-    backend.logits_uint8(images[:args.batch_size], args.batch_size)  # warm-up: oneDNN kernel selection
+    backend.logits(images[:args.batch_size], args.batch_size)  # warm-up: oneDNN kernel selection
     runs = []
     for _ in range(args.repeats):
         started = time.perf_counter()
-        backend.logits_uint8(images, args.batch_size)
+        backend.logits(images, args.batch_size)
         model = len(images) / (time.perf_counter() - started)
         started = time.perf_counter()
-        result = predict_inputs(backend, [data], batch_size=args.batch_size, progress=False, workers=args.workers)
-        end_to_end = len(result.slices) / (time.perf_counter() - started)
+        results = list(backend.with_options(batch_size=args.batch_size, workers=args.workers).run([data]))
+        end_to_end = sum(r.n_slices for r in results) / (time.perf_counter() - started)
         runs.append({"model_only": round(model, 1), "end_to_end": round(end_to_end, 1),
                      "ratio": round(end_to_end / model, 3)})
     return {"runs": runs, "median_ratio": statistics.median(r["ratio"] for r in runs),
@@ -156,21 +155,20 @@ def main(argv=None) -> dict:
     import torch
 
     from kidneyct.inference.predictor import Predictor
-    from kidneyct.inference.scope import InputJudge
     from kidneyct.io import expand_inputs
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="kidneyct-speed-") as folder:
         checkpoint = Path(args.checkpoint) if args.checkpoint else default_recipe_checkpoint(Path(folder))
-        backend = Predictor.from_checkpoint(checkpoint, "cpu")
+        backend = Predictor.open(checkpoint, "cpu")
         items, _ = expand_inputs([args.data])
-        stages, images, sides = stage_times(items, backend.preprocessing, InputJudge(backend.stored, backend.preprocessing).gate)
+        stages, images, sides = stage_times(items, backend.preprocessing, backend.judge.gate)
         speed = throughput(backend, images, args.data, args)
         stages["model"] = 1 / speed["median_model_only"]
         total = sum(stages.values())
         report = {
             "checkpoint": checkpoint.name if args.checkpoint else "default recipe, fresh weights",
-            "model": backend.loaded.model_config.name, "preprocessing": backend.preprocessing.to_dict(),
+            "model": backend.checkpoint.model.name, "preprocessing": backend.preprocessing.to_dict(),
             "data": Path(args.data).name, "slices": len(images), "side_px": sides,
             "batch_size": args.batch_size, "workers": args.workers, "throughput": speed,
             "stage_ms_per_slice": {k: round(v * 1000, 2) for k, v in stages.items()},

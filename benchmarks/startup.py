@@ -1,6 +1,7 @@
 """Start-up cost of the light commands: wall time and imported-module count of `kidneyct --help`,
-`kidneyct recipes` and `kidneyct models`, each in a fresh interpreter, next to a bare `python -c pass`.
-Prints JSON and writes it to --out.
+`kidneyct recipes`, `kidneyct models` and a one-slice `kidneyct predict` on the shipped model (its ONNX export,
+which imports no torch), each in a fresh interpreter, next to a bare `python -c pass`. Prints JSON and writes it
+to --out.
 
     python benchmarks/startup.py                     # 7 runs per command, the median reported
     python benchmarks/startup.py --repeats 15 --out benchmarks/results/startup-cpu.json
@@ -19,11 +20,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"--help": ["--help"], "recipes": ["recipes"], "models": ["models"]}
+EXAMPLE = ROOT / "examples" / "abdomen-ct-30slices.nii.gz"
+KIDNEY_SLICE = 12  # a slice of the example scan through both kidneys
 HEAVY = ("torch", "matplotlib", "numpy", "scipy", "sklearn", "PIL")
 # Runs the CLI as `python -m kidneyct` does, then reports what it imported (on stderr: stdout is the command's).
 PROBE = """
@@ -64,8 +68,34 @@ def probe(arguments: list[str]) -> dict:
     return json.loads(run.stderr.strip().splitlines()[-1])
 
 
+def one_slice(folder: Path) -> dict[str, Path]:
+    """A kidney slice of the example scan as a one-slice NIfTI (Hounsfield units) and as a PNG in the abdomen
+    window (what a single-slice export is)."""
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+
+    volume = nib.load(str(EXAMPLE))
+    hu = np.asarray(volume.dataobj[:, :, KIDNEY_SLICE:KIDNEY_SLICE + 1], dtype=np.float32)
+    nifti, png = folder / "one-slice.nii.gz", folder / "one-slice.png"
+    nib.save(nib.Nifti1Image(hu, volume.affine), str(nifti))
+    level, width = 40.0, 400.0
+    grey = np.clip((hu[:, :, 0] - level + width / 2) / width, 0, 1)
+    Image.fromarray(np.rint(np.rot90(grey) * 255).astype(np.uint8)).save(png)
+    return {"png": png, "nifti": nifti}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = one_slice(Path(folder))
+        commands = {**COMMANDS, **{f"predict (one {kind} slice, shipped ONNX model)": ["predict", str(path),
+                                                                                      "--no-progress"]
+                                   for kind, path in inputs.items()}}
+        return measure(args, commands)
+
+
+def measure(args, commands: dict[str, list[str]]) -> dict:
     python = wall_times([sys.executable, "-c", "pass"], args.repeats)
     report = {
         "machine": {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
@@ -74,8 +104,8 @@ def main(argv=None) -> dict:
         "python_startup_s": round(statistics.median(python), 3),
         "commands": {},
     }
-    for name, arguments in COMMANDS.items():
-        times = wall_times([sys.executable, "-m", "kidneyct", *arguments], args.repeats)
+    for name, arguments in commands.items():
+        times = wall_times([sys.executable, "-m", "kidneyct", *arguments], args.repeats)  # stdout, stderr dropped
         found = probe(arguments)
         report["commands"][f"kidneyct {name}"] = {
             "median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),

@@ -4,7 +4,7 @@ predictions of a grouped cross-validation, and optionally on whole phantom volum
     python benchmarks/study_rule.py runs/cv-x/predictions.csv [--out benchmarks/results/study-rule.json]
     python benchmarks/study_rule.py runs/cv-x/predictions.csv --phantom-volumes 40
 
-Each inferred series (the `group` column) is scored by every candidate rule of kidneyct.evaluation.study over
+Each inferred series (the `group` column) is scored by every candidate rule of kidneyct.study.rule over
 its slices' out-of-fold tumor probabilities, per repeat. Printed per rule: per-series ROC-AUC and the
 sensitivity at specificity 0.90 (mean over repeats, 95% bootstrap interval over series), and the paired
 difference in ROC-AUC against the plain mean; rules whose paired interval lies above zero are marked as
@@ -27,7 +27,7 @@ import numpy as np
 
 from kidneyct.evaluation.ranking import (Units, bootstrap_interval, paired_comparison, roc_auc,
                                          sensitivity_at_specificity)
-from kidneyct.evaluation.study import StudyRule, study_score
+from kidneyct.study.rule import StudyRule, study_score
 from kidneyct.experiments.cv_report import OutOfFold, evaluations, read_out_of_fold
 
 CANDIDATES = [StudyRule("mean"), StudyRule("max"), StudyRule("top_k", k=3), StudyRule("top_k", k=5),
@@ -99,7 +99,6 @@ def phantom_volume_units(volumes: int, folder: Path) -> tuple[dict[str, Units], 
     of in-scope slices that show the tumor."""
     import kidneyct
     from kidneyct.config import TrainConfig
-    from kidneyct.inference.batch import predict_inputs
     from kidneyct.synthetic.phantom import generate_dataset
     from kidneyct.synthetic.phantom_volume import write_volume
     from kidneyct.training.train import train
@@ -113,12 +112,12 @@ def phantom_volume_units(volumes: int, folder: Path) -> tuple[dict[str, Units], 
     written = [write_volume(folder / "volumes", "nifti", seed=1000 + i, size=96, lesion="Tumor" if i % 2 else None)
                for i in range(volumes)]
     paths = [volume.path for volume in written]
-    result = predict_inputs(detector, paths, progress=False)
+    results = list(detector.run(paths))
     y, by_rule, shares = [], {rule.name: [] for rule in CANDIDATES}, []
-    for i, (path, volume) in enumerate(zip(paths, written)):
-        rows = [r for r in result.slices if r.input == str(path)]
+    for i, (result, volume) in enumerate(zip(results, written)):
+        rows = result.slices
         y.append(i % 2)
-        in_scope = {r.slice_index for r in rows if r.in_scope}
+        in_scope = {r.index for r in rows if r.in_scope}
         if i % 2 and in_scope:
             shares.append(len(in_scope & set(volume.lesion_slices)) / len(in_scope))
         for rule in CANDIDATES:

@@ -236,13 +236,13 @@ def end_to_end(name: str, data: Path, size: int, batch: int, epochs: int, device
     result = train(config)
     wall = time.perf_counter() - started
     steady = result.history[1:] or result.history  # the first epoch pays warm-up (cudnn autotune, oneDNN)
-    best = max(steady, key=lambda h: h["images_per_second"])
+    best = max(steady, key=lambda h: h.images_per_second)
     images = result.split_sizes["train"]
     # What the first epoch took beyond a steady one: cuDNN autotuning of new shapes, oneDNN primitive creation.
-    warm_up = result.history[0]["seconds"] - statistics.median(h["seconds"] for h in steady)
-    return {"train_images": images, "epochs": epochs, "train_loop_img_s": best["images_per_second"],
+    warm_up = result.history[0].seconds - statistics.median(h.seconds for h in steady)
+    return {"train_images": images, "epochs": epochs, "train_loop_img_s": best.images_per_second,
             "first_epoch_extra_s": round(warm_up, 2),
-            "epoch_img_s": [h["images_per_second"] for h in result.history],
+            "epoch_img_s": [h.images_per_second for h in result.history],
             "run_wall_s": round(wall, 2), "run_wall_img_s": round(images * epochs / wall, 1)}
 
 
@@ -283,7 +283,7 @@ def frozen_run(data: Path, args, device: torch.device, work: Path) -> dict:
     started = time.perf_counter()
     result = train(config)
     return {"train_images": result.split_sizes["train"], "feature_seconds": round(result.feature_seconds, 2),
-            "head_epoch_s": [h["seconds"] for h in result.history], "run_wall_s": round(time.perf_counter() - started, 2)}
+            "head_epoch_s": [h.seconds for h in result.history], "run_wall_s": round(time.perf_counter() - started, 2)}
 
 
 def decode_timing(source: Path, count: int, size: int, device: torch.device, work: Path) -> dict:

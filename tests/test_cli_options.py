@@ -80,7 +80,7 @@ def test_outputs_must_be_writable_where_they_would_go(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["train", "--data", "D", "--model", "seed-cnn", "--image-size", "64"],
-                                  ["cv", "--data", "D", "--image-size", "32"], ["demo", "--image-size", "48"]])
+                                  ["cv", "--data", "D", "--image-size", "32"], ["demo-train", "--image-size", "48"]])
 def test_an_image_size_below_the_models_minimum_ends_the_parse(argv, tmp_path, capsys):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exited:

@@ -22,43 +22,57 @@ RECIPES: dict[str, dict] = {
         "settings": {"model": "seed-cnn", "image_size": None, "epochs": 30, "body_crop": False,
                      "kidney_crop": False, "label_smoothing": 0.0, "sampler": "shuffle"},
     },
-    # docs/experiments.md, row 5: the best means of the measured rows (5-fold grouped CV, Tumor vs Normal),
-    # balanced accuracy 0.565 +- 0.202 per image vs the baseline's 0.525 +- 0.192: within noise, not the default.
+    # docs/experiments.md, frozen Lite0 at 64 px: the best means of the first grid (5-fold grouped CV, Tumor vs
+    # Normal), balanced accuracy 0.565 +- 0.202 per image vs the baseline's 0.525 +- 0.192: within noise, not the
+    # default.
     "lite0-64-ls-bal": {
         "description": "frozen EfficientNet-Lite0 at 64 px, 15 epochs, label smoothing 0.1, balanced sampling "
                        "(cheap on a CPU; CV balanced accuracy 0.57 per image, 0.74 per series, series-disjoint)",
         "settings": {"model": "efficientnet-lite0", "image_size": 64, "epochs": 15, "kidney_crop": False,
                      "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # docs/experiments.md, row 8b: the best frozen-backbone recipe (5-fold grouped CV, Tumor vs Normal):
-    # balanced accuracy 0.635 +- 0.139 per image, 0.711 +- 0.165 per series. Cheap: features cached once.
+    # docs/experiments.md, frozen Lite0 at 128 px on the body crop: the best frozen-backbone recipe (5-fold grouped
+    # CV, Tumor vs Normal): balanced accuracy 0.635 +- 0.139 per image, 0.711 +- 0.165 per series. Cheap: features
+    # cached once.
     "lite0-128-crop-ls-bal": {
         "description": "frozen EfficientNet-Lite0 at 128 px on the body crop, 15 epochs, label smoothing 0.1, "
                        "balanced sampling (CV balanced accuracy 0.64 per image, 0.71 per series, series-disjoint)",
         "settings": {"model": "efficientnet-lite0", "image_size": 128, "epochs": 15, "body_crop": True,
                      "kidney_crop": False, "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # The default until issue 12 replaced it with the kidney crop (rows 17 and 26). docs/experiments.md, row 14: the
-    # best measured recipe for Tumor vs Normal (5-fold grouped CV, ranked by
-    # the mean of per-image and per-series balanced accuracy): 0.714 +- 0.170 per image, 0.793 +- 0.070 per
-    # series, tumor sensitivity 0.681 / 0.900. The student's CNN trained from scratch on the body crop beats
-    # every frozen ImageNet-feature recipe measured, by about half a standard deviation per image.
+    # The default until the repeated-fold protocol put the kidney crop ahead of it (docs/experiments.md, the kidney
+    # crop on both fold assignments). Before that protocol, the best measured recipe for Tumor vs Normal (5-fold
+    # grouped CV, ranked by the mean of per-image and per-series balanced accuracy): 0.714 +- 0.170 per image,
+    # 0.793 +- 0.070 per series, tumor sensitivity 0.681 / 0.900. The student's CNN trained from scratch on the
+    # body crop beats every frozen ImageNet-feature recipe measured, by about half a standard deviation per image.
     "seed-cnn-96-crop-ls-bal": {
         "description": "seed-cnn from scratch at 96 px on the body crop, 15 epochs, label smoothing 0.1, balanced "
-                       "sampling (the default before issue 12; 5 folds x 2 repeats, series-disjoint: pooled ROC-AUC "
-                       "0.58 per image, 0.61 per series)",
+                       "sampling (the default before the kidney crop; 5 folds x 2 repeats, series-disjoint: pooled "
+                       "ROC-AUC 0.58 per image, 0.61 per series)",
         "settings": {"model": "seed-cnn", "image_size": 96, "epochs": 15, "body_crop": True,
                      "kidney_crop": False, "label_smoothing": 0.1, "sampler": "balanced"},
     },
-    # docs/experiments.md, rows 24 and 26, the default since issue 12: row 14's recipe on the kidney crop (each slice
-    # cut to the square around both kidney regions). On 5 folds x 2 repeats, pooled out-of-fold Tumor-vs-Normal
-    # ROC-AUC 0.697 per image and 0.707 per series against the body crop's 0.580 / 0.607 on the same folds:
-    # +0.118 [+0.012, +0.231] per image, the first paired interval above zero; per series +0.100 [-0.035, +0.250].
+    # docs/experiments.md, the kidney crop on one and on both fold assignments, the default since: the body-crop
+    # recipe above on the kidney crop (each slice cut to the square around both kidney regions). On 5 folds x 2
+    # repeats, pooled out-of-fold Tumor-vs-Normal ROC-AUC 0.697 per image and 0.707 per series against the body
+    # crop's 0.580 / 0.607 on the same folds: +0.118 [+0.012, +0.231] per image, the first paired interval above
+    # zero; per series +0.100 [-0.035, +0.250].
     "seed-cnn-96-kidney-ls-bal": {
         "description": "seed-cnn from scratch at 96 px on the kidney crop, 15 epochs, label smoothing 0.1, balanced "
                        "sampling (5 folds x 2 repeats, series-disjoint: pooled ROC-AUC 0.70 per image, 0.71 per series)",
         "settings": {"model": "seed-cnn", "image_size": 96, "epochs": 15, "body_crop": True, "kidney_crop": True,
                      "label_smoothing": 0.1, "sampler": "balanced"},
+    },
+    # The segmenting model (docs/experiments.md, the lite0-unet rows): kidney and tumor maps learnt from masks, an
+    # overview of the 256 px body view and a 128 px zoom on each kidney. Every slice not showing tumor is the other
+    # class, so the kidney finder also learns from slices without kidneys.
+    "lite0-unet-zoom": {
+        "description": "EfficientNet-Lite0 U-Net (ImageNet, offline): kidney and tumor maps from masks, an overview "
+                       "of the body and a zoom on each kidney at 128 px, 60 epochs; for sources with masks "
+                       "(--sources sources/shared.toml)",
+        "settings": {"model": "lite0-unet", "image_size": 128, "epochs": 60, "batch_size": 16, "lr": 2e-3,
+                     "lr_batch": 16, "patience": 60, "classes": "tumor,normal+cyst+nokidney", "body_crop": True,
+                     "kidney_crop": False, "label_smoothing": 0.0, "sampler": "shuffle", "slice_probability": "mean"},
     },
 }
 
@@ -92,7 +106,7 @@ def setting(default, group: str, help: str, **cli):
     """A TrainConfig field: its default, its group and its help; the command line's option is generated from
     it (`cli` may hold choices, metavar, required, exclusive (a mutually exclusive set's name), range=(low,
     high[, low_open]) checked when the command line is parsed, kind="device", or flag=None for a field the
-    command line does not expose)."""
+    command line does not expose, repeat=True for an option given once per value)."""
     return field(default=default, metadata={"group": group, "help": help, **cli})
 
 
@@ -101,7 +115,12 @@ class TrainConfig(DictRecord):
     """What a training run is asked to do, grouped (data, model, optimisation, augmentation, runtime); every
     field documents itself and `kidneyct train/cv/compare-splits` options are generated from these fields."""
 
-    data: str = setting("", "data", "dataset folder above the class folders", required=True)
+    data: str | list[str] = setting("", "data", "dataset folder above the class folders; repeat for several sources "
+                                    "(each named after its folder, series inferred from the pixels)", repeat=True)
+    sources: str | None = setting(None, "data", "a TOML file of sources (name, data, groups, masks, licence: see "
+                                  "docs/sources.md and sources/shared.toml), beside or instead of --data", metavar="FILE")
+    test_source: str | None = setting(None, "data", "hold this source out: train and validate on the other sources, "
+                                      "test on it (cv: leave one source out, one fold)", metavar="NAME")
     out: str = setting("", "runtime", "run folder", flag=None)
     classes: str = setting("tumor,normal", "data", "'tumor,normal', 'all' (four classes), 'tumor,rest' (every other "
                            "folder one class) or merged classes such as 'tumor,normal+cyst'")
@@ -125,6 +144,9 @@ class TrainConfig(DictRecord):
     finetune: bool = setting(_DEFAULT.get("finetune", False), "model", "unfreeze an ImageNet backbone")
     dropout: float = setting(0.5, "model", "dropout before the classifier", range=(0.0, 0.99))
     tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint)")
+    slice_probability: str = setting("head", "model", "segmenting models: the slice's tumor probability from the "
+                                     "slice head, the tumor map's peak inside the kidney, or their mean",
+                                     choices=("head", "map", "mean"))
     epochs: int = setting(_DEFAULT.get("epochs", 30), "optimisation",
                           "epochs; with --resume, a larger value extends the run", range=(1, None))
     batch_size: int = setting(32, "optimisation", "images per optimiser step", range=(1, None))
@@ -154,6 +176,9 @@ class TrainConfig(DictRecord):
     synthetic_lesions: float = setting(0.0, "augmentation", "share of training draws (slices with a located kidney) "
                                        "that receive a synthetic tumor (or cyst, with a Cyst class) and its label",
                                        metavar="SHARE", range=(0.0, 1.0))
+    unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
+                                "darkened as without contrast medium, so that the kidney finder finds them there too",
+                                metavar="SHARE", range=(0.0, 1.0))
     device: str = setting("auto", "runtime", "auto, cpu, cuda or cuda:N", kind="device")
     workers: int | None = setting(None, "runtime", "decoding processes (default: CPU count)", range=(1, 256))
     progress: bool = setting(True, "runtime", "progress bars")

@@ -1,5 +1,6 @@
-"""Facts about class labels: which class is the positive (tumor) one, and how class probabilities become
-a decision under a tumor operating threshold. Used from training to serving; needs numpy only."""
+"""Facts about class labels: which class is the positive (tumor) one, how class probabilities become
+a decision under a tumor operating threshold, and the values of masks (docs/sources.md). Used from training to
+serving; needs numpy only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import numpy as np
 
 POSITIVE_CLASS = "tumor"
 KAGGLE_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")  # the class folders of the Kaggle CT kidney dataset
+
+# Mask values, on the image's pixel grid. UNKNOWN never appears in mask files: it marks decoded masks (or pixels)
+# without a label, which a loss ignores.
+MASK_BACKGROUND, MASK_KIDNEY, MASK_TUMOR, MASK_CYST, MASK_UNKNOWN = 0, 1, 2, 3, 255
 
 
 def positive_index(classes: list[str]) -> int | None:

@@ -1,5 +1,6 @@
 """Device selection, mixed precision, seeding and progress bars: the few places that differ between CPU and
-CUDA, used by every stage from decoding to serving."""
+CUDA, used by every stage from decoding to serving. torch is imported by the functions that need it: a
+prediction in onnxruntime shows a progress bar without it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ import contextlib
 import os
 import random
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from kidneyct.errors import DeviceUnavailable
 
+if TYPE_CHECKING:
+    import torch
+
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    import torch
+
     if isinstance(name, torch.device):
         return name
     if name in (None, "auto"):
@@ -26,18 +33,24 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU."""
+    import torch
+
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def configure_backend(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -45,6 +58,8 @@ def configure_backend(device: torch.device) -> None:
 
 
 def cpu_threads() -> int:
+    import torch
+
     return int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
 
 

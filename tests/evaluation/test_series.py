@@ -12,7 +12,7 @@ def test_series_aggregation_means_probabilities_per_group():
 
 
 def test_series_aggregation_under_a_study_rule_keeps_rows_summing_to_one():
-    from kidneyct.evaluation.study import StudyRule
+    from kidneyct.study.rule import StudyRule
 
     labels = np.array([0, 0, 0, 1])
     probs = np.array([[0.9, 0.1, 0.0], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.05, 0.5, 0.45]])

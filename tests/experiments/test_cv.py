@@ -10,6 +10,7 @@ from kidneyct.config import TrainConfig
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.data.splits import grouped_stratified_folds
 from kidneyct.experiments.cv import LEVELS, METRICS, CVConfig, cross_validate
+from kidneyct.experiments.evaluate import evaluate
 from kidneyct.training.train import train
 
 
@@ -169,13 +170,13 @@ def test_frozen_cv_tests_on_memo_features_like_the_full_model(phantom_series, tm
                          pretrained="none", image_size=32, epochs=1, device="cpu", progress=False, workers=1,
                          feature_views=1)
     result = train(config)
-    predictor = Predictor.from_checkpoint(result.best_checkpoint, "cpu")
+    predictor = Predictor.open(result.best_checkpoint, "cpu")
     path = tmp_path / "rows.npy"
     np.save(path, np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8))
     rows = Rows(np.load(path, mmap_mode="r"), np.array([1, 4, 7]))
-    full = predictor.logits_uint8(rows)
+    full = predictor.logits(rows)
     from_memo = _test_logits(predictor, config, rows, FeatureMemo())
-    assert torch.allclose(from_memo, full, atol=1e-4)
+    np.testing.assert_allclose(from_memo, full, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -210,13 +211,13 @@ def test_ranking_reports_means_over_repeats_with_intervals(repeated_run):
 def test_ensemble_of_the_fold_models_is_the_mean_of_their_probabilities(repeated_run, phantom_series):
     from kidneyct.inference.predictor import Predictor
 
-    ensemble = Predictor.from_checkpoint(repeated_run.ensemble)
-    members = [Predictor.from_checkpoint(repeated_run.out / f"fold-{k}" / "best.pt") for k in range(2)]
+    ensemble = Predictor.open(repeated_run.ensemble)
+    members = [Predictor.open(repeated_run.out / f"fold-{k}" / "best.pt") for k in range(2)]
     images = sorted((phantom_series / "Tumor").glob("*.png"))[:3] + sorted((phantom_series / "Normal").glob("*.png"))[:3]
     images = [p for p in images if ".mask." not in p.name]
-    expected = np.mean([[list(m.predict(p).values()) for p in images] for m in members], axis=0)
-    got = np.array([list(ensemble.predict(p).values()) for p in images])
-    assert ensemble.loaded.members == 2
+    expected = np.mean([[list(m.predict(p).slices[0].probabilities.values()) for p in images] for m in members], axis=0)
+    got = np.array([list(ensemble.predict(p).slices[0].probabilities.values()) for p in images])
+    assert len(ensemble.checkpoint.members) == 2
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -261,3 +262,46 @@ def test_resume_reuses_finished_folds_and_retrains_changed_ones(repeated_run, ph
     changed = replace_out(TrainConfig(**{**config.__dict__, "label_smoothing": 0.2}), out)
     cross_validate(CVConfig(changed, folds=2, repeats=1, bootstrap=100, resume=True))
     assert trained == [str(out / "fold-0"), str(out / "fold-1")]
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    """Two phantom sources: 'alpha' (series of 1-3 slices) and 'beta' (pairs, with label masks)."""
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("cv_sources")
+    generate_dataset(root / "alpha", n=40, seed=3, size=64, classes=["Tumor", "Normal"], slices_per_series=(1, 3),
+                     progress=False)
+    generate_dataset(root / "beta", n=24, seed=5, size=64, classes=["Tumor", "Normal"], slices_per_series=(2, 2),
+                     progress=False, masks=True)
+    return root
+
+
+def test_leave_one_source_out_trains_on_the_others_and_reports_per_source(two_sources, tmp_path, capsys):
+    from kidneyct.checkpoint import read_checkpoint
+
+    out = tmp_path / "loso"
+    code = main(["cv", "--data", str(two_sources / "alpha"), "--data", str(two_sources / "beta"), "--test-source",
+                 "beta", "--model", "seed-cnn", "--image-size", "96", "--epochs", "1", "--no-kidney-crop",
+                 "--no-body-crop", "--device", "cpu", "--no-progress", "--workers", "1", "--bootstrap", "30",
+                 "--out", str(out)])
+    assert code == 0 and "Leave one source out" in capsys.readouterr().out
+    predictions = _rows(out / "predictions.csv")
+    assert len(predictions) == 24 and {(r["source"], r["fold"]) for r in predictions} == {("beta", "0")}
+    assert all(r["group"].startswith("beta:") for r in predictions)
+    split = _rows(out / "fold-0" / "fold-split.csv")
+    assert {(r["split"], r["source"]) for r in split} == {("train", "alpha"), ("val", "alpha"), ("test", "beta")}
+    saved = json.loads((out / "cv.json").read_text())
+    rows = saved["per_source"]["rows"]
+    assert list(rows) == ["beta", "pooled"] and rows["beta"]["images"] == 24 and rows["beta"]["tumor"] == 12
+    assert saved["sources"]["beta"]["masked"] == 24 and saved["sources"]["alpha"]["classes"] == {"Tumor": 20,
+                                                                                              "Normal": 20}
+    assert "## Per source" in (out / "cv.md").read_text()
+    recorded = {record.name: record for record in read_checkpoint(out / "fold-0" / "best.pt").sources}
+    assert sum(recorded["alpha"].counts.values()) == 40 and recorded["beta"].settings["grouping"] == "series"
+    report = evaluate(out / "fold-0" / "best.pt", out=tmp_path / "report", device="cpu", n_boot=20, progress=False,
+                      workers=1)  # the checkpoint's own sources and split
+    metrics = json.loads((report.out / "metrics.json").read_text())
+    assert list(metrics["per_source"]["rows"]) == ["beta", "pooled"] and metrics["metrics"]["n"] == 24
+    assert {r["source"] for r in _rows(report.out / "predictions.csv")} == {"beta"}
+    assert "Per source" in report.markdown.read_text()

@@ -5,7 +5,7 @@ import numpy as np
 from kidneyct.experiments.evaluate import evaluate
 
 
-def test_evaluate_writes_metrics_plots_and_reports(trained_run, tmp_path):
+def test_evaluate_writes_metrics_plots_and_reports(trained_run, phantom_png, tmp_path):
     result = evaluate(trained_run.best_checkpoint, out=tmp_path / "report", device="cpu", n_boot=50,
                       progress=False, workers=1)
     for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "roc.png", "pr.png",
@@ -21,6 +21,11 @@ def test_evaluate_writes_metrics_plots_and_reports(trained_run, tmp_path):
     html = result.html.read_text()
     assert "not a medical device" in html and "SYNTHETIC" in html and "data:image/png;base64" in html
     assert "not a medical device" in result.markdown.read_text()
+    rows = metrics["per_source"]["rows"]  # one source: its row and the pooled row, the same slices
+    assert list(rows) == [phantom_png.name, "pooled"] and rows["pooled"]["images"] == counts.sum()
+    assert "Per source" in result.markdown.read_text()
+    with open(tmp_path / "report" / "predictions.csv") as handle:
+        assert handle.readline().startswith("path,slice_index,source,group,label,predicted")
 
 
 def test_evaluate_reports_series_metrics_and_leakage_audit(trained_run, tmp_path):

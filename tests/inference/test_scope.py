@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import kidneyct
-from kidneyct.evaluation.novelty import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
-from kidneyct.inference.batch import predict_inputs
+from kidneyct.study.scope_stats import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
 from kidneyct.inference.scope import InputJudge, Look, ScopeGate
 from kidneyct.io import CTSlice
 from kidneyct.preprocess import Preprocessing
@@ -98,13 +97,12 @@ def _is_enhanced(seed: int) -> bool:
 
 def test_predict_calls_a_phantom_volume_on_its_in_scope_slices_only(tmp_path, trained_run):
     volume = write_volume(tmp_path / "v", "nifti", seed=3, size=96, lesion="Tumor")
-    result = predict_inputs(kidneyct.load(trained_run.best_checkpoint), [volume.path], progress=False)
-    (study,) = result.studies
-    in_scope = [s.slice_index for s in result.slices if s.in_scope]
+    study = kidneyct.load(trained_run.best_checkpoint).predict(volume.path)
+    in_scope = [s.index for s in study.slices if s.in_scope]
     assert study.in_scope_slices == in_scope and set(study.driving_slices) <= set(in_scope)
-    agreement = np.mean([(s.slice_index in in_scope) == volume.kidney[s.slice_index] for s in result.slices])
+    agreement = np.mean([(s.index in in_scope) == volume.kidney[s.index] for s in study.slices])
     assert agreement >= 0.9 and study.tumor_probability is not None
-    assert all(s.scope_reason for s in result.slices)
+    assert all(s.scope_reason for s in study.slices)
 
 
 def test_the_real_scans_kidney_slices_are_in_scope_and_the_kidney_free_series_gets_no_call(real_examples,
@@ -114,15 +112,14 @@ def test_the_real_scans_kidney_slices_are_in_scope_and_the_kidney_free_series_ge
     nifti = real_examples / "abdomen-ct-30slices.nii.gz"
     dicom = tmp_path / "dicom"
     shutil.copytree(real_examples / "upper-abdomen-dicom-no-kidney", dicom)  # the UID-named files, as exported
-    result = predict_inputs(kidneyct.load(trained_run.best_checkpoint), [nifti, dicom], progress=False)
+    scanned, series = kidneyct.load(trained_run.best_checkpoint).run([nifti, dicom])
     labels = np.asarray(nib.as_closest_canonical(nib.load(str(real_examples / "abdomen-ct-30slices.organs.nii.gz")))
                         .dataobj)
     kidney = np.isin(labels, [2, 3]).any((0, 1))
-    scan = {s.slice_index: s.in_scope for s in result.slices if s.input == str(nifti)}
+    scan = {s.index: s.in_scope for s in scanned.slices}
     called = np.array([scan[i] for i in range(len(kidney))])
     precision, recall = (called & kidney).sum() / called.sum(), (called & kidney).sum() / kidney.sum()
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
-    studies = {s.input: s for s in result.studies}
-    assert studies[str(dicom)].n_slices == 20 and studies[str(dicom)].tumor_probability is None
-    assert studies[str(dicom)].tumor is None and "no kidney found" in studies[str(dicom)].aggregation
-    assert set(studies[str(nifti)].driving_slices) <= {i for i, inside in scan.items() if inside}
+    assert series.n_slices == 20 and series.tumor_probability is None and series.tumor is None
+    assert "no kidney found" in series.rule and all(s.call is None for s in series.slices)
+    assert set(scanned.driving_slices) <= {i for i, inside in scan.items() if inside}

@@ -245,7 +245,7 @@ def test_bad_input_through_the_api(case, client, tmp_path):
     assert response.status_code == case.api_status, response.text
     body = response.json()
     if case.api_error is None:
-        assert body["predicted"] in body["classes"] and body["filename"] == case.filename
+        assert body["call"] in (*body["classes"], None) and body["filename"] == case.filename
         assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
     else:
         assert re.search(case.api_error, body["detail"]), body["detail"]
@@ -265,8 +265,8 @@ def test_batch_reports_every_bad_file_and_writes_every_good_result(trained_run, 
     captured = capsys.readouterr()
     assert code == 0 and "Traceback" not in captured.err, captured.err
     payload = json.loads((tmp_path / "out" / "results.json").read_text())
-    read = {row["source"] for row in payload["slices"]}
-    skipped = {row["path"] for row in payload["skipped"]}
+    read = {row["source"] for study in payload["studies"] for row in study["slices"]}
+    skipped = {row["path"] for study in payload["studies"] for row in study["skipped"]}
     # A folder is walked for files named as images (scan.tif is not listed); those named .dcm form one
     # series (whose slices are DICOM ones only); every other file is read by its content.
     series = {p for p in good + bad_files if p.endswith(".dcm")}

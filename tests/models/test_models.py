@@ -16,6 +16,10 @@ def test_every_registered_model_trains_a_step(name):
     logits = model(x)
     assert logits.shape == (2, 3)
     loss = nn.functional.cross_entropy(logits, torch.tensor([0, 2]))
+    if get_spec(name).maps:  # a segmenting model also draws a map per name, at the input's size
+        logits, maps = model.segment(x)
+        assert maps.shape == (2, len(get_spec(name).maps), 96, 96)
+        loss = loss + maps.mean()
     loss.backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None for p in trainable)

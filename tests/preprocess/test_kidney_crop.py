@@ -4,7 +4,8 @@ import numpy as np
 
 from kidneyct.io.slices import CTSlice
 from kidneyct.preprocess.body import body_mask, crop_box, crop_to_body
-from kidneyct.preprocess.kidney_crop import crop_to_kidneys, kidney_box, square_box
+from kidneyct.preprocess.geometry import crop_to_kidneys
+from kidneyct.preprocess.kidney_crop import kidney_box, square_box
 from kidneyct.preprocess.preprocessing import Preprocessing
 from kidneyct.preprocess.window import apply_window
 from kidneyct.synthetic.phantom import render_slice, sample_patient

@@ -15,7 +15,6 @@ import pydicom
 import pytest
 from pydicom.filewriter import write_file_meta_info
 
-from kidneyct.inference.batch import predict_inputs
 from kidneyct.io.dicom_header import read_header
 from kidneyct.serve.dicom_node import Destination
 from kidneyct.serve.dicom_store import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH, OUT_OF_RESOURCES
@@ -57,8 +56,8 @@ def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phanto
     copies.mkdir()
     for path in real_files:
         shutil.copy(path, copies / f"{path.name}.dcm")
-    expected = predict_inputs(node.predictor, [phantom, copies], progress=False)  # what `kidneyct predict` runs
-    for folder, study in zip((phantom, copies), expected.studies):
+    expected = list(node.predictor.run([phantom, copies]))  # what `kidneyct predict` runs
+    for folder, study in zip((phantom, copies), expected):
         header = read_header(next(folder.glob("*.dcm")))
         (report,) = [r for r in reports if r.StudyInstanceUID == header.StudyInstanceUID]
         finding = _finding(report)
@@ -67,7 +66,7 @@ def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phanto
             assert finding["probability"] is None and folder == copies
         else:
             assert finding["probability"] == pytest.approx(study.tumor_probability, abs=1e-6)
-        driving = [s.source for s in expected.slices if s.input == str(folder) and s.slice_index in study.driving_slices]
+        driving = [s.source for s in study.slices if s.index in study.driving_slices]
         assert sorted(finding["sources"]) == sorted(read_header(p).SOPInstanceUID for p in driving)
     assert sorted(r["forward"]["queued"] for r in node.records) == [1, 4]  # SR alone; SR and three key images
     wait_for(lambda: not list((node.settings.out / "outbox").glob("*.json")))  # delivered jobs leave the outbox

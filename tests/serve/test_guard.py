@@ -126,7 +126,7 @@ def test_timed_out_work_stops_before_inference(trained_run):
         return read(data, filename)
 
     service.read = slow_read
-    service.predictor.logits_uint8 = lambda *a, **k: inferred.append(1)
+    service.predictor.backend.logits = lambda *a, **k: inferred.append(1)
     with TestClient(app, base_url=LOCAL) as client:
         assert _post(client).status_code == 504
         time.sleep(0.8)  # the worker finishes reading, then sees the deadline has passed

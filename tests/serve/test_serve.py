@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kidneyct.checkpoint import OperatingPoint
 from kidneyct.serve import ServeSettings, create_app
 
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx (dev extra)")
@@ -61,10 +62,11 @@ def test_predict_matches_the_python_api(client, slice_png, trained_run):
     response = client.post("/predict", files={"file": (name, data, "image/png")})
     assert response.status_code == 200
     body = response.json()
-    expected = kidneyct.load(trained_run.best_checkpoint).predict(Image.open(io.BytesIO(data)))
-    assert body["probabilities"] == pytest.approx(expected, abs=1e-5)
-    assert body["predicted"] == max(expected, key=expected.get)  # no threshold recorded: argmax
-    assert body["threshold"] is None and body["filename"] == name
+    (expected,) = kidneyct.load(trained_run.best_checkpoint).predict(Image.open(io.BytesIO(data))).slices
+    assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    assert (body["call"], body["in_scope"], body["scope_reason"]) == (expected.call, expected.in_scope,
+                                                                      expected.scope_reason)
+    assert body["threshold"] is None and body["filename"] == name and body["slice"]["source"] == name
     assert {"read", "queue", "inference", "total"} <= set(body["timing_ms"])
     assert body["image"] == {"kind": "png", "width": 128, "height": 128, "modality": None}
 
@@ -72,13 +74,14 @@ def test_predict_matches_the_python_api(client, slice_png, trained_run):
 def test_predict_applies_the_models_operating_threshold(app, client, slice_png):
     service = app.state.service
     name, data = slice_png
-    previous = service.predictor.loaded.threshold
-    try:
-        service.predictor.loaded.threshold = 0.0  # as if the checkpoint recorded one: everything is tumor
+    previous = service.predictor.checkpoint.operating_point
+    try:  # as if the checkpoint recorded threshold 0: everything is tumor
+        service.predictor.checkpoint.operating_point = OperatingPoint(0.0, "everything is tumor")
         body = client.post("/predict", files={"file": (name, data, "image/png")}).json()
-        assert body["threshold"] == 0.0 and body["predicted"] == "Tumor" and "Tumor when" in body["threshold_rule"]
+        assert body["threshold"] == 0.0 and body["call"] in ("Tumor", None) and "Tumor when" in body["threshold_rule"]
+        assert (body["call"] == "Tumor") == body["in_scope"]
     finally:
-        service.predictor.loaded.threshold = previous
+        service.predictor.checkpoint.operating_point = previous
 
 
 @pytest.mark.parametrize("view, size", [("overlay", (256, 256)), ("input", (256, 256)), ("panel", (512, 296))])
@@ -88,7 +91,7 @@ def test_explain_returns_png_views(client, slice_png, view, size):
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
     assert image.size == size
-    assert response.headers["x-predicted-class"] in ("Tumor", "Normal")
+    assert response.headers["x-call"] in ("Tumor", "Normal", "") and response.headers["x-heatmap-class"]
     rgb = np.asarray(image.convert("RGB")).astype(int)
     colourful = np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 5  # jet heatmap vs a grey slice
     assert colourful == (view != "input")
@@ -162,15 +165,15 @@ def test_uploads_leave_no_temporary_files(client, slice_png, tmp_path, monkeypat
 
 def test_slow_inference_times_out_with_504(trained_run, slice_png):
     app = create_app(trained_run.best_checkpoint, ServeSettings(request_timeout_s=0.3))
-    predictor = app.state.service.predictor
-    original = predictor.logits_uint8
+    predictor = app.state.service.predictor.backend
+    original = predictor.logits
     release = threading.Event()
 
     def slow(images, batch_size=256):
         release.wait(5)
         return original(images, batch_size)
 
-    predictor.logits_uint8 = slow
+    predictor.logits = slow
     name, data = slice_png
     with TestClient(app, base_url="http://127.0.0.1") as client:
         started = time.perf_counter()
@@ -179,21 +182,21 @@ def test_slow_inference_times_out_with_504(trained_run, slice_png):
         release.set()
         assert response.status_code == 504 and "0.3 s limit" in response.json()["detail"]
         assert elapsed < 3
-        predictor.logits_uint8 = original
+        predictor.logits = original
         assert client.post("/predict", files={"file": (name, data, "image/png")}).status_code == 200
 
 
 def test_requests_beyond_the_queue_limit_get_503(trained_run, slice_png):
     app = create_app(trained_run.best_checkpoint, ServeSettings(max_pending=1, request_timeout_s=10))
-    predictor = app.state.service.predictor
-    original, entered, release = predictor.logits_uint8, threading.Event(), threading.Event()
+    predictor = app.state.service.predictor.backend
+    original, entered, release = predictor.logits, threading.Event(), threading.Event()
 
     def blocking(images, batch_size=256):
         entered.set()
         release.wait(10)
         return original(images, batch_size)
 
-    predictor.logits_uint8 = blocking
+    predictor.logits = blocking
     name, data = slice_png
     with TestClient(app, base_url="http://127.0.0.1") as client:
         results = {}

@@ -7,7 +7,7 @@ from PIL import Image
 
 from kidneyct.data.catalogue import build_catalogue
 from kidneyct.io import read_slices
-from kidneyct.synthetic.phantom import is_synthetic, render_slice, sample_patient
+from kidneyct.synthetic.phantom import generate_dataset, is_synthetic, render_slice, sample_patient
 
 
 def test_phantom_anatomy_has_plausible_hounsfield_units():
@@ -73,3 +73,24 @@ def test_a_seed_gives_the_same_phantom_bit_for_bit(seed, lesion, recorded):
         digest.update(hu.tobytes())
         digest.update(mask.tobytes())
     assert digest.hexdigest()[:16] == recorded
+
+
+def test_phantoms_write_label_masks_a_masked_source_reads(tmp_path):
+    from kidneyct.data.decode import decode_samples
+    from kidneyct.preprocess import Preprocessing
+
+    for fmt in ("png", "nifti"):
+        root = tmp_path / fmt
+        generate_dataset(root, n=6, seed=2, size=64, classes=["Tumor", "Cyst", "Normal"], fmt=fmt, progress=False,
+                         slices_per_series=(2, 2), masks=True)
+        catalogue = build_catalogue(root, "tumor,cyst,normal")
+        assert catalogue.sources[0].masks == root / "masks" and all(s.mask for s in catalogue.samples)
+        decoded = decode_samples(catalogue.samples, Preprocessing(image_size=32, body_crop=True), workers=1,
+                                 progress=False)
+        assert not decoded.mask_skipped
+        for sample, mask in zip(decoded.samples, decoded.masks):
+            expected = {"Tumor": {0, 1, 2}, "Cyst": {0, 1, 3}, "Normal": {0, 1}}[sample.origin]
+            assert set(np.unique(mask).tolist()) <= expected and 1 in mask
+            assert sample.origin == "Normal" or mask.max() > 1  # every lesion slice shows its lesion
+    with pytest.raises(ValueError, match="label masks"):
+        generate_dataset(tmp_path / "dicom", n=2, fmt="dicom", masks=True, progress=False)

@@ -3,7 +3,7 @@ import pytest
 
 from kidneyct.evaluation.calibration import expected_calibration_error, nll, softmax
 from kidneyct.labels import decide
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.training.calibration import fit_temperature, operating_point, threshold_for_sensitivity
 
 
@@ -55,32 +55,32 @@ def test_operating_point_reports_validation_sensitivity_and_specificity():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45]])
     labels = np.array([0, 0, 0, 1, 1])  # class 0 is Tumor
     point = operating_point(probs, labels, ["Tumor", "Normal"], target_sensitivity=1.0)
-    assert point["threshold"] == pytest.approx(0.3)
-    assert point["val_sensitivity"] == 1.0 and point["val_specificity"] == pytest.approx(0.5)
+    assert point.threshold == pytest.approx(0.3)
+    assert point.val_sensitivity == 1.0 and point.val_specificity == pytest.approx(0.5)
     with pytest.raises(ValueError, match="tumor class"):
         operating_point(probs, labels, ["Cyst", "Normal"], threshold=0.5)
 
 
 def test_training_fits_temperature_on_validation_without_worsening_ece(trained_run):
-    for name in ("best.pt", "last.pt"):
-        calibration = read_checkpoint(trained_run.out / name)["calibration"]
-        assert calibration["temperature"] > 0 and calibration["val_n"] == trained_run.split_sizes["val"]
-        assert calibration["val_nll_after"] <= calibration["val_nll_before"]
-        assert calibration["val_ece_after"] <= calibration["val_ece_before"] + 1e-9
+    for path in (trained_run.best_checkpoint, trained_run.last_checkpoint):
+        calibration = read_checkpoint(path).calibration
+        check = calibration.validation
+        assert calibration.temperature > 0 and check.n == trained_run.split_sizes["val"]
+        assert check.nll_after <= check.nll_before
+        assert check.ece_after <= check.ece_before + 1e-9
 
 
 def test_a_temperature_that_would_raise_validation_ece_is_not_applied():
-    from kidneyct.training.calibration import calibrate_checkpoint
+    from kidneyct.training.calibration import fit_calibration
 
     # Already calibrated logits: here the NLL fit (T ~ 1.08) would raise the binned ECE a little.
     logits, labels = _overconfident(n=300, factor=1.0, seed=3)
     assert expected_calibration_error(softmax(logits, fit_temperature(logits, labels)), labels) > \
         expected_calibration_error(softmax(logits), labels)
-    payload = calibrate_checkpoint({"classes": ["Tumor", "Normal", "Cyst"]}, logits, labels)
-    calibration = payload["calibration"]
-    assert calibration["kept"] is False and calibration["temperature"] == 1.0
-    assert calibration["val_ece_after"] == calibration["val_ece_before"]
-    assert payload["threshold"] is None and payload["operating_point"] is None
+    calibration, point = fit_calibration(logits, labels, ["Tumor", "Normal", "Cyst"])
+    assert calibration.kept is False and calibration.temperature == 1.0
+    assert calibration.validation.ece_after == calibration.validation.ece_before
+    assert point is None
 
 
 def test_target_sensitivity_is_chosen_on_validation_recorded_and_applied_by_evaluate(phantom_png, tmp_path):
@@ -94,11 +94,10 @@ def test_target_sensitivity_is_chosen_on_validation_recorded_and_applied_by_eval
                  "--batch-size", "16", "--device", "cpu", "--no-progress", "--workers", "1",
                  "--target-sensitivity", "0.95"]) == 0
     for name in ("best.pt", "last.pt"):
-        payload = read_checkpoint(run / name)
-        point = payload["operating_point"]
-        assert payload["threshold"] == point["threshold"] and point["target_sensitivity"] == 0.95
-        assert point["val_sensitivity"] >= 0.95 and point["class"] == "Tumor"
-    threshold = read_checkpoint(run / "best.pt")["threshold"]
+        point = read_checkpoint(run / name).operating_point
+        assert point.target_sensitivity == 0.95
+        assert point.val_sensitivity >= 0.95 and point.tumor_class == "Tumor"
+    threshold = read_checkpoint(run / "best.pt").threshold
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "report"),
                  "--device", "cpu", "--bootstrap", "20", "--no-progress"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "report" / "predictions.csv")))

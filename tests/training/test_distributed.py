@@ -10,7 +10,7 @@ import torch
 
 import kidneyct
 from kidneyct.config import TrainConfig
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.train import train
 
@@ -39,11 +39,11 @@ def test_torchrun_two_cpu_ranks_match_one_process(phantom_png, tmp_path):
     ddp, one = read_checkpoint(out / "last.pt"), read_checkpoint(single.last_checkpoint)
     # Same global batch, same augmentation per image, gradients normalised by the global batch:
     # two ranks train the model one process trains, up to float rounding.
-    for key, value in one["state_dict"].items():
-        torch.testing.assert_close(ddp["state_dict"][key], value, atol=1e-4, rtol=1e-3)
-    for mine, theirs in zip(ddp["history"], one["history"]):
-        assert mine["val_macro_f1"] == theirs["val_macro_f1"]
-        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-4)
+    for key, value in one.state_dict.items():
+        torch.testing.assert_close(ddp.state_dict[key], value, atol=1e-4, rtol=1e-3)
+    for mine, theirs in zip(ddp.progress.history, one.progress.history):
+        assert mine.val_macro_f1 == theirs.val_macro_f1
+        assert mine.train_loss == pytest.approx(theirs.train_loss, abs=1e-4)
 
 
 def test_a_single_process_context_shards_nothing():

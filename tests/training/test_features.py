@@ -8,7 +8,8 @@ from kidneyct.config import TrainConfig
 from kidneyct.data.rows import Rows
 from kidneyct.experiments.evaluate import evaluate
 from kidneyct.models import ModelConfig, create_model
-from kidneyct.models.checkpoint import load_model, read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
+from kidneyct.checkpoint.model import load_model
 from kidneyct.preprocess import Augmentation, Preprocessing
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import ImageStore
@@ -51,11 +52,11 @@ def test_head_on_cached_features_trains_like_the_full_model_and_round_trips(phan
                              feature_cache=False, **CONFIG))
     assert cached.feature_seconds is not None and full.feature_seconds is None
     a, b = read_checkpoint(cached.last_checkpoint), read_checkpoint(full.last_checkpoint)
-    assert set(a["state_dict"]) == set(b["state_dict"])  # backbone and head
-    for key, value in b["state_dict"].items():
-        torch.testing.assert_close(a["state_dict"][key], value, atol=1e-4, rtol=1e-3)
-    for mine, theirs in zip(a["history"], b["history"]):
-        assert mine["val_macro_f1"] == theirs["val_macro_f1"]
+    assert set(a.state_dict) == set(b.state_dict)  # backbone and head
+    for key, value in b.state_dict.items():
+        torch.testing.assert_close(a.state_dict[key], value, atol=1e-4, rtol=1e-3)
+    for mine, theirs in zip(a.progress.history, b.progress.history):
+        assert mine.val_macro_f1 == theirs.val_macro_f1
 
     # The checkpoint is the whole model: the frozen ImageNet backbone unchanged, a trained head.
     fresh = create_model(ModelConfig("efficientnet-lite0", 2, 64))

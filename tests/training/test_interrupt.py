@@ -19,7 +19,8 @@ EPOCHS = 3
 def test_sigkill_mid_run_leaves_a_loadable_checkpoint_and_resume_finishes(phantom_png, tmp_path):
     import kidneyct
     from kidneyct.cli import main
-    from kidneyct.models.checkpoint import load_model, read_checkpoint
+    from kidneyct.checkpoint import read_checkpoint
+    from kidneyct.checkpoint.model import load_model
 
     out = tmp_path / "run"
     args = ["train", "--data", str(phantom_png), "--out", str(out), "--model", "seed-cnn", "--image-size", "96",
@@ -43,17 +44,17 @@ def test_sigkill_mid_run_leaves_a_loadable_checkpoint_and_resume_finishes(phanto
             process.kill()
         process.stderr.close()
 
-    payload = read_checkpoint(last)  # a complete file, whatever the moment of the kill
-    assert 1 <= payload["epoch"] < EPOCHS, "the run finished before the kill: the test proves nothing"
-    assert [row["epoch"] for row in payload["history"]] == list(range(1, payload["epoch"] + 1))
-    assert "optimizer" in payload and load_model(last).classes == ["Tumor", "Normal"]
+    stored = read_checkpoint(last)  # a complete file, whatever the moment of the kill
+    assert 1 <= stored.progress.epoch < EPOCHS, "the run finished before the kill: the test proves nothing"
+    assert [row.epoch for row in stored.progress.history] == list(range(1, stored.progress.epoch + 1))
+    assert stored.resume is not None and load_model(last).checkpoint.classes == ["Tumor", "Normal"]
 
     stale = out / ".last.pt.k2x9q1.tmp"  # what a kill during the write leaves (atomic_write's naming)
     stale.write_bytes(b"half a checkpoint")
     assert main([*args, "--resume"]) == 0
     assert not stale.exists() and not list(out.glob(".*.tmp"))
     finished = read_checkpoint(last)
-    assert finished["epoch"] == EPOCHS
-    assert [row["epoch"] for row in finished["history"]] == list(range(1, EPOCHS + 1))
-    assert set(kidneyct.load(out / "best.pt").predict(next((phantom_png / "Tumor").glob("*[0-9]).png")))) == {
-        "Tumor", "Normal"}
+    assert finished.progress.epoch == EPOCHS
+    assert [row.epoch for row in finished.progress.history] == list(range(1, EPOCHS + 1))
+    (row,) = kidneyct.load(out / "best.pt").predict(next((phantom_png / "Tumor").glob("*[0-9]).png"))).slices
+    assert set(row.probabilities) == {"Tumor", "Normal"}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kidneyct.config import TrainConfig
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.preprocess.kidney import locate_kidneys
 from kidneyct.preprocess.window import apply_window
 from kidneyct.synthetic.phantom import render_slice, sample_patient
@@ -52,14 +52,31 @@ def test_cysts_only_in_normal_and_cyst_slices_of_a_four_class_task():
         LesionPlan.for_classes(masks, 0.5, ["Normal", "Cyst"])
 
 
+def test_lesions_are_written_into_the_batch_masks():
+    images, kidneys = _batch(4, size=64)
+    plan = LesionPlan.for_classes(kidneys, 0.5, ["Normal", "Cyst", "Tumor"])
+    masks = torch.zeros(4, 64, 64, dtype=torch.uint8)
+    masks[:, 0, 0], masks[3] = 1, 255  # a known pixel to keep; row 3 has no mask
+    labels = torch.tensor([0, 0, 0, 0])
+    draws = (torch.tensor([0.0, 0.0, 0.9, 0.0]), torch.tensor([0.9, 0.0, 0.0, 0.9]), 5)
+    out, new, marked = plan.apply_with_masks(images, torch.arange(4), labels, draws, masks)
+    again, same = plan.apply(images, torch.arange(4), labels, draws)
+    assert torch.equal(out, again) and torch.equal(new, same)  # masks change no image or label
+    assert new.tolist() == [2, 1, 0, 2]  # a tumor, a cyst, none, a tumor
+    assert set(marked[0].unique().tolist()) == {0, 1, 2} and set(marked[1].unique().tolist()) == {0, 1, 3}
+    assert torch.equal(marked[2], masks[2])
+    assert set(marked[3].unique().tolist()) == {2, 255}  # no mask: the lesion is all that is known
+    assert int((marked[0] == 2).sum()) > 10 and marked[0, 0, 0] == 1
+
+
 def test_training_with_lesions_and_acquisition_records_both(phantom_png, tmp_path, decode_cache_folder):
     config = TrainConfig(data=str(phantom_png), out=str(tmp_path / "run"), model="seed-cnn", image_size=96, epochs=1,
                          batch_size=16, device="cpu", progress=False, workers=1, synthetic_lesions=0.5, kidney_crop=False,
                          acquisition="strong:noise+window")
     result = train(config)
-    payload = read_checkpoint(result.best_checkpoint)
-    assert payload["synthetic_lesions"]["share"] == 0.5
-    assert payload["acquisition"]["noise_p"] > 0 and payload["acquisition"]["jpeg_p"] == 0
+    training = read_checkpoint(result.best_checkpoint).training
+    assert training.synthetic_lesions["share"] == 0.5
+    assert training.acquisition["noise_p"] > 0 and training.acquisition["jpeg_p"] == 0
     memos = list(decode_cache_folder.glob("**/*.kidneys-v*.npy"))
     assert memos, "kidney masks are kept beside the decode cache"
     packed = np.load(memos[0])

@@ -27,8 +27,8 @@ def test_a_sixteen_times_larger_batch_trains_to_the_same_accuracy(tmp_path):
                              progress=False, workers=1, body_crop=False, label_smoothing=0.0, sampler="shuffle",
                              cache_dir=str(tmp_path / "cache"), feature_views=1)
         runs[batch] = train(config).history
-    small, large = ([h["val_accuracy"] for h in runs[b][-5:]] for b in (8, 128))
+    small, large = ([h.val_accuracy for h in runs[b][-5:]] for b in (8, 128))
     assert np.mean(small) >= 0.65, "the small batch should learn the phantoms"
     assert abs(np.mean(large) - np.mean(small)) <= 0.08, f"batch 128 {np.mean(large):.3f} vs 8 {np.mean(small):.3f}"
-    ratios = [big["lr"] / little["lr"] for big, little in zip(runs[128], runs[8]) if little["lr"] > 1e-6]
+    ratios = [big.lr / little.lr for big, little in zip(runs[128], runs[8]) if little.lr > 1e-6]
     assert ratios == pytest.approx([4.0] * len(ratios), rel=0.02), "rates at the same point of the schedule"

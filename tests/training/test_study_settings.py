@@ -6,10 +6,12 @@ import pytest
 from PIL import Image
 
 import kidneyct
-from kidneyct.evaluation.study import DEFAULT_RULE
-from kidneyct.inference.batch import predict_inputs
-from kidneyct.models.checkpoint import atomic_save, read_checkpoint
-from kidneyct.training.study_settings import fit_study_settings
+from kidneyct.study.rule import DEFAULT_RULE
+from dataclasses import replace
+
+from kidneyct.checkpoint import read_checkpoint, write_checkpoint
+from kidneyct.study.settings import LEGACY_SETTINGS
+from kidneyct.training.study_settings import refit_study_settings
 
 
 def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_run, phantom_png, tmp_path, capsys):
@@ -18,26 +20,25 @@ def test_an_older_checkpoint_gets_its_study_settings_from_its_own_split(trained_
     from kidneyct.cli import main
 
     trained = read_checkpoint(trained_run.best_checkpoint)
-    assert {"study_rule", "scope", "intensity"} <= set(trained)  # training records them itself
-    older = {k: v for k, v in trained.items() if k not in ("study_rule", "scope", "intensity")}
-    atomic_save(older, trained_run.out / "older.pt")  # beside split.csv, as a checkpoint of an older version
+    assert trained.study.features is not None and trained.study.intensity is not None  # training records them
+    # Beside split.csv, as a checkpoint of a version before study settings were recorded.
+    write_checkpoint(replace(trained, study=LEGACY_SETTINGS), trained_run.out / "older.pt")
     assert main(["study-settings", "--checkpoint", str(trained_run.out / "older.pt"),
                  "--out", str(tmp_path / "with-settings.pt")]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    stored = read_checkpoint(tmp_path / "with-settings.pt")
-    assert stored["study_rule"] == DEFAULT_RULE.to_dict() == printed["study_rule"]
-    assert printed["feature_threshold"] == stored["scope"]["features"]["threshold"] and printed["intensity"]
-    features = stored["scope"]["features"]
-    assert len(features["mean"]) == 128 and np.asarray(features["cholesky"]).shape == (128, 128)
-    assert features["threshold"] > 0 and features["n_train"] == trained_run.split_sizes["train"]
-    assert features["threshold"] == pytest.approx(trained["scope"]["features"]["threshold"], rel=1e-4)  # training's fit
-    assert features["n_val"] == trained_run.split_sizes["val"] and stored["scope"]["settings"]["margin_mm"] == 6.0
-    intensity = stored["intensity"]
-    assert len(intensity["histogram"]) == 32 and abs(sum(intensity["histogram"]) - 1) < 1e-6
+    stored = read_checkpoint(tmp_path / "with-settings.pt").study
+    assert stored.rule == DEFAULT_RULE and printed["study_rule"] == DEFAULT_RULE.to_dict()
+    features = stored.features
+    assert printed["feature_threshold"] == features.threshold and printed["intensity"]
+    assert len(features.mean) == 128 and np.asarray(features.cholesky).shape == (128, 128)
+    assert features.threshold > 0 and features.n_train == trained_run.split_sizes["train"]
+    assert features.threshold == pytest.approx(trained.study.features.threshold, rel=1e-4)  # training's fit
+    assert features.n_val == trained_run.split_sizes["val"] and stored.scope.margin_mm == 6.0
+    assert len(stored.intensity.histogram) == 32 and abs(sum(stored.intensity.histogram) - 1) < 1e-6
 
 
 def test_single_slices_unlike_the_training_slices_are_out_of_scope(trained_run, phantom_png, tmp_path):
-    fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")
+    refit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")
     rng = np.random.default_rng(0)
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -46,8 +47,8 @@ def test_single_slices_unlike_the_training_slices_are_out_of_scope(trained_run, 
     tall[8:120, 44:84] = 120  # a body taller than wide: a coronal or sagittal cut
     Image.fromarray(tall).save(folder / "coronal.png")
     phantoms = sorted((phantom_png / "Normal").glob("*- (*).png"))[:12]
-    result = predict_inputs(kidneyct.load(tmp_path / "ckpt.pt"), [folder, *phantoms], progress=False)
-    by_name = {r.source.split("/")[-1]: r for r in result.slices}
+    results = kidneyct.load(tmp_path / "ckpt.pt").run([folder, *phantoms])
+    by_name = {s.source.split("/")[-1]: s for r in results for s in r.slices}
     assert not by_name["noise.png"].in_scope and "unlike the training slices" in by_name["noise.png"].scope_reason
     assert not by_name["coronal.png"].in_scope and "not an axial slice" in by_name["coronal.png"].scope_reason
     training_like = [by_name[p.name] for p in phantoms]

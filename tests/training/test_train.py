@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kidneyct.config import TrainConfig
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.training.train import class_weights, train
 
 
@@ -14,11 +14,11 @@ def test_training_writes_checkpoints_history_split_and_config(trained_run):
         assert (out / name).exists(), name
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    payload = read_checkpoint(out / "best.pt")
-    assert payload["preprocessing"]["image_size"] == 96
-    assert payload["classes"] == ["Tumor", "Normal"]
-    assert payload["data"]["synthetic"] is True
-    assert "optimizer" in read_checkpoint(out / "last.pt") and "optimizer" not in payload
+    best = read_checkpoint(out / "best.pt")
+    assert best.preprocessing.image_size == 96
+    assert best.classes == ["Tumor", "Normal"]
+    assert best.data.synthetic is True
+    assert read_checkpoint(out / "last.pt").resume is not None and best.resume is None
     split_rows = list(csv.DictReader(open(out / "split.csv")))
     assert {r["split"] for r in split_rows} == {"train", "val", "test"}
     assert {r["label"] for r in split_rows} == {"Tumor", "Normal"}
@@ -32,10 +32,10 @@ def test_resume_continues_from_last_checkpoint(trained_run, tmp_path):
     before = read_checkpoint(run / "last.pt")
     placeholder = TrainConfig(data="ignored", out=str(run), device="cpu", progress=False, workers=1)
     result = train(placeholder, resume=True, extend_epochs=3)  # the stored configuration is used
-    assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert result.history[:2] == before["history"]
+    assert [h.epoch for h in result.history] == [1, 2, 3]
+    assert result.history[:2] == before.progress.history
     after = read_checkpoint(run / "last.pt")
-    assert after["epoch"] == 3 and after["train_config"]["data"] == before["train_config"]["data"]
+    assert after.progress.epoch == 3 and after.training.config.data == before.training.config.data
 
 
 def test_resume_without_last_checkpoint_fails_clearly(tmp_path, phantom_png):

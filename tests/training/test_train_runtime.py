@@ -27,7 +27,7 @@ def test_compile_wraps_the_trained_module_and_the_cache_lands_in_cache_dir(phant
     assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
     # Two caches, both in cache_dir: the training view and the fixed view series are inferred on.
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
-    assert result.history[0]["images_per_second"] > 0
+    assert result.history[0].images_per_second > 0
 
 
 def test_no_cache_writes_no_cache(phantom_png, tmp_path):

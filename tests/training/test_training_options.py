@@ -14,7 +14,7 @@ from kidneyct.config import RECIPES, TrainConfig, apply_recipe
 from kidneyct.data.cache import cache_key
 from kidneyct.data.catalogue import Sample
 from kidneyct.io import CTSlice
-from kidneyct.models.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.models.forward import predict_logits
 from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing, body_mask, crop_to_body
 from kidneyct.training.settings import augmentation_policy
@@ -93,14 +93,14 @@ def test_training_options_are_used_and_stored(phantom_png, tmp_path):
                          batch_size=16, device="cpu", progress=False, workers=1, label_smoothing=0.1,
                          sampler="balanced", augmentation="strong", body_crop=True, tta=True)
     result = train(config)
-    payload = read_checkpoint(result.best_checkpoint)
-    assert payload["preprocessing"]["body_crop"] is True and payload["preprocessing"]["tta_hflip"] is True
-    assert payload["augmentation"]["gamma"] == AUGMENTATIONS["strong"].gamma
-    assert payload["train_config"]["sampler"] == "balanced" and payload["train_config"]["label_smoothing"] == 0.1
+    stored = read_checkpoint(result.best_checkpoint)
+    assert stored.preprocessing.body_crop is True and stored.preprocessing.tta_hflip is True
+    assert Augmentation.from_dict(stored.training.augmentation).gamma == AUGMENTATIONS["strong"].gamma
+    assert stored.training.config.sampler == "balanced" and stored.training.config.label_smoothing == 0.1
     predictor = kidneyct.load(result.best_checkpoint, device="cpu")
     assert predictor.preprocessing.body_crop and predictor.preprocessing.tta_hflip  # inference rebuilds both
     image = next(phantom_png.rglob("Tumor*.png"))
-    assert abs(sum(predictor.predict(str(image)).values()) - 1) < 1e-5
+    assert abs(sum(predictor.predict(str(image)).slices[0].probabilities.values()) - 1) < 1e-5
     with pytest.raises(ValueError, match="sampler"):
         train(TrainConfig(data=str(phantom_png), out=str(tmp_path / "bad"), sampler="nope", device="cpu"))
     with pytest.raises(ValueError, match="augmentation"):
@@ -131,14 +131,15 @@ def test_recipes_are_data_and_the_command_line_overrides_them(monkeypatch, phant
 def test_train_defaults_are_the_default_recipe_and_the_demo_keeps_the_baseline(monkeypatch, tmp_path):
     """`kidneyct train` with no options trains DEFAULT_RECIPE; the demo pins the student baseline."""
     import kidneyct.training.train as train_module
-    from kidneyct.cli import _train_config, build_parser
+    from kidneyct.cli import build_parser
+    from kidneyct.cli.options import train_config
     from kidneyct.config import DEFAULT_RECIPE, recipe_settings
     from kidneyct.experiments.demo import run_demo
 
     plain = TrainConfig(data="d", out="o")
     assert plain.recipe == DEFAULT_RECIPE
     assert apply_recipe(plain, DEFAULT_RECIPE) == plain  # every recipe setting is a default
-    parsed = _train_config(build_parser().parse_args(["train", "--data", "d"]), "o")
+    parsed = train_config(build_parser().parse_args(["train", "--data", "d"]), "o")
     for name, value in recipe_settings(DEFAULT_RECIPE).items():
         assert getattr(parsed, name) == value, name
     assert parsed == replace(plain, data="d")  # options not given keep the recipe's values

@@ -1,4 +1,5 @@
-"""Find the class folders under a dataset root and list one Sample per slice."""
+"""Find the class folders under each source's root and list one Sample per slice, with its source, its patient
+(for `file` and `pattern` sources) and its mask file (for sources with masks)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kidneyct.data.sources import PatientNamer, Source, file_stem, folder_source, qualified, relative_path
 from kidneyct.errors import DatasetError, ImageReadError
-from kidneyct.io import count_slices, file_kind, walk_folders
+from kidneyct.io import count_slices, file_format, file_kind, walk_folders
 from kidneyct.labels import KAGGLE_CLASSES
 
 DEFAULT_CLASSES = ("Tumor", "Normal")
@@ -23,6 +25,8 @@ class Sample:
     slice_index: int | None = None  # for volumes: which axial slice
     group: str | None = None  # series identity when the format tells it (volume, DICOM folder)
     origin: str | None = None  # the class folder it came from (differs from the label's name in merged classes)
+    source: str | None = None  # the name of the source it came from
+    mask: str | None = None  # its mask file (masks/<stem>.png or .nii.gz), None where the source has none
 
     @property
     def key(self) -> str:
@@ -36,6 +40,22 @@ class Catalogue:
     class_dirs: list[Path]
     samples: list[Sample]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    sources: list[Source] = field(default_factory=list)
+
+    @property
+    def several(self) -> bool:
+        """True when the run has more than one source (group ids and strata then carry the source)."""
+        return len(self.sources) > 1
+
+    def roots(self) -> dict[str, Path]:
+        return {source.name: source.root for source in self.sources}
+
+    def relative_key(self, sample: Sample) -> str:
+        """The sample's path under its source's root (with '#slice' for volumes), prefixed by the source's name
+        when the run has several: a name that does not depend on where the data lie."""
+        root = self.roots().get(sample.source, self.root)
+        key = relative_path(sample.path, root) + ("" if sample.slice_index is None else f"#{sample.slice_index}")
+        return qualified(sample.source, key, True) if self.several else key
 
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
@@ -63,17 +83,20 @@ def parse_classes(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return names
 
 
-def _find_class_dirs(root: Path, wanted: list[str]) -> dict[str, list[Path]]:
+def _find_class_dirs(root: Path, wanted: list[str], source: Source, allow_missing: bool = False
+                     ) -> dict[str, list[Path]]:
+    """The folders under `root` read as each wanted class (its mask folder left out); a class without a folder
+    is an error unless `allow_missing` (a source of a multi-source run may lack classes)."""
     found: dict[str, list[Path]] = {name: [] for name in wanted}
     everything: set[str] = set()
     for current, dirs, _ in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if source.masks is None or Path(current) / d != source.masks)
         for d in dirs:
             everything.add(d)
-            if d.lower() in found:
-                found[d.lower()].append(Path(current) / d)
+            if source.folder_class(d) in found:
+                found[source.folder_class(d)].append(Path(current) / d)
     missing = [name for name, paths in found.items() if not paths]
-    if missing:
+    if missing and not allow_missing:
         candidates = sorted(everything, key=str.lower)
         shown = ", ".join(candidates[:20]) or "none"
         raise DatasetError(
@@ -87,30 +110,67 @@ def _find_class_dirs(root: Path, wanted: list[str]) -> dict[str, list[Path]]:
                 + ", ".join(str(p) for p in paths[:5])
                 + "; point --data at the folder that holds just one set of class folders"
             )
-    return found
+    return {name: paths for name, paths in found.items() if paths}
 
 
 def _image_files(folder: Path) -> list[Path]:
     return [path for _, files in walk_folders(folder) for path in files if file_kind(path) is not None]
 
 
-def _folder_names(root: Path) -> set[str]:
-    return {d.lower() for _, dirs, _ in os.walk(root) for d in dirs}
+def _folder_names(root: Path, source: Source) -> set[str]:
+    return {source.folder_class(d) for _, dirs, _ in os.walk(root) for d in dirs}
 
 
-def _class_folders(wanted: list[str], root: Path) -> list[list[str]]:
+def _class_folders(wanted: list[str], source: Source, allow_missing: bool = False) -> list[list[str]]:
     """The folder names behind each requested class: 'normal+cyst' -> ['normal', 'cyst']; 'rest' -> every
-    Kaggle class folder under `root` that no other entry names."""
+    Kaggle class folder of the source that no other entry names."""
     named = {part for name in wanted if name != REST for part in name.split(MERGE)}
     folders = [[REST] if name == REST else [p for p in name.split(MERGE) if p] for name in wanted]
-    present = _folder_names(root) if REST in wanted else set()
+    present = _folder_names(source.root, source) if REST in wanted else set()
     rest = [c.lower() for c in KAGGLE_CLASSES if c.lower() not in named and c.lower() in present]
-    if any(f == [REST] for f in folders) and not rest:
+    if any(f == [REST] for f in folders) and not rest and not allow_missing:
         raise DatasetError(f"'{REST}' names no class: every Kaggle class is already listed in {wanted}")
     return [rest if f == [REST] else f for f in folders]
 
 
-def _samples_in(folder: Path, label: int, skipped: list[tuple[str, str]]) -> list[Sample]:
+def _mask_files(source: Source) -> dict[str, str]:
+    """Image stem -> mask file in the source's mask folder (PNG first, then NIfTI)."""
+    if source.masks is None:
+        return {}
+    if not source.masks.is_dir():
+        raise DatasetError(f"source {source.name}: mask folder {source.masks} does not exist")
+    found: dict[str, str] = {}
+    for path in sorted(source.masks.iterdir(), key=lambda p: (not p.name.lower().endswith(".png"), p.name)):
+        if path.is_file() and not path.name.startswith(".") and file_format(path) in ("png", "nifti"):
+            found.setdefault(file_stem(path), str(path))
+    return found
+
+
+@dataclass
+class _Reader:
+    """What listing one source's class folders needs besides the folder: patients, masks, the skip list."""
+
+    source: Source
+    several: bool
+    skipped: list[tuple[str, str]]
+    namer: PatientNamer | None = None
+    masks: dict[str, str] = field(default_factory=dict)
+
+    def sample(self, path: Path, label: int, folder: Path, index: int | None = None,
+               series: str | None = None) -> Sample | None:
+        group = series
+        if self.namer is not None:
+            patient = self.namer(path if series is None or index is not None else path.parent)
+            if patient is None:
+                self.skipped.append((str(path), f"file name does not match source {self.source.name}'s pattern "
+                                                f"{self.source.pattern!r}"))
+                return None
+            group = qualified(self.source.name, patient, self.several)
+        return Sample(str(path), label, index, group=group, origin=folder.name, source=self.source.name,
+                      mask=self.masks.get(file_stem(path)))
+
+
+def _samples_in(folder: Path, label: int, reader: _Reader) -> list[Sample]:
     files = _image_files(folder)
     if not files:
         raise DatasetError(f"class folder {folder} holds no JPG, PNG, DICOM or NIfTI files")
@@ -121,38 +181,80 @@ def _samples_in(folder: Path, label: int, skipped: list[tuple[str, str]]) -> lis
             try:
                 depth = count_slices(path)
             except ImageReadError as error:
-                skipped.append((str(path), error.reason))
+                reader.skipped.append((str(path), error.reason))
                 continue
-            samples.extend(Sample(str(path), label, i, group=str(path), origin=folder.name) for i in range(depth))
+            samples += [reader.sample(path, label, folder, i, series=str(path)) for i in range(depth)]
         elif kind == "dicom":
-            samples.append(Sample(str(path), label, None, group=str(path.parent), origin=folder.name))
+            samples.append(reader.sample(path, label, folder, series=str(path.parent)))
         else:
-            samples.append(Sample(str(path), label, origin=folder.name))
-    return samples
+            samples.append(reader.sample(path, label, folder))
+    return [s for s in samples if s is not None]
 
 
-def build_catalogue(root: str | Path, classes=None) -> Catalogue:
-    """Samples for the requested classes. Volumes count once per axial slice. A merged class
-    ('normal+cyst', or 'rest' for every Kaggle class not listed) reads several folders under one label;
-    each sample keeps its folder's name as `origin`.
-
-    Raises DatasetError for a missing root, an empty folder, a missing or ambiguous class folder, or
-    a class folder without images. Unreadable volume headers are skipped and listed.
-    """
+def _checked_root(root: str | Path) -> Path:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
     if not any(root.iterdir()):
         raise DatasetError(f"dataset folder {root} is empty")
+    return root
+
+
+def build_catalogue(root: str | Path, classes=None) -> Catalogue:
+    """Samples for the requested classes of one dataset folder (a `--data DIR` source: named after the
+    folder, series inferred later, masks from DIR/masks when that folder exists). Volumes count once per
+    axial slice. A merged class ('normal+cyst', or 'rest' for every Kaggle class not listed) reads several
+    folders under one label; each sample keeps its folder's name as `origin`.
+
+    Raises DatasetError for a missing root, an empty folder, a missing or ambiguous class folder, or
+    a class folder without images. Unreadable volume headers are skipped and listed.
+    """
+    return catalogue_of([folder_source(_checked_root(root))], classes)
+
+
+@dataclass
+class _Part:
+    """One source's share of a catalogue."""
+
+    samples: list[Sample]
+    class_dirs: list[Path]
+    names: dict[str, tuple[int, str]]  # requested class -> (folders found, display name)
+
+
+def _source_part(source: Source, wanted: list[str], several: bool, skipped: list[tuple[str, str]]) -> _Part:
+    folders = _class_folders(wanted, source, allow_missing=several)
+    dirs = _find_class_dirs(source.root, [name for group in folders for name in group], source, several)
+    reader = _Reader(source, several, skipped, PatientNamer(source) if source.grouping != "series" else None,
+                     _mask_files(source))
+    part = _Part([], [], {})
+    for label, (name, group) in enumerate(zip(wanted, folders)):
+        present = [f for f in group if f in dirs]
+        if not present:
+            continue
+        part.names[name] = (len(present), REST_NAME if name == REST else MERGE.join(dirs[f][0].name for f in present))
+        for folder in present:
+            part.class_dirs.append(dirs[folder][0])
+            part.samples += _samples_in(dirs[folder][0], label, reader)
+    return part
+
+
+def catalogue_of(sources: list[Source], classes=None) -> Catalogue:
+    """Samples of the requested classes from every source, labelled alike. A source may lack some classes
+    (Pancreas-CT has only Normal) as long as another one has them; with several sources, `file` and
+    `pattern` patients are prefixed by the source's name so that no two sources share a group."""
+    if not sources:
+        raise DatasetError("no sources to read")
     wanted = parse_classes(classes)
-    folders = _class_folders(wanted, root)
-    dirs = _find_class_dirs(root, [name for group in folders for name in group])
-    class_dirs = [dirs[name][0] for group in folders for name in group]
-    display_names = [REST_NAME if name == REST else MERGE.join(dirs[f][0].name for f in group)
-                     for name, group in zip(wanted, folders)]
-    samples: list[Sample] = []
+    several = len(sources) > 1
     skipped: list[tuple[str, str]] = []
-    for label, group in enumerate(folders):
-        for name in group:
-            samples += _samples_in(dirs[name][0], label, skipped)
-    return Catalogue(root=root, classes=display_names, class_dirs=class_dirs, samples=samples, skipped=skipped)
+    parts = [_source_part(source, wanted, several, skipped) for source in sources
+             if _checked_root(source.root)]
+    missing = [name for name in wanted if not any(name in part.names for part in parts)]
+    if missing:
+        raise DatasetError(f"class folder(s) {', '.join(missing)} not found in any source "
+                           f"({', '.join(f'{s.name}: {s.root}' for s in sources)})")
+    names = [max((part.names[name] for part in parts if name in part.names), key=lambda found: found[0])[1]
+             for name in wanted]
+    root = sources[0].root if not several else Path(os.path.commonpath([str(s.root) for s in sources]))
+    return Catalogue(root=root, classes=names, class_dirs=[d for part in parts for d in part.class_dirs],
+                     samples=[s for part in parts for s in part.samples], skipped=skipped, sources=list(sources))

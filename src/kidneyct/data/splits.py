@@ -8,7 +8,6 @@ come as close to the requested fractions as the groups allow. Deterministic for 
 from __future__ import annotations
 
 import csv
-import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.data.catalogue import Sample
+from kidneyct.data.sources import relative_path
 
 SPLITS = ("train", "val", "test")
 
@@ -72,38 +72,52 @@ def grouped_stratified_split(
     return [assignment[g] for g in groups]
 
 
+def split_strata(samples: list[Sample]) -> list:
+    """What train/val/test splits stratify by: the class, and with samples of several sources the source with
+    it ("kits23:0"), so that each source's classes are spread like the whole run's."""
+    if len({s.source for s in samples}) < 2:
+        return [s.label for s in samples]
+    return [f"{s.source}:{s.label}" for s in samples]
+
+
+def fold_strata(samples: list[Sample]) -> list[str]:
+    """What cross-validation folds are dealt by: the class folder (see grouped_stratified_folds), and with
+    samples of several sources the source with it ("kits23:Tumor")."""
+    several = len({s.source for s in samples}) > 1
+    return [f"{s.source}:{s.origin or s.label}" if several else s.origin or str(s.label) for s in samples]
+
+
 def split_samples(
     samples: list[Sample], fractions: SplitFractions = SplitFractions(), seed: int = 0,
     groups: list[str] | None = None,
 ) -> dict[str, list[Sample]]:
     """Samples per split. `groups` decides what stays together (default: each sample's own group);
-    the samples keep the group they carry, which the split CSV records."""
+    the samples keep the group they carry, which the split CSV records. Stratified by `split_strata`."""
     groups = group_ids(samples) if groups is None else groups
-    names = grouped_stratified_split([s.label for s in samples], groups, fractions, seed)
+    names = grouped_stratified_split(split_strata(samples), groups, fractions, seed)
     out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
     for sample, group, name in zip(samples, group_ids(samples), names):
         out[name].append(replace(sample, group=group))
     return out
 
 
-def relative_path(path: str | Path, root: Path) -> str:
-    """`path` relative to `root`, as written in CSVs. Symlinks are not followed: a folder of links to
-    images elsewhere (a common way to assemble a dataset) keeps its own layout."""
-    return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+Roots = Path | dict[str, Path]  # one dataset folder, or each source's folder by name
 
 
-def write_split_csv(path: str | Path, root: Path, classes: list[str], splits: dict[str, list[Sample]]) -> None:
-    root = Path(root)
+def write_split_csv(path: str | Path, root: Roots, classes: list[str], splits: dict[str, list[Sample]]) -> None:
+    """One row per sample: path (relative to its root), slice, class, group, split; with several sources
+    (`root` a dict) also each sample's source, whose folder its path is relative to."""
+    several = isinstance(root, dict)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "slice_index", "label", "group", "split"])
+        writer.writerow(["path", "slice_index", "label", "group", "split"] + (["source"] if several else []))
         for name in SPLITS:
             for s in splits.get(name, []):
-                relative = relative_path(s.path, root)
+                base = Path(root[s.source] if several else root)
                 group = s.group or s.key
-                group_rel = _relative_if_inside(group, root)
-                writer.writerow([relative, "" if s.slice_index is None else s.slice_index,
-                                 classes[s.label], group_rel, name])
+                writer.writerow([relative_path(s.path, base), "" if s.slice_index is None else s.slice_index,
+                                 classes[s.label], _relative_if_inside(group, base), name]
+                                + ([s.source] if several else []))
 
 
 def _relative_if_inside(value: str, root: Path) -> str:
@@ -113,9 +127,18 @@ def _relative_if_inside(value: str, root: Path) -> str:
         return value
 
 
-def read_split_csv(path: str | Path, root: str | Path, classes: list[str]) -> dict[str, list[Sample]]:
-    """Samples per split, paths resolved against `root` (which may differ from where training ran)."""
-    root = Path(root).expanduser().resolve()
+def _row_root(row: dict, roots: Roots, path: str | Path) -> tuple[Path, str | None]:
+    if not isinstance(roots, dict):
+        return Path(roots).expanduser().resolve(), row.get("source") or None
+    source = row.get("source") or (next(iter(roots)) if len(roots) == 1 else None)
+    if source not in roots:
+        raise ValueError(f"{path}: row for {row['path']} names source {source!r}, not one of {sorted(roots)}")
+    return Path(roots[source]).expanduser().resolve(), source
+
+
+def read_split_csv(path: str | Path, root: Roots, classes: list[str]) -> dict[str, list[Sample]]:
+    """Samples per split, paths resolved against `root` (which may differ from where training ran), or
+    against each row's source's folder when `root` maps source names to folders."""
     index = {name.lower(): i for i, name in enumerate(classes)}
     out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
     with open(path, newline="") as handle:
@@ -124,8 +147,9 @@ def read_split_csv(path: str | Path, root: str | Path, classes: list[str]) -> di
             if label not in index:
                 raise ValueError(f"{path}: label {row['label']!r} is not one of the model's classes {classes}")
             slice_index = int(row["slice_index"]) if row["slice_index"] != "" else None
+            base, source = _row_root(row, root, path)
             out[row["split"]].append(
-                Sample(str(root / row["path"]), index[label], slice_index, group=row["group"])
+                Sample(str(base / row["path"]), index[label], slice_index, group=row["group"], source=source)
             )
     return out
 

@@ -79,7 +79,7 @@ def write_reports(result: dict, figures: dict[str, Path], out: Path) -> tuple[Pa
     summary = summary_rows(metrics)
     per_class = class_rows(metrics, result["classes"])
     skipped = result["data"].get("skipped", [])
-    extra_sections = result.get("sections", [])  # (title, markdown-free text lines) from other issues
+    extra_sections = result.get("sections", [])  # (title, markdown-free text lines) the job adds
 
     md = ["# kidneyct evaluation report", "", f"> {DISCLAIMER}", ""]
     md += [f"- {line}" for line in data_lines(result) + model_lines(result)] + [""]

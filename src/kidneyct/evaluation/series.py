@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from kidneyct.evaluation.study import StudyRule, study_score
+from kidneyct.study.rule import StudyRule, study_score
 from kidneyct.labels import positive_index
 
 

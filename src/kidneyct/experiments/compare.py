@@ -14,6 +14,7 @@ from kidneyct.about import DISCLAIMER
 from kidneyct.config import TrainConfig
 from kidneyct.evaluation.tables import HEADLINE_METRICS, NOT_AVAILABLE, interval_cell, markdown_table
 from kidneyct.experiments.evaluate import evaluate
+from kidneyct.run_folder import REPORT_METRICS
 from kidneyct.training.train import train
 
 
@@ -39,7 +40,7 @@ def compare_splits(config: TrainConfig, out: str | Path, n_boot: int = 1000) -> 
     for kind in ("random", "grouped"):
         run = train(replace(config, out=str(out / kind), split=kind))
         evaluation = evaluate(run.best_checkpoint, device=config.device, n_boot=n_boot, progress=config.progress)
-        results[kind] = json.loads((evaluation.out / "metrics.json").read_text())
+        results[kind] = json.loads((evaluation.out / REPORT_METRICS).read_text())
     table = comparison_table(results)
     header = ["metric", "random image split", "grouped (series-disjoint) split"]
     lines = [f"# Random vs grouped split: {config.model} on {config.data} ({config.classes})", "",

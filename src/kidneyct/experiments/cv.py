@@ -23,41 +23,42 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from kidneyct.config import RECIPES, TrainConfig, apply_recipe
 from kidneyct.data.prepare import PreparedData, prepare_data
-from kidneyct.data.splits import (SplitFractions, grouped_stratified_folds, grouped_stratified_split, relative_path,
-                                  write_split_csv)
+from kidneyct.data.catalogue import Catalogue
+from kidneyct.data.prepare import csv_roots
+from kidneyct.data.splits import (SplitFractions, fold_strata, grouped_stratified_folds, grouped_stratified_split,
+                                  split_strata, write_split_csv)
 from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
-from kidneyct.labels import decide
-from kidneyct.models.checkpoint import write_ensemble
+from kidneyct.labels import decide, positive_index
+from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import head_logits
 from kidneyct.training.features import FeatureMemo, subset_features, uses_feature_cache
-from kidneyct.training.train import SPLIT_CSV, train
+from kidneyct.run_folder import SPLIT_CSV, RunFolder
+from kidneyct.training.train import train
 
 LEVELS, METRICS = report.LEVELS, report.METRICS
-ENSEMBLE = "ensemble.pt"
 
 log = logging.getLogger(__name__)
 
 
-def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> torch.Tensor:
+def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> np.ndarray:
     """The test fold's logits. A frozen backbone without TTA: its head on the memo's plain-view features
     (the very forward pass the model makes, head(backbone(x)), without running the backbone again);
     otherwise the checkpoint's full inference path."""
-    model = predictor.model
+    model = predictor.backend.model
     if uses_feature_cache(model, config.feature_cache) and not predictor.preprocessing.tta_hflip:
         augmentation = settings.augmentation_policy(config)
         views = config.feature_views if augmentation is not None else 0
         features = subset_features(model, predictor.preprocessing, rows, views, augmentation, config.seed,
                                    DistContext(device=predictor.device), predictor.device, memo=memo)[0]
-        return head_logits(model.head, features, predictor.device)
-    return predictor.logits_uint8(rows, max(config.batch_size, 128))
+        return head_logits(model.head, features, predictor.device).numpy()
+    return predictor.logits(rows, max(config.batch_size, 128))
 
 
 
@@ -117,36 +118,65 @@ class _Plan:
     samples: list
     labels: np.ndarray
     groups: list[str]
-    folds: np.ndarray  # int [repeats, N]
+    folds: np.ndarray  # int [repeats, N]; -1: never tested (the training sources of a leave-one-source-out run)
 
     @property
     def classes(self) -> list[str]:
         return self.data.catalogue.classes
 
+    @property
+    def n_folds(self) -> int:
+        return int(self.folds.max()) + 1
 
-def _canonical_groups(samples, groups: list[str], root: Path) -> list[str]:
-    """Series named by their first member's path under the data root, so that runs on other class sets
-    (whose inferred series carry other numbers) name them alike."""
+    @property
+    def tested(self) -> np.ndarray:
+        """Positions of the samples some fold tests: all of them, but for leave-one-source-out."""
+        return np.flatnonzero(self.folds[0] >= 0)
+
+    def key(self, sample) -> str:
+        return self.data.catalogue.relative_key(sample)
+
+
+def _canonical_groups(samples, groups: list[str], catalogue: Catalogue) -> list[str]:
+    """Inferred series named by their first member's path under the data root (prefixed by the source with
+    several), so that runs on other class sets (whose inferred series carry other numbers) name them alike.
+    Patients of `file` and `pattern` sources keep their names."""
+    series = {source.name for source in catalogue.sources if source.grouping == "series"}
     first: dict[str, str] = {}
     for sample, group in zip(samples, groups):
-        name = _sample_key(sample, root)
-        first[group] = min(first.get(group, name), name)
-    return [first[g] for g in groups]
+        if sample.source in series:
+            name = catalogue.relative_key(sample)
+            first[group] = min(first.get(group, name), name)
+    return [first.get(g, g) for g in groups]
+
+
+def _fold_assignment(config: CVConfig, samples: list, groups: list[str]) -> np.ndarray:
+    """Fold per sample and repeat: grouped and stratified by `fold_strata`; with a test source, fold 0 is
+    that source and every other sample is -1 (training only)."""
+    test_source = config.train.test_source
+    if test_source is not None:
+        names = sorted({s.source for s in samples})
+        if test_source not in names or len(names) < 2:
+            raise ValueError(f"--test-source {test_source!r} must be one of several sources; the run has {names}")
+        held = np.array([0 if s.source == test_source else -1 for s in samples])
+        return np.tile(held, (config.repeats, 1))
+    strata = fold_strata(samples)
+    return np.array([grouped_stratified_folds(strata, groups, config.folds, config.resolved_fold_seed() + r)
+                     for r in range(config.repeats)])
 
 
 def _plan(config: CVConfig) -> _Plan:
     base, out = config.train, Path(config.train.out)
     prep = settings.preprocessing(base)
     # One decode (into the cache every fold's training then loads) and one series inference for all folds.
-    data = prepare_data(base.data, base.classes, prep, out / SPLIT_CSV, seed=base.seed, workers=base.workers,
-                        progress=base.progress, cache=settings.cache_settings(base), write_split=False)
-    groups = _canonical_groups(data.decoded.samples, data.grouping.groups, data.catalogue.root)
+    data = prepare_data(settings.sources(base), base.classes, prep, RunFolder(out).split_csv, seed=base.seed,
+                        workers=base.workers, progress=base.progress, cache=settings.cache_settings(base),
+                        write_split=False)
+    groups = _canonical_groups(data.decoded.samples, data.grouping.groups, data.catalogue)
     samples = [replace(s, group=g) for s, g in zip(data.decoded.samples, groups)]
-    strata = [s.origin or str(s.label) for s in samples]
-    folds = np.array([grouped_stratified_folds(strata, groups, config.folds, config.resolved_fold_seed() + r)
-                      for r in range(config.repeats)])
-    (out / "config.json").write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
-                                                 "series": data.grouping.summary}, indent=2))
+    folds = _fold_assignment(config, samples, groups)
+    RunFolder(out).config_json.write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
+                                                      "series": data.grouping.summary}, indent=2))
     return _Plan(data, samples, np.array([s.label for s in samples], np.int64), groups, folds)
 
 
@@ -158,8 +188,7 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
     """Fold k of one repeat: trained and tested now, or (with `resume`) the same fold finished before."""
     folder = fold_dir(Path(config.train.out), repeat, k)
     test_index = np.flatnonzero(plan.folds[repeat] == k)
-    identity = fold_identity(config.train, [_sample_key(plan.samples[i], plan.data.catalogue.root)
-                                            for i in test_index])
+    identity = fold_identity(config.train, [plan.key(plan.samples[i]) for i in test_index])
     finished = load_fold(folder, identity) if config.resume else None
     if finished is not None:
         log.info("repeat %d, fold %d/%d: reusing the finished fold in %s", repeat, k + 1, config.folds, folder)
@@ -167,10 +196,6 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
     result = _train_fold(config, plan, repeat, k, folder, memo)
     save_fold(folder, identity, result)
     return result
-
-
-def _sample_key(sample, root: Path) -> str:
-    return relative_path(sample.path, root) + ("" if sample.slice_index is None else f"#{sample.slice_index}")
 
 
 def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path, memo: FeatureMemo) -> FoldResult:
@@ -181,24 +206,24 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
     fold_of = plan.folds[repeat]
     test_index, rest = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
     fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
-    names = grouped_stratified_split(plan.labels[rest].tolist(), [plan.groups[i] for i in rest], fractions,
-                                     config.resolved_fold_seed() + 1 + k + 1000 * repeat)
+    names = grouped_stratified_split(split_strata([plan.samples[i] for i in rest]), [plan.groups[i] for i in rest],
+                                     fractions, config.resolved_fold_seed() + 1 + k + 1000 * repeat)
     by_split = {"train": [plan.samples[i] for i, n in zip(rest, names) if n == "train"],
                 "val": [plan.samples[i] for i, n in zip(rest, names) if n == "val"],
                 "test": [plan.samples[i] for i in test_index]}
     split_csv = folder / f"fold-{SPLIT_CSV}"
-    write_split_csv(split_csv, plan.data.catalogue.root, plan.classes, by_split)
-    log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, config.folds,
+    write_split_csv(split_csv, csv_roots(plan.data.catalogue), plan.classes, by_split)
+    log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, plan.n_folds,
              *(len(by_split[n]) for n in ("train", "val", "test")))
     trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
-    predictor = Predictor.from_checkpoint(trained.best_checkpoint, base.device)
-    probs = predictor.probabilities_from_logits(
+    predictor = Predictor.open(trained.best_checkpoint, base.device)
+    probs = predictor.probabilities(
         _test_logits(predictor, base, plan.data.decoded.images.subset(test_index), memo))
     metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
                                   [plan.groups[i] for i in test_index])
     row = {"repeat": repeat, "fold": k, "test_images": len(test_index),
            "test_series": len({plan.groups[i] for i in test_index}), "train_images": len(by_split["train"]),
-           "val_images": len(by_split["val"]), "best_epoch": predictor.loaded.payload.get("best_epoch"),
+           "val_images": len(by_split["val"]), "best_epoch": predictor.checkpoint.progress.best_epoch,
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
@@ -215,8 +240,8 @@ def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:
     if config.compare not in RECIPES:
         raise ValueError(f"--compare {config.compare!r} is neither a cv folder with predictions.csv nor a recipe "
                          f"({', '.join(sorted(RECIPES))})")
-    runtime = {name: getattr(config.train, name) for name in ("data", "device", "progress", "workers", "cache",
-                                                             "cache_dir", "seed", "classes")}
+    runtime = {name: getattr(config.train, name) for name in ("data", "sources", "test_source", "device", "progress",
+                                                             "workers", "cache", "cache_dir", "seed", "classes")}
     out = Path(config.train.out) / f"compare-{config.compare}"
     baseline = apply_recipe(replace(config.train, **runtime), config.compare)
     result = cross_validate(replace(config, train=replace(baseline, out=str(out)), compare=None, keep_models=False))
@@ -236,7 +261,7 @@ def cross_validate(config: CVConfig) -> CVResult:
         with bootstrap intervals, the paired comparison when asked for, the wall time and each image's fold.
     """
     base = config.train
-    if config.folds < 2:
+    if config.folds < 2 and base.test_source is None:
         raise ValueError(f"cross-validation needs at least 2 folds, got {config.folds}")
     if config.repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {config.repeats}")
@@ -249,12 +274,15 @@ def cross_validate(config: CVConfig) -> CVResult:
     started = time.perf_counter()
     baseline = _baseline(config)  # first: a recipe baseline fills the decode cache this run then loads
     plan = _plan(config)
-    planned = report.out_of_fold(plan.samples, plan.classes, plan.folds,
-                                 np.zeros((config.repeats, len(plan.samples), len(plan.classes))))
+    tested = plan.tested
+    planned = report.out_of_fold([plan.samples[i] for i in tested], plan.classes, plan.folds[:, tested],
+                                 np.zeros((config.repeats, len(tested), len(plan.classes))))
     if baseline is not None and planned is not None:  # fail before hours of training, not after
         report.aligned(planned, baseline[0])
-    log.info("%d-fold cross-validation x %d repeat(s) over %d images in %d series", config.folds, config.repeats,
-             len(plan.samples), plan.data.grouping.summary["groups"])
+    log.info("%s x %d repeat(s) over %d images in %d groups (series or patients)",
+             f"{plan.n_folds}-fold cross-validation" if base.test_source is None else
+             f"leave-one-source-out ({base.test_source})", config.repeats, len(plan.samples),
+             plan.data.grouping.summary["groups"])
     cache_folder = settings.cache_settings(base).resolve()
     # A frozen backbone's features are computed once for all folds (and kept beside the decode cache).
     memo = FeatureMemo(cache_folder / "features" if cache_folder is not None else None)
@@ -262,7 +290,7 @@ def cross_validate(config: CVConfig) -> CVResult:
     probs, predicted = np.zeros((config.repeats, n, k)), np.zeros((config.repeats, n), np.int64)
     rows, thresholds, members = [], {}, []
     for repeat in range(config.repeats):
-        for fold in range(config.folds):
+        for fold in range(plan.n_folds):
             fold_result = _run_fold(config, plan, repeat, fold, memo)
             row, fold_probs = fold_result.row, fold_result.probs
             test = plan.folds[repeat] == fold
@@ -274,35 +302,89 @@ def cross_validate(config: CVConfig) -> CVResult:
     return _finish(config, plan, rows, probs, predicted, thresholds, members, baseline, started)
 
 
+@dataclass
+class _Tested:
+    """The out-of-fold predictions of the samples some fold tested (all of them, but in leave-one-source-out)."""
+
+    samples: list
+    labels: np.ndarray
+    groups: list[str]
+    folds: np.ndarray  # int [R, N]
+    probs: np.ndarray  # [R, N, K]
+    predicted: np.ndarray  # int [R, N]
+
+    @classmethod
+    def of(cls, plan: _Plan, probs: np.ndarray, predicted: np.ndarray) -> "_Tested":
+        index = plan.tested
+        return cls([plan.samples[i] for i in index], plan.labels[index], [plan.groups[i] for i in index],
+                   plan.folds[:, index], probs[:, index], predicted[:, index])
+
+
 def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started) -> CVResult:
-    out, base = Path(config.train.out), config.train
-    ensemble = write_ensemble(members, out / ENSEMBLE) if config.keep_models else None
+    out = Path(config.train.out)
+    ensemble = write_ensemble(members, RunFolder(out).ensemble) if config.keep_models else None
+    tested = _Tested.of(plan, probs, predicted)
     summary = report.summarise_folds(rows)
-    by_group = {g: thresholds[(0, int(f))] for g, f in zip(plan.groups, plan.folds[0])}
-    pooled = report.pooled_metrics(plan.labels, probs[0], predicted[0], plan.classes, plan.groups, by_group)
-    oof = report.out_of_fold(plan.samples, plan.classes, plan.folds, probs)
+    by_group = {g: thresholds[(0, int(f))] for g, f in zip(tested.groups, tested.folds[0])}
+    pooled = report.pooled_metrics(tested.labels, tested.probs[0], tested.predicted[0], plan.classes, tested.groups,
+                                   by_group)
+    oof = report.out_of_fold(tested.samples, plan.classes, tested.folds, tested.probs)
     ranked = report.ranking(oof, config.bootstrap) if oof is not None else {}
     compared = report.compare(oof, baseline[0], config.bootstrap) if baseline is not None and oof is not None else None
+    sources = _per_source(config, plan, tested, oof, ranked)
     seconds = time.perf_counter() - started
-    report.write_predictions(out / "predictions.csv", plan.samples, plan.classes, plan.labels, plan.folds, probs,
-                             predicted)
+    report.write_predictions(out / "predictions.csv", tested.samples, plan.classes, tested.labels, tested.folds,
+                             tested.probs, tested.predicted)
     report.write_folds_csv(out / "folds.csv", rows)
     result = {"disclaimer": report.DISCLAIMER, "config": config.to_dict(), "classes": plan.classes,
-              "images": len(plan.samples), "series": int(plan.data.grouping.summary["groups"]),
-              "summary": summary, "pooled": pooled, "ranking": ranked, "comparison": compared,
-              "compared_with": baseline[1] if baseline else None, "folds": rows, "seconds": round(seconds, 1),
-              "ensemble": str(ensemble) if ensemble else None, "std": "sample standard deviation over folds (ddof=1)"}
+              "images": len(tested.samples), "series": len(set(tested.groups)),
+              "sources": plan.data.sources_summary(), "per_source": sources, "summary": summary, "pooled": pooled,
+              "ranking": ranked,
+              "comparison": compared, "compared_with": baseline[1] if baseline else None, "folds": rows,
+              "seconds": round(seconds, 1), "ensemble": str(ensemble) if ensemble else None,
+              "std": "sample standard deviation over folds (ddof=1)"}
     (out / "cv.json").write_text(json.dumps(result, indent=2))
-    title = (f"{config.folds}-fold grouped cross-validation x {config.repeats} repeat(s): {base.model} on "
-             f"{base.data} ({', '.join(plan.classes)})")
-    setup = (f"{len(plan.samples)} images in {plan.data.grouping.summary['groups']} inferred series; no series in "
-             f"two folds. Recipe {base.recipe}, image size {settings.preprocessing(base).image_size} px, "
-             f"{base.epochs} epochs max (patience {base.patience}), seed {base.seed}, fold seeds "
-             f"{config.resolved_fold_seed()}..{config.resolved_fold_seed() + config.repeats - 1}, validation "
-             f"{base.val_fraction:.0%} of the training folds' series. Per series = "
-             f"{report.SERIES_RULE.describe(None)}, the study rule of `predict`. "
-             f"Wall time {seconds:.0f} s.")
+    title, setup = _description(config, plan, len(tested.samples), seconds)
     (out / "cv.md").write_text(report.markdown(title, setup, summary, pooled, ranked, compared,
-                                               baseline[1] if baseline else None, rows))
-    return CVResult(out, rows, summary, pooled, seconds, {s.key: int(f) for s, f in zip(plan.samples, plan.folds[0])},
-                    ranked, compared, ensemble)
+                                               baseline[1] if baseline else None, rows, sources))
+    return CVResult(out, rows, summary, pooled, seconds,
+                    {s.key: int(f) for s, f in zip(tested.samples, tested.folds[0])}, ranked, compared, ensemble)
+
+
+def _per_source(config: CVConfig, plan: _Plan, tested: _Tested, oof, ranked: dict, predicted_masks=None) -> dict:
+    """The table with a row per source and a pooled row (cv_report.source_table); per series or patient for
+    sources that are not one slice per patient. `predicted_masks` (a segmenting model's, [N, S, S] over the
+    tested slices of repeat 0) fills the Dice columns; without them they read n/a."""
+    if oof is None:
+        return {}
+    pos = positive_index(plan.classes)
+    called = tested.predicted == pos
+    group_sources = {source.name for source in plan.data.sources if source.grouping != "file"}
+    true_masks = plan.data.decoded.masks.subset(plan.tested)
+    return report.source_table(oof, called, group_sources, config.bootstrap, true_masks=true_masks,
+                               predicted_masks=predicted_masks, ranked=ranked)
+
+
+def _description(config: CVConfig, plan: _Plan, images: int, seconds: float) -> tuple[str, str]:
+    """cv.md's title and set-up paragraph."""
+    base = config.train
+    data = ", ".join(source.name for source in plan.data.sources)
+    groups = len({plan.groups[i] for i in plan.tested})
+    if base.test_source is not None:
+        title = (f"Leave one source out x {config.repeats} repeat(s): {base.model} trained on the other sources, "
+                 f"tested on {base.test_source} ({', '.join(plan.classes)})")
+        others = ", ".join(s.name for s in plan.data.sources if s.name != base.test_source)
+        split = (f"{images} test images in {groups} groups of {base.test_source}; training and validation from the "
+                 f"other sources ({others}), validation {base.val_fraction:.0%} of their groups.")
+    else:
+        title = (f"{plan.n_folds}-fold grouped cross-validation x {config.repeats} repeat(s): {base.model} on "
+                 f"{data if plan.data.catalogue.several else base.data} ({', '.join(plan.classes)})")
+        kind = "groups (series or patients)" if plan.data.catalogue.several else "inferred series"
+        first = config.resolved_fold_seed()
+        split = (f"{images} images in {groups} {kind}; no group in two folds. Fold seeds {first}.."
+                 f"{first + config.repeats - 1}, validation {base.val_fraction:.0%} of the "
+                 "training folds' groups.")
+    setup = (f"{split} Recipe {base.recipe}, image size {settings.preprocessing(base).image_size} px, "
+             f"{base.epochs} epochs max (patience {base.patience}), seed {base.seed}. Per series = "
+             f"{report.SERIES_RULE.describe(None)}, the study rule of `predict`. Wall time {seconds:.0f} s.")
+    return title, setup

@@ -14,9 +14,10 @@ import numpy as np
 from kidneyct.about import DISCLAIMER
 from kidneyct.evaluation import tables
 from kidneyct.evaluation.metrics import point_metrics
+from kidneyct.evaluation.per_source import Scored, group_units, per_source_table, table_lines
 from kidneyct.evaluation.ranking import RANKING_STATISTICS, Units, bootstrap_interval, paired_comparison
 from kidneyct.evaluation.series import aggregate_by_group
-from kidneyct.evaluation.study import DEFAULT_RULE, study_score
+from kidneyct.study.rule import DEFAULT_RULE, study_score
 from kidneyct.labels import decide, positive_index
 
 METRICS = tables.HEADLINE_METRICS
@@ -26,7 +27,7 @@ SERIES_RULE = DEFAULT_RULE
 LEVELS = ("image", "series")
 STATISTIC_LABELS = {"roc_auc": "ROC-AUC", "sensitivity_at_specificity_90": "Sensitivity at specificity 0.90",
                     "specificity_at_sensitivity_90": "Specificity at sensitivity 0.90"}
-PREDICTION_COLUMNS = ["path", "slice_index", "origin", "group", "repeat", "fold", "label", "predicted"]
+PREDICTION_COLUMNS = ["path", "slice_index", "origin", "source", "group", "repeat", "fold", "label", "predicted"]
 
 
 def _numbers(metrics: dict) -> dict:
@@ -100,6 +101,7 @@ class OutOfFold:
     series: list[str]
     tumor: np.ndarray  # float [R, N]: p(tumor) of each image in each repeat
     folds: np.ndarray  # int [R, N]
+    sources: list[str] | None = None  # each image's source (None: runs written before sources existed)
 
     def units(self, evaluation: Evaluation, level: str) -> Units | None:
         is_tumor = np.array([o.lower() == "tumor" for o in self.origins])
@@ -107,14 +109,7 @@ class OutOfFold:
         index = np.flatnonzero(chosen)
         if level == "image":
             return Units.of(is_tumor[index].astype(int), self.tumor[:, index], np.array(self.series)[index])
-        series = np.array(self.series)[index]
-        ids, inverse = np.unique(series, return_inverse=True)
-        counts = np.bincount(inverse)
-        members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
-        scores = np.array([[study_score(row[index][m], rule=SERIES_RULE).probability for m in members]
-                           for row in self.tumor])
-        y = (np.bincount(inverse, weights=is_tumor[index]) / counts >= 0.5).astype(int)
-        return Units.of(y, scores, ids)
+        return group_units(is_tumor[index], self.tumor[:, index], np.array(self.series)[index], SERIES_RULE)
 
 
 def ranking(oof: OutOfFold, n_boot: int, seed: int = 0) -> dict:
@@ -125,7 +120,7 @@ def ranking(oof: OutOfFold, n_boot: int, seed: int = 0) -> dict:
     runs = [("", oof)]
     if len(oof.tumor) > 1:
         runs.append((" (ensemble of repeats)", OutOfFold(oof.keys, oof.origins, oof.series,
-                                                        oof.tumor.mean(0, keepdims=True), oof.folds[:1])))
+                                                        oof.tumor.mean(0, keepdims=True), oof.folds[:1], oof.sources)))
     for suffix, run in runs:
         out.update(_ranking_of(run, n_boot, seed, suffix))
     return out
@@ -182,14 +177,33 @@ def averaged(runs: list[OutOfFold]) -> OutOfFold:
         first, _ = aligned(first, other)  # restricted to the shared images, in one order
     parts = [aligned(first, run)[1] for run in runs[1:]]
     parts.insert(0, first)
-    return OutOfFold(first.keys, first.origins, first.series, np.mean([p.tumor for p in parts], axis=0), first.folds)
+    return OutOfFold(first.keys, first.origins, first.series, np.mean([p.tumor for p in parts], axis=0), first.folds,
+                     first.sources)
+
+
+def source_table(oof: OutOfFold, called: np.ndarray | None, group_sources: set[str], n_boot: int, seed: int = 0,
+                 true_masks=None, predicted_masks=None, ranked: dict | None = None) -> dict:
+    """The per-source table (evaluation.per_source) of the first question `evaluations` asks (tumor vs normal
+    when a Normal folder takes part), or, with no tumor slice tested (a held-out source of normal slices),
+    every slice as a negative: {"question", "rows": {source: row, ..., "pooled": row}}. The pooled intervals
+    are taken from `ranked` (`ranking`'s result over the same predictions) when given."""
+    found = evaluations(oof.origins)
+    question = found[0] if found else Evaluation("no tumor slices: every slice a negative", None)
+    is_tumor = np.array([o.lower() == "tumor" for o in oof.origins])
+    negative = ~is_tumor & np.array([question.negatives is None or o in question.negatives for o in oof.origins])
+    sources = oof.sources or ["all"] * len(oof.keys)
+    scored = Scored(sources, oof.series, is_tumor, negative, oof.tumor, called, true_masks, predicted_masks)
+    pooled = (ranked or {}).get(question.name)
+    return {"question": question.name,
+            "rows": per_source_table(scored, group_sources, n_boot, seed, SERIES_RULE, pooled)}
 
 
 def _restrict(oof: OutOfFold, keys: list[str]) -> OutOfFold:
     where = {key: i for i, key in enumerate(oof.keys)}
     index = np.array([where[key] for key in keys])
     return OutOfFold(list(keys), [oof.origins[i] for i in index], [oof.series[i] for i in index],
-                     oof.tumor[:, index].copy(), oof.folds[:, index])
+                     oof.tumor[:, index].copy(), oof.folds[:, index],
+                     None if oof.sources is None else [oof.sources[i] for i in index])
 
 
 def write_predictions(path: Path, samples, classes, labels, folds, probs, predicted) -> None:
@@ -199,7 +213,8 @@ def write_predictions(path: Path, samples, classes, labels, folds, probs, predic
         writer.writerow(PREDICTION_COLUMNS + [f"p_{c}" for c in classes])
         for r in range(len(probs)):
             for i, s in enumerate(samples):
-                writer.writerow([s.path, "" if s.slice_index is None else s.slice_index, s.origin or "", s.group, r,
+                writer.writerow([s.path, "" if s.slice_index is None else s.slice_index, s.origin or "", s.source or "",
+                                 s.group, r,
                                  int(folds[r, i]), classes[labels[i]], classes[predicted[r, i]],
                                  *[f"{p:.6f}" for p in probs[r, i]]])
 
@@ -215,12 +230,12 @@ def read_out_of_fold(path: Path) -> OutOfFold:
     where = {key: i for i, key in enumerate(keys)}
     repeats = 1 + max(int(r["repeat"]) for r in rows)
     tumor, folds = np.zeros((repeats, len(keys))), np.zeros((repeats, len(keys)), int)
-    origins, series = [""] * len(keys), [""] * len(keys)
+    origins, series, sources = [""] * len(keys), [""] * len(keys), [""] * len(keys)
     for r in rows:
         i, repeat = where[f"{r['path']}#{r['slice_index']}"], int(r["repeat"])
         tumor[repeat, i], folds[repeat, i] = float(r[tumor_column]), int(r["fold"])
-        origins[i], series[i] = r["origin"] or r["label"], r["group"]
-    return OutOfFold(keys, origins, series, tumor, folds)
+        origins[i], series[i], sources[i] = r["origin"] or r["label"], r["group"], r.get("source") or ""
+    return OutOfFold(keys, origins, series, tumor, folds, sources if any(sources) else None)
 
 
 def out_of_fold(samples, classes, folds: np.ndarray, probs: np.ndarray) -> OutOfFold | None:
@@ -229,7 +244,7 @@ def out_of_fold(samples, classes, folds: np.ndarray, probs: np.ndarray) -> OutOf
         return None
     keys = [f"{s.path}#{'' if s.slice_index is None else s.slice_index}" for s in samples]
     origins = [s.origin or classes[s.label] for s in samples]
-    return OutOfFold(keys, origins, [s.group for s in samples], probs[:, :, pos], folds)
+    return OutOfFold(keys, origins, [s.group for s in samples], probs[:, :, pos], folds, [s.source for s in samples])
 
 
 def write_folds_csv(path: Path, folds: list[dict]) -> None:
@@ -299,8 +314,11 @@ def fold_lines(folds: list[dict]) -> list[str]:
 
 
 def markdown(title: str, setup: str, summary: dict, pooled: dict, ranked: dict, compared: dict | None,
-             baseline_name: str | None, folds: list[dict]) -> str:
+             baseline_name: str | None, folds: list[dict], sources: dict | None = None) -> str:
     lines = [f"# {title}", "", f"> {DISCLAIMER}", "", setup, ""]
+    if sources:
+        lines += ["## Per source (pooled out of fold)", ""]
+        lines += table_lines(sources["rows"], sources["question"].replace("_", " ")) + [""]
     if ranked:
         lines += ["## Ranking (what recipes are chosen by)", ""] + ranking_lines(ranked)
     if compared:

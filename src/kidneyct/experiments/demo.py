@@ -34,7 +34,7 @@ def run_demo(out: Path, n: int = DEMO_N, epochs: int = DEMO_EPOCHS, image_size: 
         generate_dataset(data, n=n, seed=seed, size=phantom_size, classes=["Tumor", "Normal"],
                          slices_per_series=(1, 4))
     # The student baseline (seed-cnn, whole image), not the cross-validated default recipe: synthetic
-    # phantoms have no scanner confounds to crop away, and the README's demo numbers were measured so.
+    # phantoms have no scanner confounds to crop away, and the demo numbers in docs/installation.md were measured so.
     config = recipe_config("student-baseline", str(data), str(out / "seed-cnn"), classes="tumor,normal",
                            image_size=image_size, epochs=epochs, patience=epochs, seed=seed, device=device)
     result = train(config)

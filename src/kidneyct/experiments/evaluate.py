@@ -14,23 +14,28 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.about import DISCLAIMER
+from kidneyct.checkpoint import Calibration, DataRecord, OperatingPoint
 from kidneyct.data.audit import audit_lines, leakage_audit
 from kidneyct.data.cache import CacheSettings
-from kidneyct.data.catalogue import build_catalogue
+from kidneyct.data.catalogue import catalogue_of
 from kidneyct.data.decode import decode_samples
 from kidneyct.data.groups import series_view
-from kidneyct.data.prepare import report_skipped
+from kidneyct.data.prepare import as_listed, report_skipped
+from kidneyct.data.sources import Source, run_sources, split_roots
 from kidneyct.data.splits import read_split_csv
 from kidneyct.errors import DatasetError
 from kidneyct.evaluation.calibration import calibration_summary, softmax
 from kidneyct.evaluation.metrics import bootstrap_metrics
+from kidneyct.evaluation.per_source import table_lines
 from kidneyct.evaluation.plots import confusion_plot, curves_plot, pr_plot, reliability_plot, roc_plot
 from kidneyct.evaluation.report import summary_rows, write_reports
 from kidneyct.evaluation.series import aggregate_by_group
-from kidneyct.evaluation.study import StudyRule, rule_of
+from kidneyct.study.rule import StudyRule
+from kidneyct.experiments.cv_report import OutOfFold, source_table
 from kidneyct.inference.predictor import Predictor
-from kidneyct.labels import decide
+from kidneyct.labels import decide, positive_index
 from kidneyct.preprocess import Preprocessing
+from kidneyct.run_folder import REPORT_METRICS, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +65,11 @@ def describe_split(kind: str, seed) -> str:
 def _write_predictions(path: Path, samples, labels, probs, predictions, classes) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "slice_index", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        writer.writerow(["path", "slice_index", "source", "group", "label", "predicted",
+                         *[f"p_{c}" for c in classes]])
         for sample, label, row, predicted in zip(samples, labels, probs, predictions):
             writer.writerow([sample.path, "" if sample.slice_index is None else sample.slice_index,
-                             sample.group or "", classes[label], classes[int(predicted)],
+                             sample.source or "", sample.group or "", classes[label], classes[int(predicted)],
                              *[f"{p:.6f}" for p in row]])
 
 
@@ -75,88 +81,110 @@ def _series_lines(series: dict, rule: StudyRule) -> list[str]:
     return lines
 
 
-def calibration_section(payload: dict, split: str, labels, logits, temperature: float) -> tuple[dict, list]:
+def calibration_section(fitted: Calibration, split: str, labels, logits) -> tuple[dict, list]:
     """ECE before/after temperature scaling on the evaluated split, next to the fit on validation."""
+    temperature = fitted.temperature
     summary = calibration_summary(logits, labels, temperature)
-    fitted = payload.get("calibration") or {}
-    lines = [f"Temperature T = {temperature:.4g} ({fitted.get('method', 'not fitted: T = 1')})."]
-    if "val_ece_before" in fitted:
-        lines.append(f"Validation ({fitted['val_n']} images): ECE {fitted['val_ece_before']:.4f} -> "
-                     f"{fitted['val_ece_after']:.4f}, NLL {fitted['val_nll_before']:.4f} -> {fitted['val_nll_after']:.4f}.")
+    lines = [f"Temperature T = {temperature:.4g} ({fitted.method})."]
+    check = fitted.validation
+    if check is not None:
+        lines.append(f"Validation ({check.n} images): ECE {check.ece_before:.4f} -> {check.ece_after:.4f}, "
+                     f"NLL {check.nll_before:.4f} -> {check.nll_after:.4f}.")
     lines.append(f"Evaluated split ({split}, {summary['n']} images): ECE {summary['ece_before']:.4f} -> "
                  f"{summary['ece_after']:.4f}, NLL {summary['nll_before']:.4f} -> {summary['nll_after']:.4f}.")
     lines.append(f"ECE: top-label confidence, {summary['ece_bins']} equal-width bins, weighted by bin size.")
-    return {"temperature": temperature, "fitted": fitted, "evaluated": summary}, lines
+    return {"temperature": temperature, "fitted": fitted.to_dict(), "evaluated": summary}, lines
 
 
-def operating_point_lines(point: dict | None, threshold: float | None) -> list[str]:
+def operating_point_lines(point: OperatingPoint | None, threshold: float | None) -> list[str]:
     if threshold is None:
         return ["No tumor threshold recorded: decisions are the most probable class."]
     lines = [f"Tumor threshold {threshold:.4g} on calibrated p(tumor): a slice is called tumor at or above it, "
              "otherwise the most probable other class. Metrics above use these decisions; ROC/PR do not depend on it."]
-    if point:
-        lines.append(f"Chosen by: {point['method']}; on validation: sensitivity {point['val_sensitivity']:.3f}, "
-                     f"specificity {point['val_specificity']:.3f} ({point['val_n']} images).")
+    if point is not None and point.val_sensitivity is not None:
+        lines.append(f"Chosen by: {point.method}; on validation: sensitivity {point.val_sensitivity:.3f}, "
+                     f"specificity {point.val_specificity:.3f} ({point.val_n} images).")
     return lines
 
 
-def evaluate(checkpoint: str | Path, data: str | Path | None = None, split: str = "test",
+def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None, split: str = "test",
              out: str | Path | None = None, device: str = "auto", batch_size: int = 256, n_boot: int = 1000,
              workers: int | None = None, progress: bool = True, audit: bool = True,
-             cache: CacheSettings | None = CacheSettings()) -> EvaluationResult:
+             cache: CacheSettings | None = CacheSettings(), sources: str | None = None) -> EvaluationResult:
     """Per-image and per-series metrics with bootstrap intervals over series, a leakage audit
     against the training split, plots, predictions.csv, metrics.json, report.html and report.md.
 
     Args:
         checkpoint: a checkpoint written by training; its split.csv beside it says which images to take.
-        data: the dataset folder (default: the one the checkpoint was trained on).
+        data: the dataset folder, or several (default: the sources the checkpoint was trained on).
         split: "test", "val", "train", or "all" (every image under `data`, also used when no split.csv exists).
         out: the report folder (default: `report/` beside the checkpoint).
         device, batch_size, workers, progress, cache: where and how the images are decoded and run.
         n_boot: bootstrap resamples of series behind every interval.
         audit: run the leakage audit of the evaluated images against the training split.
+        sources: a sources file (TOML) instead of, or beside, `data`.
 
     Returns:
         An EvaluationResult: the folder, the metrics, the HTML and Markdown reports, per-series metrics and
         the leakage audit.
     """
     checkpoint = Path(checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, device)
-    payload = predictor.loaded.payload
-    stored = payload.get("data", {})
-    root = Path(data) if data is not None else Path(stored["root"])
-    chosen = _choose_samples(root, predictor.classes, checkpoint.parent / stored.get("split_csv", "split.csv"),
-                             split, stored.get("split_kind", "random"), cache)
+    predictor = Predictor.open(checkpoint, device)
+    stored = predictor.checkpoint.data
+    run = run_sources(predictor.checkpoint, data, sources)
+    root = run[0].root if len(run) == 1 else Path(stored.root or run[0].root)
+    chosen = _choose_samples(run, predictor.classes, RunFolder.of(checkpoint).path / stored.split_csv, split,
+                             stored.split_kind, cache)
     options = dict(workers=workers, progress=progress, cache=cache, superset=chosen.superset)
     jpeg_device = predictor.device if predictor.device.type == "cuda" else None
     decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
     report_skipped(decoded.skipped)
     scored = _score(predictor, decoded.samples, decoded.images, batch_size, n_boot)
+    sources = _per_source(predictor, run, decoded, scored, n_boot)
     leak = None
     if audit and chosen.train_samples and chosen.split != "train":
         leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
 
-    out = Path(out) if out is not None else checkpoint.parent / "report"
+    out = Path(out) if out is not None else RunFolder.of(checkpoint).report
     out.mkdir(parents=True, exist_ok=True)
     _write_predictions(out / "predictions.csv", decoded.samples, scored.labels, scored.probs, scored.predictions,
                        predictor.classes)
-    figures = _figures(scored, predictor.classes, payload.get("history", []), out)
-    calibration, sections = _sections(predictor, chosen.split, scored, leak)
-    skipped = [list(s) for s in stored.get("skipped", [])] + [list(s) for s in decoded.skipped]
+    figures = _figures(scored, predictor.classes, [h.to_dict() for h in predictor.checkpoint.progress.history], out)
+    calibration, sections = _sections(predictor, chosen.split, scored, leak, sources)
+    skipped = [list(s) for s in stored.skipped] + [list(s) for s in decoded.skipped]
+    point = predictor.checkpoint.operating_point
     result = {
         "disclaimer": DISCLAIMER,
-        "checkpoint": str(checkpoint), "epoch": payload.get("epoch"), "split": chosen.split,
-        "classes": predictor.classes, "model": predictor.loaded.model_config.to_dict(),
+        "checkpoint": str(checkpoint), "epoch": predictor.checkpoint.progress.epoch, "split": chosen.split,
+        "classes": predictor.classes, "model": predictor.checkpoint.model.to_dict(),
         "preprocessing": predictor.preprocessing.to_dict(),
         "data": _data_summary(root, stored, chosen.split_kind, skipped),
-        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "leakage_audit": leak,
+        "metrics": scored.metrics, "series_metrics": scored.series_metrics, "per_source": sources,
+        "sources": [s.to_dict() for s in predictor.checkpoint.sources], "leakage_audit": leak,
         "calibration": calibration,
-        "threshold": predictor.threshold, "operating_point": payload.get("operating_point"),
+        "threshold": predictor.threshold,
+        "operating_point": None if point is None else point.to_dict(),
         "sections": sections,
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    (out / REPORT_METRICS).write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
     return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
+
+
+def _per_source(predictor: Predictor, sources: list[Source], decoded, scored: _Scored, n_boot: int,
+                predicted_masks=None) -> dict:
+    """The table with a row per source and a pooled row (see cv_report.source_table), on the evaluated slices;
+    the Dice columns stay n/a without a segmenting model's `predicted_masks`."""
+    pos = positive_index(predictor.classes)
+    if pos is None:
+        return {}
+    samples = decoded.samples
+    oof = OutOfFold([s.key for s in samples], [s.origin or predictor.classes[s.label] for s in samples],
+                    [s.group or s.key for s in samples], scored.probs[None, :, pos], np.zeros((1, len(samples)), int),
+                    [s.source or "" for s in samples])
+    group_sources = {source.name for source in sources if source.grouping != "file"}
+    return source_table(oof, (scored.predictions == pos)[None], group_sources, n_boot,
+                        true_masks=decoded.masks, predicted_masks=predicted_masks)
 
 
 def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict:
@@ -168,17 +196,18 @@ def _leakage(train_samples, samples, prep: Preprocessing, options: dict) -> dict
     return leakage_audit(reference.images, reference.samples, query.images, query.samples)
 
 
-def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None) -> tuple[dict, list]:
-    """The calibration summary, and the report's sections after the metrics: series, leakage, calibration,
-    operating point."""
-    payload = predictor.loaded.payload
-    calibration, calibration_lines = calibration_section(payload, split, scored.labels, scored.logits,
-                                                         predictor.temperature)
-    sections = [("Per series (inferred series)", _series_lines(scored.series_metrics, rule_of(payload)))]
+def _sections(predictor: Predictor, split: str, scored: _Scored, leak: dict | None,
+              sources: dict) -> tuple[dict, list]:
+    """The calibration summary, and the report's sections after the metrics: per source, series, leakage,
+    calibration, operating point."""
+    stored = predictor.checkpoint
+    calibration, calibration_lines = calibration_section(stored.calibration, split, scored.labels, scored.logits)
+    sections = [("Per source", table_lines(sources["rows"], sources["question"].replace("_", " ")))] if sources else []
+    sections.append(("Per series (inferred series)", _series_lines(scored.series_metrics, stored.study.rule)))
     if leak is not None:
         sections.append((f"Leakage audit: {split} images against the training split", audit_lines(leak)))
     sections += [("Calibration", calibration_lines),
-                 ("Operating point", operating_point_lines(payload.get("operating_point"), predictor.threshold))]
+                 ("Operating point", operating_point_lines(stored.operating_point, predictor.threshold))]
     return calibration, sections
 
 
@@ -194,22 +223,23 @@ class _Chosen:
     split_kind: str
 
 
-def _choose_samples(root: Path, classes: list[str], split_csv: Path, split: str, split_kind: str,
+def _choose_samples(sources: list[Source], classes: list[str], split_csv: Path, split: str, split_kind: str,
                     cache: CacheSettings | None) -> _Chosen:
     if split == "all" or not split_csv.exists():
         if split != "all":
-            log.warning("no split file %s: evaluating every image under %s", split_csv, root)
-        return _Chosen(build_catalogue(root, classes).samples, [], None, "all", "all")
-    by_split = read_split_csv(split_csv, root, classes)
+            log.warning("no split file %s: evaluating every image of %s", split_csv,
+                        ", ".join(str(source.root) for source in sources))
+        return _Chosen(catalogue_of(sources, classes).samples, [], None, "all", "all")
+    by_split = read_split_csv(split_csv, split_roots(sources), classes)
     if not by_split[split]:
         raise ValueError(f"split {split!r} in {split_csv} is empty")
-    superset = None
-    if cache is not None and cache.enabled:
-        try:
-            superset = build_catalogue(root, classes).samples
-        except DatasetError:
-            superset = None
-    return _Chosen(by_split[split], by_split["train"], superset, split, split_kind)
+    try:
+        listed = catalogue_of(sources, classes).samples
+    except DatasetError:
+        listed = []
+    chosen, train_samples = as_listed(by_split[split], listed), as_listed(by_split["train"], listed)
+    superset = listed or None if cache is not None and cache.enabled else None
+    return _Chosen(chosen, train_samples, superset, split, split_kind)
 
 
 @dataclass
@@ -227,17 +257,16 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     classes, threshold = predictor.classes, predictor.threshold
     labels = np.array([s.label for s in samples])
     groups = [s.group or s.key for s in samples]
-    logits = predictor.logits_uint8(images, batch_size)
-    probs = predictor.probabilities_from_logits(logits)
+    logits = predictor.logits(images, batch_size)
+    probs = predictor.probabilities(logits)
     predictions = decide(probs, classes, threshold)
     # Slices of one series are not independent: resample whole series for every interval.
     metrics = bootstrap_metrics(labels, probs, classes, predictions=predictions, groups=groups, n_boot=n_boot)
-    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, rule_of(predictor.loaded.payload),
-                                                        classes)
+    _, series_labels, series_probs = aggregate_by_group(labels, probs, groups, predictor.checkpoint.study.rule, classes)
     series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
                                        predictions=decide(series_probs, classes, threshold), n_boot=n_boot)
     series_metrics["bootstrap"]["unit"] = "series"
-    return _Scored(labels, logits.numpy(), probs, predictions, metrics, series_metrics)
+    return _Scored(labels, logits, probs, predictions, metrics, series_metrics)
 
 
 def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path) -> dict[str, Path]:
@@ -254,9 +283,9 @@ def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path
     return figures
 
 
-def _data_summary(root: Path, stored: dict, split_kind: str, skipped: list) -> dict:
+def _data_summary(root: Path, stored: DataRecord, split_kind: str, skipped: list) -> dict:
     return {
-        "root": str(root), "synthetic": bool(stored.get("synthetic")), "split_kind": split_kind,
-        "split_description": describe_split(split_kind, stored.get("split_seed")),
-        "split_sizes": stored.get("split_sizes", {}), "skipped": skipped,
+        "root": str(root), "synthetic": stored.synthetic, "split_kind": split_kind,
+        "split_description": describe_split(split_kind, stored.split_seed),
+        "split_sizes": stored.split_sizes, "skipped": skipped,
     }

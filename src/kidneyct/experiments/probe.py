@@ -21,6 +21,7 @@ from kidneyct.data.splits import grouped_stratified_folds, read_split_csv
 from kidneyct.evaluation.probe import CONDITIONS, background_only, occlusion_predictions, occlusion_scores
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import positive_index
+from kidneyct.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ def background_probe(data: str | Path, classes: str, out: Path, folds: int, seed
 def _models(cv_dir: Path | None, checkpoint: Path | None) -> list[tuple[Path, Path]]:
     """(checkpoint, split CSV) pairs whose test images the models never saw in training."""
     if checkpoint is not None:
-        return [(checkpoint, checkpoint.parent / "split.csv")]
-    pairs = sorted((path / "best.pt", path / "split.csv") for path in Path(cv_dir).glob("fold-*"))
+        return [(checkpoint, RunFolder.of(checkpoint).split_csv)]
+    pairs = sorted((RunFolder(path).best, RunFolder(path).split_csv) for path in Path(cv_dir).glob("fold-*"))
     if not pairs:
         raise FileNotFoundError(f"{cv_dir} holds no fold-*/best.pt: not a kidneyct cv folder")
     return pairs
@@ -56,7 +57,7 @@ def occlusion_probe_of(data: Path, models: list[tuple[Path, Path]], device: str,
     pooled: dict[str, list] = {name: [] for name in (*CONDITIONS, "usable", "labels")}
     classes = None
     for path, split_csv in models:
-        predictor = Predictor.from_checkpoint(path, device)
+        predictor = Predictor.open(path, device)
         classes = predictor.classes
         test = read_split_csv(split_csv, data, classes)["test"]
         everything = build_catalogue(data, classes).samples  # the cache a training on this folder left
@@ -65,7 +66,7 @@ def occlusion_probe_of(data: Path, models: list[tuple[Path, Path]], device: str,
         units = [row.astype(np.float32) / 255.0 for row in rows]
 
         def predict(images: np.ndarray) -> np.ndarray:
-            return predictor.predict_uint8(np.rint(images * 255.0).astype(np.uint8))
+            return predictor.probabilities_of(np.rint(images * 255.0).astype(np.uint8))
 
         predictions = occlusion_predictions(predict, units)
         for name in (*CONDITIONS, "usable"):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from kidneyct.about import DISCLAIMER, __version__
-from kidneyct.inference.batch import BatchPrediction, SliceResult, StudyResult
+from kidneyct.inference.results import StudyResult
 from kidneyct.inference.dicom_sr import MANUFACTURER, SeriesFinding, build_sr
-from kidneyct.inference.explain import overlay_panel
+from kidneyct.inference.overlay import overlay_panel
 from kidneyct.inference.model_facts import ModelFacts
 from kidneyct.io import read_dicom
 from kidneyct.io.atomic import atomic_write
@@ -71,35 +71,30 @@ def patient_orientation(header) -> tuple[str, str]:
     return letter(values[:3]), letter(values[3:])
 
 
-def _finding(study: StudyResult, rows: list[SliceResult], tumor_class: str) -> SeriesFinding:
+def _finding(study: StudyResult, tumor_class: str) -> SeriesFinding:
+    rows = sorted(study.slices, key=lambda s: s.index)
     headers = [read_header(row.source) for row in rows]
-    probabilities = {row.slice_index: row.probabilities[tumor_class] for row in rows}
-    return SeriesFinding(headers=headers, slice_indices=[row.slice_index for row in rows],
+    probabilities = {row.index: row.probabilities[tumor_class] for row in rows}
+    return SeriesFinding(headers=headers, slice_indices=[row.index for row in rows],
                          tumor_probability=study.tumor_probability, tumor=study.tumor, threshold=study.threshold,
-                         aggregation=study.aggregation,
-                         driving={i: float(probabilities[i]) for i in study.driving_slices})
+                         aggregation=study.rule, driving={i: float(probabilities[i]) for i in study.driving_slices})
 
 
-def collect_findings(result: BatchPrediction) -> list[SeriesFinding]:
-    """The DICOM series of a batch prediction with their study-level calls (NIfTI volumes and single
-    images have no DICOM study to answer and are left out).
+def collect_findings(results: list[StudyResult], classes: list[str]) -> list[SeriesFinding]:
+    """The DICOM series among results with their study-level calls (NIfTI volumes and single images have no
+    DICOM study to answer and are left out).
 
     Args:
-        result: what `predict_inputs` returned.
+        results: StudyResults (kidneyct.inference.run).
+        classes: the model's classes.
 
     Returns:
-        One SeriesFinding per DICOM series, key images not yet made.
+        One SeriesFinding per DICOM series with slices, key images not yet made.
     """
-    pos = positive_index(result.classes)
+    pos = positive_index(classes)
     if pos is None:
         return []
-    findings = []
-    for study in result.studies:
-        if study.kind != "series":
-            continue
-        rows = sorted((s for s in result.slices if s.input == study.input), key=lambda s: s.slice_index)
-        findings.append(_finding(study, rows, result.classes[pos]))
-    return findings
+    return [_finding(study, classes[pos]) for study in results if study.kind == "series" and study.slices]
 
 
 def _panel(image: np.ndarray, heatmap: np.ndarray, index: int, finding: SeriesFinding, facts: ModelFacts):
@@ -203,24 +198,24 @@ def write_study(findings: list[SeriesFinding], out: Path, preprocessing, explain
                       [f.headers[0].SeriesInstanceUID for f in findings])
 
 
-def write_dicom_results(result: BatchPrediction, out: str | Path, predictor, explainer,
-                        facts: ModelFacts) -> list[StudyFiles]:
-    """Per DICOM study of a batch prediction, an SR and key images (see the module docstring).
+def write_dicom_results(results: list[StudyResult], out: str | Path, predictor, facts: ModelFacts) -> list[StudyFiles]:
+    """Per DICOM study among results, an SR and key images (see the module docstring).
 
     Args:
-        result: what `predict_inputs` returned.
+        results: StudyResults (kidneyct.inference.run).
         out: the folder to write into (one sub-folder per Study Instance UID).
-        predictor: the PyTorch Predictor that made the result (its preprocessing draws the key images).
-        explainer: a GradCamExplainer of the same model.
+        predictor: the PyTorch Predictor that made them (its preprocessing and Grad-CAM draw the key images).
         facts: `ModelFacts` of the checkpoint.
 
     Returns:
         One StudyFiles per study written.
     """
-    findings = collect_findings(result)
+    findings = collect_findings(results, predictor.classes)
     by_study: dict[str, list[SeriesFinding]] = {}
     for finding in findings:
         by_study.setdefault(finding.headers[0].StudyInstanceUID, []).append(finding)
-    tumor_index = positive_index(result.classes)
+    if not findings:
+        return []
+    tumor_index, explainer = positive_index(predictor.classes), predictor.explainer()
     return [write_study(group, Path(out), predictor.preprocessing, explainer, tumor_index, facts)
             for group in by_study.values()]

@@ -1,4 +1,5 @@
-"""Grad-CAM heatmaps (MONAI's implementation) and overlay PNGs: where the model looked for its answer.
+"""Grad-CAM heatmaps (MONAI's implementation): where the model looked for its answer (drawn by
+kidneyct.inference.overlay).
 
 Each registered model names its default target layer (`ModelSpec.cam_layer`). Heatmaps come at the
 model's input size, scaled to [0, 1] per slice (an all-zero map stays zero: nothing supported the class).
@@ -7,18 +8,14 @@ model's input size, scaled to [0, 1] per slice (an all-zero map stays zero: noth
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
 
-from kidneyct.models.checkpoint import LoadedModel
+from kidneyct.checkpoint.model import LoadedModel
 from kidneyct.preprocess import Preprocessing
 
-OVERLAY_SIDE = 256  # overlays are drawn at least this large so the caption stays readable
-OVERLAY_ALPHA = 0.45
 # Heatmaps average over the mirrored slice and shifts of this fraction of the side (each axis, both
 # ways): the left-right flip and the +-5% translations the models are trained with (`Augmentation`).
 CAM_SHIFT = 0.05
@@ -176,7 +173,7 @@ class GradCamExplainer:
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, layer: str | None = None, device="cpu",
                     flip: bool = True, shift: float = CAM_SHIFT) -> "GradCamExplainer":
-        return cls(loaded.model, loaded.preprocessing, layer or loaded.cam_layer,
+        return cls(loaded.model, loaded.checkpoint.preprocessing, layer or loaded.cam_layer,
                    device, flip, shift)
 
     def _maps(self, images: np.ndarray, target: int) -> torch.Tensor:
@@ -211,57 +208,3 @@ class GradCamExplainer:
                     maps = _shifted(maps, -dy, -dx) if dy or dx else maps
                     total += maps[:, :, ::-1] if mirror else maps
         return _unit_range(torch.from_numpy(total)[:, None])[:, 0].numpy()
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
-def overlay_image(image: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-    """RGB uint8: the grey slice with the heatmap blended in (jet colour map)."""
-    from matplotlib import colormaps  # imported here for start-up speed: only overlays need matplotlib
-
-    grey = np.repeat(image[..., None].astype(np.float32) / 255.0, 3, axis=2)
-    colour = colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
-    return np.clip(np.rint(((1 - OVERLAY_ALPHA) * grey + OVERLAY_ALPHA * colour) * 255), 0, 255).astype(np.uint8)
-
-
-def overlay_panel(image: np.ndarray, heatmap: np.ndarray, lines: list[tuple[str, int, tuple]]) -> Image.Image:
-    """The model's input slice beside its Grad-CAM overlay, under caption lines (text, font size, RGB colour).
-
-    Args:
-        image: the model's uint8 input [S, S].
-        heatmap: its Grad-CAM map [S, S] in [0, 1].
-        lines: the caption, one (text, font size, colour) per line.
-
-    Returns:
-        An RGB image, two squares of at least OVERLAY_SIDE pixels under the caption.
-    """
-    side = max(OVERLAY_SIDE, image.shape[0])
-    grey = Image.fromarray(image).convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-    cam = Image.fromarray(overlay_image(image, heatmap)).resize((side, side), Image.Resampling.BILINEAR)
-    caption = 3 + sum(size + 3 for _, size, _ in lines) + 4  # two lines (16, 11 pt): the 40 px it always was
-    canvas = Image.new("RGB", (2 * side, side + caption), "black")
-    canvas.paste(grey, (0, caption))
-    canvas.paste(cam, (side, caption))
-    draw = ImageDraw.Draw(canvas)
-    y = 3
-    for text, size, colour in lines:
-        draw.text((6, y), text, fill=colour, font=_font(size))
-        y += size + 3
-    return canvas
-
-
-def write_overlay(image: np.ndarray, heatmap: np.ndarray, class_name: str, probability: float, path: Path,
-                  source: str = "") -> Path:
-    """A PNG with the model's input slice, the Grad-CAM overlay and the predicted class and probability."""
-    canvas = overlay_panel(image, heatmap, [
-        (f"{class_name} {probability:.3f}", 16, "white"),
-        ((Path(source).name if source else "")[:60] + "  Grad-CAM, not a diagnosis", 11, (200, 200, 200))])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path

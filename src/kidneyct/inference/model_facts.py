@@ -1,78 +1,91 @@
-"""What a checkpoint says about itself: the model, the data and split it was trained on, how it scored on
-validation (and on test when `kidneyct evaluate` left its metrics beside it). Read by the web API's model
-card and written into DICOM results, so a reader of either learns how far the numbers can be trusted."""
+"""What a checkpoint says about itself, in the words every output uses: the model, the data and split it was
+trained on, how it scored on validation (and on test when `kidneyct evaluate` left its metrics beside it, or as
+its model card records). The web API's model card, the study report and the DICOM results all read it here, so
+a reader of any of them learns how far the numbers can be trusted."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kidneyct.about import __version__
+from kidneyct.about import DISCLAIMER
+from kidneyct.checkpoint import Checkpoint
+from kidneyct.run_folder import RunFolder
 
 VALIDATION_KEYS = ("epoch", "val_loss", "val_accuracy", "val_macro_f1")
+SHOWN_TEST_METRICS = ("balanced_accuracy", "tumor_sensitivity", "tumor_specificity", "roc_auc")
 
 
-def best_validation(history: list[dict], best_epoch: int | None) -> dict | None:
-    """The validation metrics of the epoch that was kept.
-
-    Args:
-        history: the checkpoint's per-epoch rows.
-        best_epoch: the epoch `best.pt` was saved at.
-
-    Returns:
-        {epoch, val_loss, val_accuracy, val_macro_f1} (those present), or None.
-    """
-    for row in history or []:
-        if row.get("epoch") == best_epoch:
-            return {k: row[k] for k in VALIDATION_KEYS if k in row}
-    return None
-
-
-def held_out_metrics(checkpoint: str | Path) -> dict | None:
+def held_out_metrics(checkpoint_file: str | Path) -> dict | None:
     """The test metrics `kidneyct evaluate` wrote beside the run (report/metrics.json).
 
-    Args:
-        checkpoint: the checkpoint file.
-
     Returns:
-        {"split": ..., "metrics": {name: value}}, or None when there is no (readable) report.
+        {"split": ..., "metrics": {name: value}, "series_roc_auc": ...}, or None when there is no (readable) report.
     """
-    report = Path(checkpoint).parent / "report" / "metrics.json"
+    report = RunFolder.of(checkpoint_file).report_metrics
     if not report.is_file():
         return None
     try:
         metrics = json.loads(report.read_text())
     except (OSError, ValueError):
         return None
-    return {"split": metrics.get("split"),
+    series_auc = ((metrics.get("series_metrics") or {}).get("roc_auc_tumor") or {}).get("value")
+    return {"split": metrics.get("split"), "series_roc_auc": series_auc,
             "metrics": {k: v["value"] for k, v in (metrics.get("metrics") or {}).items()
                         if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}}
 
 
-def _validation_statement(payload: dict, checkpoint: Path) -> str:
-    data = payload.get("data") or {}
-    sizes = data.get("split_sizes") or {}
-    dataset = Path(str(data.get("root", ""))).name or "an unnamed dataset"
-    kind = "synthetic phantoms" if data.get("synthetic") else "real CT images"
-    parts = [f"Trained on {dataset} ({kind}), {data.get('split_kind', 'unknown')} split, seed "
-             f"{data.get('split_seed')}; slices train/val/test {sizes.get('train')}/{sizes.get('val')}/"
-             f"{sizes.get('test')}."]
-    val = best_validation(payload.get("history", []), payload.get("best_epoch"))
-    if val:
-        parts.append(f"Validation at the kept epoch {val.get('epoch')}: accuracy {val.get('val_accuracy', float('nan')):.3f},"
-                     f" macro-F1 {val.get('val_macro_f1', float('nan')):.3f}.")
-    test = held_out_metrics(checkpoint)
-    if test and test["metrics"]:
-        shown = {k: v for k, v in test["metrics"].items() if k in ("balanced_accuracy", "tumor_sensitivity",
-                                                                     "tumor_specificity", "roc_auc")}
-        parts.append(f"Held-out {test['split']} split: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()) + ".")
+def _trained_on(checkpoint: Checkpoint) -> str:
+    data, sizes = checkpoint.data, checkpoint.data.split_sizes
+    kind = "SYNTHETIC phantoms" if data.synthetic else "real CT images"
+    return (f"Trained on {data.name} ({kind}), {data.split_kind} split, seed {data.split_seed}; slices "
+            f"train/val/test {sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')}.")
+
+
+def validation_lines(checkpoint: Checkpoint, checkpoint_file: str | Path) -> list[str]:
+    """How the model was trained and validated, one sentence a line: its model card's numbers when it has one,
+    else its training record and the evaluation left beside it."""
+    lines = [f"Model {checkpoint.model.name} from {Path(checkpoint_file).name}. {_trained_on(checkpoint)}"]
+    kept = checkpoint.progress.kept_epoch()
+    if kept is not None:
+        lines.append(f"Validation at the kept epoch {kept.epoch}: accuracy {kept.val_accuracy:.3f}, macro-F1 "
+                     f"{kept.val_macro_f1:.3f} (per slice).")
+    point = checkpoint.operating_point
+    if point is not None and point.val_sensitivity is not None:
+        lines.append(f"Operating point: {point.method}; on validation sensitivity {point.val_sensitivity:.3f}, "
+                     f"specificity {point.val_specificity:.3f}.")
+    if checkpoint.model_card is not None:
+        lines += [_card_line(v) for v in checkpoint.model_card.validation]
     else:
-        parts.append("No held-out test evaluation is stored beside this checkpoint.")
-    if data.get("split_kind") == "random":
-        parts.append("A random image split leaks near-duplicate slices between train and test: its scores are optimistic.")
-    return " ".join(parts)
+        lines.append(_held_out_line(checkpoint_file))
+    if checkpoint.data.split_kind == "random":
+        lines.append("A random image split leaks near-duplicate slices between train and test: its scores are "
+                     "optimistic.")
+    return lines
+
+
+def _card_line(validation) -> str:
+    numbers = ", ".join(f"{name} {value:.3f}" for name, value in validation.metrics.items())
+    return f"{validation.source}, {validation.split} (per {validation.unit}, n={validation.n}): {numbers}."
+
+
+def _held_out_line(checkpoint_file: str | Path) -> str:
+    test = held_out_metrics(checkpoint_file)
+    if not test or not test["metrics"]:
+        return "No held-out test evaluation is stored beside this checkpoint."
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in test["metrics"].items() if k in SHOWN_TEST_METRICS)
+    series = f"; per series ROC-AUC {test['series_roc_auc']:.3f}" if test["series_roc_auc"] is not None else ""
+    return f"Held-out {test['split']} split (kidneyct evaluate): {shown}{series}."
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -88,22 +101,39 @@ class ModelFacts:
     validation: str  # one paragraph: data, split, validation and test numbers
 
     @classmethod
-    def from_loaded(cls, loaded, checkpoint: str | Path) -> "ModelFacts":
-        """Facts of a checkpoint loaded by `kidneyct.models.checkpoint.load_model`.
+    def of(cls, checkpoint: Checkpoint, checkpoint_file: str | Path) -> "ModelFacts":
+        """Facts of `checkpoint`, read from `checkpoint_file` (a .pt or an .onnx export)."""
+        return cls(checkpoint.model.name, Path(checkpoint_file).name, file_sha256(checkpoint_file),
+                   checkpoint.kidneyct_version, tuple(checkpoint.classes), checkpoint.temperature,
+                   " ".join(validation_lines(checkpoint, checkpoint_file)))
 
-        Args:
-            loaded: the LoadedModel (a Predictor's `.loaded`).
-            checkpoint: the file it was loaded from.
 
-        Returns:
-            The ModelFacts.
-        """
-        checkpoint = Path(checkpoint)
-        digest = hashlib.sha256()
-        with open(checkpoint, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        payload = loaded.payload
-        return cls(loaded.model_config.name, checkpoint.name, digest.hexdigest(),
-                   str(payload.get("kidneyct_version", __version__)), tuple(loaded.classes), float(loaded.temperature),
-                   _validation_statement(payload, checkpoint))
+def model_card(checkpoint: Checkpoint, checkpoint_file: str | Path, description: str | None = None) -> dict:
+    """What the model is, what it was trained and evaluated on, and what it is not (the web API's /model)."""
+    data, kept, card = checkpoint.data, checkpoint.progress.kept_epoch(), checkpoint.model_card
+    return {
+        "name": Path(checkpoint_file).name,
+        "kidneyct_version": checkpoint.kidneyct_version,
+        "classes": list(checkpoint.classes),
+        "architecture": {"model": checkpoint.model.name, "description": description, **checkpoint.model.to_dict()},
+        "outputs": checkpoint.outputs.to_dict(),
+        "preprocessing": checkpoint.preprocessing.to_dict(),
+        "training_data": {"dataset": data.name, "synthetic": data.synthetic, "split_kind": data.split_kind,
+                          "split_seed": data.split_seed, "split_sizes": data.split_sizes,
+                          "sources": [s.to_dict() for s in checkpoint.sources]},
+        "training": {"epoch_saved": checkpoint.progress.epoch, "best_epoch": checkpoint.progress.best_epoch,
+                     "stopped_early": checkpoint.progress.stopped_early},
+        "evaluation": {
+            "validation_at_best_epoch": None if kept is None else {k: asdict(kept)[k] for k in VALIDATION_KEYS},
+            "calibration": {k: v for k, v in checkpoint.calibration.to_dict().items()
+                            if isinstance(v, (int, float, str, bool))},
+            "operating_point": None if checkpoint.operating_point is None else checkpoint.operating_point.to_dict(),
+            "test": held_out_metrics(checkpoint_file),
+            "per_source": [] if card is None else [v.to_dict() for v in card.validation],
+        },
+        "threshold": checkpoint.threshold,
+        "weights_licence": None if card is None else card.weights_licence,
+        "disclaimer": DISCLAIMER,
+        "intended_use": card.intended_use if card is not None else
+        "research and teaching on CT slices; not for diagnosis, treatment or triage",
+    }

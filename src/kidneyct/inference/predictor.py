@@ -1,179 +1,165 @@
-"""The predictor behind ``kidneyct.load``: a checkpoint's model with its own preprocessing, calibrated
-probabilities for slices, files or arrays, in PyTorch or (an exported model) in onnxruntime, behind one
-interface."""
+"""The predictor behind ``kidneyct.load``: a checkpoint's model (PyTorch or onnxruntime) with the settings of
+its decisions. `predict` and `run` give the StudyResults of kidneyct.inference.run, the one prediction path
+that the command line, the web API and the DICOM node call as well."""
 
 from __future__ import annotations
 
-import json
-from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from kidneyct.errors import CheckpointError
-from kidneyct.inference.export import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
-from kidneyct.io import CTSlice, read_slices
-from kidneyct.models.checkpoint import LoadedModel, check_calibration, load_model
-from kidneyct.models.forward import flip_averaged, penultimate_features, predict_logits
+from kidneyct.checkpoint import Checkpoint
+from kidneyct.inference.backends import Backend, TorchBackend, open_backend
+from kidneyct.inference.results import ModelSummary, StudyResult
+from kidneyct.inference.scope import InputJudge
+from kidneyct.io import CTSlice, InputItem
+from kidneyct.io.budget import DEFAULT_MAX_DECODED_BYTES
 from kidneyct.preprocess import Preprocessing
-from kidneyct.runtime import resolve_device
+from kidneyct.study.rule import StudyRule
+from kidneyct.weights import shipped_checkpoint
 
 
-def to_slice(item) -> list[CTSlice]:
-    """Paths, PIL images, arrays and CTSlices to CTSlices.
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a predictor decides and reads; every field's default is the checkpoint's own choice."""
 
-    Arrays: integer arrays are display images (uint8 0-255, uint16 0-65535); float arrays are
-    Hounsfield units and go through the checkpoint's window.
+    threshold: float | None = None  # overrides the checkpoint's tumor threshold
+    top_k: int | None = None  # overrides the study rule: the mean of the k highest in-scope slices
+    batch_size: int = 64  # slices per forward pass
+    workers: int | None = None  # processes reading inputs while the model runs (None: one per core; 0: none)
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES  # one input's decoded-size budget (kidneyct.io.budget)
+    heatmaps: str | None = None  # write a Grad-CAM overlay PNG per slice into this folder (PyTorch only)
+    cam_layer: str | None = None  # the Grad-CAM target layer (default: the model's)
+    progress: bool = False  # a progress bar on terminals
+
+
+class Predictor:
+    """``kidneyct.load(checkpoint)``: StudyResults for images, folders, DICOM series, NIfTI volumes and arrays.
+
+    Args:
+        backend: the model (kidneyct.inference.backends).
+        options: how it decides and reads (PredictOptions).
     """
-    if isinstance(item, CTSlice):
-        return [item]
-    if isinstance(item, (str, Path)):
-        return read_slices(item)
-    if isinstance(item, Image.Image):
-        item = np.asarray(item.convert("L") if item.mode not in ("L", "I;16", "I") else item)
-    if isinstance(item, np.ndarray):
-        if item.ndim == 3 and item.shape[-1] in (3, 4):
-            item = item[..., :3].mean(-1).astype(item.dtype)
-        if item.ndim != 2:
-            raise ValueError(f"expected a 2-D slice, got array of shape {item.shape}")
-        if np.issubdtype(item.dtype, np.integer):
-            scale = 65535.0 if item.dtype.itemsize > 1 else 255.0
-            return [CTSlice(item.astype(np.float32) / scale, hu=False, source="<array>")]
-        return [CTSlice(item.astype(np.float32), hu=True, source="<array>")]
-    raise TypeError(f"cannot predict on {type(item).__name__}; give a path, PIL image, array or CTSlice")
 
-
-class Backend(ABC):
-    """A checkpoint's model behind one interface, in PyTorch (`Predictor`) or onnxruntime (`OnnxPredictor`).
-    A backend only turns uint8 images into logits; reading, temperature and probabilities are shared here."""
-
-    name: str
-    classes: list[str]
-    preprocessing: Preprocessing
-    temperature: float
-    threshold: float | None
-
-    @abstractmethod
-    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-        """Logits [N, K] (float32, CPU) for uint8 images [N, S, S] at the model's size, flip TTA included
-        when the preprocessing asks for it."""
-
-    @property
-    @abstractmethod
-    def stored(self) -> dict:
-        """What the checkpoint (or the export's metadata) records beyond the weights: the study rule, the scope
-        gate's statistics and the intensity profile among them."""
-
-    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
-        """Penultimate features [N, D] for the scope gate; None when this backend cannot give them."""
-        return None
-
-    def probabilities_from_logits(self, logits: torch.Tensor) -> np.ndarray:
-        """Softmax of temperature-scaled logits (temperature 1 until calibration is fitted)."""
-        return torch.softmax(logits / self.temperature, dim=1).numpy()
-
-    def predict_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        return self.probabilities_from_logits(self.logits_uint8(images, batch_size))
-
-    def predict_slices(self, slices: list[CTSlice], batch_size: int = 256) -> np.ndarray:
-        images = np.stack([self.preprocessing.to_uint8(s) for s in slices])
-        return self.predict_uint8(images, batch_size)
-
-    def predict(self, image_or_path) -> dict[str, float] | list[dict[str, float]]:
-        """{class: probability} for one slice; a list of them for a multi-slice volume or series."""
-        slices = to_slice(image_or_path)
-        probabilities = self.predict_slices(slices)
-        results = [dict(zip(self.classes, map(float, row))) for row in probabilities]
-        return results[0] if len(results) == 1 else results
-
-
-class Predictor(Backend):
-    """``kidneyct.load(checkpoint)``: class probabilities for slices, files or arrays, in PyTorch."""
-
-    name = "torch"
-
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu"):
-        self.loaded = loaded
-        self.device = torch.device(device)
-        self.model = loaded.model.to(self.device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+    def __init__(self, backend: Backend, options: PredictOptions = PredictOptions()):
+        self.backend, self.options = backend, options
+        self.judge = InputJudge(self.checkpoint.study, self.preprocessing)
+        self._explainer = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "Predictor":
-        device = resolve_device(device)
-        return cls(load_model(path, device), device)
+    def open(cls, checkpoint: str | Path | None = None, device: str = "auto", backend: str = "torch",
+             options: PredictOptions = PredictOptions()) -> "Predictor":
+        """A checkpoint (.pt) or export (.onnx); None: the model shipped with kidneyct (its ONNX export when the
+        onnx backend is asked for)."""
+        if checkpoint is None:
+            checkpoint = shipped_checkpoint(onnx=backend == "onnx")
+        return cls(open_backend(checkpoint, backend, device), options)
+
+    def with_options(self, **changes) -> "Predictor":
+        """The same model with other options (sharing its backend)."""
+        other = Predictor(self.backend, replace(self.options, **changes))
+        other._explainer = self._explainer
+        return other
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.backend.checkpoint
 
     @property
     def classes(self) -> list[str]:
-        return self.loaded.classes
+        return self.checkpoint.classes
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return self.loaded.preprocessing
+        return self.checkpoint.preprocessing
 
     @property
     def temperature(self) -> float:
-        return self.loaded.temperature
+        return self.checkpoint.temperature
 
     @property
     def threshold(self) -> float | None:
-        return self.loaded.threshold
+        return self.checkpoint.threshold if self.options.threshold is None else self.options.threshold
 
     @property
-    def stored(self) -> dict:
-        return self.loaded.payload
-
-    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-        return predict_logits(self.model, self.preprocessing, images, batch_size, self.device)
-
-    def features_uint8(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
-        return penultimate_features(self.model, self.preprocessing, images, batch_size, self.device)
-
-
-class OnnxPredictor(Backend):
-    """An exported model (`kidneyct export`) in an onnxruntime session; its preprocessing, temperature and
-    threshold come from the metadata the export embeds."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort  # imported here for start-up speed: only the ONNX backend needs it
-
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: ONNX model not found")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise CheckpointError(f"{path}: not a loadable ONNX model ({type(error).__name__}: {error})") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            raise CheckpointError(f"{path}: no kidneyct metadata; export it with `kidneyct export`")
-        self.path = path
-        try:
-            self.metadata = json.loads(raw)
-            self.classes: list[str] = list(self.metadata["classes"])
-            self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
-            self.temperature = float(self.metadata["calibration"].get("temperature", 1.0))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CheckpointError(f"{path}: malformed kidneyct metadata ({type(error).__name__}: {error})") from None
-        self.threshold: float | None = self.metadata.get("threshold")
-        check_calibration(path, self.classes, self.temperature, self.threshold)
+    def rule(self) -> StudyRule:
+        return self.checkpoint.study.rule if self.options.top_k is None else StudyRule("top_k", k=self.options.top_k)
 
     @property
-    def stored(self) -> dict:
-        return self.metadata
+    def device(self):
+        """The PyTorch device (None for onnxruntime)."""
+        return getattr(self.backend, "device", None)
 
-    def _run(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])
+    def summary(self) -> ModelSummary:
+        return ModelSummary(self.checkpoint.model.name, self.backend.source.name, self.backend.name, self.classes,
+                            self.temperature, self.threshold, self.rule.to_dict())
 
-    def logits_uint8(self, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-        prep = self.preprocessing
-        outputs = [flip_averaged(self._run, prep.batch_to_tensor(images[start:start + batch_size]), prep.tta_hflip)
-                   for start in range(0, len(images), batch_size)]
-        return torch.cat(outputs) if outputs else torch.zeros((0, len(self.classes)))
+    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Logits [N, K] for uint8 model inputs [N, S, S] (what evaluation scores decoded datasets with)."""
+        return self.backend.logits(images, batch_size)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Softmax of temperature-scaled logits, in float64."""
+        scaled = np.asarray(logits, np.float64) / self.temperature
+        scaled -= scaled.max(axis=1, keepdims=True)
+        exp = np.exp(scaled)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def probabilities_of(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Calibrated probabilities [N, K] for uint8 model inputs [N, S, S]."""
+        return self.probabilities(self.logits(images, batch_size))
+
+    def explainer(self):
+        """The Grad-CAM explainer of this model (PyTorch only), built on first use."""
+        if not isinstance(self.backend, TorchBackend):
+            raise ValueError("Grad-CAM needs the PyTorch checkpoint (.pt) and the torch backend, not an ONNX model")
+        if self._explainer is None:
+            from kidneyct.inference.explain import GradCamExplainer  # imported here: only heatmaps need it
+
+            self._explainer = GradCamExplainer.from_loaded(self.backend.loaded, self.options.cam_layer,
+                                                           self.backend.device)
+        return self._explainer
+
+    def run(self, inputs) -> Iterator[StudyResult]:
+        """One StudyResult per input, in order (see kidneyct.inference.run.run)."""
+        from kidneyct.inference.run import run
+
+        return run(self, inputs)
+
+    def predict(self, item) -> StudyResult:
+        """The StudyResult of one input: an image, DICOM series or NIfTI file or folder, a PIL image, a 2-D
+        array (integers: display grey levels; floats: Hounsfield units) or a CTSlice."""
+        results = list(self.run([item]))
+        if len(results) != 1:
+            raise ValueError(f"{item} holds {len(results)} inputs; predict takes one: use Predictor.run")
+        return results[0]
+
+
+def as_input(item) -> str | Path | InputItem:
+    """Paths stay paths; PIL images, arrays and CTSlices become an in-memory image input."""
+    if isinstance(item, (str, Path, InputItem)):
+        return item
+    ct_slice = to_slice(item)
+    return InputItem(Path(ct_slice.source), "image", slices=(ct_slice,))
+
+
+def to_slice(item) -> CTSlice:
+    """A PIL image, array or CTSlice as a CTSlice. Integer arrays are display images (uint8 0-255, uint16
+    0-65535); float arrays are Hounsfield units and go through the checkpoint's window."""
+    if isinstance(item, CTSlice):
+        return item
+    if isinstance(item, Image.Image):
+        item = np.asarray(item.convert("L") if item.mode not in ("L", "I;16", "I") else item)
+    if not isinstance(item, np.ndarray):
+        raise TypeError(f"cannot predict on {type(item).__name__}; give a path, PIL image, array or CTSlice")
+    if item.ndim == 3 and item.shape[-1] in (3, 4):
+        item = item[..., :3].mean(-1).astype(item.dtype)
+    if item.ndim != 2:
+        raise ValueError(f"expected a 2-D slice, got array of shape {item.shape}")
+    if np.issubdtype(item.dtype, np.integer):
+        scale = 65535.0 if item.dtype.itemsize > 1 else 255.0
+        return CTSlice(item.astype(np.float32) / scale, hu=False, source="<array>")
+    return CTSlice(item.astype(np.float32), hu=True, source="<array>")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kidneyct.evaluation.novelty import (FeatureDistance, IntensityProfile, ScopeSettings, body_histogram,
-                                        kidney_brightness)
+from kidneyct.study.scope_stats import FeatureDistance, ScopeSettings, body_histogram, kidney_brightness
+from kidneyct.study.settings import StudySettings
 from kidneyct.io import CTSlice
 from kidneyct.preprocess import Preprocessing
 from kidneyct.preprocess.kidney import locate_kidneys
@@ -55,13 +55,6 @@ class ScopeGate:
         self.view = Preprocessing(image_size=settings.view_size, window_level=prep.window_level,
                                   window_width=prep.window_width)
 
-    @classmethod
-    def of(cls, payload: dict | None, prep: Preprocessing) -> "ScopeGate":
-        """The gate a checkpoint (or ONNX metadata) records; defaults where it records none."""
-        scope = (payload or {}).get("scope") or {}
-        features = scope.get("features")
-        return cls(prep, ScopeSettings.from_dict(scope.get("settings") or {}),
-                   FeatureDistance.from_dict(features) if features else None)
 
     def look(self, ct_slice: CTSlice) -> Look:
         """Locate the kidneys on the gate's whole-slice view (the checkpoint's window, `view_size` pixels)."""
@@ -126,11 +119,10 @@ def _index(slices: list[CTSlice], position: int) -> int:
 class InputJudge:
     """A checkpoint's scope gate and intensity profile, applied to the slices of one input at a time."""
 
-    def __init__(self, stored: dict | None, prep: Preprocessing):
+    def __init__(self, settings: StudySettings, prep: Preprocessing):
         self.prep = prep
-        self.gate = ScopeGate.of(stored, prep)
-        profile = (stored or {}).get("intensity")
-        self.profile = IntensityProfile.from_dict(profile) if profile else None
+        self.gate = ScopeGate(prep, settings.scope, settings.features)
+        self.profile = settings.intensity
 
     @property
     def needs_features(self) -> bool:

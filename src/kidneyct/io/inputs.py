@@ -27,6 +27,7 @@ class InputItem:
     kind: str  # "image" (one file, one or more slices), "series" (DICOM) or "volume" (NIfTI)
     files: tuple[Path, ...] | None = None  # a series' files (None: every DICOM file of `path`)
     label: str | None = None  # how results name it, when `path` alone does not (several series in one folder)
+    slices: tuple[CTSlice, ...] | None = None  # given in memory (an array, an upload): nothing to read
 
     @property
     def is_study(self) -> bool:
@@ -132,6 +133,8 @@ def expand_inputs(inputs) -> tuple[list[InputItem], list[tuple[str, str]]]:
 def read_item(item: InputItem) -> tuple[list[CTSlice], list[tuple[str, str]]]:
     """Slices of one input, and the files of a series left out as unreadable (a series loses only those,
     not the whole study; see `read_series`)."""
+    if item.slices is not None:
+        return list(item.slices), []
     if item.kind != "series":
         return read_slices(item.path), []
     skipped: list[tuple[str, str]] = []

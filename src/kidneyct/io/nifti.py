@@ -174,3 +174,25 @@ def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSli
         slices.append(check_slice(CTSlice(pixels=to_display(hu), hu=True, source=str(path), index=int(index),
                                           series=str(path), modality="CT", position=index * spacing)))
     return slices
+
+
+def read_label_slices(path: str | Path, indices: list[int]) -> list[np.ndarray]:
+    """Axial slices of a label volume (a segmentation beside a CT volume) as integer arrays in the display
+    orientation of `read_nifti`'s slices, pixel for pixel; stored values, no scaling.
+
+    Raises ImageReadError naming the file for a damaged volume, non-integer labels or a slice out of range.
+    """
+    path = Path(path)
+    image, stream = _open(path)
+    with stream.source:
+        _check_header(path, image, stream)
+        data = _canonical_stored(path, image)
+    if data.dtype.kind == "f" and not np.array_equal(data, np.round(data)):
+        raise ImageReadError(path, "labels are not whole numbers")
+    depth = data.shape[2]
+    out = []
+    for index in indices:
+        if not 0 <= index < depth:
+            raise ImageReadError(path, f"slice {index} out of range (label volume has {depth})")
+        out.append(to_display(data[:, :, index]).astype(np.int64))
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,18 +83,27 @@ def read_raster(path: str | Path) -> CTSlice:
         The slice (`hu` false).
     """
     path = Path(path)
+    with _opened(path, DECODERS) as image:
+        if image.format == "JPEG" and image.mode == "RGB":
+            # libjpeg hands over its luma plane instead of converting to RGB and back: ~40% of a
+            # 512 px decode. The same grey levels for grey content (all 200 Kaggle originals);
+            # saturated colours (annotations) can differ by a few levels, as RGB clamps them.
+            image.draft("L", image.size)
+        image.load()
+        pixels = _to_unit_grey(image)
+    return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))
+
+
+@contextmanager
+def _opened(path: Path, formats: tuple[str, ...]) -> Iterator[Image.Image]:
+    """The image opened with only the `formats` decoders, its header checked (`_check_header`); any error of
+    Pillow's while it is open, or while the caller decodes it, becomes an ImageReadError naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open_regular(path) as handle, Image.open(handle, formats=DECODERS) as image:
+            with open_regular(path) as handle, Image.open(handle, formats=formats) as image:
                 _check_header(path, image, os.fstat(handle.fileno()).st_size)
-                if image.format == "JPEG" and image.mode == "RGB":
-                    # libjpeg hands over its luma plane instead of converting to RGB and back: ~40% of a
-                    # 512 px decode. The same grey levels for grey content (all 200 Kaggle originals);
-                    # saturated colours (annotations) can differ by a few levels, as RGB clamps them.
-                    image.draft("L", image.size)
-                image.load()
-                pixels = _to_unit_grey(image)
+                yield image
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -103,4 +114,18 @@ def read_raster(path: str | Path) -> CTSlice:
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
     except Exception as error:  # Pillow's plugins raise other types too (struct.error...) for damaged files
         raise ImageReadError(path, f"corrupt image ({type(error).__name__}: {error})") from None
-    return check_slice(CTSlice(pixels=pixels, hu=False, source=str(path)))
+
+
+LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1")  # single-channel integer images
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """A label map stored as a PNG (one integer per pixel: 8 or 16 bit grey, or palette indices), as int64
+    [H, W]; ImageReadError naming the file for another format, several channels or a damaged file."""
+    path = Path(path)
+    with _opened(path, ("PNG",)) as image:
+        if image.mode not in LABEL_MODES:
+            raise ImageReadError(path, f"a {image.mode} PNG: a label map is one integer channel "
+                                       "(8 or 16 bit grey, or a palette)")
+        image.load()
+        return np.asarray(image).astype(np.int64)

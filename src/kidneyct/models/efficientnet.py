@@ -28,15 +28,27 @@ def _packaged_state_dict(target_keys: list[str]) -> dict:
     return dict(zip(target_keys, source.values()))
 
 
+def load_packaged_weights(model: torch.nn.Module) -> None:
+    """Load the packaged ImageNet weights into timm's efficientnet_lite0 or its `features_only` variant (which
+    has the same tensors less the classifier and the last 1x1 convolution)."""
+    full = timm.create_model("efficientnet_lite0", pretrained=False)
+    state = _packaged_state_dict(list(full.state_dict()))
+    for key, value in state.items():
+        if full.state_dict()[key].shape != value.shape:
+            raise PretrainedWeightsUnavailable(f"shape mismatch for {key} in packaged EfficientNet weights")
+    full.load_state_dict(state)
+    wanted = model.state_dict()
+    missing = [key for key in wanted if key not in state]
+    if missing:
+        raise PretrainedWeightsUnavailable(f"packaged EfficientNet weights lack {missing[:3]}")
+    model.load_state_dict({key: state[key] for key in wanted})
+
+
 @register_model("efficientnet-lite0")
 def build_efficientnet_lite0(num_classes, image_size, pretrained, freeze_backbone, dropout):
     backbone = timm.create_model("efficientnet_lite0", pretrained=False)
     if pretrained == "imagenet":
-        state = _packaged_state_dict(list(backbone.state_dict()))
-        for key, value in state.items():
-            if backbone.state_dict()[key].shape != value.shape:
-                raise PretrainedWeightsUnavailable(f"shape mismatch for {key} in packaged EfficientNet weights")
-        backbone.load_state_dict(state)
+        load_packaged_weights(backbone)
     stem = backbone.conv_stem
     grey = torch.nn.Conv2d(1, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
     grey.weight.data.copy_(grey_stem_weight(stem.weight.data))

@@ -34,6 +34,7 @@ class ModelSpec:
     cam_layer: str = ""  # module path of the default Grad-CAM target layer
     fixed_input_size: bool = False  # a Flatten head ties the model to its image size
     min_image_size: int = 1  # smallest input side its layers accept (checked when options are parsed)
+    maps: tuple[str, ...] = ()  # names of the probability maps a segmenting model draws beside its slice logits
     extra: dict = field(default_factory=dict)
 
     @property
@@ -64,6 +65,14 @@ SPECS = (
         description="timm EfficientNet-Lite0 (ImageNet weights, offline) + the seed's head",
         mean=IMAGENET_GREY_MEAN, std=IMAGENET_GREY_STD, pretrained_default="imagenet", frozen_default=True,
         cam_layer="backbone.blocks.5",  # chosen on phantom validation pointing (benchmarks/localisation.py)
+    ),
+    ModelSpec(
+        name="lite0-unet", module="kidneyct.models.unet",
+        description="EfficientNet-Lite0 U-Net (ImageNet, offline): kidney and tumor maps and a slice head; looks at "
+                    "the body, then zooms on the kidneys it found",
+        mean=0.0, std=1.0,  # each crop is normalised by its own body pixels inside the network
+        image_size=128, pretrained_default="imagenet", frozen_default=False, min_image_size=32,
+        maps=("kidney", "tumor"),
     ),
 )
 

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from kidneyct.preprocess.label_warp import warp_labels
+
 # Application order: an export pipeline's (see the module docstring).
 FAMILIES = ("fov", "resolution", "blur", "sharpen", "noise", "window", "gamma", "jpeg")
 
@@ -229,14 +231,19 @@ class AcquisitionAugmentation:
         """Image pixels per reference pixel."""
         return max(images.shape[-2:]) / self.reference_side
 
+    def apply_masks(self, masks: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Move label maps [B, H, W] as `apply` moves their images (the same rows of `sample`): only the field
+        of view moves pixels; the other families change grey values (or blur them in place)."""
+        flag, stop = SPANS["fov"]
+        params = params.to(masks.device, torch.float32)
+        return _on_rows(masks, params[:, flag] > 0.5, params[:, flag + 1:stop],
+                        lambda rows, p: warp_labels(rows, _fov_theta(p)))
+
     def _fov(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        scale, shift_x, shift_y = p.unbind(1)
+        scale = p[:, 0]
         # Anti-alias before zooming out: the output's pixel spacing is 1/scale input pixels.
         images = gaussian_blur(images, 0.5 * (1.0 / scale**2 - 1.0).clamp(min=0.0).sqrt())
-        zero = torch.zeros_like(scale)
-        theta = torch.stack([torch.stack([1.0 / scale, zero, -2.0 * shift_x / scale], 1),
-                             torch.stack([zero, 1.0 / scale, -2.0 * shift_y / scale], 1)], 1)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        grid = F.affine_grid(_fov_theta(p), list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0, 1)
 
     def _resolution(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -303,6 +310,14 @@ _RANGE_BOUNDS = (
 def _check_range(name: str, value: tuple, low: float, high: float) -> None:
     if len(value) != 2 or not low <= value[0] <= value[1] <= high:
         raise ValueError(f"{name} must be a value or (low, high) range within [{low}, {high}], got {value}")
+
+
+def _fov_theta(p: torch.Tensor) -> torch.Tensor:
+    """The field-of-view change's affine maps [B, 2, 3] from its parameter columns (scale, shift_x, shift_y)."""
+    scale, shift_x, shift_y = p.unbind(1)
+    zero = torch.zeros_like(scale)
+    return torch.stack([torch.stack([1.0 / scale, zero, -2.0 * shift_x / scale], 1),
+                        torch.stack([zero, 1.0 / scale, -2.0 * shift_y / scale], 1)], 1)
 
 
 def _on_rows(images: torch.Tensor, on: torch.Tensor, params: torch.Tensor,

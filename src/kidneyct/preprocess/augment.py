@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kidneyct.preprocess.label_warp import warp_labels
 from kidneyct.records import DictRecord
 
 
@@ -56,14 +57,27 @@ class Augmentation(DictRecord):
         return torch.stack(columns, 1)
 
     @staticmethod
+    def theta(params: torch.Tensor) -> torch.Tensor:
+        """The affine maps [B, 2, 3] (F.affine_grid's) of parameter rows from `sample`: flip, rotation, scale
+        and shift, the geometry that `apply` and `apply_masks` share."""
+        angle, scale, flip, shift_x, shift_y = params[:, :5].unbind(1)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        return torch.stack(
+            [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
+        )
+
+    @staticmethod
+    def apply_masks(masks: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Move label maps [B, H, W] as `apply` moves their images (the same parameter rows), nearest
+        neighbour; intensity changes do not touch them."""
+        return warp_labels(masks, Augmentation.theta(params.to(masks.device)))
+
+    @staticmethod
     def apply(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Augment [B, 1, H, W] images in [0, 1] with parameters from `sample` (row i for image i)."""
         params = params.to(images.device)
-        angle, scale, flip, shift_x, shift_y, contrast, brightness = params[:, :7].unbind(1)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack(
-            [torch.stack([cos * flip, -sin, shift_x], 1), torch.stack([sin * flip, cos, shift_y], 1)], 1
-        ).to(images.dtype)
+        contrast, brightness = params[:, 5], params[:, 6]
+        theta = Augmentation.theta(params).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)

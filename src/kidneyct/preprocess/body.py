@@ -68,6 +68,17 @@ def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
             max(cols[0] - margin, 0), min(cols[-1] + margin + 1, mask.shape[1]))
 
 
+def body_crop_geometry(unit: np.ndarray, threshold: float = BODY_THRESHOLD
+                       ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Where the body crop cuts: its box (`crop_box`) and the body pixels inside it (the rest is blanked);
+    None when no trustworthy body mask is found (the slice stays as it is)."""
+    mask = body_mask(unit, threshold)
+    if mask is None:
+        return None
+    top, bottom, left, right = crop_box(mask)
+    return (top, bottom, left, right), mask[top:bottom, left:right]
+
+
 def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray:
     """Blank everything outside the body (table, clothing, annotations, background) and crop to the
     body's bounding box plus a small margin, so the field of view and the table no longer tell scanners
@@ -80,8 +91,8 @@ def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndar
     Returns:
         The blanked crop (`unit`'s dtype), or `unit` itself when no trustworthy body mask is found.
     """
-    mask = body_mask(unit, threshold)
-    if mask is None:
+    found = body_crop_geometry(unit, threshold)
+    if found is None:
         return unit
-    top, bottom, left, right = crop_box(mask)
-    return np.where(mask[top:bottom, left:right], unit[top:bottom, left:right], 0.0).astype(unit.dtype)
+    (top, bottom, left, right), keep = found
+    return np.where(keep, unit[top:bottom, left:right], 0.0).astype(unit.dtype)

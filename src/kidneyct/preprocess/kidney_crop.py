@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from kidneyct.preprocess.body import crop_to_body
 from kidneyct.preprocess.kidney import kidney_region, locate_kidneys
 
 KIDNEY_CROP_MARGIN = 0.04  # of the body width, around both kidney regions
@@ -61,20 +60,3 @@ def _shrunk(unit: np.ndarray) -> np.ndarray:
         return unit
     size = (max(1, round(unit.shape[1] / factor)), max(1, round(unit.shape[0] / factor)))
     return np.asarray(Image.fromarray(unit.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
-
-
-def crop_to_kidneys(unit: np.ndarray) -> np.ndarray:
-    """The body crop (table and background blanked) cut down to the square around both kidney regions.
-
-    Args:
-        unit: a 2-D axial slice of display intensities in [0, 1], anterior up.
-
-    Returns:
-        The crop (`unit`'s dtype); the body crop alone when the slice has no spine or is not axial.
-    """
-    body = crop_to_body(unit)
-    box = kidney_box(body)
-    if box is None:
-        return body
-    top, bottom, left, right = box
-    return body[top:bottom, left:right]

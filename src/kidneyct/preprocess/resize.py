@@ -7,10 +7,13 @@ JPEG fast path). They share the padding and agree to within one grey level (test
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:  # imported where batches are resized: single slices need no torch
+    import torch
 
 
 def square_padding(height: int, width: int) -> tuple[int, int, int, int]:
@@ -37,6 +40,9 @@ def resize_to_uint8(unit: np.ndarray, size: int) -> np.ndarray:
 def resize_batch_to_uint8(unit: torch.Tensor, size: int) -> torch.Tensor:
     """[B, 1, H, W] float in [0, 1] -> pad to square -> resize -> [B, size, size] uint8: the two steps above in
     torch. Pillow's bilinear filter widens with the scale when it shrinks, like torch's antialias=True."""
+    import torch
+    import torch.nn.functional as F
+
     height, width = unit.shape[-2:]
     if height != width:
         top, bottom, left, right = square_padding(height, width)

@@ -39,12 +39,12 @@ def bind_settings(settings: ServeSettings, host: str) -> ServeSettings:
     return settings
 
 
-def serve(checkpoint: str | Path, settings: ServeSettings | None = None, host: str = "127.0.0.1",
+def serve(checkpoint: str | Path | None, settings: ServeSettings | None = None, host: str = "127.0.0.1",
           port: int = 8000, log_level: str = "info") -> None:
     """Load the checkpoint (refusing unsafe ones) and serve it until interrupted.
 
     Args:
-        checkpoint: a kidneyct checkpoint (.pt).
+        checkpoint: a kidneyct checkpoint (.pt); None: the model shipped with kidneyct.
         settings: limits and access rules (default ServeSettings()).
         host, port: where to listen; beyond loopback a token is required.
         log_level: uvicorn's.

@@ -27,7 +27,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.errors import UploadError
 from kidneyct.serve.guard import RequestGuard
-from kidneyct.serve.service import InferenceService, ServeSettings
+from kidneyct.serve.service import InferenceService, ServeSettings, heatmap_class
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,9 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(checkpoint: str | Path, settings: ServeSettings | None = None) -> FastAPI:
-    """An app serving one checkpoint. Raises CheckpointError for a missing, foreign or unsafe checkpoint
-    (it is read with weights_only=True: nothing in it can run code)."""
+def create_app(checkpoint: str | Path | None, settings: ServeSettings | None = None) -> FastAPI:
+    """An app serving one checkpoint (None: the model shipped with kidneyct). Raises CheckpointError for a
+    missing, foreign or unsafe checkpoint (it is read with weights_only=True: nothing in it can run code)."""
     settings = settings or ServeSettings()
     service = InferenceService(checkpoint, settings)
     runner = RequestRunner(settings)
@@ -164,7 +164,7 @@ def _add_middleware(app: FastAPI, settings: ServeSettings) -> None:
     if settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.allowed_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization"],
-                           expose_headers=["X-Predicted-Class", "X-Probability"])
+                           expose_headers=["X-Call", "X-Heatmap-Class", "X-Probability"])
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(RequestGuard, token=settings.token, allowed_origins=settings.allowed_origins,
                        body_timeout_s=settings.body_timeout_s)
@@ -247,8 +247,9 @@ def _add_routes(app: FastAPI, service: InferenceService, runner: RequestRunner) 
                                                  "input alone; panel: both side by side with a caption")):
         data, filename = await _upload_bytes(file, limit)
         png, result = await runner.run(_explain_job, service, data, filename, view)
-        headers = {"X-Predicted-Class": result["predicted"],
-                   "X-Probability": f"{result['probabilities'][result['predicted']]:.6f}"}
+        shown = heatmap_class(service.predictor, result["call"])  # no call out of scope: the tumor class's map
+        headers = {"X-Call": result["call"] or "", "X-Heatmap-Class": shown,
+                   "X-Probability": f"{result['probabilities'][shown]:.6f}"}
         return Response(png, media_type="image/png", headers=headers)
 
     @app.get("/", include_in_schema=False)

@@ -1,9 +1,9 @@
 """`kidneyct listen`: a DICOM node. A Storage SCP (pynetdicom) accepts CT Image Storage and Verification
 (C-ECHO) from the peers it allows and refuses every other SOP class at association. Instances are checked
 and stored per series (`dicom_store`) within the node's limits (`dicom_wire`, `dicom_peers`); a series quiet
-for `idle_seconds` is answered by one worker thread that owns the model: `predict_inputs` over the series,
-results CSV/JSON, the DICOM SR and key images (`inference.dicom_results`), queued in the outbox for the
-forward destination (`dicom_forward`, which sends from a thread of its own), and `answer.json` last.
+for `idle_seconds` is answered by one worker thread that owns the model: kidneyct.inference.run over the
+series, results CSV/JSON, the DICOM SR and key images (`inference.dicom_results`), queued in the outbox for
+the forward destination (`dicom_forward`, which sends from a thread of its own), and `answer.json` last.
 
 Every association runs in pynetdicom's own thread and only stores files; inference never runs there.
 """
@@ -19,9 +19,11 @@ from pathlib import Path
 
 from kidneyct.about import DISCLAIMER
 from kidneyct.config import SERVE_MAX_DECODED_MB, SERVE_MAX_SIDE
-from kidneyct.inference.batch import open_backend, predict_inputs
 from kidneyct.inference.dicom_results import StudyFiles, write_dicom_results
 from kidneyct.inference.model_facts import ModelFacts
+from kidneyct.inference.predictor import PredictOptions, Predictor
+from kidneyct.inference.results import StudyResult
+from kidneyct.inference.writers import write_results
 from kidneyct.io.atomic import atomic_write
 from kidneyct.io.paths import inside
 from kidneyct.serve.dicom_forward import Destination, ForwardSettings, Forwarder, Outbox
@@ -130,16 +132,19 @@ class DicomNode:
     """The Storage SCP, its series registry and the one worker thread that runs the model.
 
     Args:
-        checkpoint: a kidneyct PyTorch checkpoint (Grad-CAM key images need it).
+        checkpoint: a kidneyct PyTorch checkpoint (Grad-CAM key images need it); None: the model shipped with
+            kidneyct.
         settings: NodeSettings.
         on_answer: called (in the worker thread) with each series' answer record.
         on_forwarded: called (in the forwarder's thread) with each outbox job once it is delivered.
     """
 
-    def __init__(self, checkpoint: str | Path, settings: NodeSettings, on_answer=None, on_forwarded=None):
+    def __init__(self, checkpoint: str | Path | None, settings: NodeSettings, on_answer=None, on_forwarded=None):
         self.settings = settings
-        self.predictor, self.explainer = open_backend(checkpoint, "torch", settings.device, with_cam=True)
-        self.facts = ModelFacts.from_loaded(self.predictor.loaded, checkpoint)
+        # workers=0: read in the worker thread; forking reader processes from a server full of threads is unsafe.
+        self.predictor = Predictor.open(checkpoint, settings.device, options=PredictOptions(
+            threshold=settings.threshold, top_k=settings.top_k, workers=0))
+        self.facts = ModelFacts.of(self.predictor.checkpoint, self.predictor.backend.source)
         self.registry = SeriesRegistry(settings.out / "incoming")
         limits = settings.limits
         self.store_limits = StoreLimits(limits.max_instance_bytes, limits.max_series_bytes, limits.max_decoded_bytes,
@@ -252,16 +257,14 @@ class DicomNode:
 
     def _answer(self, series: DueSeries) -> dict:
         settings = self.settings
-        # workers=0: read in this thread; forking reader processes from a server full of threads is unsafe.
-        result = predict_inputs(self.predictor, [series.folder], threshold=settings.threshold,
-                                top_k=settings.top_k, progress=False, workers=0)
-        for path, reason in result.skipped:
+        results = list(self.predictor.run([series.folder]))
+        for path, reason in (skip for result in results for skip in result.skipped):
             log.warning("series %s: skipped %s: %s", series.series_uid, Path(path).name, reason)
         folder = inside(settings.out / "results", series.series_uid)
-        result.write(folder / "results.json")
-        result.write(folder / "results.csv")
-        studies = write_dicom_results(result, settings.out / "dicom", self.predictor, self.explainer, self.facts)
-        record = _record(series, result, studies)
+        for name in ("results.json", "results.csv"):
+            write_results(results, folder / name, self.predictor.summary())
+        studies = write_dicom_results(results, settings.out / "dicom", self.predictor, self.facts)
+        record = _record(series, results, studies)
         if self.forwarder is not None and studies:
             files = [p for s in studies for p in (*s.key_images, s.sr)]
             job = self.outbox.add(files, settings.forward, series.series_uid)  # durable before the answer is
@@ -273,12 +276,13 @@ class DicomNode:
         return record
 
 
-def _record(series: DueSeries, result, studies: list[StudyFiles]) -> dict:
-    study = result.studies[0] if result.studies else None
+def _record(series: DueSeries, results: list[StudyResult], studies: list[StudyFiles]) -> dict:
+    study = next((r for r in results if r.is_study and r.slices), None)
     return {
         "disclaimer": DISCLAIMER,
         "series_uid": series.series_uid, "study_uid": series.study_uid, "instances": len(series.instances),
-        "slices_read": len(result.slices), "skipped": [{"path": Path(p).name, "reason": r} for p, r in result.skipped],
+        "slices_read": sum(r.n_slices for r in results),
+        "skipped": [{"path": Path(p).name, "reason": r} for result in results for p, r in result.skipped],
         "finding": None if study is None else {
             "tumor": study.tumor, "tumor_probability": study.tumor_probability, "threshold": study.threshold,
             "driving_slices": study.driving_slices},
@@ -292,11 +296,12 @@ def _log_answer(record: dict) -> None:
     if finding is None:
         log.warning("series %s: no readable CT slice among %d instances", record["series_uid"], record["instances"])
         return
-    if finding["tumor"] is None:
-        call = "no call (no slice in scope)"
-    else:
-        call = (f"kidney tumor {'present' if finding['tumor'] else 'absent'} (p={finding['tumor_probability']:.3f}, "
-                f"threshold {finding['threshold']:g})")
     queued = f"; {record['forward']['queued']} file(s) queued for {record['forward']['destination']}" \
         if record["forward"] else ""
-    log.info("series %s: %d slices, %s%s", record["series_uid"], record["slices_read"], call, queued)
+    if finding["tumor"] is None:
+        log.info("series %s: %d slices, no kidney found: no call%s", record["series_uid"], record["slices_read"],
+                 queued)
+        return
+    log.info("series %s: %d slices, kidney tumor %s (p=%.3f, threshold %g)%s", record["series_uid"],
+             record["slices_read"], "present" if finding["tumor"] else "absent", finding["tumor_probability"],
+             finding["threshold"], queued)

@@ -14,23 +14,24 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from kidneyct.about import DISCLAIMER, __version__
+from kidneyct.about import DISCLAIMER
 from kidneyct.config import SERVE_MAX_DECODED_MB, SERVE_MAX_SIDE
 from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
-from kidneyct.inference.explain import OVERLAY_SIDE, GradCamExplainer, overlay_image, write_overlay
-from kidneyct.inference.model_facts import best_validation, held_out_metrics
-from kidneyct.inference.predictor import Predictor
-from kidneyct.inference.scope import InputJudge, Look
-from kidneyct.io import CTSlice, read_slices
+from kidneyct.inference.model_facts import model_card
+from kidneyct.inference.overlay import OVERLAY_SIDE, overlay_image, write_overlay
+from kidneyct.inference.pipeline import Prepared
+from kidneyct.inference.predictor import PredictOptions, Predictor
+from kidneyct.inference.results import StudyResult
+from kidneyct.inference.run import prepare_input, score
+from kidneyct.io import CTSlice, InputItem, read_slices
 from kidneyct.io.budget import read_limits
 from kidneyct.io.sniff import HEADER_BYTES, sniff_format
-from kidneyct.labels import decide, positive_index
+from kidneyct.labels import positive_index
 from kidneyct.models import get_spec
 
 log = logging.getLogger(__name__)
@@ -120,27 +121,25 @@ class ReadUpload:
     kind: str
     width: int
     height: int
-    image: np.ndarray  # the model's uint8 input [S, S]
     modality: str | None
     read_ms: float
-    warnings: list[str] = field(default_factory=list)
-    look: Look | None = None  # what the kidney locator saw: the scope gate's first step
+    prepared: Prepared  # the model's input and the scope gate's look, ready for scoring
 
 
 class InferenceService:
-    """One model per app: the predictor, a lazily built Grad-CAM explainer, and a lock around each
-    (PyTorch modules with hooks are not safe to share between threads mid-forward)."""
+    """One model per app: the predictor and a lock around it (PyTorch modules with hooks are not safe to share
+    between threads mid-forward). Uploads are read here; predicting them is kidneyct.inference.run's."""
 
-    def __init__(self, checkpoint: str | Path, settings: ServeSettings):
+    def __init__(self, checkpoint: str | Path | None, settings: ServeSettings):
         self.settings = settings
-        self.checkpoint = Path(checkpoint)
-        self.predictor = Predictor.from_checkpoint(self.checkpoint, settings.device)  # CheckpointError if unsafe
+        # CheckpointError if unsafe; None: the model shipped with kidneyct
+        self.predictor = Predictor.open(checkpoint, settings.device, options=PredictOptions(
+            cam_layer=settings.cam_layer, max_decoded_bytes=settings.max_decoded_bytes, workers=0))
+        self.checkpoint = self.predictor.backend.source
         self.classes = list(self.predictor.classes)
-        self._predict_lock = threading.Lock()
-        self._cam_lock = threading.Lock()
-        self._explainer = None
-        self.card = model_card(self.predictor, self.checkpoint)
-        self.judge = InputJudge(self.predictor.stored, self.predictor.preprocessing)
+        self._lock = threading.Lock()
+        self.card = model_card(self.predictor.checkpoint, self.checkpoint,
+                               get_spec(self.predictor.checkpoint.model.name).description)
 
     @property
     def threshold(self) -> float | None:
@@ -164,17 +163,15 @@ class InferenceService:
             raise UploadError(413, f"{filename}: upload of {len(data)} bytes exceeds the "
                                    f"{self.settings.max_upload_bytes}-byte limit")
         kind = sniff_kind(data, filename)
-        ct_slice = self._read_slice(data, kind, filename)
+        ct_slice = replace(self._read_slice(data, kind, filename), source=filename)
         height, width = ct_slice.pixels.shape[:2]
-        warnings = list(ct_slice.warnings)
-        if ct_slice.modality not in (None, "CT"):
-            warnings.append(f"modality {ct_slice.modality}: the model was trained on CT; "
-                            "probabilities are not meaningful")
-        image = self.predictor.preprocessing.to_uint8(ct_slice)
-        look = self.judge.gate.look(ct_slice)  # the locator runs here, in the decoding threads
-        warnings += self.judge.slice_warnings(image, look, ct_slice.hu)
-        return ReadUpload(filename, kind, int(width), int(height), image, ct_slice.modality,
-                          (time.perf_counter() - started) * 1000, warnings, look)
+        # The locator runs here, in the decoding threads; the slice's warnings (modality, the reader's own, such
+        # as a DICOM without Modality) come with its result from the one prediction path.
+        prepared = prepare_input(self.predictor, InputItem(Path(filename), "image", slices=(ct_slice,)))
+        if prepared.images is None:
+            raise UploadError(422, f"{filename}: {prepared.skipped[-1][1]}")
+        return ReadUpload(filename, kind, int(width), int(height), ct_slice.modality,
+                          (time.perf_counter() - started) * 1000, prepared)
 
     def _read_slice(self, data: bytes, kind: str, filename: str) -> CTSlice:
         """The readers of the CLI on a temporary file this server names, within the app's read limits."""
@@ -197,106 +194,63 @@ class InferenceService:
         return slices[0]
 
     def predict(self, upload: ReadUpload) -> dict:
+        """The upload's StudyResult (one slice) with what the web API adds: the file's facts and the timings."""
         started = time.perf_counter()
-        with self._predict_lock:
+        with self._lock:
             locked = time.perf_counter()
-            logits = self.predictor.logits_uint8(upload.image[None])
-            probs = self.predictor.probabilities_from_logits(logits)
-            features = self.predictor.features_uint8(upload.image[None]) if self.judge.needs_features else None
-        decision = int(decide(probs, self.classes, self.threshold)[0])
-        scope = self._scope(upload, features)
+            result = score(self.predictor, [upload.prepared])[0]
         done = time.perf_counter()
-        pos = positive_index(self.classes)
-        return {
-            "filename": upload.filename,
-            "classes": self.classes,
-            "probabilities": {c: float(p) for c, p in zip(self.classes, probs[0])},
-            "predicted": self.classes[decision],
-            "threshold": self.threshold,
-            "threshold_rule": (f"{self.classes[pos]} when its probability >= threshold, else the most probable "
-                               "other class" if self.threshold is not None and pos is not None else "argmax"),
-            "image": {"kind": upload.kind, "width": upload.width, "height": upload.height,
-                      "modality": upload.modality},
-            "timing_ms": {"read": round(upload.read_ms, 2), "queue": round((locked - started) * 1000, 2),
-                          "inference": round((done - locked) * 1000, 2)},
-            **scope,
-            "warnings": upload.warnings,
-            "disclaimer": DISCLAIMER,
-        }
-
-    def _scope(self, upload: ReadUpload, features) -> dict:
-        """{'in_scope', 'scope_reason'}: may the answer be read as a call (kidneyct.inference.scope)."""
-        if upload.look is None:
-            return {"in_scope": None, "scope_reason": "not judged"}
-        scope = self.judge.gate.single(upload.look, None if features is None else features[0])
-        return {"in_scope": scope.in_scope, "scope_reason": scope.reason}
-
-    def explainer(self):
-        if self._explainer is None:
-            self._explainer = GradCamExplainer.from_loaded(self.predictor.loaded, self.settings.cam_layer,
-                                                           self.predictor.device)
-        return self._explainer
+        return answer(result, self.predictor, upload, {
+            "read": round(upload.read_ms, 2), "queue": round((locked - started) * 1000, 2),
+            "inference": round((done - locked) * 1000, 2)})
 
     def explain(self, upload: ReadUpload, view: str = "overlay") -> tuple[bytes, dict]:
-        """PNG bytes and a few facts for headers. view: 'overlay' (heatmap over the model's input),
-        'input' (the model's input alone, for previews of files a browser cannot show, e.g. DICOM) or
-        'panel' (input and overlay side by side with the class and probability, as `kidneyct explain`)."""
+        """PNG bytes and the answer. view: 'overlay' (heatmap over the model's input), 'input' (the model's input
+        alone, for previews of files a browser cannot show, e.g. DICOM) or 'panel' (input and overlay side by
+        side with the call and probability, as `kidneyct explain`). The heatmap is the call's, or the tumor
+        class's for a slice out of scope (which has no call)."""
         result = self.predict(upload)
-        side = max(OVERLAY_SIDE, upload.image.shape[0])
+        image = upload.prepared.images[0]
+        side = max(OVERLAY_SIDE, image.shape[0])
         if view == "input":
-            png = Image.fromarray(upload.image).resize((side, side), Image.Resampling.BILINEAR)
+            png = Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR)
             return _png_bytes(png), result
-        target = self.classes.index(result["predicted"])
-        with self._cam_lock:
-            heatmap = self.explainer().heatmaps(upload.image[None], [target])[0]
+        target = heatmap_class(self.predictor, result["slice"]["call"])
+        with self._lock:
+            heatmap = self.predictor.explainer().heatmaps(image[None], [self.classes.index(target)])[0]
         if view == "panel":
+            label = target if result["slice"]["call"] else f"out of scope, no call: p({target})"
             with tempfile.TemporaryDirectory(prefix="kidneyct-cam-") as folder:
-                path = write_overlay(upload.image, heatmap, result["predicted"],
-                                     result["probabilities"][result["predicted"]], Path(folder) / "cam.png",
+                path = write_overlay(image, heatmap, label, result["probabilities"][target], Path(folder) / "cam.png",
                                      upload.filename)
                 return path.read_bytes(), result
-        png = Image.fromarray(overlay_image(upload.image, heatmap)).resize((side, side), Image.Resampling.BILINEAR)
+        png = Image.fromarray(overlay_image(image, heatmap)).resize((side, side), Image.Resampling.BILINEAR)
         return _png_bytes(png), result
+
+
+def heatmap_class(predictor: Predictor, call: str | None) -> str:
+    """The class a heatmap shows: the call, or without one the tumor class (where the model would see one)."""
+    pos = positive_index(predictor.classes)
+    return call or predictor.classes[pos if pos is not None else 0]
+
+
+def answer(result: StudyResult, predictor: Predictor, upload: ReadUpload, timing_ms: dict) -> dict:
+    """The web API's answer: the StudyResult's slice, flattened for the page, with the upload's facts."""
+    row = result.slices[0]
+    pos = positive_index(predictor.classes)
+    rule = (f"{predictor.classes[pos]} when its probability >= threshold, else the most probable other class"
+            if predictor.threshold is not None and pos is not None else "argmax")
+    return {
+        "filename": upload.filename, "classes": predictor.classes, "probabilities": row.probabilities,
+        "call": row.call, "in_scope": row.in_scope, "scope_reason": row.scope_reason,
+        "threshold": predictor.threshold, "threshold_rule": f"{rule}; no call out of scope",
+        "image": {"kind": upload.kind, "width": upload.width, "height": upload.height, "modality": upload.modality},
+        "timing_ms": timing_ms, "warnings": row.warnings, "slice": row.to_dict(), "result": result.to_dict(),
+        "disclaimer": DISCLAIMER,
+    }
 
 
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def model_card(predictor, checkpoint: Path) -> dict:
-    """What the model is, what it was trained and evaluated on, and what it is not."""
-    payload = predictor.loaded.payload
-    config = predictor.loaded.model_config
-    try:
-        description = get_spec(config.name).description
-    except Exception:
-        description = None
-    data = payload.get("data") or {}
-    calibration = payload.get("calibration") or {}
-    return {
-        "name": checkpoint.name,
-        "kidneyct_version": payload.get("kidneyct_version", __version__),
-        "classes": list(predictor.classes),
-        "architecture": {"model": config.name, "description": description, **config.to_dict()},
-        "preprocessing": predictor.preprocessing.to_dict(),
-        "training_data": {
-            "dataset": Path(str(data.get("root", ""))).name or None,  # the folder name, not the server's path
-            "synthetic": data.get("synthetic"),
-            "split_kind": data.get("split_kind"),
-            "split_seed": data.get("split_seed"),
-            "split_sizes": data.get("split_sizes"),
-        },
-        "training": {"epoch_saved": payload.get("epoch"), "best_epoch": payload.get("best_epoch"),
-                     "stopped_early": payload.get("stopped_early")},
-        "evaluation": {
-            "validation_at_best_epoch": best_validation(payload.get("history", []), payload.get("best_epoch")),
-            "calibration": {k: v for k, v in calibration.items() if isinstance(v, (int, float, str, bool))},
-            "operating_point": payload.get("operating_point"),
-            "test": held_out_metrics(checkpoint),
-        },
-        "threshold": predictor.threshold,
-        "disclaimer": DISCLAIMER,
-        "intended_use": "research and teaching on CT slices; not for diagnosis, treatment or triage",
-    }

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from kidneyct.labels import MASK_CYST, MASK_KIDNEY, MASK_TUMOR
 from kidneyct.runtime import progress_bar
 from kidneyct.synthetic import writers
 
@@ -30,6 +31,7 @@ LESION_CLASSES = ("Tumor", "Cyst", "Stone")
 PHANTOM_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
 AIR, FAT, WATER = -1000.0, -100.0, 0.0
 MANIFEST = "phantom.csv"
+MASK_LABELS = {"Kidney": MASK_KIDNEY, "Tumor": MASK_TUMOR, "Cyst": MASK_CYST}  # docs/sources.md
 
 
 @dataclass
@@ -375,12 +377,29 @@ def _draw_spine(hu, p: Patient, inside, xx, yy, rng: np.random.Generator) -> Non
     _paint(hu, Ellipse(sx, sy + sr * 2.2, sr * 0.18, sr * 0.7), 650.0, xx, yy, where=inside)  # spinous process
 
 
+def _kidney_scale(z: float) -> float:
+    """How much of a kidney's cross-section shows at series position z (the poles are smaller)."""
+    return float(np.sqrt(max(1.0 - (z * 0.55) ** 2, 0.15)))
+
+
+def label_map(p: Patient, z: float, lesion: np.ndarray) -> np.ndarray:
+    """The slice's mask in kidneyct's convention (docs/sources.md): 1 kidney, 2 tumor, 3 cyst, 0 elsewhere; a
+    stone lies in the kidney and counts as kidney. `lesion` is `render_slice`'s lesion mask."""
+    s = p.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    labels = np.zeros((s, s), np.uint8)
+    for kidney in p.kidneys:
+        _paint(labels, kidney.scaled(_kidney_scale(z)), MASK_LABELS["Kidney"], xx, yy)
+    if p.lesion is not None:
+        labels[lesion] = MASK_LABELS.get(p.lesion.kind, MASK_LABELS["Kidney"])
+    return labels
+
+
 def _draw_kidneys(hu, p: Patient, z: float, xx, yy) -> None:
     """Cortex, medulla, and the renal sinus fat and pelvis opening toward the hilum (medial and anterior)."""
     ph = p.phase_hu
-    kidney_scale = float(np.sqrt(max(1.0 - (z * 0.55) ** 2, 0.15)))
     for kidney in p.kidneys:
-        k = kidney.scaled(kidney_scale)
+        k = kidney.scaled(_kidney_scale(z))
         side = np.sign(k.cx - p.spine[0])
         _paint(hu, k, ph["cortex"], xx, yy)
         _paint(hu, k, ph["cortex"] - ph["medulla_drop"], xx, yy, within=0.55)
@@ -454,30 +473,12 @@ def _split_counts(n: int, classes: list[str]) -> dict[str, int]:
     return {c: base + (1 if i < extra else 0) for i, c in enumerate(classes)}
 
 
-def generate_dataset(
-    out: str | Path, n: int = 400, seed: int = 0, size: int = 256, classes=PHANTOM_CLASSES,
-    fmt: str = "png", slices_per_series: tuple[int, int] = (3, 9), progress: bool = True,
-) -> Path:
-    """Write a class-folder dataset of phantom slices; returns the manifest path.
-
-    png: <Class>/<Class>- (N).png, numbered consecutively along each series like the Kaggle export,
-    lesion masks beside as ``.mask.png``. dicom: <Class>/<series>/IM-NNNN.dcm (one series folder
-    per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz.
-    """
-    if fmt not in writers.WRITERS:
-        raise ValueError(f"unknown phantom format {fmt!r}; choose from {sorted(writers.WRITERS)}")
-    canonical = {c.lower(): c for c in PHANTOM_CLASSES}
-    unknown = [c for c in classes if c.lower() not in canonical]
-    if unknown:
-        raise ValueError(f"unknown phantom class(es) {unknown}; choose from {list(PHANTOM_CLASSES)}")
-    classes = [canonical[c.lower()] for c in classes]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    # Anatomy is drawn here, in order, so the data depend on the seed alone; rendering runs in parallel.
+def _plan_series(rng: np.random.Generator, n: int, classes: list[str], size: int,
+                 slices_per_series: tuple[int, int]) -> list[tuple]:
+    """(class, series id, first number, patient, positions) per series. Anatomy is drawn here, in order, so the
+    data depend on the seed alone; rendering runs in parallel."""
     plan = []
     for class_name, count in _split_counts(n, classes).items():
-        (out / class_name).mkdir(exist_ok=True)
         made, series_number = 0, 0
         while made < count:
             length = min(int(rng.integers(slices_per_series[0], slices_per_series[1] + 1)), count - made)
@@ -489,13 +490,46 @@ def generate_dataset(
             plan.append((class_name, f"{class_name.lower()}-{series_number:04d}", made, patient, positions))
             made += length
             series_number += 1
+    return plan
+
+
+def generate_dataset(
+    out: str | Path, n: int = 400, seed: int = 0, size: int = 256, classes=PHANTOM_CLASSES,
+    fmt: str = "png", slices_per_series: tuple[int, int] = (3, 9), progress: bool = True, masks: bool = False,
+) -> Path:
+    """Write a class-folder dataset of phantom slices; returns the manifest path.
+
+    png: <Class>/<Class>- (N).png, numbered consecutively along each series like the Kaggle export,
+    lesion masks beside as ``.mask.png``. dicom: <Class>/<series>/IM-NNNN.dcm (one series folder
+    per patient). nifti: <Class>/<series>.nii.gz, masks as <series>.mask.nii.gz. With `masks` (png and
+    nifti), also every slice's kidney and lesion labels as a masked source reads them (docs/sources.md):
+    masks/<image stem>.png or masks/<series>.nii.gz.
+    """
+    if fmt not in writers.WRITERS:
+        raise ValueError(f"unknown phantom format {fmt!r}; choose from {sorted(writers.WRITERS)}")
+    if masks and fmt not in writers.LABEL_WRITERS:
+        raise ValueError(f"label masks are written for {sorted(writers.LABEL_WRITERS)} phantoms, not {fmt}")
+    canonical = {c.lower(): c for c in PHANTOM_CLASSES}
+    unknown = [c for c in classes if c.lower() not in canonical]
+    if unknown:
+        raise ValueError(f"unknown phantom class(es) {unknown}; choose from {list(PHANTOM_CLASSES)}")
+    classes = [canonical[c.lower()] for c in classes]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for class_name in classes:
+        (out / class_name).mkdir(exist_ok=True)
+    plan = _plan_series(np.random.default_rng(seed), n, classes, size, slices_per_series)
     rows = []
     bar = progress_bar(total=n, enabled=progress, desc="phantoms", unit="slice")
     workers = min(len(plan), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         rendered = (pool.map if pool else map)(_render_series, [(p, pos) for *_, p, pos in plan])
-        for (class_name, series_id, first, _, positions), slices in zip(plan, rendered):
-            rows += writers.WRITERS[fmt](out / class_name, class_name, series_id, first, slices, positions, seed)
+        for (class_name, series_id, first, patient, positions), slices in zip(plan, rendered):
+            written = writers.WRITERS[fmt](out / class_name, class_name, series_id, first, slices, positions, seed)
+            if masks:
+                maps = [label_map(patient, float(z), lesion) for (_, lesion), z in zip(slices, positions)]
+                writers.LABEL_WRITERS[fmt](out, written, maps)
+            rows += written
             bar.update(len(slices))
     bar.close()
     manifest = out / MANIFEST

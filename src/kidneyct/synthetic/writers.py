@@ -81,3 +81,22 @@ def write_dicom(folder: Path, class_name, series_id, first_number, slices, posit
 
 
 WRITERS = {"png": write_png, "dicom": write_dicom, "nifti": write_nifti}
+
+
+def write_label_pngs(root: Path, rows: list[dict], maps: list[np.ndarray]) -> None:
+    """masks/<image stem>.png under `root`, one per written slice (`rows` of `write_png`)."""
+    (root / "masks").mkdir(exist_ok=True)
+    for row, labels in zip(rows, maps):
+        Image.fromarray(labels).save(root / "masks" / f"{Path(row['path']).stem}.png")
+
+
+def write_label_volume(root: Path, rows: list[dict], maps: list[np.ndarray]) -> None:
+    """masks/<series>.nii.gz under `root`: the label slices of one written volume (`rows` of `write_nifti`)."""
+    (root / "masks").mkdir(exist_ok=True)
+    volume = np.stack([from_display(labels) for labels in maps], axis=2)
+    affine = np.diag([PIXEL_SPACING_MM, PIXEL_SPACING_MM, SLICE_THICKNESS_MM, 1.0])
+    name = Path(rows[0]["path"]).name.removesuffix(".nii.gz")
+    nib.save(nib.Nifti1Image(volume, affine), str(root / "masks" / f"{name}.nii.gz"))
+
+
+LABEL_WRITERS = {"png": write_label_pngs, "nifti": write_label_volume}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from kidneyct.checkpoint import Calibration, CalibrationCheck, OperatingPoint
 from kidneyct.evaluation.calibration import calibration_summary, logits_tensor, nll, softmax
 from kidneyct.labels import positive_index
 
@@ -57,7 +58,7 @@ def threshold_for_sensitivity(tumor_probs: np.ndarray, is_tumor: np.ndarray, tar
 
 
 def operating_point(probs: np.ndarray, labels, classes: list[str], threshold: float | None = None,
-                    target_sensitivity: float | None = None) -> dict | None:
+                    target_sensitivity: float | None = None) -> OperatingPoint | None:
     """A fixed `threshold` or the one reaching `target_sensitivity` on these (validation) data, with
     the sensitivity and specificity it gives there. None when neither is asked for."""
     if threshold is None and target_sensitivity is None:
@@ -75,18 +76,15 @@ def operating_point(probs: np.ndarray, labels, classes: list[str], threshold: fl
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         method = "fixed threshold given at training"
     called = probs[:, pos] >= threshold
-    return {
-        "class": classes[pos], "threshold": float(threshold), "method": method,
-        "target_sensitivity": target_sensitivity,
-        "val_sensitivity": float(called[is_tumor].mean()) if is_tumor.any() else float("nan"),
-        "val_specificity": float((~called[~is_tumor]).mean()) if (~is_tumor).any() else float("nan"),
-        "val_n": int(len(labels)),
-    }
+    return OperatingPoint(
+        float(threshold), method, classes[pos], target_sensitivity,
+        float(called[is_tumor].mean()) if is_tumor.any() else float("nan"),
+        float((~called[~is_tumor]).mean()) if (~is_tumor).any() else float("nan"), int(len(labels)))
 
 
-def calibrate_checkpoint(payload: dict, val_logits, val_labels, threshold: float | None = None,
-                         target_sensitivity: float | None = None) -> dict:
-    """Fit the temperature (and operating point) on validation logits; returns the updated payload.
+def fit_calibration(val_logits, val_labels, classes: list[str], threshold: float | None = None,
+                    target_sensitivity: float | None = None) -> tuple[Calibration, OperatingPoint | None]:
+    """The temperature (and operating point) fitted on validation logits.
 
     The NLL-optimal temperature is kept only if it does not raise validation ECE: on a model that is
     already well calibrated the two criteria can disagree by noise, and then T = 1 is the honest choice.
@@ -103,13 +101,7 @@ def calibrate_checkpoint(payload: dict, val_logits, val_labels, threshold: float
     if at_bound:
         log.warning("fitted temperature %.3g sits at its search bound: the validation split is too small "
                     "or too easy to calibrate on", fitted)
-    payload["calibration"] = {
-        "temperature": temperature, "method": "temperature scaling, NLL on the validation split",
-        "nll_optimal_temperature": fitted, "kept": kept, "at_bound": at_bound,
-        **{f"val_{k}": v for k, v in summary.items()},
-    }
-    point = operating_point(softmax(val_logits, temperature), val_labels, payload["classes"], threshold,
-                            target_sensitivity)
-    payload["threshold"] = None if point is None else point["threshold"]
-    payload["operating_point"] = point
-    return payload
+    calibration = Calibration(temperature, "temperature scaling, NLL on the validation split", fitted, kept, at_bound,
+                              CalibrationCheck.from_dict(summary))
+    point = operating_point(softmax(val_logits, temperature), val_labels, classes, threshold, target_sensitivity)
+    return calibration, point

@@ -63,31 +63,44 @@ class ImageStore:
 
 class ImageInputs:
     """Model inputs for a batch: gathered, scaled to [0, 1], given synthetic lesions (relabelled), augmented
-    (geometry and intensity, then acquisition), standardised, channels_last.
+    (geometry and intensity, then acquisition), standardised, channels_last; with a mask store, `batch` also
+    gives the batch's masks, written with the lesions and moved by the same geometry.
 
     Every random draw is made for the whole global batch and each rank applies its rows, so an image's
     augmentation does not depend on the number of ranks (the lesions' own shapes excepted: each rank
-    renders its rows from one seed of the global stream).
+    renders its rows from one seed of the global stream). Masks take no draw, so asking for them changes
+    no image.
     """
 
     def __init__(self, store: ImageStore, prep: Preprocessing, augmentation: Augmentation | None,
-                 acquisition: AcquisitionAugmentation | None = None, lesions: LesionPlan | None = None):
+                 acquisition: AcquisitionAugmentation | None = None, lesions: LesionPlan | None = None,
+                 masks: ImageStore | None = None):
         self.store, self.prep, self.augmentation = store, prep, augmentation
-        self.acquisition, self.lesions = acquisition, lesions
+        self.acquisition, self.lesions, self.masks = acquisition, lesions, masks
 
     def __call__(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels, _ = self.batch(index, local, generator, labels)
+        return images, labels
+
+    def batch(self, index: torch.Tensor, local: torch.Tensor, generator: torch.Generator,
+              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Model inputs, labels and masks (uint8 [B, S, S]; None without a mask store) of this rank's rows."""
         images = to_unit_tensor(self.store.take(index[local]))
+        masks = self.masks.take(index[local]) if self.masks is not None else None
         if self.lesions is not None:
             receive, cyst, seed = self.lesions.draw(len(index), generator)
-            images, labels = self.lesions.apply(images, index[local], labels, (receive[local], cyst[local], seed))
+            images, labels, masks = self.lesions.apply_with_masks(images, index[local], labels,
+                                                                  (receive[local], cyst[local], seed), masks)
         if self.augmentation is not None:
-            params = self.augmentation.sample(len(index), generator, generator.device)  # the global batch's
-            images = Augmentation.apply(images, params[local])
+            params = self.augmentation.sample(len(index), generator, generator.device)[local]  # the global batch's
+            images = Augmentation.apply(images, params)
+            masks = None if masks is None else Augmentation.apply_masks(masks, params)
         if self.acquisition is not None:
-            params = self.acquisition.sample(len(index), generator, generator.device)
-            images = self.acquisition.apply(images, params[local])
-        return self.prep.model_input(images), labels
+            params = self.acquisition.sample(len(index), generator, generator.device)[local]
+            images = self.acquisition.apply(images, params)
+            masks = None if masks is None else self.acquisition.apply_masks(masks, params)
+        return self.prep.model_input(images), labels, masks
 
 
 class FeatureInputs:

@@ -1,5 +1,5 @@
 """Synthetic lesions in the training batches: every acquisition in the training set appears with and
-without a tumor, so a model cannot tell the class by the scanner (issue 12).
+without a tumor, so a model cannot tell the class by the scanner.
 
 A share of each batch's images with a located kidney receives a lesion drawn by
 kidneyct.synthetic.lesions inside that kidney, and its label becomes the lesion's class: a tumor makes any
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kidneyct.data.masks import CYST, TUMOR
 from kidneyct.synthetic.lesions import LesionModel, render_lesions
 
 CYST_SHARE = 0.5  # of lesions in Normal/Cyst slices, when the task has a Cyst class
@@ -58,16 +59,29 @@ class LesionPlan:
     def apply(self, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, draws) -> tuple[torch.Tensor, torch.Tensor]:
         """Insert lesions into `images` ([B, 1, S, S] in [0, 1], training rows `rows`) per this rank's share of
         `draws`; returns the images and their labels after insertion."""
+        images, labels, _ = self.apply_with_masks(images, rows, labels, draws, None)
+        return images, labels
+
+    def apply_with_masks(self, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, draws,
+                         masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`apply`, and the lesions written into the batch's masks (uint8 [B, S, S], data/masks.py's labels):
+        tumor (2) or cyst (3) where a lesion was drawn; the rest of a mask stays as it was, so in a slice
+        without a mask (UNKNOWN) the lesion is the only labelled region."""
         receive, cyst_draw, seed = draws
-        masks = self.kidney_masks[rows.to(self.kidney_masks.device)].to(images.device)
-        apply = (receive < self.share) & masks.flatten(1).any(1)
+        kidney = self.kidney_masks[rows.to(self.kidney_masks.device)].to(images.device)
+        apply = (receive < self.share) & kidney.flatten(1).any(1)
         if not bool(apply.any()):
-            return images, labels
+            return images, labels, masks
         is_cyst = torch.zeros_like(apply)
         if self.cyst is not None:
             is_cyst = (cyst_draw < CYST_SHARE) & self.cyst_hosts.to(labels.device)[labels]
         generator = torch.Generator(device=images.device).manual_seed(seed)
-        inserted = render_lesions(images, masks, apply, is_cyst.long(), generator, self.model)
+        inserted = render_lesions(images, kidney, apply, is_cyst.long(), generator, self.model)
         new_labels = torch.where(is_cyst, torch.full_like(labels, self.cyst if self.cyst is not None else 0),
                                  torch.full_like(labels, self.tumor))
-        return inserted.images, torch.where(inserted.applied.to(labels.device), new_labels, labels)
+        applied = inserted.applied.to(labels.device)
+        if masks is not None:
+            lesion = inserted.masks.to(masks.device) & inserted.applied.to(masks.device)[:, None, None]
+            value = torch.where(inserted.tumor, TUMOR, CYST).to(masks.device, masks.dtype)[:, None, None]
+            masks = torch.where(lesion, value.expand_as(masks), masks)
+        return inserted.images, torch.where(applied, new_labels, labels), masks

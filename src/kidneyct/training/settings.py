@@ -8,10 +8,13 @@ from dataclasses import replace
 
 from kidneyct.config import TrainConfig
 from kidneyct.data.cache import CacheSettings
+from kidneyct.data.sources import Source, resolve_sources
 from kidneyct.data.splits import SplitFractions
 from kidneyct.models import ModelConfig, get_spec
 from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing
 from kidneyct.preprocess.acquisition import ACQUISITIONS, AcquisitionAugmentation, families
+from kidneyct.training.segmenter import SegmenterSettings
+from kidneyct.training.zoom_batches import ZoomAugmentation
 
 
 def split_fractions(config: TrainConfig) -> SplitFractions:
@@ -25,12 +28,25 @@ def model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
                        freeze, config.dropout).resolved()
 
 
+def sources(config: TrainConfig) -> list[Source]:
+    """The run's sources: each --data folder, then those of the --sources file."""
+    return resolve_sources(config.data, config.sources)
+
+
 def cache_settings(config: TrainConfig) -> CacheSettings:
     return CacheSettings(config.cache, config.cache_dir)
 
 
+# A segmenting model's cached form is the body view at twice its work size: the overview shrinks it, and the
+# zoom on a kidney (about a third of the view's side) takes it at about its own resolution.
+VIEW_SCALE = 2
+
+
 def preprocessing(config: TrainConfig) -> Preprocessing:
     spec = get_spec(config.model)
+    if spec.maps:  # the body view; the model standardises each crop itself
+        return Preprocessing(VIEW_SCALE * (config.image_size or spec.image_size), config.window_level,
+                             config.window_width, spec.mean, spec.std, body_crop=True)
     return Preprocessing(config.image_size or spec.image_size, config.window_level, config.window_width,
                          spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta,
                          body_norm=config.body_norm, kidney_crop=config.kidney_crop)
@@ -63,3 +79,11 @@ def learning_rate(config: TrainConfig) -> float:
     scaling rules for adaptive gradient algorithms"); the linear rule of SGD overshoots them. The warm-up
     stays fixed in epochs, so a larger batch (fewer steps) still warms up over the same data."""
     return config.lr * math.sqrt(config.batch_size / config.lr_batch)
+
+
+def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
+    """How a segmenting model trains: its work size and the unenhanced-kidney share from `config`, the rest the
+    measured defaults of SegmenterSettings."""
+    spec = get_spec(config.model)
+    augmentation = ZoomAugmentation(unenhanced=config.unenhanced) if config.augment else None
+    return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation)

@@ -1,5 +1,6 @@
 """Training: AdamW + cosine schedule, class-weighted loss, early stopping on validation macro-F1,
-atomic best/last checkpoints, exact resume. Images are decoded once into a memory-mapped cache, live on
+atomic best/last checkpoints, exact resume. At the end each checkpoint is calibrated and given its study
+settings for its own weights, then written once. Images are decoded once into a memory-mapped cache, live on
 the GPU when they fit (else are read per batch from the cache) and are augmented batch-wise on the
 device, so no DataLoader sits in the hot loop. A frozen backbone trains its head on cached features.
 Under torchrun each rank trains on its shard of every global batch (DistributedDataParallel); rank 0
@@ -13,47 +14,38 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kidneyct.about import __version__
+from kidneyct.checkpoint import (Checkpoint, DataRecord, EpochRecord, Outputs, Progress, ResumeState, Segmentation,
+                                 Source, TrainingRecord, read_checkpoint, write_checkpoint)
 from kidneyct.config import RUNTIME_FIELDS, SAMPLERS, TrainConfig
 from kidneyct.data.kidneys import kidney_masks
 from kidneyct.data.prepare import PreparedData, prepare_data
 from kidneyct.evaluation.metrics import point_metrics
 from kidneyct.io.atomic import remove_stale_temporaries
 from kidneyct.labels import positive_index
-from kidneyct.models import ModelConfig, create_model
-from kidneyct.models.checkpoint import FORMAT, VERSION, atomic_save, read_checkpoint
+from kidneyct.models import ModelConfig, create_model, get_spec
 from kidneyct.models.forward import predict_logits
 from kidneyct.preprocess import Augmentation, Preprocessing
+from kidneyct.run_folder import SPLIT_CSV, RunFolder
 from kidneyct.runtime import configure_backend, progress_bar, seed_everything
 from kidneyct.synthetic.phantom import is_synthetic
 from kidneyct.training import settings
-from kidneyct.training.calibration import calibrate_checkpoint
+from kidneyct.training.calibration import fit_calibration
 from kidneyct.training.distributed import DistContext, init_distributed
 from kidneyct.training.engine import FeatureInputs, ImageInputs, ImageStore, head_logits, run_epoch
 from kidneyct.training.features import FeatureMemo, extract_features, subset_features, uses_feature_cache
 from kidneyct.training.lesion_inputs import LesionPlan
-from kidneyct.training.study_settings import record_study_settings
+from kidneyct.training.segmenter import SegmenterTrainer, TrainingSet
+from kidneyct.training.zoom_batches import has_mask
+from kidneyct.training.study_settings import study_settings
 
 log = logging.getLogger(__name__)
-
-SPLIT_CSV = "split.csv"
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    stale_epochs: int = 0
-    stopped_early: bool = False
-    history: list = field(default_factory=list)
 
 
 @dataclass
@@ -61,7 +53,7 @@ class TrainResult:
     out: Path
     best_checkpoint: Path
     last_checkpoint: Path
-    history: list
+    history: list[EpochRecord]
     skipped: list
     split_sizes: dict
     feature_seconds: float | None = None  # time to cache backbone features (frozen backbones)
@@ -90,43 +82,14 @@ def cosine_with_warmup(optimizer, total_steps: int, warmup_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _checkpoint_payload(config: TrainConfig, model_config: ModelConfig, prep: Preprocessing, augmentation,
-                        classes, model, state: TrainState, data: PreparedData, optimizer=None, scheduler=None,
-                        acquisition=None, lesions: LesionPlan | None = None) -> dict:
-    payload = {
-        "format": FORMAT, "version": VERSION, "kidneyct_version": __version__,
-        "model_config": model_config.to_dict(), "classes": list(classes),
-        "preprocessing": prep.to_dict(), "augmentation": augmentation.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "train_config": config.to_dict(),
-        "data": {
-            "root": str(data.catalogue.root), "synthetic": is_synthetic(data.catalogue.root),
-            "split_csv": SPLIT_CSV, "split_kind": config.split, "split_seed": config.seed,
-            "split_sizes": {name: len(arrays) for name, arrays in data.splits.items()},
-            "skipped": [list(item) for item in data.skipped],
-        },
-        "calibration": {"temperature": 1.0},
-        "threshold": None,
-        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
-        "stale_epochs": state.stale_epochs, "stopped_early": state.stopped_early, "history": state.history,
-    }
-    if acquisition is not None:
-        payload["acquisition"] = acquisition.to_dict()
-    if lesions is not None:  # what training taught with: recorded, not needed for inference
-        payload["synthetic_lesions"] = {"share": lesions.share, "model": lesions.model.to_dict()}
-    if optimizer is not None:
-        payload["optimizer"] = optimizer.state_dict()
-        payload["scheduler"] = scheduler.state_dict()
-    return payload
-
-
-def _write_history(path: Path, history: list) -> None:
+def _write_history(path: Path, history: list[EpochRecord]) -> None:
     if not history:
         return
+    rows = [asdict(row) for row in history]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(history)
+        writer.writerows(rows)
 
 
 def validation_metrics(logits: torch.Tensor, labels: np.ndarray, classes, weights=None) -> dict:
@@ -141,34 +104,24 @@ def _prepare(config: TrainConfig, prep: Preprocessing, out: Path, reuse_split: b
     device = ctx.device
     options = dict(seed=config.seed, fractions=settings.split_fractions(config), split_kind=config.split,
                    workers=config.workers, progress=config.progress and ctx.is_main,
-                   cache=settings.cache_settings(config),
+                   cache=settings.cache_settings(config), test_source=config.test_source,
                    jpeg_device=device if device.type == "cuda" else None)
     data = None
     if config.split_file is not None and not reuse_split and ctx.is_main:
         source = Path(config.split_file)
         if not source.is_file():
             raise FileNotFoundError(f"split file {source} not found")
-        if source.resolve() != (out / SPLIT_CSV).resolve():
-            shutil.copyfile(source, out / SPLIT_CSV)
+        if source.resolve() != RunFolder(out).split_csv.resolve():
+            shutil.copyfile(source, RunFolder(out).split_csv)
     reuse_split = reuse_split or config.split_file is not None
     if ctx.is_main:
-        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=reuse_split, **options)
+        data = prepare_data(settings.sources(config), config.classes, prep, RunFolder(out).split_csv,
+                            reuse_split=reuse_split, **options)
     ctx.barrier()
     if data is None:
-        data = prepare_data(config.data, config.classes, prep, out / SPLIT_CSV, reuse_split=True,
+        data = prepare_data(settings.sources(config), config.classes, prep, RunFolder(out).split_csv, reuse_split=True,
                             write_split=False, **options)
     return data
-
-
-def calibrate_checkpoint_file(path: Path, model, val_logits, val_labels, config: TrainConfig) -> dict:
-    """Fit temperature and operating point on validation logits of the weights stored in `path`;
-    `val_logits(part)` runs `model` (or its head on cached features) on validation rows."""
-    payload = read_checkpoint(path)
-    model.load_state_dict(payload["state_dict"])
-    logits = val_logits(slice(None)).float().cpu()
-    payload = calibrate_checkpoint(payload, logits.numpy(), val_labels, config.threshold, config.target_sensitivity)
-    atomic_save(payload, path)
-    return payload
 
 
 def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None = None,
@@ -192,15 +145,17 @@ def train(config: TrainConfig, resume: bool = False, extend_epochs: int | None =
         ctx.close()
 
 
-def _resolved(config: TrainConfig, resume: bool, extend_epochs: int | None) -> tuple[TrainConfig, dict | None]:
+def _resolved(config: TrainConfig, resume: bool, extend_epochs: int | None) -> tuple[TrainConfig, Checkpoint | None]:
     """The configuration to run and, when resuming, the checkpoint to continue from."""
-    last_path = Path(config.out) / "last.pt"
+    last_path = RunFolder(config.out).last
     if not resume:
         return config, None
     if not last_path.exists():
         raise FileNotFoundError(f"--resume: no {last_path} to resume from")
     previous = read_checkpoint(last_path)
-    stored = TrainConfig.from_dict(previous["train_config"])
+    if previous.resume is None or previous.training is None or previous.training.config is None:
+        raise ValueError(f"--resume: {last_path} holds no training state to resume from")
+    stored = previous.training.config
     # The run continues as configured; only where it runs (its folder, which may have moved, included) and how
     # it reports may change.
     runtime = {name: getattr(config, name) for name in (*RUNTIME_FIELDS, "out")}
@@ -208,6 +163,8 @@ def _resolved(config: TrainConfig, resume: bool, extend_epochs: int | None) -> t
 
 
 def _check(config: TrainConfig) -> None:
+    if get_spec(config.model).maps:
+        _check_segmenting(config)
     if config.threshold is not None and config.target_sensitivity is not None:
         raise ValueError("give either a threshold or a target sensitivity, not both")
     if config.sampler not in SAMPLERS:
@@ -219,6 +176,20 @@ def _check(config: TrainConfig) -> None:
     if config.synthetic_lesions > 0 and config.kidney_crop:
         raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body, but with the kidney "
                          "crop (the default recipe's) the cached images hold only the kidneys: add --no-kidney-crop")
+
+
+def _check_segmenting(config: TrainConfig) -> None:
+    """A segmenting model looks at the body view and zooms on the kidneys it finds itself, learns from masks
+    with its own augmentation, and has two classes: tumor and the rest."""
+    given = [name for name, on in (("--kidney-crop", config.kidney_crop), ("--synthetic-lesions", config.synthetic_lesions),
+                                   ("--acquisition", config.acquisition not in ("none", "", None)),
+                                   ("--tta", config.tta), ("--body-norm", config.body_norm)) if on]
+    if given:
+        raise ValueError(f"{config.model} is a segmenting model: {', '.join(given)} do not apply to it (it looks at "
+                         "the body view, zooms on the kidneys it finds and normalises each crop itself)")
+    if config.split_file is None and config.classes.count(",") != 1:
+        raise ValueError(f"{config.model} learns two classes, tumor and the rest: give --classes such as "
+                         f"'tumor,normal+cyst+nokidney', not {config.classes!r}")
 
 
 @dataclass
@@ -234,7 +205,7 @@ class _Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object
-    state: TrainState
+    state: Progress
     augmentation: Augmentation | None
     acquisition: object = None
     lesions: LesionPlan | None = None
@@ -242,6 +213,12 @@ class _Run:
     forward: object = None
     val_features: torch.Tensor | None = None
     feature_seconds: float | None = None
+    best_weights: dict | None = None  # a CPU copy of the best epoch's weights, for the final best.pt
+    segmenter: SegmenterTrainer | None = None  # a segmenting model's epochs (kidneyct.training.segmenter)
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.out)
 
     @property
     def classes(self) -> list[str]:
@@ -258,18 +235,44 @@ class _Run:
         return max(self.config.batch_size, 128) if self.device.type == "cuda" else self.config.batch_size
 
     def val_logits(self, part) -> torch.Tensor:
+        if self.segmenter is not None:
+            views = self.data.splits["val"].images[part]
+            return torch.from_numpy(self.segmenter.validation_logits(views, self.config.slice_probability))
         if self.val_features is not None:
             return head_logits(self.model.head, self.val_features[part], self.device)
         return predict_logits(self.model, self.prep, self.data.splits["val"].images[part], self.val_batch, self.device)
 
-    def save(self, path: Path, with_optimizer: bool) -> None:
-        atomic_save(_checkpoint_payload(
-            self.config, self.model_config, self.prep, self.augmentation or Augmentation(), self.classes, self.model,
-            self.state, self.data, self.optimizer if with_optimizer else None,
-            self.scheduler if with_optimizer else None, self.acquisition, self.lesions), path)
+    def weights(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def checkpoint(self, weights: dict, resume: ResumeState | None = None, **fitted) -> Checkpoint:
+        """The run's checkpoint with `weights`; `fitted`: the calibration, operating point and study settings
+        fitted at the end (absent in the checkpoints written while training goes on)."""
+        data = DataRecord(str(self.data.catalogue.root), is_synthetic(self.data.catalogue.root), SPLIT_CSV,
+                          self.config.split, self.config.seed,
+                          {name: len(arrays) for name, arrays in self.data.splits.items()},
+                          [list(item) for item in self.data.skipped])
+        lesions = None if self.lesions is None else {"share": self.lesions.share, "model": self.lesions.model.to_dict()}
+        progress = Progress(**{**asdict(self.state), "history": list(self.state.history)})
+        training = TrainingRecord(self.config, data, progress, (self.augmentation or Augmentation()).to_dict(),
+                                  None if self.acquisition is None else self.acquisition.to_dict(), lesions)
+        sources = [Source.of_summary(name, summary) for name, summary in self.data.sources_summary().items()]
+        return Checkpoint(self.model_config, list(self.classes), self.prep, weights, training=training, resume=resume,
+                          sources=sources, outputs=self.outputs(), **fitted)
+
+    def outputs(self) -> Outputs:
+        """What the model outputs beside its logits: a segmenting model's maps and how its looks are made."""
+        if self.segmenter is None:
+            return Outputs()
+        trained = self.segmenter.settings
+        return Outputs(maps=get_spec(self.config.model).maps, slice_probability=self.config.slice_probability,
+                       kidney_finder="kidney map", segmentation=Segmentation(trained.work_size, trained.zoom))
+
+    def resume_state(self) -> ResumeState:
+        return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict())
 
 
-def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run:
+def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -> _Run:
     """Data, model, optimiser and schedule (restored when resuming)."""
     out = Path(config.out)
     if ctx.is_main:
@@ -288,7 +291,7 @@ def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run
                          "need more data or other fractions")
     model_config = settings.model_config(config, len(classes))
     if ctx.is_main:
-        (out / "config.json").write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
+        RunFolder(out).config_json.write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
                                                      "preprocessing": prep.to_dict()}, indent=2))
     seed_everything(config.seed)
     model = create_model(model_config, load_pretrained=previous is None).to(ctx.device)
@@ -298,19 +301,39 @@ def _start(config: TrainConfig, previous: dict | None, ctx: DistContext) -> _Run
         log.info("learning rate %.3g: --lr %.3g scaled for %d images per step (given for %d)", lr, config.lr,
                  config.batch_size, config.lr_batch)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], lr, config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    segmenter = _segmenter(config, model, train_set, classes, ctx) if get_spec(config.model).maps else None
+    steps_per_epoch = segmenter.steps_per_epoch(config.batch_size) if segmenter else \
+        math.ceil(len(train_set) / config.batch_size)
     scheduler = cosine_with_warmup(optimizer, steps_per_epoch * config.epochs,
                                    int(steps_per_epoch * config.warmup_epochs))
-    state = TrainState()
+    state, best_weights = Progress(), None
     if previous is not None:
-        model.load_state_dict(previous["state_dict"])
-        optimizer.load_state_dict(previous["optimizer"])
-        scheduler.load_state_dict(previous["scheduler"])
-        state = TrainState(previous["epoch"], previous["best_score"], previous["best_epoch"],
-                           previous["stale_epochs"], previous["stopped_early"], list(previous["history"]))
+        model.load_state_dict(previous.state_dict)
+        optimizer.load_state_dict(previous.resume.optimizer)
+        scheduler.load_state_dict(previous.resume.scheduler)
+        state = Progress(**{**asdict(previous.progress), "history": list(previous.progress.history)})
+        best_path = RunFolder(out).best
+        best_weights = read_checkpoint(best_path).state_dict if best_path.exists() else None
         log.info("resuming %s after epoch %d", out, state.epoch)
-    return _Run(config, ctx, out, prep, data, model_config, model, optimizer, scheduler, state,
-                settings.augmentation_policy(config), settings.acquisition_policy(config))
+    run = _Run(config, ctx, out, prep, data, model_config, model, optimizer, scheduler, state,
+               settings.augmentation_policy(config), settings.acquisition_policy(config))
+    run.best_weights, run.segmenter = best_weights, segmenter
+    return run
+
+
+def _segmenter(config: TrainConfig, model, train_set, classes: list[str], ctx: DistContext) -> SegmenterTrainer:
+    """The epochs of a segmenting model on the training split's body views and masks (held in memory)."""
+    if ctx.world_size > 1:
+        raise ValueError("segmenting models train in one process; run without torchrun")
+    if train_set.masks is None:
+        raise ValueError("a segmenting model needs masks: give sources with a masks folder (docs/sources.md)")
+    views, masks = np.asarray(train_set.images), np.asarray(train_set.masks)
+    if not has_mask(masks).any():
+        raise ValueError("no training slice has a mask: a segmenting model learns its maps from masks "
+                         "(docs/sources.md: masks/<image stem>.png beside the class folders)")
+    data = TrainingSet(views, masks, train_set.labels, np.array([s.source or "" for s in train_set.samples]))
+    return SegmenterTrainer(model, data, positive_index(classes), settings.segmenter_settings(config), config.seed,
+                            ctx.device)
 
 
 def _lesion_plan(run: _Run) -> LesionPlan | None:
@@ -328,6 +351,8 @@ def _attach_inputs(run: _Run, memo: FeatureMemo | None) -> None:
     """What the optimiser trains on: the head on cached backbone features (frozen backbone), else the
     whole model on augmented images (with synthetic lesions when asked for)."""
     config, train_set, val_set = run.config, run.data.splits["train"], run.data.splits["val"]
+    if run.segmenter is not None:  # it draws its own crops and steps
+        return
     if uses_feature_cache(run.model, config.feature_cache):
         if config.synthetic_lesions > 0 or run.acquisition is not None:
             raise ValueError("synthetic lesions and acquisition augmentation change images every draw: a frozen "
@@ -375,24 +400,34 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
     started = time.perf_counter()
     steps = math.ceil(len(train_set) / config.batch_size)
     bar = progress_bar(total=steps, enabled=config.progress and run.ctx.is_main, desc=f"epoch {epoch}/{config.epochs}")
-    stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
-                      config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
-                      label_smoothing=config.label_smoothing)
+    if run.segmenter is not None:
+        bar.close()  # it has a bar of its own
+        stats = run.segmenter.train_epoch(epoch, run.optimizer, run.scheduler, config.batch_size, not bar.disable)
+    else:
+        stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
+                          config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
+                          label_smoothing=config.label_smoothing)
     bar.close()
     seconds = time.perf_counter() - started
     logits = run.ctx.assemble(run.val_logits(run.ctx.shard(len(val_set))), len(val_set))
     val = validation_metrics(logits, val_set.labels, run.classes, weights)
     improved = _record(state, epoch, stats, val, seconds, run.optimizer.param_groups[0]["lr"], config.patience)
+    if run.segmenter is not None:
+        # A segmenting model keeps its final weights: its validation split, a few dozen slices, is too small to
+        # pick an epoch by without picking its noise.
+        improved = epoch == config.epochs
     log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
              epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / seconds)
-    if run.ctx.is_main:
+    if improved:
+        run.best_weights = run.weights()
+    if run.ctx.is_main:  # while training goes on: uncalibrated, so that an interrupted run can resume
         if improved:
-            run.save(run.out / "best.pt", False)
-        run.save(run.out / "last.pt", True)
-        _write_history(run.out / "metrics.csv", state.history)
+            write_checkpoint(run.checkpoint(run.best_weights), run.folder.best)
+        write_checkpoint(run.checkpoint(run.weights(), run.resume_state()), run.folder.last)
+        _write_history(run.folder.history_csv, state.history)
 
 
-def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr: float, patience: int) -> bool:
+def _record(state: Progress, epoch: int, stats, val: dict, seconds: float, lr: float, patience: int) -> bool:
     """Update the state with one epoch's numbers; True when validation macro-F1 improved."""
     state.epoch = epoch
     improved = val["macro_f1"] > state.best_score + 1e-6
@@ -400,12 +435,11 @@ def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr:
         state.best_score, state.best_epoch, state.stale_epochs = val["macro_f1"], epoch, 0
     else:
         state.stale_epochs += 1
-    state.history.append({
-        "epoch": epoch, "train_loss": round(stats.loss, 6), "train_accuracy": round(stats.accuracy, 6),
-        "val_loss": round(val["loss"], 6), "val_accuracy": round(val["accuracy"], 6),
-        "val_macro_f1": round(val["macro_f1"], 6), "lr": lr,
-        "seconds": round(seconds, 3), "images_per_second": round(stats.seen / seconds, 1),
-    })
+    state.history.append(EpochRecord(
+        epoch, train_loss=round(stats.loss, 6), train_accuracy=round(stats.accuracy, 6),
+        val_loss=round(val["loss"], 6), val_accuracy=round(val["accuracy"], 6),
+        val_macro_f1=round(val["macro_f1"], 6), lr=lr,
+        seconds=round(seconds, 3), images_per_second=round(stats.seen / seconds, 1)))
     if state.stale_epochs >= patience:
         state.stopped_early = True
         log.info("early stop after epoch %d: no better validation macro-F1 for %d epochs", epoch, patience)
@@ -413,20 +447,28 @@ def _record(state: TrainState, epoch: int, stats, val: dict, seconds: float, lr:
 
 
 def _finish(run: _Run) -> None:
-    """Calibrate best.pt and last.pt, each for its own weights, on the validation split, and record what
+    """Write last.pt and best.pt once each, for its own weights: calibrated on the validation split, with what
     inference needs to judge whole studies (study rule, scope statistics, intensity profile)."""
-    best_path, last_path = run.out / "best.pt", run.out / "last.pt"
-    if run.ctx.is_main and not best_path.exists():  # resumed a finished run whose best.pt was removed
-        run.save(best_path, False)
     if run.ctx.is_main:
-        for path in (best_path, last_path):
-            calibration = calibrate_checkpoint_file(path, run.model, run.val_logits, run.data.splits["val"].labels,
-                                                    run.config)["calibration"]
-            log.info("%s: temperature %.3f, validation ECE %.4f -> %.4f", path.name, calibration["temperature"],
-                     calibration["val_ece_before"], calibration["val_ece_after"])
-            record_study_settings(path, run.model, run.prep, run.data.splits["train"].images,
-                                  run.data.splits["val"].images, run.device)
+        last = run.weights()
+        # A resumed run whose best.pt was removed keeps its last weights as the best.
+        best = run.best_weights if run.best_weights is not None else last
+        for path, weights, resume in ((run.folder.last, last, run.resume_state()), (run.folder.best, best, None)):
+            run.model.load_state_dict(weights)
+            write_checkpoint(run.checkpoint(weights, resume, **_fitted(run)), path)
     run.ctx.barrier()  # every rank returns once rank 0's files are written
+
+
+def _fitted(run: _Run) -> dict:
+    """The calibration, operating point and study settings of the model's current weights."""
+    val = run.data.splits["val"]
+    calibration, point = fit_calibration(run.val_logits(slice(None)).float().cpu().numpy(), val.labels, run.classes,
+                                         run.config.threshold, run.config.target_sensitivity)
+    log.info("temperature %.3f, validation ECE %.4f -> %.4f", calibration.temperature,
+             calibration.validation.ece_before, calibration.validation.ece_after)
+    study = study_settings(run.model, run.prep, run.data.splits["train"].images, val.images, run.device,
+                           features=run.segmenter is None)
+    return {"calibration": calibration, "operating_point": point, "study": study}
 
 
 def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: DistContext,
@@ -439,5 +481,5 @@ def _train(config: TrainConfig, resume: bool, extend_epochs: int | None, ctx: Di
     while run.state.epoch < config.epochs and not run.state.stopped_early:
         _epoch(run, weights)
     _finish(run)
-    return TrainResult(run.out, run.out / "best.pt", run.out / "last.pt", run.state.history, run.data.skipped,
+    return TrainResult(run.out, run.folder.best, run.folder.last, run.state.history, run.data.skipped,
                        {name: len(arrays) for name, arrays in run.data.splits.items()}, run.feature_seconds)

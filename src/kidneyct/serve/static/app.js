@@ -38,7 +38,7 @@ function renderBars(result) {
   for (const name of result.classes) {
     const p = result.probabilities[name];
     const row = document.createElement("div");
-    row.className = "bar" + (name === result.predicted ? " predicted" : "");
+    row.className = "bar" + (name === result.call ? " predicted" : "");
     row.dataset.class = name;
     const label = document.createElement("div");
     label.className = "label";
@@ -57,7 +57,7 @@ function renderBars(result) {
     row.append(label, track);
     bars.append(row);
   }
-  $("predicted").textContent = result.predicted;
+  $("predicted").textContent = result.call === null ? "no call (out of scope)" : result.call;
   const scope = $("scope");
   scope.classList.toggle("out", result.in_scope === false);
   scope.textContent = result.in_scope === false
@@ -106,7 +106,7 @@ async function analyse(file) {
     await loadImage($("overlay"), overlay);
     $("overlay").hidden = !$("heatmap-toggle").checked;
     $("result").dataset.state = "done";
-    setStatus(`${file.name}: ${result.predicted}`);
+    setStatus(`${file.name}: ${result.call === null ? "no call (out of scope)" : result.call}`);
   } catch (error) {
     $("result").dataset.state = "error";
     setStatus("");

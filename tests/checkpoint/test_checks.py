@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kidneyct.checkpoint.model import load_model
 from kidneyct.errors import CheckpointError
-from kidneyct.models.checkpoint import load_model, read_checkpoint
 
 
 def _altered(source, folder, change) -> str:
-    payload = read_checkpoint(source)
+    payload = torch.load(source, weights_only=True)
     change(payload)
     path = folder / "altered.pt"
     torch.save(payload, path)
@@ -26,11 +26,12 @@ def _shrink_first_weight(payload):
 @pytest.mark.parametrize("change, message", [
     (lambda p: p["calibration"].update(temperature=0.0), "temperature 0.0 is not a finite number above 0"),
     (lambda p: p["calibration"].update(temperature=float("nan")), "temperature nan"),
-    (lambda p: p.update(threshold=1.5), "threshold 1.5 is not a probability"),
+    (lambda p: p.update(operating_point={"threshold": 1.5, "method": "given"}), "threshold 1.5 is not a probability"),
     (lambda p: p.update(classes=["Tumor", "Normal", "Cyst"]), "2 outputs for 3 classes"),
     (lambda p: p.update(classes=["Tumor", "Tumor"]), "not two or more distinct names"),
-    (lambda p: p["model_config"].update(name="no-such-model", num_classes=2), "unusable model configuration"),
-    (lambda p: p.pop("preprocessing"), "incomplete checkpoint"),
+    (lambda p: p["model"].update(name="no-such-model", num_classes=2), "unusable model configuration"),
+    (lambda p: p.pop("preprocessing"), "unusable checkpoint"),
+    (lambda p: p.update(version=99), "newer kidneyct"),
     (_shrink_first_weight, "weights do not fit"),
 ])
 def test_inconsistent_checkpoints_are_refused_with_the_reason(trained_run, tmp_path, change, message):

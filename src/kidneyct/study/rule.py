@@ -1,9 +1,7 @@
 """The study rule: one tumor probability for a series, volume or inferred series from its slices' calibrated
 tumor probabilities. One function, `study_score`, used by predict, serve, evaluate, cross-validation and the
-reports, so that what is measured is what ships; its parameters (`StudyRule`) are stored in checkpoints.
-
-It lives here, below inference and training, because training records the rule in the checkpoint and
-evaluation scores inferred series with it; inference re-exports it (kidneyct.inference.study)."""
+reports, so that what is measured is what ships; its parameters (`StudyRule`) are stored in checkpoints, and
+`call_study` turns the score into the call that every prediction front end reports."""
 
 from __future__ import annotations
 
@@ -52,7 +50,7 @@ class StudyRule(DictRecord):
 
 # Checkpoints written before the rule was stored were used with the top-3 mean.
 LEGACY_RULE = StudyRule("top_k", k=3)
-# Chosen by benchmarks/study_rule.py (benchmarks/results/study-rule.json; README "Whole series"): on the default
+# Chosen by benchmarks/study_rule.py (benchmarks/results/study-rule.json; docs/study-reports.md): on the default
 # recipe's grouped cross-validation series every candidate ties with the mean (per-series ROC-AUC 0.59-0.63, paired
 # differences within +-0.08); on 40 pelvis-to-liver phantom volumes, whose tumors show on about half of the
 # in-scope slices, the top-3 mean has the best ROC-AUC (0.895; the mean 0.823) and sensitivity at specificity
@@ -73,7 +71,7 @@ def study_score(slice_probs, in_scope=None, rule: StudyRule = DEFAULT_RULE) -> S
     Args:
         slice_probs: calibrated tumor probabilities of the study's slices, in slice order.
         in_scope: bool per slice (None: all in scope); out-of-scope slices never drive a call.
-        rule: the StudyRule (the checkpoint's, `rule_of(payload)`).
+        rule: the StudyRule (the checkpoint's `study.rule`).
 
     Returns:
         A StudyScore: the probability (None without an in-scope slice), the driving slices' positions and
@@ -96,7 +94,34 @@ def study_score(slice_probs, in_scope=None, rule: StudyRule = DEFAULT_RULE) -> S
     return StudyScore(probability, sorted(int(i) for i in driving), len(chosen))
 
 
-def rule_of(payload: dict | None) -> StudyRule:
-    """The study rule a checkpoint (or ONNX metadata) records; LEGACY_RULE for those written before."""
-    stored = (payload or {}).get("study_rule")
-    return StudyRule.from_dict(stored) if stored else LEGACY_RULE
+NO_SCOPE = "no kidney found in this series: out of scope, no call"
+
+
+@dataclass(frozen=True)
+class StudyCall:
+    probability: float | None  # None: no call (no slice in scope)
+    tumor: bool | None
+    driving_slices: list[int]  # slice indices the probability comes from, in slice order
+    description: str
+
+
+def call_study(tumor_probs, slice_indices: list[int], threshold: float, rule: StudyRule,
+               in_scope=None) -> StudyCall:
+    """The study's tumor probability and call under `rule` over its in-scope slices.
+
+    Args:
+        tumor_probs: calibrated tumor probability per slice, in slice order.
+        slice_indices: each slice's index in its series or volume.
+        threshold: the tumor operating threshold.
+        rule: the checkpoint's study rule.
+        in_scope: bool per slice (None: all in scope).
+
+    Returns:
+        A StudyCall; without an in-scope slice its probability and call are None and the description says so.
+    """
+    score = study_score(np.asarray(tumor_probs, np.float64), in_scope, rule)
+    if score.probability is None:
+        return StudyCall(None, None, [], NO_SCOPE)
+    driving = [int(slice_indices[i]) for i in score.driving]
+    description = f"{rule.describe(threshold)} ({score.n_in_scope} in scope)"
+    return StudyCall(score.probability, score.probability >= threshold, driving, description)

@@ -8,7 +8,7 @@ slices (fitted at the end of training) and the measures inference compares new s
 - `ScopeSettings`: how the scope gate reads a slice (the locator's view) and how far a series' in-scope span
   reaches beyond its located kidneys.
 
-Here, below training and inference, because training fits them and inference applies them."""
+Training fits them (kidneyct.study.settings), checkpoints store them and inference applies them."""
 
 from __future__ import annotations
 

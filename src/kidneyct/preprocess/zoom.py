@@ -1,0 +1,112 @@
+"""The kidney zoom: the square around each kidney, cut from a slice's body view and resized for a second look.
+
+A segmenting model looks twice: at the whole body view (an overview, where its kidney map finds the kidneys)
+and at the square around each kidney it found (the zoom, where lesions are about three times larger: a square
+around both kidneys would span most of the body's width and barely magnify). The kidneys are told apart by the
+side of the view's midline they lie on: the body view is centred on the body, so the spine is near it. Boxes are
+(centre x, centre y, half side) in the view's normalised coordinates ([-1, 1], as torch's `affine_grid`), so a
+box found at one resolution cuts the same region at any other. Sampling follows `affine_grid` +
+`grid_sample(align_corners=False)` with zero padding exactly, so training (in torch, with augmentation composed
+into the same affine) and inference (here, in numpy: no torch needed) cut identical crops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from kidneyct.records import DictRecord
+
+
+@dataclass(frozen=True)
+class Zoom(DictRecord):
+    """How the zoom box is drawn around a kidney map (stored with a segmenting model).
+
+    Args:
+        margin: added on each side of a kidney's bounding box, as a share of its longer side.
+        least: the smallest box side, as a share of the view's side (a sliver of kidney still gets context).
+        prior: the box when no kidney is found: in front of the spine, lower middle of the body view.
+        threshold: kidney probability above which a pixel counts as kidney.
+        least_share: a side's kidney pixels, as a share of the view, below which that side has no kidney (a few
+            stray pixels do not make a second zoom).
+    """
+
+    margin: float = 0.25
+    least: float = 0.25
+    prior: tuple[float, float, float] = (0.0, 0.3, 0.45)
+    threshold: float = 0.5
+    least_share: float = 0.001
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Zoom":
+        if "prior" in values:  # JSON gives the tuple back as a list
+            values = {**values, "prior": tuple(values["prior"])}
+        return super().from_dict(values)
+
+    def box(self, kidney: np.ndarray) -> tuple[float, float, float] | None:
+        """The box around a boolean kidney mask [H, W] (any resolution); None when it is empty."""
+        rows, cols = np.flatnonzero(kidney.any(1)), np.flatnonzero(kidney.any(0))
+        if len(rows) == 0:
+            return None
+        height, width = kidney.shape
+        top, bottom = rows[0] / height, (rows[-1] + 1) / height  # in [0, 1] of the side
+        left, right = cols[0] / width, (cols[-1] + 1) / width
+        side = max(bottom - top, right - left) * (1 + 2 * self.margin)
+        side = max(side, self.least)
+        # [0, 1] -> [-1, 1]: the centre doubles less one; half the side doubled is the side.
+        return (left + right - 1.0, top + bottom - 1.0, float(side))
+
+    def side_boxes(self, kidney: np.ndarray) -> list[tuple[float, float, float]]:
+        """One box per side of the view's midline that holds kidney (at least `least_share` of the view) in a
+        boolean mask [H, W]; empty when neither does."""
+        middle = kidney.shape[1] // 2
+        boxes = []
+        for side in (slice(0, middle), slice(middle, None)):
+            half = np.zeros_like(kidney)
+            half[:, side] = kidney[:, side]
+            if half.sum() >= self.least_share * kidney.size:
+                boxes.append(self.box(half))
+        return boxes
+
+    def boxes_or_prior(self, kidney_probability: np.ndarray) -> tuple[list[tuple[float, float, float]], bool]:
+        """The side boxes of a kidney probability map, or [prior] when it shows no kidney; and whether it did."""
+        boxes = self.side_boxes(kidney_probability > self.threshold)
+        return (boxes, True) if boxes else ([self.prior], False)
+
+
+FULL_VIEW = (0.0, 0.0, 1.0)  # the box of the whole view: the overview
+
+
+def _source_coordinates(box, size: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates in an image of `shape` that the output pixels of a `size` crop sample."""
+    centre_x, centre_y, half = box
+    u = (2 * np.arange(size) + 1) / size - 1  # output pixel centres in [-1, 1]
+    x = centre_x + half * u
+    y = centre_y + half * u
+    columns = ((x + 1) * shape[1] - 1) / 2
+    rows = ((y + 1) * shape[0] - 1) / 2
+    return rows, columns
+
+
+def cut(image: np.ndarray, box, size: int) -> np.ndarray:
+    """The `box` region of a 2-D float image, resampled to size x size (bilinear, zeros outside)."""
+    rows, columns = _source_coordinates(box, size, image.shape)
+    grid = np.meshgrid(rows, columns, indexing="ij")
+    return ndimage.map_coordinates(image.astype(np.float32, copy=False), grid, order=1, mode="grid-constant",
+                                   cval=0.0, prefilter=False)
+
+
+def paste(crop: np.ndarray, box, shape: tuple[int, int]) -> np.ndarray:
+    """The inverse of `cut`: maps [C, s, s] of a crop laid back onto an image grid of `shape` (bilinear, zeros
+    outside the box)."""
+    centre_x, centre_y, half = box
+    size = crop.shape[-1]
+    x = (2 * np.arange(shape[1]) + 1) / shape[1] - 1
+    y = (2 * np.arange(shape[0]) + 1) / shape[0] - 1
+    columns = (((x - centre_x) / half + 1) * size - 1) / 2
+    rows = (((y - centre_y) / half + 1) * size - 1) / 2
+    grid = np.meshgrid(rows, columns, indexing="ij")
+    return np.stack([ndimage.map_coordinates(channel.astype(np.float32, copy=False), grid, order=1,
+                                             mode="grid-constant", cval=0.0, prefilter=False) for channel in crop])

@@ -1,0 +1,171 @@
+"""Training a segmenting model (kidney and tumor maps and a slice head) on the cached body views of several
+sources, masked or not.
+
+An epoch takes every slice with a mask and, from each source, at most `per_source_cap` slices without one
+(drawn class-balanced), so a large unmasked source cannot drown the masks. Each slice is seen as an overview or
+zoomed on its kidneys (`zoom_batches`); slices without a kidney mask are zoomed where the model's own overview
+found their kidneys, refreshed every `refresh_every` epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kidneyct.models.look_twice import Looks, look_twice, slice_logits
+from kidneyct.preprocess.zoom import Zoom
+from kidneyct.records import DictRecord
+from kidneyct.runtime import progress_bar
+from kidneyct.training.engine import EpochStats
+from kidneyct.training.segmentation_loss import SegmentationLoss
+from kidneyct.training.zoom_batches import (TUMOR_VALUE, ZoomAugmentation, choose_boxes, crop_labels, cut_batch,
+                                            has_mask, mask_boxes)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegmenterSettings(DictRecord):
+    """How a segmenting model is trained (stored in its checkpoint).
+
+    Args:
+        work_size: side of both looks' crops, in pixels (a multiple of 32).
+        overview_share: share of training draws that show the whole view instead of the zoom.
+        per_source_cap: slices without a mask that one source contributes per epoch.
+        refresh_every: epochs between redrawing the zoom boxes of slices without a kidney mask.
+        tumor_repeats: how many times a masked slice with tumor pixels is drawn per epoch (tumor pixels are
+            rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
+        lesion_bias: chance that a zoom on a masked tumor slice shows the kidney with the tumor.
+        zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
+    """
+
+    work_size: int = 128
+    overview_share: float = 0.35
+    per_source_cap: int = 160
+    refresh_every: int = 4
+    tumor_repeats: int = 3
+    lesion_bias: float = 0.75
+    zoom: Zoom = field(default_factory=Zoom)
+    loss: SegmentationLoss = field(default_factory=SegmentationLoss)
+    augmentation: ZoomAugmentation | None = field(default_factory=ZoomAugmentation)  # None: no augmentation
+
+
+
+@dataclass
+class TrainingSet:
+    """The rows a segmenting model trains on: uint8 body views and masks [N, V, V] (masks UNKNOWN where a slice
+    has none), class labels [N] and each row's source name."""
+
+    views: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device):
+    """A `look_twice` runner for a PyTorch segmenting model."""
+
+    @torch.inference_mode()
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        logits, maps = model.segment(torch.from_numpy(crops).to(device).contiguous(memory_format=torch.channels_last))
+        return logits.float().cpu().numpy(), maps.float().cpu().numpy()
+
+    return run
+
+
+def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, tumor_class: int,
+          device: torch.device, with_maps: bool = False) -> Looks:
+    return look_twice(torch_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps)
+
+
+class SegmenterTrainer:
+    """The epochs of one segmenting model: which rows, which boxes, and the optimiser steps."""
+
+    def __init__(self, model: torch.nn.Module, data: TrainingSet, tumor_class: int, settings: SegmenterSettings,
+                 seed: int, device: torch.device):
+        self.model, self.data, self.tumor_class = model, data, tumor_class
+        self.settings, self.seed, self.device = settings, seed, device
+        self.known = has_mask(data.masks)
+        self.true_boxes = mask_boxes(data.masks, settings.zoom)
+        self.predicted_boxes: dict[int, list] = {}
+        self.other_class = 1 - tumor_class  # two classes: tumor and the rest
+        self.tumor_rows = np.flatnonzero(self.known & (data.masks == TUMOR_VALUE).any((1, 2)))
+
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """Every masked row, plus per source at most `per_source_cap` unmasked rows, class-balanced, shuffled."""
+        rng = np.random.default_rng([self.seed, epoch])
+        rows = [np.flatnonzero(self.known)] + [self.tumor_rows] * (self.settings.tumor_repeats - 1)
+        for source in np.unique(self.data.sources):
+            pool = np.flatnonzero(~self.known & (self.data.sources == source))
+            if len(pool) > self.settings.per_source_cap:
+                classes = np.unique(self.data.labels[pool])
+                weights = 1.0 / np.bincount(np.searchsorted(classes, self.data.labels[pool]))
+                chance = weights[np.searchsorted(classes, self.data.labels[pool])]
+                pool = rng.choice(pool, self.settings.per_source_cap, replace=False, p=chance / chance.sum())
+            rows.append(pool)
+        return rng.permutation(np.concatenate(rows))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        unmasked = sum(min(self.settings.per_source_cap, int((~self.known & (self.data.sources == s)).sum()))
+                       for s in np.unique(self.data.sources))
+        masked = int(self.known.sum()) + len(self.tumor_rows) * (self.settings.tumor_repeats - 1)
+        return math.ceil((masked + unmasked) / batch_size)
+
+    def refresh_boxes(self) -> None:
+        """Zoom boxes for rows without a kidney mask, from the model's current overview of them."""
+        rows = np.array([i for i, boxes in enumerate(self.true_boxes) if not boxes], np.int64)
+        if len(rows) == 0:
+            return
+        found = looks(self.model, self.data.views[rows], self.settings, self.tumor_class, self.device)
+        self.predicted_boxes = {int(row): boxes for row, boxes, seen in zip(rows, found.boxes, found.found) if seen}
+
+    def validation_logits(self, views, how: str) -> np.ndarray:
+        """Slice logits [N, 2] of uint8 body views by both looks, the slice probability taken `how`
+        (look_twice.slice_logits)."""
+        return slice_logits(looks(self.model, np.asarray(views), self.settings, self.tumor_class, self.device), how,
+                            self.tumor_class)
+
+    def train_epoch(self, epoch: int, optimizer, scheduler, batch_size: int, progress: bool = False) -> EpochStats:
+        """One epoch of optimiser steps (the zoom boxes of slices without masks redrawn first when due)."""
+        if epoch > 1 and (epoch - 1) % self.settings.refresh_every == 0:
+            self.refresh_boxes()
+        generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        order = self.epoch_rows(epoch)
+        self.model.train()
+        total, seen = 0.0, 0
+        bar = progress_bar(total=math.ceil(len(order) / batch_size), enabled=progress, desc=f"epoch {epoch}")
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start:start + batch_size])
+            if len(rows) < 2:  # BatchNorm needs two
+                continue
+            loss = self._step(rows, generator, optimizer)
+            scheduler.step()
+            total, seen = total + loss * len(rows), seen + len(rows)
+            bar.update()
+        bar.close()
+        return EpochStats(total / max(seen, 1), math.nan, seen)
+
+    def _step(self, rows: np.ndarray, generator: torch.Generator, optimizer) -> float:
+        settings = self.settings
+        boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share,
+                                     settings.lesion_bias, generator)
+        crops, masks, unenhanced = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
+                                             settings.augmentation, generator)
+        labels, learnt = crop_labels(self.data.labels[rows], masks, zoomed, self.tumor_class, self.other_class)
+        learnt &= ~unenhanced
+        crops = crops.to(self.device).contiguous(memory_format=torch.channels_last)
+        logits, maps = self.model.segment(crops)
+        loss = settings.loss(logits, maps, masks.to(self.device), torch.from_numpy(labels).to(self.device),
+                             self.tumor_class, torch.from_numpy(learnt).to(self.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())

@@ -1,0 +1,32 @@
+"""The shipped model's packaging: a trained run measured on its held-out series and on a source it never saw,
+stored with fp16 weights, a model card and its ONNX export, and described in a page."""
+
+from dataclasses import replace
+
+import kidneyct
+from kidneyct.checkpoint import Source, SourceValidation, read_checkpoint
+from kidneyct.experiments.ship import ExternalSource, ShipSpec, TrainingSource, package
+
+
+def test_a_trained_run_is_packaged_with_its_card_and_export(trained_run, phantom_png, tmp_path):
+    spec = ShipSpec("phantom model", "student-baseline", TrainingSource(Source("phantoms", licence="CC0"),
+                                                                        str(phantom_png)),
+                    "a model of phantoms", "CC0 (phantoms)", "made here",
+                    external=[ExternalSource(Source("phantoms-normal", licence="CC0"),
+                                             {"Normal": str(phantom_png / "Normal")})],
+                    recorded=[SourceValidation("phantoms", "elsewhere", "series", 3, {"roc_auc": 0.5}, "a command")])
+    path = package(trained_run.best_checkpoint, spec, tmp_path / "weights", tmp_path / "card.md")
+    shipped = read_checkpoint(path)
+    assert shipped.resume is None and all(v.dtype.itemsize == 2 for v in shipped.state_dict.values()
+                                          if v.is_floating_point())
+    counts, sizes = shipped.sources[0].counts, trained_run.split_sizes
+    assert set(counts) == {"Tumor", "Normal"} and sum(counts.values()) == sizes["train"] + sizes["val"]
+    assert shipped.data.root == shipped.training.config.data == "phantoms"  # no folder of this machine
+    card = shipped.model_card
+    assert [(v.source, v.unit) for v in card.validation] == [("phantoms", "slice"), ("phantoms", "series"),
+                                                             ("phantoms-normal", "slice"), ("phantoms", "series")]
+    assert set(card.validation[2].metrics) == {"in_scope", "called_tumor_among_normal"}
+    onnx = kidneyct.load(tmp_path / "weights" / "default.onnx")
+    assert onnx.checkpoint.model_card == card and replace(onnx.checkpoint, state_dict={}).header() == shipped.header()
+    page = (tmp_path / "card.md").read_text()
+    assert "Weights licence: CC0 (phantoms)" in page and "not a medical device" in page and "phantoms-normal" in page

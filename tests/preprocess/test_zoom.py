@@ -1,0 +1,43 @@
+"""The kidney zoom's geometry: numpy crops equal torch's affine sampling, paste inverts cut, boxes hold kidneys."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kidneyct.preprocess.zoom import FULL_VIEW, Zoom, cut, paste
+
+
+@pytest.mark.parametrize("box", [(0.1, 0.3, 0.45), FULL_VIEW, (-0.8, 0.7, 0.5)])
+def test_cut_equals_torch_affine_sampling(box):
+    """Inference cuts in numpy what training cut in torch: the same pixels, including beyond the view's edge."""
+    image = np.random.default_rng(0).random((96, 96)).astype(np.float32)
+    theta = torch.tensor([[[box[2], 0, box[0]], [0, box[2], box[1]]]], dtype=torch.float32)
+    grid = F.affine_grid(theta, [1, 1, 64, 64], align_corners=False)
+    expected = F.grid_sample(torch.from_numpy(image)[None, None], grid, align_corners=False)[0, 0].numpy()
+    assert np.abs(cut(image, box, 64) - expected).max() < 1e-4
+
+
+def test_box_holds_both_kidneys_and_paste_inverts_cut():
+    kidneys = np.zeros((128, 128), bool)
+    kidneys[60:80, 30:45] = kidneys[58:75, 90:105] = True
+    box = Zoom().box(kidneys)
+    inside = paste(np.ones((1, 64, 64), np.float32), box, kidneys.shape)[0] > 0.5
+    assert inside[kidneys].all() and box[2] < 1  # every kidney pixel inside, and a real zoom
+    crop = cut(kidneys.astype(np.float32), box, 64)
+    back = paste(crop[None], box, kidneys.shape)[0] > 0.5
+    assert (back == kidneys).mean() > 0.995
+
+
+def test_each_kidney_gets_its_own_box_and_none_gets_the_prior():
+    zoom = Zoom(least=0.3)
+    kidneys = np.zeros((100, 100), bool)
+    kidneys[50:60, 20:30] = kidneys[52:58, 70:76] = True
+    left, right = zoom.side_boxes(kidneys)
+    assert left[0] < 0 < right[0] and left[2] == pytest.approx(0.3)  # a small kidney gets the least side
+    assert zoom.boxes_or_prior(kidneys.astype(float)) == ([left, right], True)
+    kidneys[52:58, 70:76] = False
+    kidneys[55, 75] = True  # a stray pixel is no kidney
+    assert len(zoom.side_boxes(kidneys)) == 1
+    assert zoom.boxes_or_prior(np.zeros((100, 100))) == ([zoom.prior], False)
+    assert Zoom.from_dict(zoom.to_dict()) == zoom
