@@ -121,7 +121,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_body_size:
                     # An HTTPException passes FastAPI's body parsing untouched and becomes a JSON answer.
-                    raise HTTPException(413, self.detail)
+                    raise HTTPException(413, self.detail, headers={"Connection": "close"})
             return message
 
         await self.app(scope, counted, send)
