@@ -10,7 +10,7 @@ import warnings
 
 import pydicom
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kidneyct.about import DISCLAIMER
@@ -194,6 +194,7 @@ def _source_header(values: dict, charset: str | None) -> pydicom.Dataset:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and highdicom warn of the odd values, as they should
 @settings(max_examples=8, deadline=None)
+@example(values={**dict.fromkeys(COPIED), "Modality": "SR"}, charset=None)  # a non-image modality named in a CT
 @given(values=st.fixed_dictionaries({keyword: st.none() | SOURCE_TEXT for keyword in COPIED}),
        charset=st.sampled_from([None, "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 87"]))
 def test_results_from_any_source_values_pass_dciodvfy(values, charset, tmp_path_factory):

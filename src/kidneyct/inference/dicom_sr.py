@@ -74,13 +74,20 @@ def _call_code(tumor: bool | None) -> Code:
     return codes.SCT.Indeterminate if tumor is None else codes.SCT.Present if tumor else codes.SCT.Absent
 
 
+def _source(kind, header):
+    """A reference to a slice by its SOP class and instance (single-frame CT images). Not highdicom's
+    `from_source_image`: that refuses a header whose Modality text names a non-image modality (SR, SEG...),
+    which a sender may write into any CT instance; the reference is to the CT image all the same."""
+    return kind(referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID)
+
+
 def _group(finding: SeriesFinding, facts: ModelFacts):
     import highdicom as hd
 
     no_units = codes.UCUM.NoUnits
     slices = [hd.sr.Measurement(
         name=SLICE_PROBABILITY, value=round(p, 6), unit=no_units,
-        referenced_images=[hd.sr.SourceImageForMeasurement.from_source_image(finding.header_of(i))])
+        referenced_images=[_source(hd.sr.SourceImageForMeasurement, finding.header_of(i))])
         for i, p in sorted(finding.driving.items())]
     study_probability = [] if finding.tumor_probability is None else [
         hd.sr.Measurement(name=STUDY_PROBABILITY, value=round(finding.tumor_probability, 6), unit=no_units)]
@@ -98,7 +105,7 @@ def _group(finding: SeriesFinding, facts: ModelFacts):
         measurements=[*study_probability,
                       hd.sr.Measurement(name=THRESHOLD, value=finding.threshold, unit=no_units), *slices],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(TUMOR_CALL, _call_code(finding.tumor))],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(finding.header_of(i))
+        source_images=[_source(hd.sr.SourceImageForMeasurementGroup, finding.header_of(i))
                        for i in sorted(finding.driving)],
     )
     notes = [(INTENDED_USE, DISCLAIMER), (VALIDATION, facts.validation), (STUDY_RULE, finding.aggregation)]
