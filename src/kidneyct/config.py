@@ -81,6 +81,7 @@ RECIPES: dict[str, dict] = {
 # about 3 times its stored size) and one upload to the server (a 4096 x 4096 RGBA PNG is 64 MiB).
 MAX_DECODED_MB = 512
 SERVE_MAX_DECODED_MB = 64
+SERVE_MAX_SIDE = 4096  # pixels per side of an upload (`kidneyct serve`) or of an instance (`kidneyct listen`)
 
 DEFAULT_RECIPE = "seed-cnn-96-kidney-ls-bal"
 

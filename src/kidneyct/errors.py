@@ -23,6 +23,18 @@ class UnsupportedFormat(ImageReadError):
     """A file whose content is of a known format kidneyct does not read (TIFF, GIF, a NIfTI upload...)."""
 
 
+class OverBudget(ImageReadError):
+    """A file whose header claims more than the read limits allow (decoded size, side): refused unread."""
+
+
+class NotRegularFile(ImageReadError):
+    """A named pipe, socket or device where a file was expected: never read (a pipe would block forever)."""
+
+
+class UnsafePath(KidneyCTError, ValueError):
+    """A name from outside (a UID from the network, a header value) that would leave its output folder."""
+
+
 class DatasetError(KidneyCTError, ValueError):
     """The dataset folder cannot serve the requested task (empty, missing or ambiguous classes)."""
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
+import warnings
 
 import pydicom
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kidneyct.about import DISCLAIMER
 from kidneyct.cli import main
 from kidneyct.inference import dicom_results
 from kidneyct.inference.dicom_sr import STUDY_PROBABILITY, THRESHOLD, TUMOR_CALL
+from kidneyct.io.dicom_conform import COPIED
 from kidneyct.io.dicom_header import read_header, series_identity
 
 
@@ -163,3 +167,58 @@ def test_key_image_orientation_follows_the_source(cosines, expected):
     if cosines is not None:
         ds.ImageOrientationPatient = cosines
     assert dicom_results.patient_orientation(ds) == expected
+
+
+SOURCE_TEXT = st.text(max_size=120)  # any characters: controls, backslashes, '^' and '=', beyond ASCII, surrogates
+
+
+def _source_header(values: dict, charset: str | None) -> pydicom.Dataset:
+    """A CT slice's header as pydicom decodes it, its copied attributes holding whatever the sender wrote."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = pydicom.uid.CTImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows = ds.Columns = 64
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    if charset:
+        ds.SpecificCharacterSet = charset
+    for keyword, value in values.items():
+        if value is not None:  # raw, as read from a file: decoded (and found wanting) only when used
+            tag, data = pydicom.datadict.tag_for_keyword(keyword), value.encode("utf-8", "surrogatepass")
+            ds[tag] = pydicom.dataelem.RawDataElement(pydicom.tag.Tag(tag), COPIED[keyword][0], len(data), data, 0,
+                                                      False, True)
+    return ds
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and highdicom warn of the odd values, as they should
+@settings(max_examples=8, deadline=None)
+@example(values={**dict.fromkeys(COPIED), "Modality": "SR"}, charset=None)  # a non-image modality named in a CT
+@given(values=st.fixed_dictionaries({keyword: st.none() | SOURCE_TEXT for keyword in COPIED}),
+       charset=st.sampled_from([None, "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 87"]))
+def test_results_from_any_source_values_pass_dciodvfy(values, charset, tmp_path_factory):
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed; .ci/run installs it as root")
+    import highdicom as hd
+    import numpy as np
+
+    from kidneyct.inference.dicom_sr import SeriesFinding, build_sr
+    from kidneyct.inference.model_facts import ModelFacts
+    from kidneyct.io.dicom_conform import conform_header
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of every invalid value it decodes: that is the point
+        header = conform_header(_source_header(values, charset))
+    facts = ModelFacts("seed-cnn", "best.pt", "0" * 64, "0.1.0", ("Normal", "Tumor"), 1.0, "Trained on phantoms.")
+    finding = SeriesFinding([header], [0], 0.7, True, 0.5, "mean of the 3 highest", {0: 0.7})
+    panel = np.zeros((64, 128, 3), np.uint8)
+    finding.key_images = [dicom_results._key_image(header, panel, hd.UID(), 1, facts)]
+    folder = tmp_path_factory.mktemp("fuzzed-results")
+    files = [folder / "SC.dcm", folder / "SR.dcm"]
+    finding.key_images[0].save_as(files[0], enforce_file_format=True)
+    build_sr([finding], facts, hd.UID(), hd.UID()).save_as(files[1], enforce_file_format=True)
+    for path in files:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{path.name}: {errors}"

@@ -83,3 +83,57 @@ def test_a_single_worker_or_input_reads_in_this_process(study_tree, workers):
     assert isinstance(results, map)  # no pool, no fork: the fast start of a one-slice predict
     assert len(list(prepared_inputs(items[:1], Preprocessing(32), workers=4))) == 1
     assert len(list(results)) == len(items)
+
+
+def _hang(x):
+    import time
+
+    time.sleep(60)
+    return x
+
+
+def _pool_parent(pids_file: str) -> None:
+    """A stand-in for `kidneyct predict`: a pool of reader processes working, until it is killed."""
+    import time
+
+    import threading
+
+    pool = ordered_map(_hang, range(4), workers=2, ahead=2)
+    threading.Thread(target=lambda: next(pool), daemon=True).start()
+    while len(multiprocessing.active_children()) < 2:
+        time.sleep(0.05)
+    with open(pids_file, "w") as handle:
+        handle.write(" ".join(str(child.pid) for child in multiprocessing.active_children()))
+    time.sleep(60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "\tZ" not in next(line for line in status if line.startswith("State"))  # a zombie is gone
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="process states through /proc")
+def test_reader_processes_end_with_their_parent(tmp_path):
+    import signal
+    import time
+
+    pids_file = tmp_path / "pids"
+    parent = multiprocessing.get_context("fork").Process(target=_pool_parent, args=(str(pids_file),))
+    parent.start()
+    deadline = time.monotonic() + 30
+    while not (pids_file.exists() and pids_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(pid) for pid in pids_file.read_text().split()]
+    assert len(workers) == 2 and all(map(_alive, workers))
+    os.kill(parent.pid, signal.SIGKILL)  # as `kill -9` of predict
+    parent.join(10)
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # do not leave them behind when the rule fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "reader processes outlived their parent"

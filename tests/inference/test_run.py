@@ -112,3 +112,19 @@ def test_a_failing_forward_pass_skips_only_its_input(trained_run, tmp_path):
     assert [s.source for s in _slices(results)] == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
     assert results[1].kind == "unread"
     assert results[1].skipped == [(str(tmp_path / "b.png"), "failed: RuntimeError: a kernel failed")]
+
+
+def test_a_series_without_modality_is_predicted_with_the_warning(tmp_path, trained_run):
+    import pydicom
+
+    from kidneyct.io.dicom import NO_MODALITY
+    from kidneyct.synthetic.dicom_writer import write_ct_series
+
+    for path in write_ct_series(tmp_path / "series", [np.full((64, 64), 40.0)] * 3):
+        ds = pydicom.dcmread(path)
+        del ds.Modality  # nothing says it is CT
+        ds.save_as(path)
+    predictor = kidneyct.load(trained_run.best_checkpoint).with_options(workers=0)
+    (study,) = predictor.run([tmp_path / "series"])
+    assert study.kind == "series" and len(study.slices) == 3
+    assert NO_MODALITY in study.warnings and all(NO_MODALITY in s.warnings for s in study.slices)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import kidneyct
-from kidneyct.study.scope_stats import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
 from kidneyct.inference.scope import InputJudge, Look, ScopeGate
 from kidneyct.io import CTSlice
 from kidneyct.preprocess import Preprocessing
+from kidneyct.study.scope_stats import FeatureDistance, IntensityProfile, ScopeSettings, body_histogram
+from kidneyct.study.settings import StudySettings
 from kidneyct.synthetic.phantom_volume import render_volume, write_volume
 
 PREP = Preprocessing(image_size=96)
@@ -80,7 +81,7 @@ def test_the_intensity_profile_warns_about_kidneys_without_contrast():
         (enhanced if _is_enhanced(seed) else plain).extend(images)
     profile = IntensityProfile.fit(np.stack(enhanced[:60]), np.stack(enhanced[60:]))
     assert profile is not None and profile.kidney is not None and profile.n_kidney_slices >= 20
-    judge = InputJudge({"intensity": profile.to_dict()}, prep)
+    judge = InputJudge(StudySettings(intensity=profile), prep)
     plain_warnings = judge.warnings(np.stack(plain), judge.scopes([CTSlice(i / 255.0, False, "p") for i in plain],
                                                                   False, None), hu=True)
     assert any("darker than in the training slices" in w and "HU" in w for w in plain_warnings), plain_warnings

@@ -169,3 +169,36 @@ def test_every_reader_returns_checked_slices(tmp_path):
     (path,) = write_ct_series(tmp_path / "s", [np.zeros((4, 40), np.float32)])
     with pytest.raises(ImageReadError, match="40x4 pixels is too small"):
         read_dicom(path)
+
+
+def test_a_raster_claiming_more_pixels_than_its_bytes_hold_is_refused_undecoded(tmp_path):
+    import io
+    import struct
+
+    from kidneyct.synthetic.fuzz import peak_rss_mib, reset_peak_rss
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(buffer, "JPEG")
+    data, at = bytearray(buffer.getvalue()), 2
+    while data[at + 1] != 0xC0:  # walk the markers to the frame header; claim 4000 x 4000 there
+        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+    data[at + 5:at + 9] = struct.pack(">HH", 4000, 4000)
+    (tmp_path / "claim.jpg").write_bytes(data)  # a few hundred bytes; decoders fill the rest in full size
+    reset_peak_rss()
+    baseline = peak_rss_mib()
+    with pytest.raises(ImageReadError, match="4000x4000 pixels .* in a file of .* bytes.*not decoded"):
+        read_slices(tmp_path / "claim.jpg")
+    assert peak_rss_mib() - baseline < 8
+
+
+def test_a_dicom_without_modality_is_read_as_ct_with_a_warning(tmp_path):
+    import pydicom
+
+    from kidneyct.io.dicom import NO_MODALITY
+
+    (path,) = write_ct_series(tmp_path, [np.full((32, 32), 40.0, np.float32)])
+    ds = pydicom.dcmread(path)
+    del ds.Modality
+    ds.save_as(path)
+    (ct_slice,) = read_slices(path)
+    assert ct_slice.hu and ct_slice.warnings == (NO_MODALITY,)

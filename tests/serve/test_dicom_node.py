@@ -14,93 +14,17 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 
 from kidneyct.io.dicom_header import read_header
-from kidneyct.serve.dicom_node import Destination, DicomNode, NodeSettings
+from kidneyct.serve.dicom_node import Destination
 from kidneyct.serve.dicom_store import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH, OUT_OF_RESOURCES
 
 pynetdicom = pytest.importorskip("pynetdicom")
-from pynetdicom import AE, evt  # noqa: E402
-from pynetdicom.sop_class import (  # noqa: E402
-    ComprehensiveSRStorage, CTImageStorage, MRImageStorage, SecondaryCaptureImageStorage, Verification)
+from pynetdicom import AE  # noqa: E402
+from pynetdicom.sop_class import MRImageStorage, Verification  # noqa: E402
 
 REAL_SERIES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-ct-examples" / \
     "upper-abdomen-dicom-no-kidney"
-IDLE = 0.5
-
-
-def wait_for(condition, timeout: float = 120.0):
-    """Poll until `condition()` is truthy; its value, or a failure after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"gave up after {timeout:.0f} s")
-
-
-class Sink:
-    """The forward destination: a second Storage SCP on loopback that keeps what it is sent."""
-
-    def __init__(self):
-        self.received: list[pydicom.Dataset] = []
-        ae = AE(ae_title="SINK")
-        ae.add_supported_context(ComprehensiveSRStorage)
-        ae.add_supported_context(SecondaryCaptureImageStorage)
-        self.server = ae.start_server(("127.0.0.1", 0), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
-        self.port = self.server.server_address[1]
-
-    def _store(self, event):
-        self.received.append(event.dataset)
-        return 0x0000
-
-    def reports(self) -> list[pydicom.Dataset]:
-        return [ds for ds in list(self.received) if ds.Modality == "SR"]
-
-
-@pytest.fixture
-def sink():
-    receiver = Sink()
-    yield receiver
-    receiver.server.shutdown()
-
-
-@pytest.fixture
-def start_node(trained_run, tmp_path):
-    """Start a node on a free loopback port; every answer record lands in `node.records`."""
-    nodes = []
-
-    def start(**settings) -> DicomNode:
-        records = []
-        node = DicomNode(trained_run.best_checkpoint,
-                         NodeSettings(out=tmp_path / "node", port=0, idle_seconds=IDLE, **settings),
-                         on_answer=records.append)
-        node.records = records
-        nodes.append(node.start())
-        return node
-
-    yield start
-    for node in nodes:
-        node.stop()
-
-
-def send(port: int, items, called: str = "KIDNEYCT", raw: bool = False, monkeypatch=None) -> list[int]:
-    """C-STORE datasets or files in one association; the statuses. `raw` sends files as stored (no decoding,
-    the SOP UIDs from the file meta), as a router forwards them."""
-    ae = AE(ae_title="SENDER")
-    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless):  # the real series' is J2K
-        ae.add_requested_context(CTImageStorage, syntax)  # one context each: files sent raw are not converted
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
-    assert assoc.is_established
-    if raw:
-        monkeypatch.setattr(pynetdicom._config, "STORE_SEND_CHUNKED_DATASET", True)
-    try:
-        return [assoc.send_c_store(item).Status for item in items]
-    finally:
-        assoc.release()
 
 
 def series_files(phantom_dicom: Path, name: str) -> list[Path]:
@@ -108,7 +32,7 @@ def series_files(phantom_dicom: Path, name: str) -> list[Path]:
     return sorted((phantom_dicom / kind / name).glob("*.dcm"))
 
 
-def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phantom_dicom, tmp_path, monkeypatch):
+def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phantom_dicom, tmp_path, send, wait_for):
     if not REAL_SERIES.is_dir():
         pytest.skip(f"real DICOM series not present at {REAL_SERIES}")
     node = start_node(forward=Destination("127.0.0.1", sink.port, "SINK"))
@@ -123,7 +47,7 @@ def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phanto
     # The real files have blank SOP, Study and Series UIDs (anonymised); sent as stored, the SOP UIDs travel
     # in the C-STORE request from the file meta and the node fills the rest the way `predict` does.
     real_files = sorted(REAL_SERIES.iterdir())
-    assert send(node.port, real_files, raw=True, monkeypatch=monkeypatch) == [0] * len(real_files)
+    assert send(node.port, real_files, raw=True) == [0] * len(real_files)
     reports = wait_for(lambda: len(sink.reports()) == 2 and sink.reports())
     # three key images for the phantom; none for the real series, which shows no kidney and gets no call
     assert len([ds for ds in sink.received if ds.Modality == "OT"]) == 3
@@ -144,7 +68,8 @@ def test_loopback_sr_per_study_matches_kidneyct_predict(start_node, sink, phanto
             assert finding["probability"] == pytest.approx(study.tumor_probability, abs=1e-6)
         driving = [s.source for s in study.slices if s.index in study.driving_slices]
         assert sorted(finding["sources"]) == sorted(read_header(p).SOPInstanceUID for p in driving)
-    assert sorted(r["forward"]["sent"] for r in node.records) == [1, 4]  # SR alone; SR and three key images
+    assert sorted(r["forward"]["queued"] for r in node.records) == [1, 4]  # SR alone; SR and three key images
+    wait_for(lambda: not list((node.settings.out / "outbox").glob("*.json")))  # delivered jobs leave the outbox
 
 
 def _finding(report: pydicom.Dataset) -> dict:
@@ -160,7 +85,7 @@ def _finding(report: pydicom.Dataset) -> dict:
             "sources": [image.referenced_sop_instance_uid for image in group.source_images]}
 
 
-def test_echo_answered_and_other_sop_classes_refused(start_node, phantom_dicom):
+def test_echo_answered_and_other_sop_classes_refused(start_node, phantom_dicom, send):
     node = start_node()
     ae = AE(ae_title="SENDER")
     ae.add_requested_context(Verification)
@@ -186,7 +111,8 @@ def test_echo_answered_and_other_sop_classes_refused(start_node, phantom_dicom):
     assert not list(node.settings.out.rglob("*.dcm"))
 
 
-def test_series_over_concurrent_associations_with_a_repeat_is_answered_once(start_node, phantom_dicom):
+def test_series_over_concurrent_associations_with_a_repeat_is_answered_once(start_node, phantom_dicom, send,
+                                                                               wait_for):
     node = start_node()
     first, second = series_files(phantom_dicom, "tumor-0000"), series_files(phantom_dicom, "normal-0001")
     parts = [first[:2], first[2:4] + first[:1], first[4:], second]  # one repeated instance, 4 associations
@@ -202,7 +128,7 @@ def test_series_over_concurrent_associations_with_a_repeat_is_answered_once(star
         thread.join(timeout=120)
     assert statuses == [[0] * len(part) for part in parts]
     records = wait_for(lambda: len(node.records) == 2 and node.records)
-    time.sleep(3 * IDLE)  # nothing is answered twice
+    time.sleep(1.5)  # nothing is answered twice (three idle waits)
     assert len(node.records) == 2
     by_series = {r["series_uid"]: r for r in records}
     for files in (first, second):
@@ -214,7 +140,7 @@ def test_series_over_concurrent_associations_with_a_repeat_is_answered_once(star
 
 
 def test_corrupt_instances_are_logged_and_the_rest_of_the_series_read(start_node, phantom_dicom, tmp_path,
-                                                                      monkeypatch, caplog):
+                                                                      send, wait_for, caplog):
     node = start_node()
     files = series_files(phantom_dicom, "tumor-0001")
     truncated = pydicom.dcmread(files[2])
@@ -228,15 +154,15 @@ def test_corrupt_instances_are_logged_and_the_rest_of_the_series_read(start_node
         handle.write(b"\0" * 128 + b"DICM")
         write_file_meta_info(handle, meta)
         handle.write(b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff\x08\x00\x50\x11UI\x04\x00abcd")
-    assert send(node.port, [garbage], raw=True, monkeypatch=monkeypatch) == [CANNOT_UNDERSTAND]
+    assert send(node.port, [garbage], raw=True) == [CANNOT_UNDERSTAND]
     (record,) = wait_for(lambda: node.records)
     assert record["instances"] == 6 and record["slices_read"] == 5
     assert [s["path"] for s in record["skipped"]] == [f"{truncated.SOPInstanceUID}.dcm"]
     assert record["finding"] is not None and len(record["dicom"][0]["key_images"]) == 3
-    assert "cannot decode the dataset" in caplog.text and "skipped" in caplog.text
+    assert "refused instance" in caplog.text and "corrupt DICOM" in caplog.text and "skipped" in caplog.text
 
 
-def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phantom_dicom, caplog):
+def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phantom_dicom, send, wait_for, caplog):
     node = start_node()
     out = node.settings.out
     out.mkdir(parents=True, exist_ok=True)
@@ -252,11 +178,3 @@ def test_unwritable_output_answers_a_failure_and_writes_nothing(start_node, phan
     wait_for(lambda: "no answer" in caplog.text)
     assert not node.records and not (out / "dicom").exists()
     assert len(list((out / "incoming").rglob("*.dcm"))) == 6
-
-
-def test_forward_destination_is_parsed_or_refused():
-    assert Destination.parse("pacs.example:104:ARCHIVE") == Destination("pacs.example", 104, "ARCHIVE")
-    assert Destination.parse("[::1]:11113:SINK") == Destination("::1", 11113, "SINK")
-    for bad in ("pacs:104", "pacs:port:AET", ":104:AET", "pacs:104:" + "A" * 17):
-        with pytest.raises(ValueError, match="HOST:PORT:AET"):
-            Destination.parse(bad)

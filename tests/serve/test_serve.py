@@ -292,9 +292,9 @@ def test_page_docs_and_static_files_are_served_and_offline(client):
 
 
 def test_predict_says_whether_the_slice_is_in_scope(trained_run, tmp_path, slice_png):
-    from kidneyct.training.study_settings import fit_study_settings
+    from kidneyct.training.study_settings import refit_study_settings
 
-    fit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")  # with the scope statistics
+    refit_study_settings(trained_run.best_checkpoint, tmp_path / "ckpt.pt")  # with the scope statistics
     with TestClient(create_app(tmp_path / "ckpt.pt", ServeSettings()), base_url="http://127.0.0.1") as client:
         name, data = slice_png
         body = client.post("/predict", files={"file": (name, data, "image/png")}).json()

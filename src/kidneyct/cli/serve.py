@@ -40,7 +40,9 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-pending", type=int_range(1, 100_000), default=64,
                    help="requests queued for the model before 503")
     p.add_argument("--max-connections", type=int_range(1, 100_000), default=256,
-                   help="open connections at once; more are closed on arrival")
+                   help="open connections at once; beyond, a new one replaces the longest-idle one")
+    p.add_argument("--max-connections-per-client", type=int_range(1, 100_000), default=32,
+                   help="open connections of one client address; more are closed on arrival (default 32)")
     p.add_argument("--allow-non-ct", action="store_true",
                    help="accept non-CT DICOM (e.g. MR) with a warning instead of refusing it")
     add_device(p, "cpu")
@@ -63,8 +65,21 @@ def _add_listen(sub) -> None:
                    help="tumor threshold (default: the checkpoint's)")
     p.add_argument("--top-k", type=int_range(1, 10_000), default=None,
                    help="call series by the mean of the k highest in-scope slices instead of the checkpoint's rule")
-    p.add_argument("--max-associations", type=int_range(1, 1000), default=16,
-                   help="concurrent associations (default 16)")
+    p.add_argument("--max-associations", type=int_range(1, 1000), default=32,
+                   help="concurrent associations, in all (default 32)")
+    p.add_argument("--allow-ae", action="append", default=[], metavar="TITLE[@HOST]",
+                   help="accept associations from this calling AE title (from HOST only, when given); repeatable; "
+                        "default: any calling AE title")
+    p.add_argument("--max-peer-associations", type=int_range(1, 1000), default=8,
+                   help="concurrent associations from one address (default 8)")
+    p.add_argument("--max-instance-mb", type=float_range(0, 4096, low_open=True), default=64.0,
+                   help="largest instance as received; larger ones get Out of Resources (default 64)")
+    p.add_argument("--max-association-mb", type=float_range(0, 1_048_576, low_open=True), default=2048.0,
+                   help="instances one association may send in all (default 2048)")
+    p.add_argument("--max-series-mb", type=float_range(0, 1_048_576, low_open=True), default=512.0,
+                   help="one series' instances, decoded, in all: what one answer reads (default 512)")
+    p.add_argument("--peer-timeout", type=float_range(0, 3600, low_open=True), default=30.0,
+                   help="seconds an association may stay silent, or stall inside a message (default 30)")
     add_device(p, "cpu")
     p.set_defaults(handler=cmd_listen)
 
@@ -78,6 +93,7 @@ def cmd_serve(args) -> int:
         max_upload_bytes=mib(args.max_upload_mb), max_image_side=args.max_side,
         max_decoded_bytes=mib(args.max_decoded_mb), request_timeout_s=args.timeout,
         body_timeout_s=args.body_timeout, max_pending=args.max_pending, max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
         device=args.device, allow_non_ct_dicom=args.allow_non_ct,
         token=args.token or os.environ.get("KIDNEYCT_TOKEN") or None,
         allowed_hosts=(*LOOPBACK_HOSTS, *args.allow_host), allowed_origins=tuple(args.allow_origin))
@@ -87,12 +103,15 @@ def cmd_serve(args) -> int:
 
 def cmd_listen(args) -> int:
     openmp_threads_wait_asleep()
-    from kidneyct.serve.dicom_node import Destination, DicomNode, NodeSettings
+    from kidneyct.serve.dicom_node import Destination, DicomNode, NodeLimits, NodeSettings, Peer
 
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per association otherwise
+    limits = NodeLimits(max_instance_bytes=mib(args.max_instance_mb), max_association_bytes=mib(args.max_association_mb),
+                        max_series_bytes=mib(args.max_series_mb), max_associations=args.max_associations,
+                        max_peer_associations=args.max_peer_associations, idle_timeout_s=args.peer_timeout)
     settings = NodeSettings(out=Path(args.out), ae_title=args.ae_title, host=args.host, port=args.port,
                             idle_seconds=args.idle_seconds, threshold=args.threshold, top_k=args.top_k,
-                            device=args.device, max_associations=args.max_associations,
+                            device=args.device, limits=limits, allowed_peers=tuple(map(Peer.parse, args.allow_ae)),
                             forward=Destination.parse(args.forward) if args.forward else None)
     DicomNode(args.checkpoint, settings).serve_forever()
     return 0

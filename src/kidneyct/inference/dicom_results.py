@@ -23,6 +23,7 @@ from kidneyct.inference.model_facts import ModelFacts
 from kidneyct.io import read_dicom
 from kidneyct.io.atomic import atomic_write
 from kidneyct.io.dicom_header import read_header
+from kidneyct.io.paths import inside
 from kidneyct.labels import positive_index
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def write_study(findings: list[SeriesFinding], out: Path, preprocessing, explain
         finding.key_images = make_key_images(finding, sc_series, number, preprocessing, explainer, tumor_index, facts)
         number += len(finding.key_images)
     sr = build_sr(findings, facts, hd.UID(), hd.UID(), SR_SERIES_NUMBER)
-    folder = Path(out) / study_uid
+    folder = inside(out, study_uid)  # a valid UID (read_header), checked to stay inside `out`
     files = [(folder / f"SC-{k.SOPInstanceUID}.dcm", k) for f in findings for k in f.key_images]
     files.append((folder / f"SR-{sr.SOPInstanceUID}.dcm", sr))
     _save_all(files)

@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from kidneyct.about import DISCLAIMER, __version__
 from kidneyct.inference.model_facts import ModelFacts
+from kidneyct.io.dicom_conform import conform_value
 
 SCHEME = "99KIDNEYCT"
 MANUFACTURER = "kidneyct"
@@ -63,9 +64,21 @@ def _text(name: Code, value: str):
                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
+def _long_string(text: str) -> str:
+    """An LO value: a checkpoint's file name may be long or odd."""
+    return conform_value(text, "LO", 64) or "-"
+
+
 def _call_code(tumor: bool | None) -> Code:
     """Present / Absent, or Indeterminate for a series the model makes no call on (out of scope)."""
     return codes.SCT.Indeterminate if tumor is None else codes.SCT.Present if tumor else codes.SCT.Absent
+
+
+def _source(kind, header):
+    """A reference to a slice by its SOP class and instance (single-frame CT images). Not highdicom's
+    `from_source_image`: that refuses a header whose Modality text names a non-image modality (SR, SEG...),
+    which a sender may write into any CT instance; the reference is to the CT image all the same."""
+    return kind(referenced_sop_class_uid=header.SOPClassUID, referenced_sop_instance_uid=header.SOPInstanceUID)
 
 
 def _group(finding: SeriesFinding, facts: ModelFacts):
@@ -74,7 +87,7 @@ def _group(finding: SeriesFinding, facts: ModelFacts):
     no_units = codes.UCUM.NoUnits
     slices = [hd.sr.Measurement(
         name=SLICE_PROBABILITY, value=round(p, 6), unit=no_units,
-        referenced_images=[hd.sr.SourceImageForMeasurement.from_source_image(finding.header_of(i))])
+        referenced_images=[_source(hd.sr.SourceImageForMeasurement, finding.header_of(i))])
         for i, p in sorted(finding.driving.items())]
     study_probability = [] if finding.tumor_probability is None else [
         hd.sr.Measurement(name=STUDY_PROBABILITY, value=round(finding.tumor_probability, 6), unit=no_units)]
@@ -85,13 +98,14 @@ def _group(finding: SeriesFinding, facts: ModelFacts):
         finding_type=codes.SCT.Neoplasm,
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Kidney)],
         algorithm_id=hd.sr.AlgorithmIdentification(
-            name=f"kidneyct {facts.name}", version=__version__,
-            parameters=[f"checkpoint {facts.checkpoint} sha256 {facts.sha256[:16]}",
-                        f"threshold {finding.threshold:g}", f"rule {finding.aggregation}"[:64], f"temperature {facts.temperature:.4f}"]),
+            name=_long_string(f"kidneyct {facts.name}"), version=__version__,
+            parameters=[_long_string(text) for text in (
+                f"checkpoint {facts.checkpoint} sha256 {facts.sha256[:16]}", f"threshold {finding.threshold:g}",
+                f"rule {finding.aggregation}", f"temperature {facts.temperature:.4f}")]),
         measurements=[*study_probability,
                       hd.sr.Measurement(name=THRESHOLD, value=finding.threshold, unit=no_units), *slices],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(TUMOR_CALL, _call_code(finding.tumor))],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(finding.header_of(i))
+        source_images=[_source(hd.sr.SourceImageForMeasurementGroup, finding.header_of(i))
                        for i in sorted(finding.driving)],
     )
     notes = [(INTENDED_USE, DISCLAIMER), (VALIDATION, facts.validation), (STUDY_RULE, finding.aggregation)]

@@ -4,14 +4,21 @@
 forked worker processes and hands them back in input order, so the consumer's forward passes overlap the
 decoding of what comes next. An input that cannot be read is a result like any other (`Prepared.images`
 None, the reasons in `Prepared.skipped`); one unexpected failure never stops the others. Workers are
-forked, not spawned: a spawned worker would import torch again (seconds) before its first slice.
+forked, not spawned: a spawned worker would import torch again (seconds) before its first slice. Workers
+end with their parent: after a `kill -9` of `predict` they would otherwise wait on the task queue forever,
+each holding its memory.
 """
 
 from __future__ import annotations
 
 import logging
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -110,7 +117,8 @@ def ordered_map(task: Callable, items: Iterable, workers: int, ahead: int) -> It
     pool breaks (a worker killed, say by the out-of-memory killer), the rest is computed in this process."""
     queue = iter(items)
     pending: deque[tuple[object, Future]] = deque()
-    pool = ProcessPoolExecutor(workers, mp_context=_fork_context())
+    pool = ProcessPoolExecutor(workers, mp_context=_fork_context(), initializer=end_with_parent,
+                               initargs=(os.getpid(),))
     try:
         for item in queue:
             pending.append((item, pool.submit(task, item)))
@@ -131,6 +139,37 @@ def ordered_map(task: Callable, items: Iterable, workers: int, ahead: int) -> It
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """In a worker process: be killed when the parent dies. Linux: the kernel sends SIGKILL (prctl
+    PR_SET_PDEATHSIG; the pool starts its workers from the caller's thread, which lives as long as the pool).
+    Elsewhere: a daemon thread polls the parent's pid once a second.
+
+    Args:
+        parent_pid: the pid of the process that made the pool (os.getpid() there).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            _watch_parent(parent_pid)
+    else:
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the rule took effect
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kidneyct-parent-watch", daemon=True).start()
 
 
 def _fork_context():

@@ -133,6 +133,8 @@ def _result(predictor: Predictor, entry: Prepared, scored: _Scored, first: int, 
     features = np.stack([scored.features[r] for r in rows]) if first in scored.features else None
     scopes = predictor.judge.scopes(entry.slices, entry.item.is_study, features, entry.looks)
     warnings = predictor.judge.warnings(entry.images, scopes, entry.slices[0].hu)
+    if entry.item.is_study:  # what the reader could not check (e.g. a DICOM without Modality), once per study
+        warnings = [*warnings, *sorted({note for ct_slice in entry.slices for note in ct_slice.warnings})]
     slices = [_slice(predictor, ct_slice, scored, row, scope, [] if entry.item.is_study else warnings)
               for ct_slice, row, scope in zip(entry.slices, rows, scopes)]
     if heatmaps is not None:
@@ -151,7 +153,7 @@ def _slice(predictor: Predictor, ct_slice, scored: _Scored, row: int, scope: Sli
         f"modality {ct_slice.modality}: the model was trained on CT; probabilities are not meaningful"]
     return SliceResult(ct_slice.source, ct_slice.index, dict(zip(classes, map(float, scored.probabilities[row]))),
                        classes[scored.decisions[row]] if scope.in_scope else None, scope.in_scope, scope.reason,
-                       modality + list(warnings))
+                       modality + list(warnings) + list(ct_slice.warnings))
 
 
 def _call_study(predictor: Predictor, study: StudyResult) -> None:

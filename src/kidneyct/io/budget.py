@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kidneyct.config import MAX_DECODED_MB
-from kidneyct.errors import ImageReadError
+from kidneyct.errors import OverBudget
 
 MIB = 1024 * 1024
 DEFAULT_MAX_DECODED_BYTES = MAX_DECODED_MB * MIB
@@ -62,7 +62,7 @@ def current_budget() -> int:
 
 
 def check_decoded_size(path: str | Path, nbytes: int, what: str) -> None:
-    """Raise an ImageReadError when `nbytes` (a decoded size declared by a header) exceeds the budget.
+    """Raise an OverBudget (an ImageReadError) when `nbytes` (a decoded size declared by a header) exceeds the budget.
 
     Args:
         path: the file, named in the error.
@@ -71,12 +71,12 @@ def check_decoded_size(path: str | Path, nbytes: int, what: str) -> None:
     """
     budget = current_budget()
     if nbytes > budget:
-        raise ImageReadError(path, f"{what} would decode to {nbytes / MIB:,.1f} MiB, above the "
+        raise OverBudget(path, f"{what} would decode to {nbytes / MIB:,.1f} MiB, above the "
                                    f"{budget / MIB:,.1f} MiB decoded-size budget (--max-decoded-mb)")
 
 
 def check_side(path: str | Path, width: int, height: int) -> None:
-    """Raise an ImageReadError when a header declares a side beyond the limit in force."""
+    """Raise an OverBudget (an ImageReadError) when a header declares a side beyond the limit in force."""
     limit = _LIMITS.get().max_side
     if width > limit or height > limit:
-        raise ImageReadError(path, f"image is {width}x{height} pixels, above the {limit}-pixel limit")
+        raise OverBudget(path, f"image is {width}x{height} pixels, above the {limit}-pixel limit")

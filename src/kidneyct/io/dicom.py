@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # Modalities whose pixel values are Hounsfield units after the modality LUT.
 HU_MODALITIES = {"CT"}
+NO_MODALITY = ("DICOM without Modality: read as CT (Hounsfield units through the rescale tags); "
+               "nothing in the header says it is CT")
 
 
 def read_dicom(path: str | Path, allow_non_ct: bool = False) -> CTSlice:
@@ -63,7 +65,8 @@ def _read(path: Path, allow_non_ct: bool) -> CTSlice:
         values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
     position = _slice_position(ds)[0] if ds.get("ImagePositionPatient") is not None else None
     return check_slice(CTSlice(pixels=values, hu=is_hu, source=str(path), position=position,
-                               series=str(ds.get("SeriesInstanceUID", "")) or None, modality=modality))
+                               series=str(ds.get("SeriesInstanceUID", "")) or None, modality=modality,
+                               warnings=(NO_MODALITY,) if modality is None else ()))
 
 
 def _value(ds: pydicom.Dataset, keyword: str, default: float):

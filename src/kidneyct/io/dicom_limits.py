@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io.budget import check_decoded_size, check_side, current_budget
+from kidneyct.io.files import open_regular
 from kidneyct.io.sniff import looks_like_dicom
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def open_dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Datase
             check_decoded_size(path, path.stat().st_size, "a DICOM file this large")
         # force: DICOM without preamble (recognised by content) has no 'DICM' marker for pydicom to check.
         force = looks_like_dicom(path)
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             preamble = pydicom.filereader.read_preamble(handle, force)
             meta = pydicom.filereader._read_file_meta_info(handle)
             if meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io.dicom import read_series
+from kidneyct.io.files import file_problem
 from kidneyct.io.pacs import dicomdir_series, group_series
 from kidneyct.io.read import read_slices
 from kidneyct.io.slices import CTSlice
@@ -65,6 +66,15 @@ def _dicomdir_items(dicomdir: Path, claimed: set[Path], skipped: list[tuple[str,
     return _series_items(dicomdir, groups)
 
 
+def unreadable(path: Path) -> str | None:
+    """Why a file is skipped before anything opens it: not a regular file (a named pipe would block the run
+    forever), or empty. None for a file worth reading."""
+    problem = file_problem(path)
+    if problem is None and path.stat().st_size == 0:
+        return "file is empty (0 bytes)"
+    return problem
+
+
 def _folder_items(root: Path, skipped: list[tuple[str, str]]) -> list[InputItem]:
     items: list[InputItem] = []
     claimed: set[Path] = set()
@@ -74,6 +84,10 @@ def _folder_items(root: Path, skipped: list[tuple[str, str]]) -> list[InputItem]
         dicom = []
         for path in files:
             if path in claimed or path.name == DICOMDIR:
+                continue
+            reason = unreadable(path)
+            if reason is not None:
+                skipped.append((str(path), reason))
                 continue
             kind = input_kind(path)
             if kind == "dicom":
@@ -106,7 +120,11 @@ def expand_inputs(inputs) -> tuple[list[InputItem], list[tuple[str, str]]]:
                 skipped.append((str(path), "folder holds no JPG, PNG, DICOM or NIfTI files"))
             items += found
         elif path.exists():
-            items += _file_items(path, skipped)
+            reason = unreadable(path)
+            if reason is None:
+                items += _file_items(path, skipped)
+            else:
+                skipped.append((str(path), reason))
         else:
             skipped.append((str(path), "file not found"))
     return items, skipped

@@ -19,6 +19,7 @@ import numpy as np
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io.budget import check_decoded_size, check_side, current_budget
+from kidneyct.io.files import open_regular
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.sniff import GZIP_MAGIC
 from kidneyct.io.validate import check_rescale, check_slice
@@ -70,7 +71,7 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def _open(path: Path) -> tuple[nib.Nifti1Image, _Bounded]:
     import nibabel as nib  # deferred: JPG/PNG runs and `kidneyct --help` never load it
 
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         compressed = handle.read(2) == GZIP_MAGIC
     source = gzip.open(path, "rb") if compressed else open(path, "rb")
     stream = _Bounded(source, path, HEADER_LIMIT + current_budget())

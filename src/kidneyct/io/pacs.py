@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kidneyct.errors import ImageReadError
+from kidneyct.io.files import open_regular
 from kidneyct.io.sniff import looks_like_dicom
 
 
@@ -19,8 +20,9 @@ def series_uid(path: Path) -> str:
     import pydicom  # deferred: slice-image work never loads the DICOM stack
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"],
-                             force=looks_like_dicom(path))
+        with open_regular(path) as handle:
+            ds = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"],
+                                 force=looks_like_dicom(path))
     except Exception as error:  # pydicom raises many types for damaged files
         raise ImageReadError(path, f"not a readable DICOM file ({type(error).__name__}: {error})") from None
     return str(ds.get("SeriesInstanceUID", "") or "")

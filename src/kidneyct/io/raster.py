@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kidneyct.errors import ImageReadError
 from kidneyct.io.budget import check_decoded_size, check_side
+from kidneyct.io.files import open_regular
 from kidneyct.io.slices import CTSlice
 from kidneyct.io.validate import check_slice
 
@@ -45,15 +47,26 @@ def _to_unit_grey(image: Image.Image) -> np.ndarray:
 
 # Bytes per pixel and band of Pillow's modes, for the decoded size a header declares.
 _BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+GREY_FLOAT_BYTES = 4  # the slice is held as float32 grey: a 1-band image costs 4 bytes a pixel, not 1
+# Decoded bytes per stored byte that PNG (deflate: at most ~1032:1) and Huffman-coded JPEG (at least one bit per
+# 8x8 block: at most ~1024:1 for 4:2:0 colour) can reach. A header claiming more pixels than the file can
+# hold is a truncated or crafted file, which the decoders would still fill in full-size (a 335-byte JPEG
+# claiming 4000x4000 cost 112 MiB to read, ~500 MiB through `predict`).
+MAX_COMPRESSION = 2048
 
 
-def _check_header(path: Path, image: Image.Image) -> None:
-    """Refuse from the header alone: sides beyond the limit, more decoded bytes than the budget, several
+def _check_header(path: Path, image: Image.Image, stored_bytes: int) -> None:
+    """Refuse from the header alone: sides beyond the limit, more decoded bytes than the budget (the larger
+    of the decoded image and its float32 grey copy), more pixels than the file's bytes can encode, several
     frames (an animated PNG, a multi-picture JPEG: which one would be the slice?)."""
     width, height = image.size
     check_side(path, width, height)
-    bands = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
-    check_decoded_size(path, width * height * bands, f"a {width}x{height} {image.mode} image")
+    decoded = width * height * len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    check_decoded_size(path, max(decoded, width * height * GREY_FLOAT_BYTES), f"a {width}x{height} {image.mode} image")
+    if decoded > MAX_COMPRESSION * max(stored_bytes, 1):
+        raise ImageReadError(path, f"header claims {width}x{height} pixels ({decoded:,} bytes decoded) in a file of "
+                                   f"{stored_bytes:,} bytes, beyond what {image.format} compression can hold: "
+                                   "truncated or crafted, not decoded")
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         raise ImageReadError(path, f"{image.format} holds {frames} frames; kidneyct reads one slice per file")
@@ -88,8 +101,8 @@ def _opened(path: Path, formats: tuple[str, ...]) -> Iterator[Image.Image]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=formats) as image:
-                _check_header(path, image)
+            with open_regular(path) as handle, Image.open(handle, formats=formats) as image:
+                _check_header(path, image, os.fstat(handle.fileno()).st_size)
                 yield image
     except ImageReadError:
         raise

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kidneyct.errors import ImageReadError
+from kidneyct.errors import ImageReadError, NotRegularFile
 from kidneyct.io.dicom import read_dicom, read_series
+from kidneyct.io.files import file_problem
 from kidneyct.io.nifti import read_nifti
 from kidneyct.io.raster import read_raster
 from kidneyct.io.slices import CTSlice
@@ -30,6 +31,9 @@ def read_slices(path: str | Path, indices: list[int] | None = None, allow_non_ct
         return slices if indices is None else [slices[i] for i in indices]
     if not path.exists():
         raise ImageReadError(path, "file not found")
+    problem = file_problem(path)
+    if problem is not None:
+        raise NotRegularFile(path, problem)
     if path.stat().st_size == 0:
         raise ImageReadError(path, "file is empty (0 bytes)")
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from kidneyct.errors import UnsupportedFormat
+from kidneyct.errors import ImageReadError, UnsupportedFormat
+from kidneyct.io.files import open_regular
 
 
 # Files written beside images that are not images of their own (phantom lesion masks).
@@ -73,9 +74,9 @@ def content_format(head: bytes) -> str | None:
 def looks_like_dicom(path: str | Path) -> bool:
     """Whether the content is DICOM (with or without preamble), whatever the file is called."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return content_format(handle.read(HEADER_BYTES)) == "dicom"
-    except OSError:
+    except (OSError, ImageReadError):
         return False
 
 
@@ -103,7 +104,7 @@ def sniff_format(path: str | Path, head: bytes | None = None) -> str | None:
         head: its first HEADER_BYTES bytes when already at hand (an upload); read from `path` otherwise.
     """
     if head is None:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(HEADER_BYTES)
     found = content_format(head)
     if found is not None:

@@ -54,7 +54,8 @@ def serve(checkpoint: str | Path | None, settings: ServeSettings | None = None, 
     if not is_loopback(host):
         log.warning("serving on %s: reachable from other machines; the API requires the bearer token", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
-                http=guarded_protocol(settings.max_connections, settings.header_timeout_s))
+                http=guarded_protocol(settings.max_connections, settings.header_timeout_s,
+                                      settings.max_connections_per_client, settings.busy_header_timeout_s))
 
 
 __all__ = ["ServeSettings", "TokenRequired", "UploadError", "bind_settings", "create_app", "is_loopback", "serve"]

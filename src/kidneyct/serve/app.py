@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -120,7 +121,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_body_size:
                     # An HTTPException passes FastAPI's body parsing untouched and becomes a JSON answer.
-                    raise HTTPException(413, self.detail)
+                    raise HTTPException(413, self.detail, headers={"Connection": "close"})
             return message
 
         await self.app(scope, counted, send)
@@ -170,6 +171,13 @@ def _add_middleware(app: FastAPI, settings: ServeSettings) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError):
+        # FastAPI's own answer repeats every invalid value: for an upload under another field name, the upload.
+        problems = ["{}: {}".format(".".join(map(str, e.get("loc", ()))), e.get("msg", "invalid"))[:200]
+                    for e in error.errors()[:5]]
+        return JSONResponse({"detail": "invalid request: " + "; ".join(problems)}, status_code=422)
+
     @app.exception_handler(UploadError)
     async def upload_error(_request: Request, error: UploadError):
         return JSONResponse({"detail": error.message}, status_code=error.status)

@@ -104,7 +104,10 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
             except (asyncio.TimeoutError, TimeoutError):
-                raise HTTPException(408, f"request body not received within {self.body_timeout_s:g} s") from None
+                # Connection: close: the rest of the body may still come, and the connection cannot carry another
+                # request; without it uvicorn holds the connection until its keep-alive timeout (5 s).
+                raise HTTPException(408, f"request body not received within {self.body_timeout_s:g} s",
+                                    headers={"Connection": "close"}) from None
             done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 

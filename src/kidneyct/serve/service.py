@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from kidneyct.about import DISCLAIMER
-from kidneyct.config import SERVE_MAX_DECODED_MB
+from kidneyct.config import SERVE_MAX_DECODED_MB, SERVE_MAX_SIDE
 from kidneyct.errors import ImageReadError, UnsupportedFormat, UploadError
 from kidneyct.inference.model_facts import model_card
 from kidneyct.inference.overlay import OVERLAY_SIDE, overlay_image, write_overlay
@@ -44,13 +44,15 @@ class ServeSettings:
     """Limits and runtime choices of one app. Every limit answers with a 4xx JSON error, never a crash."""
 
     max_upload_bytes: int = 20 * 1024 * 1024  # 413 beyond this (checked before the body is parsed)
-    max_image_side: int = 4096  # pixels per side, checked from the header before any pixel is decoded
+    max_image_side: int = SERVE_MAX_SIDE  # pixels per side, checked from the header before any pixel is decoded
     max_decoded_bytes: int = SERVE_MAX_DECODED_MB * 1024 * 1024  # one upload's decoded size, from its header
     request_timeout_s: float = 30.0  # per request, queueing included: 504 beyond it
     body_timeout_s: float = 60.0  # receiving one request's body: 408 beyond it (a client sending 1 byte/s)
     header_timeout_s: float = 10.0  # receiving a request's headers: the connection is closed beyond it
     max_pending: int = 64  # requests waiting for or in inference at once: 503 beyond it
-    max_connections: int = 256  # open connections; more are closed as soon as they are accepted
+    max_connections: int = 256  # open connections; a new one replaces the longest-waiting idle one beyond it
+    max_connections_per_client: int = 32  # open connections of one client address; more are closed on arrival
+    busy_header_timeout_s: float = 1.0  # the header deadline once 3/4 of max_connections are open
     workers: int = 4  # threads decoding uploads; inference itself runs one request at a time
     device: str = "cpu"
     cam_layer: str | None = None  # Grad-CAM target layer (default: the model's)
@@ -61,14 +63,36 @@ class ServeSettings:
 
     def __post_init__(self):
         numbers = (self.max_upload_bytes, self.max_decoded_bytes, self.request_timeout_s, self.body_timeout_s,
-                   self.header_timeout_s)
+                   self.header_timeout_s, self.busy_header_timeout_s)
         if not all(math.isfinite(n) and n > 0 for n in numbers) or self.max_image_side < 16:
             raise ValueError("sizes, budget and timeouts must be finite and positive, the image side >= 16")
-        if min(self.max_pending, self.workers, self.max_connections) < 1:
-            raise ValueError("max_pending, workers and max_connections must be at least 1")
-        if self.token is not None and len(self.token) < 16:
-            raise ValueError("the token must be at least 16 characters (e.g. `python -c 'import secrets; "
-                             "print(secrets.token_urlsafe())'`)")
+        if min(self.max_pending, self.workers, self.max_connections, self.max_connections_per_client) < 1:
+            raise ValueError("max_pending, workers, max_connections and max_connections_per_client must be at least 1")
+        problem = None if self.token is None else token_problem(self.token)
+        if problem is not None:
+            raise ValueError(f"the token {problem}: make one with `python -c 'import secrets; "
+                             "print(secrets.token_urlsafe())'`")
+
+
+MIN_TOKEN_LENGTH, MIN_TOKEN_DISTINCT = 16, 8
+
+
+def token_problem(token: str) -> str | None:
+    """Why a bearer token is too weak to guard the API, or None. It must be at least 16 printable characters
+    without spaces, of at least 8 different ones: sixteen spaces or `aaaaaaaaaaaaaaaa` are no secret.
+
+    Args:
+        token: the --token or $KIDNEYCT_TOKEN value.
+    """
+    if not token.strip():
+        return "is blank"
+    if any(c.isspace() or not c.isprintable() for c in token):
+        return "contains spaces or control characters"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"has {len(token)} characters; at least {MIN_TOKEN_LENGTH} are needed"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"uses only {len(set(token))} different characters; at least {MIN_TOKEN_DISTINCT} are needed"
+    return None
 
 
 ACCEPTED = "JPG, PNG or DICOM (one slice)"
@@ -141,7 +165,8 @@ class InferenceService:
         kind = sniff_kind(data, filename)
         ct_slice = replace(self._read_slice(data, kind, filename), source=filename)
         height, width = ct_slice.pixels.shape[:2]
-        # The locator runs here, in the decoding threads.
+        # The locator runs here, in the decoding threads; the slice's warnings (modality, the reader's own, such
+        # as a DICOM without Modality) come with its result from the one prediction path.
         prepared = prepare_input(self.predictor, InputItem(Path(filename), "image", slices=(ct_slice,)))
         if prepared.images is None:
             raise UploadError(422, f"{filename}: {prepared.skipped[-1][1]}")
