@@ -11,12 +11,13 @@ docs/model-card.md. About 10-20 minutes on 2 CPU cores. CI does not run it: the 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
 
 from kidneyct.checkpoint import Source, SourceValidation
-from kidneyct.experiments.ship import ShipSpec, TrainingSources, package, ship
+from kidneyct.experiments.ship import ShipSpec, TrainingSources, package, ship, source_validations
 from kidneyct.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +43,22 @@ CV_COMMAND = f"kidneyct cv --sources {SOURCES_FILE} --recipe {RECIPE} --folds 5 
 CV_SPLIT = ("5-fold cross-validation, patient- (KiTS23, Pancreas-CT) and series- (Kaggle) disjoint, pooled out of "
             "fold: the recipe on unseen patients, not these weights (docs/experiments.md)")
 
-# Measured by CV_COMMAND (runs/cv-seg/cv.json, per_source): filled in from that run, never by hand-tuning.
-CV_RECORDED: list[SourceValidation] = []
+CV_RESULTS = ROOT / "benchmarks" / "results" / "cv-lite0-unet-zoom.json"  # CV_COMMAND's cv.json, as it wrote it
+
+
+def cv_recorded() -> list[SourceValidation]:
+    """The recipe's cross-validated numbers per source, read from the committed cv.json of CV_COMMAND."""
+    if not CV_RESULTS.exists():
+        return []
+    table = json.loads(CV_RESULTS.read_text())["per_source"]
+    return source_validations(table, CV_SPLIT, CV_COMMAND, {"kaggle": KAGGLE.name, "kits23": KITS23.name,
+                                                            "pancreas-ct": PANCREAS.name})
 
 SPEC = ShipSpec(
     name=f"kidneyct default ({RECIPE}): kidney and tumor segmentation with a slice call",
     recipe=RECIPE,
     train_on=TrainingSources(SOURCES_FILE, {"kaggle": KAGGLE, "kits23": KITS23, "pancreas-ct": PANCREAS},
                              classes="tumor,normal+cyst+nokidney"),
-    overrides={"test_fraction": 0.0},  # every patient trains; the recipe's cross-validation measures it
     summary=("A 2D U-Net (EfficientNet-Lite0 encoder, ImageNet weights) that maps kidney and tumor on a CT slice and "
              "calls the slice from its tumor map and a slice head. It looks twice: once at the whole body to find "
              "the kidneys, then zoomed on each kidney. Trained on 263 KiTS23 patients' slices with kidney and "
@@ -61,7 +69,7 @@ SPEC = ShipSpec(
     licence_note=("The weights carry the most restrictive licences of their training data: KiTS23 (CC BY-NC-SA "
                   "4.0: non-commercial, share-alike) and the Kaggle slices (licence unconfirmed: research and "
                   "teaching only, do not redistribute for other uses); Pancreas-CT is CC BY 3.0."),
-    recorded=CV_RECORDED,
+    recorded=cv_recorded(),
     limitations=[
         "One axial slice per KiTS23 patient was available (263 slices with masks): small tumors (under ~1,000 "
         "pixels at 256 px) are mostly missed, and the tumor maps are coarse; the cross-validated tumor Dice says "

@@ -56,6 +56,7 @@ class EvaluationResult:
     markdown: Path
     series_metrics: dict | None = None
     leakage_audit: dict | None = None
+    per_source: dict | None = None  # the per-source table (cv_report.source_table)
 
 
 def describe_split(kind: str, seed) -> str:
@@ -168,7 +169,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
     }
     (out / REPORT_METRICS).write_text(json.dumps(result, indent=2))
     html_path, md_path = write_reports(result, figures, out)
-    return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak)
+    return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak, sources)
 
 
 def _per_source(predictor: Predictor, sources: list[Source], decoded, scored: _Scored, n_boot: int,

@@ -123,10 +123,39 @@ def _trained_counts(split_csv: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def source_validations(table: dict, split: str, command: str, names: dict[str, str] | None = None) -> list[
+        SourceValidation]:
+    """One record per source of a per-source table (cv.json's or evaluate's "per_source"): per slice the ranking
+    statistics, the calls at the threshold and the Dice where the model segments; per series or patient where the
+    source groups several slices. `names` renames sources (the sources file's names to their records')."""
+    out = []
+    for name, row in table.get("rows", {}).items():
+        if name == "pooled":
+            continue
+        shown = (names or {}).get(name, name)
+        metrics = {k: round(v["value"], 3) for k, v in row["image"].items() if v["value"] == v["value"]}
+        extra = {"tumor_sensitivity": row["sensitivity"], "tumor_specificity": row["specificity"],
+                 "tumor_dice_median": row.get("tumor_dice"), "tumor_dice_mean": row.get("tumor_dice_mean"),
+                 "kidney_dice_median": row.get("kidney_dice")}
+        metrics.update({k: round(v, 3) for k, v in extra.items() if v is not None and v == v})
+        out.append(SourceValidation(shown, split, "slice", row["images"], metrics, command))
+        if row.get("group"):
+            grouped = {k: round(v["value"], 3) for k, v in row["group"].items() if v["value"] == v["value"]}
+            out.append(SourceValidation(shown, split, "series or patient", row["groups"], grouped, command))
+    return out
+
+
 def _held_out(checkpoint_file: Path, spec: ShipSpec, work: Path) -> list[SourceValidation]:
-    """The training source's test split (series-disjoint: its series were never trained or validated on)."""
-    result = evaluate(checkpoint_file, data=spec.train_on.path, out=work / "report", device="cpu", progress=False)
+    """The training sources' test split (grouped: its series or patients were never trained or validated on)."""
     seed = read_checkpoint(checkpoint_file).data.split_seed
+    if isinstance(spec.train_on, TrainingSources):
+        result = evaluate(checkpoint_file, sources=spec.train_on.sources_file, out=work / "report", device="cpu",
+                          progress=False)
+        command = f"kidneyct evaluate --checkpoint {checkpoint_file} --sources {spec.train_on.sources_file}"
+        names = {name: record.name for name, record in spec.train_on.records.items()}
+        return source_validations(result.per_source or {}, f"patient- or series-disjoint test split (seed {seed})",
+                                  command, names)
+    result = evaluate(checkpoint_file, data=spec.train_on.path, out=work / "report", device="cpu", progress=False)
     split = f"series-disjoint test split of `kidneyct train` (grouped, seed {seed})"
     command = f"kidneyct evaluate --checkpoint {checkpoint_file} --data {spec.train_on.path}"
     return [SourceValidation(spec.train_on.source.name, split, unit, metrics["n"],
