@@ -34,6 +34,8 @@ class PredictOptions:
     heatmaps: str | None = None  # write a Grad-CAM overlay PNG per slice into this folder (PyTorch only)
     cam_layer: str | None = None  # the Grad-CAM target layer (default: the model's)
     progress: bool = False  # a progress bar on terminals
+    masks: str | None = None  # segmenting models: write label masks (0 background, 1 kidney, 2 tumor) into this folder
+    dicom_seg: str | None = None  # segmenting models: a DICOM SEG per DICOM series, under <folder>/<StudyInstanceUID>/
 
 
 class Predictor:
@@ -46,7 +48,7 @@ class Predictor:
 
     def __init__(self, backend: Backend, options: PredictOptions = PredictOptions()):
         self.backend, self.options = backend, options
-        self.judge = InputJudge(self.checkpoint.study, self.preprocessing)
+        self.judge = InputJudge(self.checkpoint.study, self.preprocessing, self.checkpoint.outputs)
         self._explainer = None
 
     @classmethod

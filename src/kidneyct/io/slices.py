@@ -20,3 +20,4 @@ class CTSlice:
     series: str | None = None  # series identity when the format carries one
     modality: str | None = None
     position: float | None = None  # mm along the slice normal (series and volumes), for the slice spacing
+    spacing: tuple[float, float] | None = None  # mm between pixel centres (rows, columns), when the file says
