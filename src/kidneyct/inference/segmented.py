@@ -90,3 +90,18 @@ def write_dicom_seg(entry: Prepared, labels: list[np.ndarray], folder: str | Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda stream: segmentation.save_as(stream, enforce_file_format=True))
     return path
+
+
+class TumorMapExplainer:
+    """A segmenting model's heatmaps: its own tumor probability map on the body view, whichever class is asked
+    for (where the model sees tumor; a Grad-CAM of its slice head would only point at the encoder's coarse cells).
+    Works on both backends. `--cam-layer` still asks for Grad-CAM of a layer instead (PyTorch)."""
+
+    label = "tumor map burned in: where the segmenting model sees tumor, not a diagnosis"
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def heatmaps(self, images: np.ndarray, class_indices, batch_size: int = 16) -> np.ndarray:
+        """Tumor probabilities [N, V, V] in [0, 1] for uint8 body views [N, V, V]."""
+        return self.backend.looked(np.asarray(images), batch_size).maps[:, 1]

@@ -96,6 +96,8 @@ class DicomNode:
         # workers=0: read in the worker thread; forking reader processes from a server full of threads is unsafe.
         self.predictor = Predictor.open(checkpoint, settings.device, options=PredictOptions(
             threshold=settings.threshold, top_k=settings.top_k, workers=0))
+        if self.predictor.backend.segmenting:  # a DICOM SEG of its kidney and tumor maps beside the SR
+            self.predictor = self.predictor.with_options(dicom_seg=str(settings.out / "dicom"))
         self.facts = ModelFacts.of(self.predictor.checkpoint, self.predictor.backend.source)
         self.registry = SeriesRegistry(settings.out / "incoming")
         self.on_answer = on_answer
@@ -184,7 +186,8 @@ class DicomNode:
         studies = write_dicom_results(results, settings.out / "dicom", self.predictor, self.facts)
         record = _record(series, results, studies)
         if settings.forward is not None and studies:
-            files = [p for s in studies for p in (*s.key_images, s.sr)]
+            segs = sorted({Path(row.masks["dicom_seg"]) for r in results for row in r.slices if "dicom_seg" in row.masks})
+            files = [p for s in studies for p in (*s.key_images, s.sr)] + segs
             record["forward"] = forward_files(files, settings.forward, settings.ae_title)
         text = json.dumps(record, indent=2)
         atomic_write(folder / "answer.json", lambda stream: stream.write(text), binary=False)
