@@ -35,6 +35,13 @@ def _body(value_hu: float) -> np.ndarray:
     return hu
 
 
+def _same_areas(found: dict, expected: dict) -> None:
+    """Equal but for a pixel or two: a map's last bits, at the mask threshold, depend on the batch it ran in."""
+    assert found.keys() == expected.keys()
+    for key in ("kidney_px", "tumor_px"):
+        assert abs(found[key] - expected[key]) <= 2, key
+
+
 def _nifti(path: Path, value_hu: float, n: int = 3) -> Path:
     import nibabel as nib
 
@@ -138,8 +145,9 @@ def test_predict_writes_masks_on_each_inputs_grid(segmenter, inputs, by_api, tmp
         labels = np.asarray(Image.open(row["masks"]["labels"]))
         assert labels.shape == (SIDE, SIDE) and set(np.unique(labels)) <= {0, 1, 2}
         assert (labels > 0).sum() == row["areas"]["kidney_px"] > 0 and row["areas"]["kidney_mm2"] is None
-        assert (labels[np.asarray(Image.open(study["input"])) == 0] == 0).all()  # no label in the air
-    assert [r["probabilities"] for r in volume["slices"]] == [r["probabilities"] for r in by_api["volume"]["slices"]]
+        assert (labels[np.asarray(Image.open(row["source"])) == 0] == 0).all()  # no label in the air
+    for a, b in zip(volume["slices"], by_api["volume"]["slices"]):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
     written = nib.load(volume["slices"][0]["masks"]["labels"])
     reference = nib.load(str(inputs["volume"]))
     assert written.shape == reference.shape and np.allclose(written.affine, reference.affine)
@@ -168,8 +176,7 @@ def test_dicom_out_writes_a_segmentation_beside_the_sr(segmenter, inputs, tmp_pa
     import pydicom
 
     uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in sources]
-    back = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True,
-                                             ignore_spatial_locations=True)
+    back = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)
     volume = np.asarray(nib.load(row["masks"]["labels"]).dataobj)  # [column, row, slice] on the series' grid
     assert np.array_equal(back, volume.transpose(2, 1, 0))
     assert (back > 0).sum(axis=(1, 2)).tolist() == [s["areas"]["kidney_px"] for s in study["slices"]]
@@ -198,7 +205,8 @@ def test_the_web_api_and_the_dicom_node_answer_as_predict_does(segmenter, inputs
         body = client.post("/predict", files={"file": (path.name, path.read_bytes())}).json()
     expected = by_api["png"]["slices"][0]
     assert body["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
-    assert body["slice"]["areas"] == expected["areas"] and body["disclaimer"] == DISCLAIMER
+    _same_areas(body["slice"]["areas"], expected["areas"])
+    assert body["disclaimer"] == DISCLAIMER
 
     header = read_header(next(inputs["series"].glob("*.dcm")))
     node = DicomNode(segmenter, NodeSettings(out=tmp_path / "node", device="cpu"))
@@ -207,5 +215,6 @@ def test_the_web_api_and_the_dicom_node_answer_as_predict_does(segmenter, inputs
     (written,) = json.loads((tmp_path / "node" / "results" / header.SeriesInstanceUID / "results.json").read_text())[
         "studies"]
     for a, b in zip(written["slices"], by_api["series"]["slices"]):
-        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4) and a["areas"] == b["areas"]
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+        _same_areas(a["areas"], b["areas"])
     assert list((tmp_path / "node" / "dicom").rglob("SEG-*.dcm"))

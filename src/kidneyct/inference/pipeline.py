@@ -40,8 +40,9 @@ class Prepared:
     images: np.ndarray | None  # uint8 [n, S, S]; None when the input could not be read at all
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): the input, or files of it
     looks: list | None = None  # per slice, what `look` returned (the scope gate's kidney locator), when given
-    # per slice, (its shape, the crop box of its cached form): where the images' pixels lie on the slice's grid
-    frames: list[tuple[tuple[int, int], tuple[int, int, int, int]]] = field(default_factory=list)
+    # per slice, (its shape, the crop box of its cached form, the box's pixels kept (None: all; the others were
+    # blanked)): where the images' pixels lie on the slice's grid
+    frames: list[tuple] = field(default_factory=list)
 
 
 def failure_reason(error: Exception) -> str:
@@ -72,7 +73,7 @@ def prepare(item: InputItem, prep: Preprocessing, look: Callable | None = None,
             unit = prep.to_unit(ct_slice)
             geometry = prep.geometry(unit)
             images.append(geometry.image(unit))
-            frames.append((tuple(unit.shape), geometry.box))
+            frames.append((tuple(unit.shape), geometry.box, geometry.keep))
         images = np.stack(images)
         looks = [look(s) for s in slices] if look is not None else None
     except ImageReadError as error:

@@ -1,6 +1,6 @@
 """What a segmenting model adds to a prediction, per input: its kidney and tumor maps laid back on the input's own
 pixel grid as labels (0 background, 1 kidney, 2 tumor; in-scope slices only, out-of-scope slices stay
-background), each in-scope slice's kidney and tumor areas, and, when asked for, the label files
+background, and so do pixels outside the body), each in-scope slice's kidney and tumor areas, and, when asked for, the label files
 (kidneyct.inference.mask_files: a PNG per single image, a NIfTI volume on the grid of a NIfTI volume or DICOM
 series) and a DICOM SEG per DICOM series (kidneyct.inference.dicom_seg).
 """
@@ -27,11 +27,11 @@ def input_labels(entry: Prepared, maps: np.ndarray, scopes: list[SliceScope], th
     """Per slice, uint8 labels on the slice's own grid from the maps [N, 2, V, V] (kidney, tumor probabilities on
     the body views' grid); all background for a slice out of scope."""
     labels = []
-    for ct_maps, (shape, box), scope in zip(maps, entry.frames, scopes):
+    for ct_maps, (shape, box, keep), scope in zip(maps, entry.frames, scopes):
         if not scope.in_scope:
             labels.append(np.zeros(shape, np.uint8))
             continue
-        kidney, tumor = to_slice_grid(ct_maps, box, shape)
+        kidney, tumor = to_slice_grid(ct_maps, box, shape, keep)  # nothing outside the body
         labels.append(label_map(kidney, tumor, threshold))
     return labels
 

@@ -46,9 +46,10 @@ class Geometry:
         return resize_labels(pad_to_square(cropped), self.size)
 
 
-def to_slice_grid(maps: np.ndarray, box: Box, shape: tuple[int, int]) -> np.ndarray:
+def to_slice_grid(maps: np.ndarray, box: Box, shape: tuple[int, int], keep: np.ndarray | None = None) -> np.ndarray:
     """Maps [C, S, S] on a cached form's grid laid back on its slice's grid [C, H, W] (float32, bilinear): the
-    resize, padding and crop of `Geometry.image` undone, zero outside the crop `box`."""
+    resize, padding and crop of `Geometry.image` undone, zero outside the crop `box` and, inside it, where
+    `keep` (bool over the box) is false: pixels the crop blanked."""
     top, bottom, left, right = box
     height, width = bottom - top, right - left
     side = max(height, width)
@@ -58,6 +59,8 @@ def to_slice_grid(maps: np.ndarray, box: Box, shape: tuple[int, int]) -> np.ndar
         resized = Image.fromarray(np.ascontiguousarray(values, np.float32), mode="F").resize(
             (side, side), Image.Resampling.BILINEAR)
         out[channel, top:bottom, left:right] = np.asarray(resized)[pad_top:pad_top + height, pad_left:pad_left + width]
+    if keep is not None:
+        out[:, top:bottom, left:right] *= keep
     return out
 
 
