@@ -7,7 +7,6 @@ series) and a DICOM SEG per DICOM series (kidneyct.inference.dicom_seg).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,6 @@ from kidneyct.io import InputItem
 from kidneyct.io.atomic import atomic_write
 from kidneyct.labels import MASK_TUMOR
 from kidneyct.preprocess.geometry import to_slice_grid
-
-log = logging.getLogger(__name__)
 
 
 def input_labels(entry: Prepared, maps: np.ndarray, scopes: list[SliceScope], threshold: float) -> list[np.ndarray]:
