@@ -49,6 +49,10 @@ def _add_predict(sub) -> None:
     p.add_argument("--dicom-out", default=None, metavar="DIR", type=output_folder,
                    help="per DICOM study, a Comprehensive SR with the call and Secondary Capture key images "
                         "(Grad-CAM burned in) here, one folder per Study Instance UID")
+    p.add_argument("--masks-out", default=None, metavar="DIR", type=output_folder,
+                   help="segmenting models: per input a label mask on its own pixel grid (0 background, 1 kidney, "
+                        "2 tumor; in-scope slices only): a PNG per image, a NIfTI volume per NIfTI volume or DICOM "
+                        "series; with --dicom-out also a DICOM SEG per DICOM series")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="onnx: run through onnxruntime (a .pt checkpoint is exported on the fly); auto: PyTorch for a "
                         ".pt checkpoint, onnxruntime for the shipped model unless --cam or --dicom-out needs Grad-CAM "
@@ -74,8 +78,15 @@ def _predictor(args, heatmaps=None):
     options = PredictOptions(threshold=getattr(args, "threshold", None), top_k=getattr(args, "top_k", None),
                              batch_size=args.batch_size, workers=getattr(args, "workers", None),
                              max_decoded_bytes=mib(args.max_decoded_mb), heatmaps=heatmaps,
-                             cam_layer=args.cam_layer, progress=not args.no_progress)
-    return Predictor.open(args.checkpoint, args.device, args.backend, options)
+                             cam_layer=args.cam_layer, progress=not args.no_progress,
+                             masks=getattr(args, "masks_out", None))
+    predictor = Predictor.open(args.checkpoint, args.device, args.backend, options)
+    if options.masks is not None and not predictor.backend.segmenting:
+        raise ValueError(f"--masks-out needs a segmenting model (one with kidney and tumor maps); "
+                         f"{predictor.checkpoint.model.name} is a slice classifier")
+    if getattr(args, "dicom_out", None) and predictor.backend.segmenting:  # a DICOM SEG beside each series' SR
+        predictor = predictor.with_options(dicom_seg=str(args.dicom_out))
+    return predictor
 
 
 def _backend(args) -> str:

@@ -2,6 +2,11 @@
 model inputs in, numpy logits (and the scope gate's features) out. Everything around the forward pass (reading,
 scope, calibration, decisions, study calls) is the same for both and lives in kidneyct.inference.run.
 
+A segmenting checkpoint (`checkpoint.outputs.segmentation`) is run by both backends through the same two looks
+(kidneyct.models.look_twice: an overview of the body view, then a zoom on each kidney it found), the model or the
+ONNX session being the looks' runner: its slice logits come from `slice_logits` (the checkpoint's
+`outputs.slice_probability`), and its kidney and tumor probability maps on the body view's grid come with them.
+
 The ONNX backend needs no torch: its preprocessing, flip TTA and softmax are numpy, and its checkpoint records
 come from the export's metadata."""
 
@@ -17,20 +22,23 @@ import numpy as np
 
 from kidneyct.checkpoint import FORMAT, Checkpoint
 from kidneyct.errors import CheckpointError
+from kidneyct.labels import positive_index
 
 METADATA_KEY = "kidneyct"
-INPUT_NAME, OUTPUT_NAME, FEATURES_NAME = "image", "logits", "features"
+INPUT_NAME, OUTPUT_NAME, FEATURES_NAME, MAPS_NAME = "image", "logits", "features", "maps"
 BACKENDS = ("torch", "onnx")
 
 
 @dataclass
 class ModelOutput:
-    """One forward pass. maps: the per-pixel maps a segmenting model outputs beside its logits ([N, M, S, S], in
-    `checkpoint.outputs.maps` order); None for a slice classifier."""
+    """One forward pass. maps: the probability maps a segmenting model draws beside its logits ([N, M, S, S] on the
+    body view's grid, in `checkpoint.outputs.maps` order); None for a slice classifier. kidney_fraction: the share
+    of each view its overview calls kidney [N] (the scope gate of a segmenting model); None for a classifier."""
 
     logits: np.ndarray  # [N, K] float32
     features: np.ndarray | None = None  # [N, D] what the final Linear layer sees; None when not asked or not given
     maps: np.ndarray | None = None
+    kidney_fraction: np.ndarray | None = None
 
 
 class Backend(ABC):
@@ -47,8 +55,35 @@ class Backend(ABC):
         """Penultimate features [N, D] for the scope gate; None when this backend cannot give them."""
         return None
 
+    @property
+    def segmenting(self) -> bool:
+        """Whether the checkpoint is a segmenting model, run through its two looks."""
+        return self.checkpoint.outputs.segmentation is not None
+
+    def runner(self):
+        """The look_twice runner of a segmenting model: crops [B, 1, S, S] in [0, 1] -> (logits, map logits)."""
+        raise NotImplementedError(f"the {self.name} backend cannot run a segmenting model")
+
+    def looked(self, images: np.ndarray, batch_size: int = 32, with_maps: bool = True) -> ModelOutput:
+        """A segmenting model's output for uint8 body views [N, V, V]: both looks, the slice logits as the
+        checkpoint takes them, and (with_maps) the kidney and tumor probability maps on the views' grid."""
+        from kidneyct.models.look_twice import look_twice, slice_logits  # scipy: only segmenting models need it
+
+        outputs = self.checkpoint.outputs
+        segmentation, tumor = outputs.segmentation, positive_index(self.checkpoint.classes)
+        if tumor is None:
+            raise CheckpointError(f"{self.source}: a segmenting model needs a tumor class, has {self.checkpoint.classes}")
+        looks = look_twice(self.runner(), np.asarray(images), segmentation.zoom, segmentation.work_size, tumor,
+                           with_maps, batch_size=max(1, min(batch_size, 32)))
+        maps = None if looks.maps is None else looks.maps.astype(np.float32, copy=False)
+        return ModelOutput(slice_logits(looks, outputs.slice_probability, tumor).astype(np.float32), None, maps,
+                           np.asarray(looks.kidney_fraction, np.float64))
+
     def forward(self, images: np.ndarray, batch_size: int = 256, features: np.ndarray | None = None) -> ModelOutput:
-        """Logits of `images`, and the features of `images[features]` (a boolean mask) when given."""
+        """Logits of `images`, and the features of `images[features]` (a boolean mask) when given; for a
+        segmenting model its looks (maps and kidney shares included; it has no features)."""
+        if self.segmenting:
+            return self.looked(images, batch_size)
         wanted = None
         if features is not None and features.any():
             wanted = self.features(images[features], batch_size)
@@ -78,11 +113,20 @@ class TorchBackend(Backend):
     def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         from kidneyct.models.forward import predict_logits
 
+        if self.segmenting:
+            return self.looked(images, batch_size, with_maps=False).logits
         return predict_logits(self.model, self.checkpoint.preprocessing, images, batch_size, self.device).numpy()
+
+    def runner(self):
+        from kidneyct.models.forward import segment_runner
+
+        return segment_runner(self.model, self.device)
 
     def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
         from kidneyct.models.forward import penultimate_features
 
+        if self.segmenting:
+            return None
         return penultimate_features(self.model, self.checkpoint.preprocessing, images, batch_size, self.device)
 
 
@@ -111,7 +155,21 @@ class OnnxBackend(Backend):
     def _run(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
         return self.session.run(names, {INPUT_NAME: batch})
 
+    def runner(self):
+        names = [o.name for o in self.session.get_outputs()]
+        if MAPS_NAME not in names:
+            raise CheckpointError(f"{self.source}: a segmenting model's export needs a {MAPS_NAME!r} output; export "
+                                  "it again with `kidneyct export`")
+
+        def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            logits, maps = self._run(np.ascontiguousarray(crops, np.float32), [OUTPUT_NAME, MAPS_NAME])
+            return logits.astype(np.float32), maps.astype(np.float32)
+
+        return run
+
     def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        if self.segmenting:
+            return self.looked(images, batch_size, with_maps=False).logits
         prep, outputs = self.checkpoint.preprocessing, []
         for start in range(0, len(images), batch_size):
             batch = prep.standardised(images[start:start + batch_size])

@@ -97,18 +97,20 @@ def collect_findings(results: list[StudyResult], classes: list[str]) -> list[Ser
     return [_finding(study, classes[pos]) for study in results if study.kind == "series" and study.slices]
 
 
-def _panel(image: np.ndarray, heatmap: np.ndarray, index: int, finding: SeriesFinding, facts: ModelFacts):
+def _panel(image: np.ndarray, heatmap: np.ndarray, index: int, finding: SeriesFinding, facts: ModelFacts,
+           label: str = HEATMAP_LABEL):
     call = "present" if finding.tumor else "absent"
     lines = [
         (f"model call: kidney tumor {call} (series p={finding.tumor_probability:.3f}, threshold "
          f"{finding.threshold:g}); this slice p={finding.driving[index]:.3f}", 13, (255, 255, 255)),
-        (HEATMAP_LABEL, 12, (255, 220, 120)),
+        (label, 12, (255, 220, 120)),
         (f"kidneyct {__version__}, model {facts.name}: research software, not a medical device", 12, (200, 200, 200)),
     ]
     return np.asarray(overlay_panel(image, heatmap, lines).convert("RGB"))
 
 
-def _key_image(header, pixels: np.ndarray, series_uid: str, number: int, facts: ModelFacts):
+def _key_image(header, pixels: np.ndarray, series_uid: str, number: int, facts: ModelFacts,
+               label: str = HEATMAP_LABEL):
     import highdicom as hd
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian
@@ -124,8 +126,9 @@ def _key_image(header, pixels: np.ndarray, series_uid: str, number: int, facts: 
     image.BurnedInAnnotation = "YES"
     # An axial abdominal slice shows both kidneys; without it Laterality (General Series, type 2C) is required.
     image.ImageLaterality = "B"
-    image.ImageComments = f"{HEATMAP_LABEL}. {DISCLAIMER}"
-    image.DerivationDescription = f"Grad-CAM of kidneyct model {facts.name} over the model's input slice"[:1024]
+    image.ImageComments = f"{label}. {DISCLAIMER}"
+    what = "Grad-CAM" if label == HEATMAP_LABEL else "Tumor map"
+    image.DerivationDescription = f"{what} of kidneyct model {facts.name} over the model's input slice"[:1024]
     source = Dataset()
     source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID
     image.SourceImageSequence = [source]
@@ -153,8 +156,9 @@ def make_key_images(finding: SeriesFinding, series_uid: str, first_number: int, 
         return []
     images = np.stack([preprocessing.to_uint8(read_dicom(finding.header_of(i).filename)) for i in indices])
     heatmaps = explainer.heatmaps(images, [tumor_index] * len(indices))
-    return [_key_image(finding.header_of(i), _panel(images[n], heatmaps[n], i, finding, facts), series_uid,
-                       first_number + n, facts) for n, i in enumerate(indices)]
+    label = getattr(explainer, "label", HEATMAP_LABEL)  # a segmenting model shows its tumor map instead
+    return [_key_image(finding.header_of(i), _panel(images[n], heatmaps[n], i, finding, facts, label), series_uid,
+                       first_number + n, facts, label) for n, i in enumerate(indices)]
 
 
 def _save_all(files: list[tuple[Path, object]]) -> None:

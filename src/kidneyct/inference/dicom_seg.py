@@ -12,18 +12,13 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from kidneyct.about import __version__
+from kidneyct.inference.mask_files import label_map
+from kidneyct.labels import MASK_KIDNEY, MASK_TUMOR
 
 SEG_SERIES_NUMBER = 9902
-KIDNEY, TUMOR = 1, 2  # segment numbers, and the values of the label map
+KIDNEY, TUMOR = MASK_KIDNEY, MASK_TUMOR  # segment numbers, and the values of the label map (mask_files.label_map)
 SERIES_DESCRIPTION = "kidneyct kidney/tumor maps (research, not a diagnosis)"
-
-
-def label_map(kidney: np.ndarray, tumor: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """uint8 labels [N, H, W] from probability maps: TUMOR where p(tumor) >= threshold, else KIDNEY where
-    p(kidney) >= threshold, else 0."""
-    labels = np.where(kidney >= threshold, KIDNEY, 0).astype(np.uint8)
-    labels[tumor >= threshold] = TUMOR
-    return labels
+__all__ = ["KIDNEY", "SEG_SERIES_NUMBER", "SERIES_DESCRIPTION", "TUMOR", "build_segmentation", "label_map"]
 
 
 # Type 2 attributes of the patient and study modules: a SEG must have them, possibly empty; many exports omit them.

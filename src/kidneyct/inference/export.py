@@ -2,7 +2,9 @@
 
 The exported graph maps the standardised float input [B, 1, S, S] to the logits and the features the final
 Linear layer sees (the scope gate's; a model whose final Linear is not its last step exports logits alone), with a
-dynamic batch axis. Everything around it (reading, windowing, resizing, standardising, flip TTA, temperature,
+dynamic batch axis. A segmenting model (`checkpoint.outputs.segmentation`) exports its `segment`: a crop of the
+body view [B, 1, W, W] in [0, 1] (W its work size) to the logits and the kidney and tumor logit maps, which the
+ONNX backend runs through the same two looks as PyTorch (kidneyct.models.look_twice). Everything around it (reading, windowing, resizing, standardising, flip TTA, temperature,
 threshold, scope, study rule) stays in Python and comes from the metadata: the checkpoint without its weights.
 """
 
@@ -19,7 +21,7 @@ import torch
 from kidneyct.about import DISCLAIMER
 from kidneyct.checkpoint import Checkpoint
 from kidneyct.checkpoint.model import load_model
-from kidneyct.inference.backends import FEATURES_NAME, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from kidneyct.inference.backends import FEATURES_NAME, INPUT_NAME, MAPS_NAME, METADATA_KEY, OUTPUT_NAME
 from kidneyct.models.forward import last_linear
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,17 @@ class WithFeatures(torch.nn.Module):
         return self.linear(features), features
 
 
+class Segmenting(torch.nn.Module):
+    """A segmenting model's `segment` as its forward: (logits, map logits)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.segment(x)
+
+
 def exported_module(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.nn.Module, list[str]]:
     """The module to export and its output names: with features when the final Linear is the model's last step
     (checked on `example`), else the model alone."""
@@ -60,6 +73,19 @@ def inference_metadata(checkpoint: Checkpoint, with_features: bool) -> dict:
     calibration, threshold, study settings, model card), and what the graph's input and outputs mean."""
     if not with_features:  # the feature statistics need the features output
         checkpoint = replace(checkpoint, study=replace(checkpoint.study, features=None))
+    if checkpoint.outputs.segmentation is not None:
+        size = checkpoint.outputs.segmentation.work_size
+        return {
+            **checkpoint.header(),
+            "graph": {"input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32",
+                                "meaning": f"a {size} px crop of the uint8 body view / 255 (the overview or a kidney "
+                                           "zoom: kidneyct.models.look_twice)"},
+                      "outputs": {OUTPUT_NAME: "slice logits of the crop",
+                                  MAPS_NAME: f"logit maps {list(checkpoint.outputs.maps)} [B, "
+                                             f"{len(checkpoint.outputs.maps)}, {size}, {size}]; sigmoid for "
+                                             "probabilities"}},
+            "disclaimer": DISCLAIMER,
+        }
     return {
         **checkpoint.header(),
         "graph": {"input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32",
@@ -76,18 +102,23 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int | None = Non
     import onnx  # imported here for start-up speed, as onnxruntime below: only exports need it
 
     loaded = load_model(checkpoint, "cpu")
-    size = loaded.checkpoint.preprocessing.image_size
+    segmentation = loaded.checkpoint.outputs.segmentation
+    size = loaded.checkpoint.preprocessing.image_size if segmentation is None else segmentation.work_size
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 1, size, size)  # batch 2: a batch of 1 would be specialised away
-    module, outputs = exported_module(loaded.model.eval(), torch.rand(2, 1, size, size))
+    if segmentation is not None:
+        module, outputs = Segmenting(loaded.model.eval()).eval(), [OUTPUT_NAME, MAPS_NAME]
+        example = torch.rand(2, 1, size, size)  # all-zero crops are all air: a degenerate trace
+    else:
+        module, outputs = exported_module(loaded.model.eval(), torch.rand(2, 1, size, size))
     torch.onnx.export(module, (example,), str(out), input_names=[INPUT_NAME], output_names=outputs,
                       dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset,
                       external_data=False, verbose=False)
     graph = onnx.load(str(out))
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(inference_metadata(loaded.checkpoint, len(outputs) > 1))
+    entry.key, entry.value = METADATA_KEY, json.dumps(inference_metadata(loaded.checkpoint, FEATURES_NAME in outputs))
     graph.doc_string = f"kidneyct {loaded.checkpoint.model.name} from {Path(checkpoint).name}. {DISCLAIMER}"
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))

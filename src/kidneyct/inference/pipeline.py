@@ -47,6 +47,9 @@ class Prepared:
     images: np.ndarray | None  # uint8 [n, S, S]; None when the input could not be read at all
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): the input, or files of it
     looks: list | None = None  # per slice, what `look` returned (the scope gate's kidney locator), when given
+    # per slice, (its shape, the crop box of its cached form, the box's pixels kept (None: all; the others were
+    # blanked)): where the images' pixels lie on the slice's grid
+    frames: list[tuple] = field(default_factory=list)
 
 
 def failure_reason(error: Exception) -> str:
@@ -72,14 +75,20 @@ def prepare(item: InputItem, prep: Preprocessing, look: Callable | None = None,
     try:
         with read_limits(max_decoded_bytes):
             slices, partial_skips = read_item(item)
-        images = np.stack([prep.to_uint8(s) for s in slices])
+        images, frames = [], []
+        for ct_slice in slices:  # prep.to_uint8, keeping where the image lies on the slice
+            unit = prep.to_unit(ct_slice)
+            geometry = prep.geometry(unit)
+            images.append(geometry.image(unit))
+            frames.append((tuple(unit.shape), geometry.box, geometry.keep))
+        images = np.stack(images)
         looks = [look(s) for s in slices] if look is not None else None
     except ImageReadError as error:
         return Prepared(item, [], None, [*getattr(error, "skipped", []), (error.path, error.reason)])
     except Exception as error:  # noqa: BLE001 - isolation: a reader bug on one file must not take down the batch
         return Prepared(item, [], None, [(str(item.path), failure_reason(error))])
     # Slices travel back without their pixels: the uint8 images are a fraction of their size.
-    return Prepared(item, [replace(s, pixels=_NO_PIXELS) for s in slices], images, list(partial_skips), looks)
+    return Prepared(item, [replace(s, pixels=_NO_PIXELS) for s in slices], images, list(partial_skips), looks, frames)
 
 
 def default_workers() -> int:

@@ -31,9 +31,12 @@ class PredictOptions:
     batch_size: int = 64  # slices per forward pass
     workers: int | None = None  # processes reading inputs while the model runs (None: one per core; 0: none)
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES  # one input's decoded-size budget (kidneyct.io.budget)
-    heatmaps: str | None = None  # write a Grad-CAM overlay PNG per slice into this folder (PyTorch only)
+    heatmaps: str | None = None  # write a heatmap overlay PNG per slice here (Grad-CAM: PyTorch only; a segmenting
+    #                              model's: its tumor map)
     cam_layer: str | None = None  # the Grad-CAM target layer (default: the model's)
     progress: bool = False  # a progress bar on terminals
+    masks: str | None = None  # segmenting models: write label masks (0 background, 1 kidney, 2 tumor) into this folder
+    dicom_seg: str | None = None  # segmenting models: a DICOM SEG per DICOM series, under <folder>/<StudyInstanceUID>/
 
 
 class Predictor:
@@ -46,7 +49,7 @@ class Predictor:
 
     def __init__(self, backend: Backend, options: PredictOptions = PredictOptions()):
         self.backend, self.options = backend, options
-        self.judge = InputJudge(self.checkpoint.study, self.preprocessing)
+        self.judge = InputJudge(self.checkpoint.study, self.preprocessing, self.checkpoint.outputs)
         self._explainer = None
 
     @classmethod
@@ -113,7 +116,14 @@ class Predictor:
         return self.probabilities(self.logits(images, batch_size))
 
     def explainer(self):
-        """The Grad-CAM explainer of this model (PyTorch only), built on first use."""
+        """The heatmaps of this model, built on first use: a segmenting model's own tumor map (either backend;
+        Grad-CAM when a cam_layer is given), else Grad-CAM (PyTorch only)."""
+        if self._explainer is None and self.backend.segmenting and self.options.cam_layer is None:
+            from kidneyct.inference.segmented import TumorMapExplainer
+
+            self._explainer = TumorMapExplainer(self.backend)
+        if self._explainer is not None:
+            return self._explainer
         if not isinstance(self.backend, TorchBackend):
             raise ValueError("Grad-CAM needs the PyTorch checkpoint (.pt) and the torch backend, not an ONNX model")
         if self._explainer is None:

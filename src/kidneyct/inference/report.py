@@ -110,8 +110,9 @@ def _study_page(study: StudyResult, folder: Path, predictor, explainer, tumor: s
              f"<h2>Call: {html.escape(_call_text(study))}</h2>",
              f"<p>Rule: {html.escape(study.rule)}. In scope: {html.escape(_span_text(study))}.</p>",
              "<h2>Warnings</h2>", _escape_list(study.warnings), "<h2>Key images</h2>"]
-    parts += ([f"<p>The slices the call rests on{' (Grad-CAM of the tumor class, not a diagnosis)' if explainer else ''}:"
-               "</p>"] + [f"<img alt='{html.escape(n)}' src='{html.escape(n)}'>" for n in images]
+    shown = "" if explainer is None else " (the model's tumor map, not a diagnosis)" if hasattr(explainer, "label") \
+        else " (Grad-CAM of the tumor class, not a diagnosis)"
+    parts += ([f"<p>The slices the call rests on{shown}:</p>"] + [f"<img alt='{html.escape(n)}' src='{html.escape(n)}'>" for n in images]
               if images else ["<p>None: no slice drove a call.</p>"])
     parts += ["<h2>Every slice</h2>", f"<img alt='slice probabilities' src='{folder.name}/{plot.name}'>",
               f"<details><summary>table of {study.n_slices} slices</summary>{table}</details>",

@@ -4,7 +4,8 @@ CLI, `kidneyct.load(...).predict`, the web API, the DICOM node) gets these same 
 kidneyct.inference.run and only formats them: `to_dict()` and `to_json()` are the forms they write.
 
 A slice out of scope gets no class call (`call` None): its probabilities are the model's numbers on a slice the
-model was not made for, and no output may read them as a call."""
+model was not made for, and no output may read them as a call; nor does it get a segmenting model's areas or
+label masks."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ class SliceResult:
     scope_reason: str
     warnings: list[str] = field(default_factory=list)  # a single image's intensity warnings (a study's: on it)
     heatmap: str | None = None  # the Grad-CAM overlay PNG written for this slice, when asked for
-    masks: dict[str, str] = field(default_factory=dict)  # per output map (e.g. kidney, tumor): the file written
+    masks: dict[str, str] = field(default_factory=dict)  # label files written for this slice ("labels": 0/1/2)
+    # A segmenting model's areas on the input's grid, in scope only: kidney (its kidney map, tumor included) and
+    # tumor, in pixels and, where the input gives its pixel spacing, in mm^2 (None otherwise)
+    areas: dict[str, float | int | None] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,10 @@
 in-memory slices into inputs, reads them in worker processes while the model runs (kidneyct.inference.pipeline),
 and yields one StudyResult per input: per slice the calibrated probabilities, the scope (kidneyct.inference.scope)
 and, in scope only, the class call under the threshold; per series or volume the call by the study rule over its
-in-scope slices; the intensity warnings; Grad-CAM overlays when asked for.
+in-scope slices; the intensity warnings; Grad-CAM overlays when asked for. A segmenting checkpoint
+(`checkpoint.outputs.segmentation`) also gives each in-scope slice its kidney and tumor areas, and writes label
+masks and DICOM SEGs when asked for (kidneyct.inference.segmented); its kidney map is its scope gate, and an input
+in Hounsfield units whose kidneys it finds unenhanced gets no call.
 
 The command line, `kidneyct.load(...).predict`, the web API and the DICOM node all call it (the web API through
 `prepare_input` and `score`, its two halves, so that uploads are decoded in its reading threads and scored under
@@ -19,7 +22,7 @@ import numpy as np
 from kidneyct.inference.pipeline import Prepared, failure_reason, prepare, prepared_inputs
 from kidneyct.inference.predictor import Predictor, as_input
 from kidneyct.inference.results import SliceResult, StudyResult
-from kidneyct.inference.scope import SliceScope
+from kidneyct.inference.scope import UNENHANCED, SliceScope
 from kidneyct.io import InputItem, expand_inputs
 from kidneyct.labels import decide, positive_index
 from kidneyct.runtime import progress_bar
@@ -60,7 +63,12 @@ def _scored(items: list[InputItem], predictor: Predictor) -> Iterator[StudyResul
     """The items' results in order, read ahead in worker processes and scored in batches of slices."""
     options = predictor.options
     heatmaps = _Heatmaps(Path(options.heatmaps), predictor) if options.heatmaps is not None else None
-    prepared = prepared_inputs(items, predictor.preprocessing, options.workers, look=predictor.judge.gate.look,
+    masks = None
+    if options.masks is not None and predictor.backend.segmenting:
+        from kidneyct.inference.segmented import MaskFiles  # imported here: only segmenting models write masks
+
+        masks = MaskFiles(options.masks)
+    prepared = prepared_inputs(items, predictor.preprocessing, options.workers, look=predictor.judge.look,
                                max_decoded_bytes=options.max_decoded_bytes)
     if options.progress:  # tqdm only when a bar is wanted: its import costs a one-slice prediction 0.15 s
         prepared = progress_bar(prepared, total=len(items), desc="predict", unit="input")
@@ -68,28 +76,30 @@ def _scored(items: list[InputItem], predictor: Predictor) -> Iterator[StudyResul
     for entry in prepared:
         waiting.append(entry)
         if sum(len(e.slices) for e in waiting) >= options.batch_size:
-            yield from score(predictor, waiting, heatmaps)
+            yield from score(predictor, waiting, heatmaps, masks)
             waiting = []
-    yield from score(predictor, waiting, heatmaps)
+    yield from score(predictor, waiting, heatmaps, masks)
 
 
 def prepare_input(predictor: Predictor, item: InputItem) -> Prepared:
     """One input read and preprocessed for `score`, with the scope gate's look at each slice (run where the
     pixels are: the web API's reading threads)."""
-    return prepare(item, predictor.preprocessing, predictor.judge.gate.look, predictor.options.max_decoded_bytes)
+    return prepare(item, predictor.preprocessing, predictor.judge.look, predictor.options.max_decoded_bytes)
 
 
-def score(predictor: Predictor, prepared: list[Prepared], heatmaps: "_Heatmaps | None" = None) -> list[StudyResult]:
+def score(predictor: Predictor, prepared: list[Prepared], heatmaps: "_Heatmaps | None" = None,
+          masks=None) -> list[StudyResult]:
     """The StudyResults of prepared inputs, scored together; when that fails, one by one, so that only the
-    input at fault becomes an unread result (with the reason)."""
+    input at fault becomes an unread result (with the reason). `masks`: a segmenting model's label files
+    (kidneyct.inference.segmented.MaskFiles), when wanted."""
     try:
-        return _score(predictor, prepared, heatmaps)
+        return _score(predictor, prepared, heatmaps, masks)
     except Exception as error:  # noqa: BLE001 - isolation: found by scoring one input at a time
         if len(prepared) == 1:
             entry = prepared[0]
             return [StudyResult(entry.item.name, "unread",
                                 skipped=[*entry.skipped, (str(entry.item.path), failure_reason(error))])]
-    return [result for entry in prepared for result in score(predictor, [entry], heatmaps)]
+    return [result for entry in prepared for result in score(predictor, [entry], heatmaps, masks)]
 
 
 @dataclass
@@ -100,9 +110,11 @@ class _Scored:
     probabilities: np.ndarray
     decisions: np.ndarray
     features: dict[int, np.ndarray]  # by row, for the slices of single images (a series is judged by the locator)
+    maps: np.ndarray | None = None  # a segmenting model's kidney and tumor probabilities [N, 2, V, V] on the views
+    kidney_fraction: np.ndarray | None = None  # a segmenting model's kidney-map share of each view [N]
 
 
-def _score(predictor: Predictor, prepared: list[Prepared], heatmaps) -> list[StudyResult]:
+def _score(predictor: Predictor, prepared: list[Prepared], heatmaps, masks) -> list[StudyResult]:
     read = [entry for entry in prepared if entry.images is not None]
     scored = _forward(predictor, read) if read else None
     results, row = [], 0
@@ -110,7 +122,7 @@ def _score(predictor: Predictor, prepared: list[Prepared], heatmaps) -> list[Stu
         if entry.images is None:
             results.append(StudyResult(entry.item.name, "unread", skipped=list(entry.skipped)))
             continue
-        results.append(_result(predictor, entry, scored, row, heatmaps))
+        results.append(_result(predictor, entry, scored, row, heatmaps, masks))
         row += len(entry.slices)
     return results
 
@@ -124,26 +136,58 @@ def _forward(predictor: Predictor, read: list[Prepared]) -> _Scored:
     features = {}
     if output.features is not None:
         features = dict(zip(np.flatnonzero(single).tolist(), output.features))
-    return _Scored(probabilities, decide(probabilities, predictor.classes, predictor.threshold), features)
+    return _Scored(probabilities, decide(probabilities, predictor.classes, predictor.threshold), features,
+                   output.maps, output.kidney_fraction)
 
 
-def _result(predictor: Predictor, entry: Prepared, scored: _Scored, first: int, heatmaps) -> StudyResult:
+def _result(predictor: Predictor, entry: Prepared, scored: _Scored, first: int, heatmaps, masks) -> StudyResult:
     """The StudyResult of one read input whose slices are rows first.. of `scored`."""
     rows = range(first, first + len(entry.slices))
+    judge, hu = predictor.judge, entry.slices[0].hu
     features = np.stack([scored.features[r] for r in rows]) if first in scored.features else None
-    scopes = predictor.judge.scopes(entry.slices, entry.item.is_study, features, entry.looks)
-    warnings = predictor.judge.warnings(entry.images, scopes, entry.slices[0].hu)
+    maps = None if scored.maps is None else scored.maps[first:first + len(entry.slices)]
+    fraction = None if scored.kidney_fraction is None else scored.kidney_fraction[first:first + len(entry.slices)]
+    scopes = judge.scopes(entry.slices, entry.item.is_study, features, entry.looks, fraction)
+    unenhanced = None if maps is None else judge.unenhanced(entry.images, maps[:, 0], scopes, hu)
+    if unenhanced is not None:  # no call on any slice: the model never saw unenhanced kidneys
+        scopes = [SliceScope(False, f"{UNENHANCED}: out of scope") for _ in scopes]
+    warnings = judge.warnings(entry.images, scopes, hu) + ([unenhanced] if unenhanced else [])
     if entry.item.is_study:  # what the reader could not check (e.g. a DICOM without Modality), once per study
         warnings = [*warnings, *sorted({note for ct_slice in entry.slices for note in ct_slice.warnings})]
     slices = [_slice(predictor, ct_slice, scored, row, scope, [] if entry.item.is_study else warnings)
               for ct_slice, row, scope in zip(entry.slices, rows, scopes)]
     if heatmaps is not None:
         heatmaps.write(entry, slices, scored.decisions[first:first + len(slices)])
+    if maps is not None:
+        _segmented(predictor, entry, maps, scopes, slices, masks)
     result = StudyResult(entry.item.name, entry.item.kind, slices, skipped=list(entry.skipped),
                          warnings=warnings if entry.item.is_study else [])
     if entry.item.is_study:
         _call_study(predictor, result)
+        if unenhanced is not None:
+            result.rule = UNENHANCED
     return result
+
+
+def _segmented(predictor: Predictor, entry: Prepared, maps: np.ndarray, scopes: list[SliceScope],
+               slices: list[SliceResult], masks) -> None:
+    """A segmenting model's areas on the in-scope slices, and the label files and DICOM SEG when asked for."""
+    from kidneyct.inference import segmented  # imported here: only segmenting models need it
+
+    options, segmentation = predictor.options, predictor.checkpoint.outputs.segmentation
+    labels = segmented.input_labels(entry, maps, scopes, segmentation.mask_threshold)
+    for result, ct_slice, slice_labels, scope in zip(slices, entry.slices, labels, scopes):
+        if scope.in_scope:
+            result.areas = segmented.areas(slice_labels, ct_slice.spacing if ct_slice.hu else None)
+    if masks is not None:
+        path = str(masks.write(entry, labels))
+        for result in slices:
+            result.masks = {"labels": path}
+    if options.dicom_seg is not None and any(scope.in_scope for scope in scopes):
+        written = segmented.write_dicom_seg(entry, labels, options.dicom_seg, predictor.checkpoint.model.name)
+        if written is not None:
+            for result in slices:
+                result.masks["dicom_seg"] = str(written)
 
 
 def _slice(predictor: Predictor, ct_slice, scored: _Scored, row: int, scope: SliceScope,

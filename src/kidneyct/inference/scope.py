@@ -9,6 +9,12 @@ kidneys; a whole series also holds pelvis, liver and chest slices, where its pro
   features lie within the distance to the training slices that the checkpoint's validation slices keep to.
 - A cut that is not axial is out of scope.
 
+- A segmenting model (`checkpoint.outputs.kidney_finder == "kidney map"`) is its own kidney finder: a slice is in
+  scope when its overview's kidney map covers at least `outputs.segmentation.min_kidney_fraction` of the body
+  view, series or single slice alike (no locator, no feature statistics). An input in Hounsfield units whose
+  found kidneys measure like unenhanced kidneys (kidneyct.preprocess.enhancement) is out of scope as a whole: the
+  model only saw contrast-enhanced kidneys, and on an unenhanced scan a tumor is as grey as the kidney.
+
 The gate's parameters come from the checkpoint (kidneyct.training.study_settings), with defaults for
 checkpoints written before them (which then have no feature statistics: single slices without a located
 kidney stay in scope, unchecked, and say so)."""
@@ -19,14 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kidneyct.checkpoint import Outputs
 from kidneyct.study.scope_stats import FeatureDistance, ScopeSettings, body_histogram, kidney_brightness
 from kidneyct.study.settings import StudySettings
 from kidneyct.io import CTSlice
 from kidneyct.preprocess import Preprocessing
+from kidneyct.preprocess.enhancement import ENHANCED_KIDNEY_HU, kidney_hu, study_enhanced
 from kidneyct.preprocess.kidney import locate_kidneys
 
 NOT_AXIAL = "not an axial slice (body taller than wide): out of scope"
 NO_KIDNEY_IN_SERIES = "no kidney found in this series"
+UNENHANCED = "no call: kidneys without contrast medium"
 
 
 @dataclass(frozen=True)
@@ -116,22 +125,44 @@ def _index(slices: list[CTSlice], position: int) -> int:
     return position if index is None else index
 
 
+def kidney_map_scope(fraction: float, least: float) -> SliceScope:
+    """A segmenting model's scope of one slice: in when its kidney map covers at least `least` of the body view."""
+    share = f"{fraction:.2%} of the body view"
+    if fraction >= least:
+        return SliceScope(True, f"kidney found by the model's kidney map ({share} >= {least:.2%})", True)
+    return SliceScope(False, f"no kidney in the model's kidney map ({share} < {least:.2%}): out of scope")
+
+
 class InputJudge:
     """A checkpoint's scope gate and intensity profile, applied to the slices of one input at a time."""
 
-    def __init__(self, settings: StudySettings, prep: Preprocessing):
+    def __init__(self, settings: StudySettings, prep: Preprocessing, outputs: Outputs = Outputs()):
         self.prep = prep
         self.gate = ScopeGate(prep, settings.scope, settings.features)
         self.profile = settings.intensity
+        segmentation = outputs.segmentation
+        # The least kidney-map share of a segmenting model that finds kidneys itself; None: the locator's gate.
+        self.least_kidney = (segmentation.min_kidney_fraction if segmentation is not None
+                             and outputs.kidney_finder == "kidney map" else None)
 
     @property
     def needs_features(self) -> bool:
-        return self.gate.features is not None
+        return self.least_kidney is None and self.gate.features is not None
+
+    @property
+    def look(self):
+        """What runs on each slice where its pixels are read: the locator, unless the model finds kidneys itself."""
+        return self.gate.look if self.least_kidney is None else None
 
     def scopes(self, slices: list[CTSlice], is_study: bool, features: np.ndarray | None,
-               looks: list[Look] | None = None) -> list[SliceScope]:
+               looks: list[Look] | None = None, kidney_fraction: np.ndarray | None = None) -> list[SliceScope]:
         """Each slice's scope: as a series when `is_study`, else one by one (`features`: [N, D] or None;
-        `looks`: the gate's looks when taken already, where the pixels were read)."""
+        `looks`: the gate's looks when taken already, where the pixels were read; `kidney_fraction`: a
+        segmenting model's kidney-map shares, which decide alone)."""
+        if self.least_kidney is not None:
+            if kidney_fraction is None:
+                raise ValueError("a segmenting model's scope needs its kidney-map shares")
+            return [kidney_map_scope(float(f), self.least_kidney) for f in kidney_fraction]
         looks = [self.gate.look(s) for s in slices] if looks is None else looks
         if is_study:
             return self.gate.series(slices, looks)
@@ -151,3 +182,27 @@ class InputJudge:
         kidneys = [scopes[i].brightness for i in chosen if scopes[i].brightness is not None]
         window = (self.prep.window_level, self.prep.window_width) if hu else None
         return self.profile.warnings(histograms, kidneys, window)
+
+
+    def unenhanced(self, images: np.ndarray, kidney_maps: np.ndarray, scopes: list[SliceScope],
+                   hu: bool) -> str | None:
+        """The warning for an input in Hounsfield units whose found kidneys are unenhanced (their median HU inside
+        the kidney map, over the in-scope slices, below ENHANCED_KIDNEY_HU); None when they are enhanced, when
+        nothing was measured, or for display images (whose grey levels carry no HU).
+
+        Args:
+            images: the uint8 body views [N, V, V] (windowed from HU with the checkpoint's window).
+            kidney_maps: kidney probabilities [N, V, V] on the same grid.
+            scopes: each slice's scope.
+            hu: whether the input was read in Hounsfield units.
+        """
+        if not hu:
+            return None
+        level, width = self.prep.window_level, self.prep.window_width
+        medians = [kidney_hu(images[i], kidney_maps[i], level, width) for i, s in enumerate(scopes) if s.in_scope]
+        if study_enhanced(medians) is not False:
+            return None
+        measured = float(np.median([m for m in medians if m is not None]))
+        return (f"{UNENHANCED}: the kidneys the model found measure {measured:.0f} HU (median), below the "
+                f"{ENHANCED_KIDNEY_HU:.0f} HU of contrast-enhanced kidneys; the model was trained on contrast-enhanced "
+                "CT only, and on an unenhanced scan a tumor looks like the kidney around it")

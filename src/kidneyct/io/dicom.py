@@ -66,7 +66,17 @@ def _read(path: Path, allow_non_ct: bool) -> CTSlice:
     position = _slice_position(ds)[0] if ds.get("ImagePositionPatient") is not None else None
     return check_slice(CTSlice(pixels=values, hu=is_hu, source=str(path), position=position,
                                series=str(ds.get("SeriesInstanceUID", "")) or None, modality=modality,
-                               warnings=(NO_MODALITY,) if modality is None else ()))
+                               warnings=(NO_MODALITY,) if modality is None else (),
+                               spacing=_pixel_spacing(ds)))
+
+
+def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """PixelSpacing (rows, columns) in mm; None when absent or not two positive numbers."""
+    try:
+        values = [float(v) for v in ds.get("PixelSpacing") or []]
+    except (TypeError, ValueError):
+        return None
+    return (values[0], values[1]) if len(values) == 2 and min(values) > 0 else None
 
 
 def _value(ds: pydicom.Dataset, keyword: str, default: float):

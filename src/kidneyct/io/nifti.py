@@ -148,6 +148,18 @@ def _axial_spacing(image: nib.Nifti1Image) -> float:
     return float(sizes[list(axes).index(2)])
 
 
+def _display_spacing(image: nib.Nifti1Image) -> tuple[float, float] | None:
+    """Millimetres between the display image's rows (canonical y) and columns (canonical x)."""
+    import nibabel as nib
+
+    sizes = nib.affines.voxel_sizes(image.affine)
+    axes = list(nib.orientations.io_orientation(image.affine)[:, 0])
+    if 0 not in axes or 1 not in axes:
+        return None
+    rows, columns = float(sizes[axes.index(1)]), float(sizes[axes.index(0)])
+    return (rows, columns) if rows > 0 and columns > 0 else None
+
+
 def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSlice]:
     """Axial slices in Hounsfield units (NIfTI CT stores HU after scl_slope/scl_inter), inferior first.
 
@@ -166,13 +178,15 @@ def read_nifti(path: str | Path, indices: list[int] | None = None) -> list[CTSli
     slope, intercept = check_rescale(path, image.dataobj.slope, image.dataobj.inter)
     depth = data.shape[2]
     spacing = _axial_spacing(image)
+    pixel = _display_spacing(image)
     slices = []
     for index in range(depth) if indices is None else indices:
         if not 0 <= index < depth:
             raise ImageReadError(path, f"slice {index} out of range (volume has {depth})")
         hu = data[:, :, index].astype(np.float32) * np.float32(slope) + np.float32(intercept)
         slices.append(check_slice(CTSlice(pixels=to_display(hu), hu=True, source=str(path), index=int(index),
-                                          series=str(path), modality="CT", position=index * spacing)))
+                                          series=str(path), modality="CT", position=index * spacing,
+                                          spacing=pixel)))
     return slices
 
 

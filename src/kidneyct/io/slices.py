@@ -21,3 +21,4 @@ class CTSlice:
     modality: str | None = None
     position: float | None = None  # mm along the slice normal (series and volumes), for the slice spacing
     warnings: tuple[str, ...] = ()  # what the reader could not check (a DICOM without Modality)
+    spacing: tuple[float, float] | None = None  # mm between pixel centres (rows, columns), when the file says

@@ -66,3 +66,18 @@ def penultimate_features(model: torch.nn.Module, prep: Preprocessing, images: np
     finally:
         handle.remove()
     return torch.cat(captured).numpy() if captured else np.zeros((0, layer.in_features), np.float32)
+
+
+def segment_runner(model: torch.nn.Module, device: str | torch.device = "cpu"):
+    """A `kidneyct.models.look_twice` runner for a PyTorch segmenting model: crops [B, 1, S, S] float32 in
+    [0, 1] -> (slice logits [B, K], map logits [B, M, S, S]), numpy float32."""
+    device = torch.device(device)
+
+    @torch.inference_mode()
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        batch = torch.from_numpy(np.ascontiguousarray(crops, np.float32)).to(device)
+        logits, maps = model.segment(batch.contiguous(memory_format=torch.channels_last))
+        return logits.float().cpu().numpy(), maps.float().cpu().numpy()
+
+    return run

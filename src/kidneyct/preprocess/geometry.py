@@ -12,7 +12,7 @@ from PIL import Image
 
 from kidneyct.preprocess.body import body_crop_geometry
 from kidneyct.preprocess.kidney_crop import kidney_box
-from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8
+from kidneyct.preprocess.resize import pad_to_square, resize_to_uint8, square_padding
 
 Box = tuple[int, int, int, int]  # (top, bottom, left, right)
 
@@ -44,6 +44,24 @@ class Geometry:
         if self.keep is not None:
             cropped = np.where(self.keep, cropped, 0).astype(np.uint8)
         return resize_labels(pad_to_square(cropped), self.size)
+
+
+def to_slice_grid(maps: np.ndarray, box: Box, shape: tuple[int, int], keep: np.ndarray | None = None) -> np.ndarray:
+    """Maps [C, S, S] on a cached form's grid laid back on its slice's grid [C, H, W] (float32, bilinear): the
+    resize, padding and crop of `Geometry.image` undone, zero outside the crop `box` and, inside it, where
+    `keep` (bool over the box) is false: pixels the crop blanked."""
+    top, bottom, left, right = box
+    height, width = bottom - top, right - left
+    side = max(height, width)
+    pad_top, _, pad_left, _ = square_padding(height, width)
+    out = np.zeros((len(maps), *shape), np.float32)
+    for channel, values in enumerate(maps):
+        resized = Image.fromarray(np.ascontiguousarray(values, np.float32), mode="F").resize(
+            (side, side), Image.Resampling.BILINEAR)
+        out[channel, top:bottom, left:right] = np.asarray(resized)[pad_top:pad_top + height, pad_left:pad_left + width]
+    if keep is not None:
+        out[:, top:bottom, left:right] *= keep
+    return out
 
 
 def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:

@@ -144,6 +144,8 @@ class DicomNode:
         # workers=0: read in the worker thread; forking reader processes from a server full of threads is unsafe.
         self.predictor = Predictor.open(checkpoint, settings.device, options=PredictOptions(
             threshold=settings.threshold, top_k=settings.top_k, workers=0))
+        if self.predictor.backend.segmenting:  # a DICOM SEG of its kidney and tumor maps beside the SR
+            self.predictor = self.predictor.with_options(dicom_seg=str(settings.out / "dicom"))
         self.facts = ModelFacts.of(self.predictor.checkpoint, self.predictor.backend.source)
         self.registry = SeriesRegistry(settings.out / "incoming")
         limits = settings.limits
@@ -266,7 +268,8 @@ class DicomNode:
         studies = write_dicom_results(results, settings.out / "dicom", self.predictor, self.facts)
         record = _record(series, results, studies)
         if self.forwarder is not None and studies:
-            files = [p for s in studies for p in (*s.key_images, s.sr)]
+            segs = sorted({Path(row.masks["dicom_seg"]) for r in results for row in r.slices if "dicom_seg" in row.masks})
+            files = [p for s in studies for p in (*s.key_images, s.sr)] + segs
             job = self.outbox.add(files, settings.forward, series.series_uid)  # durable before the answer is
             record["forward"] = {"destination": str(settings.forward), "queued": len(files), "outbox_job": job}
             self.forwarder.wake()
