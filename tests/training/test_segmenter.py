@@ -31,6 +31,12 @@ def test_the_segmenting_recipe_trains_and_records_its_looks(masked_phantoms, tmp
     assert stored.sources[0].masked > 0
     assert np.isfinite(stored.calibration.temperature)
 
+    from kidneyct.experiments.evaluate import evaluate
+
+    pooled = evaluate(result.best_checkpoint, out=tmp_path / "report", device="cpu", progress=False,
+                      n_boot=20).per_source["rows"]["pooled"]
+    assert pooled["kidney_dice_slices"] > 0 and 0.0 <= pooled["kidney_dice"] <= 1.0  # its maps are scored
+
 
 def test_segmenting_models_refuse_what_does_not_apply(masked_phantoms, tmp_path):
     config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), kidney_crop=True,

@@ -34,14 +34,13 @@ from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide, positive_index
-from kidneyct.models.look_twice import label_maps, look_twice, slice_logits
+from kidneyct.inference.mask_files import label_map
 from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
 from kidneyct.training.engine import head_logits
 from kidneyct.training.features import FeatureMemo, subset_features, uses_feature_cache
 from kidneyct.run_folder import SPLIT_CSV, RunFolder
-from kidneyct.training.segmenter import torch_runner
 from kidneyct.training.train import train
 
 LEVELS, METRICS = report.LEVELS, report.METRICS
@@ -51,14 +50,10 @@ log = logging.getLogger(__name__)
 
 def _segmenter_test(predictor, rows) -> tuple[np.ndarray, np.ndarray]:
     """A segmenting model's test fold: slice logits and predicted label maps on the body view's grid (the grid of
-    the cached true masks), from the same two looks its validation and inference take."""
-    segmentation, outputs = predictor.checkpoint.outputs.segmentation, predictor.checkpoint.outputs
-    tumor_class = positive_index(predictor.classes)
-    views = np.asarray(rows)
-    found = look_twice(torch_runner(predictor.backend.model, predictor.device), views, segmentation.zoom,
-                       segmentation.work_size, tumor_class, with_maps=True)
-    return (slice_logits(found, outputs.slice_probability, tumor_class),
-            label_maps(found.maps, segmentation.mask_threshold))
+    the cached true masks), from the two looks the prediction path takes."""
+    output = predictor.backend.looked(np.asarray(rows))
+    threshold = predictor.checkpoint.outputs.segmentation.mask_threshold
+    return output.logits, label_map(output.maps[:, 0], output.maps[:, 1], threshold)
 
 
 def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> np.ndarray:

@@ -141,7 +141,7 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
     decoded = decode_samples(chosen.samples, predictor.preprocessing, jpeg_device=jpeg_device, **options)
     report_skipped(decoded.skipped)
     scored = _score(predictor, decoded.samples, decoded.images, batch_size, n_boot)
-    sources = _per_source(predictor, run, decoded, scored, n_boot)
+    sources = _per_source(predictor, run, decoded, scored, n_boot, scored.masks)
     leak = None
     if audit and chosen.train_samples and chosen.split != "train":
         leak = _leakage(chosen.train_samples, decoded.samples, predictor.preprocessing, options)
@@ -251,6 +251,21 @@ class _Scored:
     predictions: np.ndarray  # under the checkpoint's threshold
     metrics: dict  # per image
     series_metrics: dict
+    masks: np.ndarray | None = None  # a segmenting model's label maps [N, S, S] on the views' grid
+
+
+def _segmenter_logits(predictor: Predictor, images: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A segmenting model's slice logits and label maps, a chunk of views at a time (its probability maps
+    are 8 bytes a pixel)."""
+    from kidneyct.inference.mask_files import label_map
+
+    threshold = predictor.checkpoint.outputs.segmentation.mask_threshold
+    logits, masks = [], []
+    for start in range(0, len(images), chunk):
+        output = predictor.backend.looked(np.asarray(images[start:start + chunk]))
+        logits.append(output.logits)
+        masks.append(label_map(output.maps[:, 0], output.maps[:, 1], threshold))
+    return np.concatenate(logits), np.concatenate(masks)
 
 
 def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n_boot: int) -> _Scored:
@@ -258,7 +273,11 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     classes, threshold = predictor.classes, predictor.threshold
     labels = np.array([s.label for s in samples])
     groups = [s.group or s.key for s in samples]
-    logits = predictor.logits(images, batch_size)
+    masks = None
+    if predictor.backend.segmenting:
+        logits, masks = _segmenter_logits(predictor, images)
+    else:
+        logits = predictor.logits(images, batch_size)
     probs = predictor.probabilities(logits)
     predictions = decide(probs, classes, threshold)
     # Slices of one series are not independent: resample whole series for every interval.
@@ -267,7 +286,7 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     series_metrics = bootstrap_metrics(series_labels, series_probs, classes,
                                        predictions=decide(series_probs, classes, threshold), n_boot=n_boot)
     series_metrics["bootstrap"]["unit"] = "series"
-    return _Scored(labels, logits, probs, predictions, metrics, series_metrics)
+    return _Scored(labels, logits, probs, predictions, metrics, series_metrics, masks)
 
 
 def _figures(scored: _Scored, classes: list[str], history: list[dict], out: Path) -> dict[str, Path]:

@@ -116,16 +116,6 @@ def _on_view(overview: np.ndarray, zoomed: np.ndarray, boxes, shape: tuple[int, 
     return np.where(inside_any, pasted, combined).astype(np.float32)
 
 
-def label_maps(maps: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 label maps [N, H, W] in kidneyct's mask convention (0 background, 1 kidney, 2 tumor) from kidney and
-    tumor probabilities [N, 2, H, W]: tumor where its probability passes `threshold` (a tumor may bulge out of
-    the kidney), kidney where the kidney's does."""
-    labels = np.zeros(maps.shape[:1] + maps.shape[2:], np.uint8)
-    labels[maps[:, 0] > threshold] = 1
-    labels[maps[:, 1] > threshold] = 2
-    return labels
-
-
 SLICE_PROBABILITIES = ("head", "map", "mean")  # where a segmenting model's slice tumor probability comes from
 
 

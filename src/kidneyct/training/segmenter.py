@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from kidneyct.models.forward import segment_runner
 from kidneyct.models.look_twice import Looks, look_twice, overview, slice_logits
 from kidneyct.preprocess.zoom import Zoom
 from kidneyct.records import DictRecord
@@ -74,21 +75,9 @@ class TrainingSet:
         return len(self.labels)
 
 
-def torch_runner(model: torch.nn.Module, device: torch.device):
-    """A `look_twice` runner for a PyTorch segmenting model."""
-
-    @torch.inference_mode()
-    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model.eval()
-        logits, maps = model.segment(torch.from_numpy(crops).to(device).contiguous(memory_format=torch.channels_last))
-        return logits.float().cpu().numpy(), maps.float().cpu().numpy()
-
-    return run
-
-
 def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, tumor_class: int,
           device: torch.device, with_maps: bool = False) -> Looks:
-    return look_twice(torch_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps)
+    return look_twice(segment_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps)
 
 
 class SegmenterTrainer:
@@ -135,7 +124,7 @@ class SegmenterTrainer:
         if len(stale) == 0:
             return
         was_training = self.model.training
-        _, chosen = overview(torch_runner(self.model, self.device), self.data.views[stale], self.settings.zoom,
+        _, chosen = overview(segment_runner(self.model, self.device), self.data.views[stale], self.settings.zoom,
                              self.settings.work_size)
         self.model.train(was_training)
         for row, (boxes, found) in zip(stale, chosen):
