@@ -1,0 +1,82 @@
+"""A segmenting model's kidney finder on the two real scans in ../shared/data/real-ct-examples (another hospital,
+Hounsfield units), slice by slice against their organ labels (TotalSegmentator: 2 right kidney, 3 left kidney).
+
+    python benchmarks/kidney_finder_real.py                        # the shipped model
+    python benchmarks/kidney_finder_real.py --checkpoint runs/x/best.pt
+
+Per slice: whether the model's overview finds a kidney (its kidney map covers at least the checkpoint's
+min_kidney_fraction of the body view: the scope gate's rule, before the no-contrast rule that keeps the
+unenhanced NIfTI from any call) and whether the labels show one. Issue 24's target: the NIfTI's kidney slices
+found >= 95%; the no-kidney DICOM series: none found. Writes benchmarks/results/kidney-finder-real.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.inference.predictor import Predictor
+from kidneyct.inference.run import prepare_input
+from kidneyct.io.inputs import InputItem
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("KIDNEYCT_DATA", ROOT.parent / "shared" / "data")) / "real-ct-examples"
+RESULTS = ROOT / "benchmarks" / "results" / "kidney-finder-real.json"
+KIDNEY_LABELS = (2, 3)
+
+
+def labelled_kidney(labels_file: Path, n_slices: int) -> np.ndarray:
+    """Whether each axial slice of an organ-label volume shows a kidney."""
+    import nibabel as nib
+
+    labels = np.asarray(nib.load(str(labels_file)).dataobj)
+    shown = np.isin(labels, KIDNEY_LABELS).any(axis=(0, 1))
+    if len(shown) != n_slices:
+        raise ValueError(f"{labels_file}: {len(shown)} label slices for {n_slices} image slices")
+    return shown
+
+
+def found_kidney(predictor: Predictor, item: InputItem) -> np.ndarray:
+    """Whether the model's overview finds a kidney on each slice, in reading order."""
+    prepared = prepare_input(predictor, item)
+    if prepared.images is None:
+        raise ValueError(f"{item.path}: {prepared.skipped}")
+    output = predictor.backend.looked(prepared.images, with_maps=False)
+    return output.kidney_fraction >= predictor.checkpoint.outputs.segmentation.min_kidney_fraction
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    predictor = Predictor.open(args.checkpoint, "cpu")
+    if not predictor.backend.segmenting:
+        raise SystemExit(f"{predictor.backend.source}: not a segmenting model (it has no kidney map)")
+    volume = DATA / "abdomen-ct-30slices.nii.gz"
+    found = found_kidney(predictor, InputItem(volume, "volume"))
+    truth = labelled_kidney(DATA / "abdomen-ct-30slices.organs.nii.gz", len(found))
+    series = found_kidney(predictor, InputItem(DATA / "upper-abdomen-dicom-no-kidney", "series"))
+    result = {
+        "command": "python benchmarks/kidney_finder_real.py" + (f" --checkpoint {args.checkpoint}" if args.checkpoint
+                                                                else ""),
+        "checkpoint": str(predictor.backend.source.name),
+        "nifti": {"slices": len(found), "kidney_slices": int(truth.sum()),
+                  "kidney_slices_found": round(float(found[truth].mean()), 3),
+                  "other_slices": int((~truth).sum()),
+                  "other_slices_found": round(float(found[~truth].mean()), 3) if (~truth).any() else None,
+                  "found_per_slice": found.astype(int).tolist(), "labelled_per_slice": truth.astype(int).tolist()},
+        "dicom_no_kidney": {"slices": len(series), "found": int(series.sum())},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result["nifti"].items() if "per_slice" not in k}), result["dicom_no_kidney"])
+    return result
+
+
+if __name__ == "__main__":
+    main()
