@@ -104,8 +104,9 @@ def _stored(checkpoint: Checkpoint, spec: ShipSpec, work: Path) -> Checkpoint:
     """Weights only, in fp16 (loading casts them back), with the training source named instead of this
     machine's folders and its slices counted per class."""
     if isinstance(spec.train_on, TrainingSources):  # each source's counts as trained, its record as described
-        sources = [replace(spec.train_on.records[trained.name], counts=trained.counts, masked=trained.masked)
-                   for trained in checkpoint.sources]
+        split_csv = RunFolder(work).split_csv
+        sources = [replace(spec.train_on.records[trained.name], counts=_trained_counts(split_csv, trained.name),
+                           masked=trained.masked) for trained in checkpoint.sources]
         config = replace(checkpoint.training.config, data="", sources=Path(spec.train_on.sources_file).name, out="")
     else:
         sources = [replace(spec.train_on.source, counts=_trained_counts(RunFolder(work).split_csv))]
@@ -116,10 +117,12 @@ def _stored(checkpoint: Checkpoint, spec: ShipSpec, work: Path) -> Checkpoint:
                    state_dict={k: v.half() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
 
 
-def _trained_counts(split_csv: Path) -> dict[str, int]:
-    """Slices per class the model was trained and validated on (the split's train and val rows)."""
+def _trained_counts(split_csv: Path, source: str | None = None) -> dict[str, int]:
+    """Slices per class the model was trained and validated on (the split's train and val rows), of one source
+    when named."""
     with open(split_csv, newline="") as handle:
-        counts = Counter(row["label"] for row in csv.DictReader(handle) if row["split"] in ("train", "val"))
+        counts = Counter(row["label"] for row in csv.DictReader(handle) if row["split"] in ("train", "val")
+                         and (source is None or row.get("source") == source))
     return dict(sorted(counts.items()))
 
 
