@@ -18,7 +18,8 @@ def test_the_shipped_checkpoint_and_its_export_describe_themselves_alike():
     assert "not a medical device" in card.disclaimer and card.weights_licence and card.validation
     assert {v.source for v in card.validation} >= {s.name for s in by_torch.checkpoint.sources}
     assert all(s.licence for s in by_torch.checkpoint.sources)
-    assert shipped_checkpoint().stat().st_size < 5_000_000 and shipped_checkpoint(onnx=True).stat().st_size < 5_000_000
+    # The package stays a few MB to install: fp16 weights, and the fp32 export onnxruntime runs on any CPU.
+    assert shipped_checkpoint().stat().st_size < 10_000_000 and shipped_checkpoint(onnx=True).stat().st_size < 20_000_000
 
 
 def test_predict_without_a_checkpoint_runs_the_shipped_model_on_the_example_scan(tmp_path, capsys):
