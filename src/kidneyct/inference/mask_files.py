@@ -46,12 +46,7 @@ def write_nifti_labels(path: str | Path, labels: np.ndarray, reference: str | Pa
     canonical_shape = tuple(int(header.shape[int(np.flatnonzero(orientation[:, 0] == axis)[0])]) for axis in range(3))
     if volume.shape != canonical_shape:
         raise ValueError(f"{reference}: labels of shape {volume.shape} do not fit the volume {header.shape[:3]}")
-    image = nib.Nifti1Image(volume, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    atomic_write(path, lambda stream: stream.write(image.to_bytes() if not str(path).endswith(".gz")
-                                                   else _gzipped(image)))
-    return path
+    return _write_nifti(path, volume, affine)
 
 
 def _gzipped(image) -> bytes:
@@ -87,6 +82,13 @@ def write_series_labels(path: str | Path, labels: np.ndarray, sources: list[str 
     headers = [pydicom.dcmread(str(source), stop_before_pixels=True) for source in sources]
     volume = np.ascontiguousarray(np.asarray(labels, np.uint8).transpose(2, 1, 0))  # [column, row, slice]
     affine = series_affine(headers)
+    return _write_nifti(path, volume, affine)
+
+
+def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray) -> Path:
+    """`volume` as a NIfTI on `affine` (qform and sform both set: viewers read either), written atomically."""
+    import nibabel as nib
+
     image = nib.Nifti1Image(volume, affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
