@@ -31,10 +31,10 @@ from kidneyct.data.prepare import csv_roots
 from kidneyct.data.splits import (SplitFractions, fold_strata, grouped_stratified_folds, grouped_stratified_split,
                                   split_strata, write_split_csv)
 from kidneyct.experiments import cv_report as report
+from kidneyct.experiments.evaluate import segmenter_logits
 from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide, positive_index
-from kidneyct.inference.mask_files import label_map
 from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.training import settings
 from kidneyct.training.distributed import DistContext
@@ -46,14 +46,6 @@ from kidneyct.training.train import train
 LEVELS, METRICS = report.LEVELS, report.METRICS
 
 log = logging.getLogger(__name__)
-
-
-def _segmenter_test(predictor, rows) -> tuple[np.ndarray, np.ndarray]:
-    """A segmenting model's test fold: slice logits and predicted label maps on the body view's grid (the grid of
-    the cached true masks), from the two looks the prediction path takes."""
-    output = predictor.backend.looked(np.asarray(rows))
-    threshold = predictor.checkpoint.outputs.segmentation.mask_threshold
-    return output.logits, label_map(output.maps[:, 0], output.maps[:, 1], threshold)
 
 
 def _test_logits(predictor, config: TrainConfig, rows, memo: FeatureMemo) -> np.ndarray:
@@ -228,7 +220,7 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
     predictor = Predictor.open(trained.best_checkpoint, base.device)
     test_views, masks = plan.data.decoded.images.subset(test_index), None
     if predictor.checkpoint.outputs.maps:
-        logits, masks = _segmenter_test(predictor, test_views)
+        logits, masks = segmenter_logits(predictor, test_views)
     else:
         logits = _test_logits(predictor, base, test_views, memo)
     probs = predictor.probabilities(logits)

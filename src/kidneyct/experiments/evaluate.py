@@ -254,7 +254,7 @@ class _Scored:
     masks: np.ndarray | None = None  # a segmenting model's label maps [N, S, S] on the views' grid
 
 
-def _segmenter_logits(predictor: Predictor, images: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def segmenter_logits(predictor: Predictor, images: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """A segmenting model's slice logits and label maps, a chunk of views at a time (its probability maps
     are 8 bytes a pixel)."""
     from kidneyct.inference.mask_files import label_map
@@ -275,7 +275,7 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     groups = [s.group or s.key for s in samples]
     masks = None
     if predictor.backend.segmenting:
-        logits, masks = _segmenter_logits(predictor, images)
+        logits, masks = segmenter_logits(predictor, images)
     else:
         logits = predictor.logits(images, batch_size)
     probs = predictor.probabilities(logits)
