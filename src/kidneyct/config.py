@@ -174,7 +174,9 @@ class TrainConfig(DictRecord):
     acquisition: str = setting("none", "augmentation", "scanner/export augmentation: none, mild, strong, or "
                                "PRESET:family+family (fov, resolution, blur, sharpen, noise, window, gamma, jpeg)")
     synthetic_lesions: float = setting(0.0, "augmentation", "share of training draws (slices with a located kidney) "
-                                       "that receive a synthetic tumor (or cyst, with a Cyst class) and its label",
+                                       "that receive a synthetic tumor (or cyst, with a Cyst class) and its label; "
+                                       "segmenting models: share of masked crops of normal kidneys that receive a "
+                                       "synthetic tumor with its mask",
                                        metavar="SHARE", range=(0.0, 1.0))
     unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
                                 "darkened as without contrast medium, so that the kidney finder finds them there too",

@@ -1,5 +1,7 @@
 """A segmenting model trains end to end through `train` on a masked source and stores how it looks."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -40,9 +42,17 @@ def test_the_segmenting_recipe_trains_and_records_its_looks(masked_phantoms, tmp
 
 def test_segmenting_models_refuse_what_does_not_apply(masked_phantoms, tmp_path):
     config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), kidney_crop=True,
-                           synthetic_lesions=0.5, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="--kidney-crop, --synthetic-lesions do not apply"):
+                           acquisition="mild", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="--kidney-crop, --acquisition do not apply"):
         train(config)
+
+
+def test_synthetic_lesions_of_a_segmenting_model_are_tumors_in_its_masked_crops(masked_phantoms, tmp_path):
+    from kidneyct.training.settings import segmenter_settings
+
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=0.3)
+    assert segmenter_settings(config).augmentation.synthetic_tumors == 0.3
+    assert segmenter_settings(replace(config, augment=False)).augmentation is None
 
 
 def test_boxes_of_unmasked_slices_are_drawn_only_for_the_rows_an_epoch_draws_and_only_when_stale():

@@ -82,3 +82,41 @@ def test_zooms_favour_the_kidney_with_the_tumor():
     generator = torch.Generator().manual_seed(0)
     picks = [choose_boxes(np.zeros(1, int), sides, {}, 0.0, 1.0, generator)[0][0, 0] for _ in range(20)]
     assert all(x > 0 for x in picks)
+
+
+def _body_with_kidneys(count: int = 4, side: int = 96):
+    """Slices of a soft-tissue body (fat around it) with one bright kidney and its mask, no tumor."""
+    rng = np.random.default_rng(2)
+    rows, cols = np.mgrid[:side, :side]
+    views = np.zeros((count, side, side), np.uint8)
+    masks = np.zeros((count, side, side), np.uint8)
+    for view, mask in zip(views, masks):
+        body = (rows - side / 2) ** 2 / 40 ** 2 + (cols - side / 2) ** 2 / 44 ** 2 < 1
+        view[body] = 70  # fat
+        view[body & ((rows - side / 2) ** 2 + (cols - side / 2) ** 2 < 30 ** 2)] = 120  # soft tissue
+        top, left = rng.integers(30, 45, 2)
+        mask[top:top + 22, left:left + 16] = 1
+        view[mask == 1] = 190
+        view[:] = np.clip(view + rng.normal(0, 3, view.shape), 0, 255).astype(np.uint8)
+    return views, masks
+
+
+def test_synthetic_tumors_carry_their_mask_and_only_enter_normal_known_kidneys():
+    views, masks = _body_with_kidneys(4)
+    masks[2] = UNKNOWN  # no mask: nowhere to put a tumor that the loss could check
+    masks[3][masks[3] == 1] = 2  # already a tumor slice: left alone
+    plain = ZoomAugmentation(rotate_degrees=0, scale=0, shift=0, hflip=0, gamma=0, contrast=0, brightness=0,
+                             noise=0, blur=0)
+    with_tumors = ZoomAugmentation(**{**plain.to_dict(), "synthetic_tumors": 1.0})
+    boxes = np.asarray([FULL_VIEW] * 4, np.float32)
+    before, before_masks, _ = cut_batch(views, masks, boxes, 64, plain, torch.Generator().manual_seed(0))
+    after, after_masks, _ = cut_batch(views, masks, boxes, 64, with_tumors, torch.Generator().manual_seed(0))
+    for i in range(2):
+        tumor = after_masks[i] == 2
+        assert tumor.any(), "a normal kidney with a known mask receives a tumor"
+        assert (tumor & (before_masks[i] == 1)).any(), "the tumor grows from the kidney"
+        changed = (after[i, 0] - before[i, 0]).abs() > 0.02
+        assert tumor[changed].float().mean() > 0.5, "the image changes where the mask says tumor"
+    assert torch.equal(after[2:], before[2:]) and torch.equal(after_masks[2:], before_masks[2:])
+    labels, _ = crop_labels(np.array([1, 1, 1, 0]), after_masks, np.zeros(4, bool), 0, 1)
+    assert labels.tolist() == [0, 0, 1, 0], "the inserted tumor makes the crop a tumor crop"

@@ -85,5 +85,6 @@ def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
     """How a segmenting model trains: its work size and the unenhanced-kidney share from `config`, the rest the
     measured defaults of SegmenterSettings."""
     spec = get_spec(config.model)
-    augmentation = ZoomAugmentation(unenhanced=config.unenhanced) if config.augment else None
+    augmentation = (ZoomAugmentation(unenhanced=config.unenhanced, synthetic_tumors=config.synthetic_lesions)
+                    if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation)

@@ -181,8 +181,7 @@ def _check(config: TrainConfig) -> None:
 def _check_segmenting(config: TrainConfig) -> None:
     """A segmenting model looks at the body view and zooms on the kidneys it finds itself, learns from masks
     with its own augmentation, and has two classes: tumor and the rest."""
-    given = [name for name, on in (("--kidney-crop", config.kidney_crop), ("--synthetic-lesions", config.synthetic_lesions),
-                                   ("--acquisition", config.acquisition not in ("none", "", None)),
+    given = [name for name, on in (("--kidney-crop", config.kidney_crop), ("--acquisition", config.acquisition not in ("none", "", None)),
                                    ("--tta", config.tta), ("--body-norm", config.body_norm)) if on]
     if given:
         raise ValueError(f"{config.model} is a segmenting model: {', '.join(given)} do not apply to it (it looks at "

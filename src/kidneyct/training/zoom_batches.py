@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from kidneyct.preprocess.zoom import FULL_VIEW, Zoom
 from kidneyct.records import DictRecord
+from kidneyct.synthetic.lesions import LesionModel, render_lesions
 
 UNKNOWN = 255  # mask value where a slice has no mask
 KIDNEY_VALUES = (1, 2, 3)  # kidney, tumor and cyst are all kidney
@@ -41,6 +42,9 @@ class ZoomAugmentation(DictRecord):
         unenhanced: share of masked crops whose kidneys are darkened as on a scan without contrast medium (the
             kidney finder must find them there too); their tumor pixels become kidney, since without contrast a
             tumor is about as grey as the kidney, and the slice head learns nothing from them.
+        synthetic_tumors: share of masked crops showing kidney and no tumor that receive a synthetic tumor
+            (kidneyct.synthetic.lesions, drawn inside the true kidney mask) with its mask and the tumor label: one
+            slice per patient gives few real tumors, and every normal kidney can carry one of any size.
     """
 
     rotate_degrees: float = 15.0
@@ -53,6 +57,7 @@ class ZoomAugmentation(DictRecord):
     noise: float = 0.02
     blur: float = 0.2
     unenhanced: float = 0.0
+    synthetic_tumors: float = 0.0
 
 
 def box_thetas(boxes: torch.Tensor, augmentation: ZoomAugmentation | None,
@@ -115,6 +120,8 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
     if augmentation is not None:
         if augmentation.unenhanced > 0:
             crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
+        if augmentation.synthetic_tumors > 0:
+            crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator)
         crops = _intensity(crops, augmentation, generator)
     return crops, cut_masks, unenhanced.numpy()
 
@@ -141,6 +148,27 @@ def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator
     relabelled[relabelled == TUMOR_VALUE] = KIDNEY_VALUES[0]
     masks[chosen] = relabelled
     return crops, masks, chosen
+
+# Tumors of KiTS23's size range (small renal masses to large ones), relative to the kidney's equivalent radius;
+# the lesion model's defaults were set for the Kaggle tumor scans' 5-12 cm masses.
+SEGMENTER_LESIONS = LesionModel(tumor_radius=(0.5, 1.5), small_tumor_radius=(0.2, 0.5), small_tumor_share=0.4)
+
+
+def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, eligible: torch.Tensor,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Insert a synthetic tumor into the kidney of a `share` of the `eligible` crops whose known mask shows
+    kidney and no tumor; the lesion's pixels become tumor in the mask (and so the crop's label)."""
+    known = masks.flatten(1)[:, 0] != UNKNOWN
+    kidney = (masks == KIDNEY_VALUES[0]) & known[:, None, None]
+    no_tumor = ~(masks == TUMOR_VALUE).flatten(1).any(1)
+    chosen = (torch.rand(len(crops), generator=generator) < share) & eligible & known & no_tumor & kidney.flatten(1).any(1)
+    if not chosen.any():
+        return crops, masks
+    inserted = render_lesions(crops, kidney, chosen, "tumor", generator, SEGMENTER_LESIONS)
+    masks = masks.clone()
+    masks[inserted.masks & inserted.applied[:, None, None]] = TUMOR_VALUE
+    return inserted.images, masks
+
 
 def mask_boxes(masks: np.ndarray, zoom: Zoom) -> list[list[tuple[tuple[float, float, float], bool]]]:
     """Per mask: the zoom box of each kidney side with whether that side holds tumor pixels; empty for unknown
