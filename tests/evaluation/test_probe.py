@@ -100,3 +100,25 @@ def test_occlusion_probe_tells_a_shortcut_model_from_a_kidney_model():
     assert kidney["kidneys_blanked"]["balanced_accuracy"] <= 0.6  # chance without the kidneys
     assert kidney["control_blanked"]["balanced_accuracy"] >= 0.9  # blanking elsewhere changes nothing
     assert kidney["share_outside_kidneys"] <= 0.25
+
+
+def test_source_probe_tells_a_score_that_reads_the_source_from_one_that_reads_the_lesion():
+    from kidneyct.evaluation.probe import source_probe
+
+    rng = np.random.default_rng(0)
+    # Source "tumors" brings every tumor and some normals; "healthy" only normals (the shortcut's set-up).
+    origins = ["Tumor"] * 40 + ["Normal"] * 40 + ["Normal"] * 40
+    sources = ["tumors"] * 80 + ["healthy"] * 40
+    is_tumor = np.array([o == "Tumor" for o in origins])
+    reads_source = np.where(np.array(sources) == "tumors", 0.7, 0.2) + rng.normal(0, 0.05, 120)
+    reads_lesion = np.where(is_tumor, 0.8, 0.3) + rng.normal(0, 0.05, 120)
+
+    cue = source_probe(reads_source, origins, sources)
+    assert cue["within"]["tumors"]["roc_auc"] < 0.7  # inside its source it cannot tell a tumor
+    assert cue["pooled_roc_auc"] > cue["mean_within_roc_auc"] + 0.1  # the pooled number is earned between sources
+    assert cue["between_normals"] == [{"higher": "tumors", "lower": "healthy", "roc_auc": 1.0}]
+    assert cue["within"]["healthy"]["tumor"] == 0 and np.isnan(cue["within"]["healthy"]["roc_auc"])
+
+    lesion = source_probe(reads_lesion, origins, sources)
+    assert lesion["within"]["tumors"]["roc_auc"] > 0.95
+    assert lesion["between_normals"][0]["roc_auc"] < 0.7  # normal kidneys look alike wherever scanned

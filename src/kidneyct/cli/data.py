@@ -46,11 +46,13 @@ def _add_groups(sub) -> None:
 
 def _add_probe(sub) -> None:
     p = sub.add_parser("probe", help="shortcut probe: class from the background alone; model accuracy with the "
-                                     "kidneys blanked vs kept")
-    add_data(p, required=True)
+                                     "kidneys blanked vs kept; over several sources, the source probe")
+    add_data(p)
+    p.add_argument("--sources", default=None, metavar="FILE", help="a sources TOML instead of --data: several sources "
+                                                                    "add the source probe")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--cv", default=None, metavar="CV_DIR", help="a kidneyct cv folder: its fold models on their "
-                                                                      "test folds")
+                                                                      "test folds (with --sources: its out-of-fold scores)")
     source.add_argument("--checkpoint", default=None, help="a checkpoint, on its split.csv's test images")
     p.add_argument("--classes", default="tumor,normal", help="task of the background probe (default tumor,normal)")
     p.add_argument("--folds", type=int, default=5)
@@ -108,8 +110,10 @@ def cmd_groups(args) -> int:
 def cmd_probe(args) -> int:
     from kidneyct.experiments.probe import run_probe
 
+    if (args.data is None) == (args.sources is None):
+        raise SystemExit("kidneyct data probe: give --data DIR or --sources FILE")
     run_probe(args.data, args.out, cv_dir=args.cv, checkpoint=args.checkpoint, classes=args.classes,
-              folds=args.folds, seed=args.seed, device=args.device, workers=args.workers)
+              folds=args.folds, seed=args.seed, device=args.device, workers=args.workers, sources_file=args.sources)
     print((Path(args.out) / "probe.md").read_text())
     return 0
 

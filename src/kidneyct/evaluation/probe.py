@@ -179,3 +179,52 @@ def occlusion_probe(predict: Callable[[np.ndarray], np.ndarray], units: list[np.
         kidneys blanked, as a share of the above-chance accuracy with them}.
     """
     return occlusion_scores(occlusion_predictions(predict, units), labels, positive)
+
+
+def source_probe(tumor: np.ndarray, origins: list[str], sources: list[str]) -> dict:
+    """How much a model's out-of-fold tumor score knows the source instead of the tumor.
+
+    Where one source brings the tumors and another only normal kidneys, "which hospital" predicts the class;
+    a model that learnt that scores a source's normal kidneys by their source. Two readings:
+    - within each source, Tumor against its other slices (the lesion, with the acquisition held fixed);
+    - between sources, normal kidneys only ("Normal" slices): the ROC-AUC with which the score puts one
+      source's normal slices above another's. 0.5: the score does not tell where a normal kidney was scanned.
+
+    Args:
+        tumor: p(tumor) per slice, out of fold.
+        origins: each slice's class folder ("Tumor", "Normal", "Cyst", ...; "Tumor" is the positive class).
+        sources: each slice's source name.
+
+    Returns:
+        {"within": {source: {"roc_auc", "tumor", "other"}}, "normals": {source: {"n", "median", "q90"}},
+        "between_normals": [{"higher", "lower", "roc_auc"}] for every pair of sources with normal slices,
+        "pooled_roc_auc", "mean_within_roc_auc"} (the mean over sources with both classes, weighted by tumors).
+    """
+    tumor, sources = np.asarray(tumor, float), np.asarray(sources)
+    positive = np.array([o.lower() == "tumor" for o in origins])
+    normal = np.array([o.lower() == "normal" for o in origins])
+    names = sorted(set(sources.tolist()))
+    within, normals = {}, {}
+    for name in names:
+        here = sources == name
+        entry = {"tumor": int((here & positive).sum()), "other": int((here & ~positive).sum()), "roc_auc": float("nan")}
+        if entry["tumor"] and entry["other"]:
+            entry["roc_auc"] = roc_auc(positive[here].astype(int), tumor[here])
+        within[name] = entry
+        if (here & normal).any():
+            values = tumor[here & normal]
+            normals[name] = {"n": int(len(values)), "median": float(np.median(values)),
+                             "q90": float(np.quantile(values, 0.9))}
+    between = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if first in normals and second in normals:
+                both = normal & np.isin(sources, [first, second])
+                auc = roc_auc((sources[both] == first).astype(int), tumor[both])
+                higher, lower = (first, second) if auc >= 0.5 else (second, first)
+                between.append({"higher": higher, "lower": lower, "roc_auc": float(max(auc, 1.0 - auc))})
+    scored = [(e["roc_auc"], e["tumor"]) for e in within.values() if np.isfinite(e["roc_auc"])]
+    mean_within = float(np.average([a for a, _ in scored], weights=[n for _, n in scored])) if scored else float("nan")
+    return {"within": within, "normals": normals, "between_normals": between,
+            "pooled_roc_auc": roc_auc(positive.astype(int), tumor) if positive.any() and (~positive).any() else float("nan"),
+            "mean_within_roc_auc": mean_within}
