@@ -156,11 +156,19 @@ def test_predict_writes_masks_on_each_inputs_grid(segmenter, inputs, by_api, tmp
         assert (labels[:, :, index] > 0).sum() == row["areas"]["kidney_px"]
     assert main(["predict", "--checkpoint", str(segmenter), str(inputs["volume"]), "--out", str(tmp_path / "r.csv"),
                  "--masks-out", str(tmp_path / "m2"), "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
+    import csv
+
+    with open(tmp_path / "r.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    for csv_row, row in zip(table, volume["slices"]):  # the CSV carries each slice's areas too
+        assert int(csv_row["kidney_px"]) == row["areas"]["kidney_px"]
+        assert float(csv_row["tumor_mm2"]) == pytest.approx(row["areas"]["tumor_px"] * SPACING ** 2, abs=0.01)
 
 
 def test_dicom_out_writes_a_segmentation_beside_the_sr(segmenter, inputs, tmp_path):
     import highdicom as hd
     import nibabel as nib
+    import pydicom
 
     out = tmp_path / "results.json"
     assert main(["predict", "--checkpoint", str(segmenter), str(inputs["series"]), "--out", str(out),
@@ -171,9 +179,12 @@ def test_dicom_out_writes_a_segmentation_beside_the_sr(segmenter, inputs, tmp_pa
     (folder,) = (tmp_path / "dicom").iterdir()
     assert Path(row["masks"]["dicom_seg"]).parent == folder and len(list(folder.glob("SR-*.dcm"))) == 1
     seg = hd.seg.segread(row["masks"]["dicom_seg"])
+    key_images = list(folder.glob("SC-*.dcm"))
+    assert key_images
+    for key_image in key_images:  # a segmenting model's key images show its tumor map, not a Grad-CAM
+        assert "tumor map key images" in pydicom.dcmread(key_image, stop_before_pixels=True).SeriesDescription
     assert "not a diagnosis" in seg.SeriesDescription
     sources = sorted(inputs["series"].glob("*.dcm"))
-    import pydicom
 
     uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in sources]
     back = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)

@@ -109,6 +109,11 @@ def _panel(image: np.ndarray, heatmap: np.ndarray, index: int, finding: SeriesFi
     return np.asarray(overlay_panel(image, heatmap, lines).convert("RGB"))
 
 
+def _overlay_name(label: str) -> str:
+    """What the key images burn in: a classifier's Grad-CAM, or a segmenting model's tumor map."""
+    return "Grad-CAM" if label == HEATMAP_LABEL else "tumor map"
+
+
 def _key_image(header, pixels: np.ndarray, series_uid: str, number: int, facts: ModelFacts,
                label: str = HEATMAP_LABEL):
     import highdicom as hd
@@ -120,14 +125,14 @@ def _key_image(header, pixels: np.ndarray, series_uid: str, number: int, facts: 
         coordinate_system="PATIENT", series_instance_uid=series_uid, series_number=SC_SERIES_NUMBER,
         sop_instance_uid=hd.UID(), instance_number=number, manufacturer=MANUFACTURER,
         patient_orientation=patient_orientation(header), transfer_syntax_uid=ExplicitVRLittleEndian,
-        series_description="kidneyct Grad-CAM key images, research, not a medical device",
+        series_description=f"kidneyct {_overlay_name(label)} key images, research, not a medical device",
         manufacturer_model_name=facts.name[:64], software_versions=__version__)
     image.ConversionType = "WSD"  # made on a workstation, not digitised from film
     image.BurnedInAnnotation = "YES"
     # An axial abdominal slice shows both kidneys; without it Laterality (General Series, type 2C) is required.
     image.ImageLaterality = "B"
     image.ImageComments = f"{label}. {DISCLAIMER}"
-    what = "Grad-CAM" if label == HEATMAP_LABEL else "Tumor map"
+    what = _overlay_name(label)
     image.DerivationDescription = f"{what} of kidneyct model {facts.name} over the model's input slice"[:1024]
     source = Dataset()
     source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = header.SOPClassUID, header.SOPInstanceUID

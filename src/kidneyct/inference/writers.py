@@ -55,11 +55,20 @@ def _numbers(values: list[int]) -> str:
 
 def _slice_table(results: list[StudyResult], classes: list[str]) -> tuple[list[str], list[list]]:
     header = ["input", "source", "slice_index", "call", *[f"p_{c}" for c in classes], "heatmap", "in_scope",
-              "scope_reason", "warnings"]
+              "scope_reason", "warnings", *AREA_COLUMNS]
     rows = [[r.input, s.source, "" if s.index is None else s.index, s.call or "",
              *[f"{s.probabilities[c]:.6f}" for c in classes], s.heatmap or "", _flag(s.in_scope), s.scope_reason,
-             " | ".join(s.warnings)] for r in results for s in r.slices]
+             " | ".join(s.warnings), *_areas(s.areas)] for r in results for s in r.slices]
     return header, rows
+
+
+# A segmenting model's areas per slice (kidneyct.inference.segmented.areas); empty for classifiers, slices out of
+# scope and mm^2 without a pixel spacing.
+AREA_COLUMNS = ["kidney_px", "tumor_px", "kidney_mm2", "tumor_mm2"]
+
+
+def _areas(areas: dict | None) -> list:
+    return ["" if areas is None or areas.get(name) is None else areas[name] for name in AREA_COLUMNS]
 
 
 def _study_table(studies: list[StudyResult]) -> tuple[list[str], list[list]]:
