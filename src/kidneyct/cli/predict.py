@@ -103,9 +103,10 @@ def cmd_predict(args) -> int:
     from kidneyct.inference.writers import json_lines, write_results
 
     args.backend = _backend(args)
-    if args.dicom_out and (args.backend == "onnx" or str(args.checkpoint).lower().endswith(".onnx")):
-        raise ValueError("--dicom-out draws Grad-CAM key images: it needs a .pt checkpoint and --backend torch")
     predictor = _predictor(args, heatmaps=args.cam)
+    if args.dicom_out and predictor.backend.name != "torch" and not predictor.backend.segmenting:
+        raise ValueError("--dicom-out draws Grad-CAM key images for a classifier: it needs a .pt checkpoint and "
+                         "--backend torch (a segmenting model's key images show its tumor map on either backend)")
     results = list(predictor.run(args.inputs))
     if args.out is None:
         for line in json_lines(results):
@@ -117,7 +118,7 @@ def cmd_predict(args) -> int:
     if args.report:
         from kidneyct.inference.report import write_study_report
 
-        explainer = predictor.explainer() if predictor.backend.name == "torch" else None
+        explainer = predictor.explainer() if predictor.backend.name == "torch" or predictor.backend.segmenting else None
         print(f"report: {write_study_report(results, args.report, predictor, explainer)}")
     _print_skipped(results)
     return 0 if any(result.slices for result in results) else 1
