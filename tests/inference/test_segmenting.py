@@ -90,7 +90,7 @@ def test_a_segmenting_checkpoint_runs_both_looks_and_keeps_its_maps(torch_predic
     np.testing.assert_allclose(backend.logits(views), output.logits, atol=1e-5)
 
 
-def test_torch_and_onnx_backends_agree(segmenter, torch_predictor, by_api, inputs):
+def test_torch_and_onnx_backends_agree(segmenter, torch_predictor, by_api, inputs, tmp_path):
     onnx = Predictor.open(segmenter, "cpu", backend="onnx", options=PredictOptions(workers=0))
     assert onnx.backend.name == "onnxruntime" and onnx.backend.segmenting
     views = np.stack([onnx.preprocessing.to_uint8(s) for s in kidneyct.io.read_slices(inputs["volume"])])
@@ -101,6 +101,13 @@ def test_torch_and_onnx_backends_agree(segmenter, torch_predictor, by_api, input
     for a, b in zip(result["slices"], by_api["volume"]["slices"]):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
         assert a["in_scope"] == b["in_scope"]
+    # Its key images come from the tumor map, which the ONNX export has too: no Grad-CAM, no torch needed.
+    from kidneyct.inference.dicom_results import write_dicom_results
+    from kidneyct.inference.model_facts import ModelFacts
+
+    (study,) = write_dicom_results(onnx.run([inputs["series"]]), tmp_path / "dicom", onnx,
+                                   ModelFacts.of(onnx.checkpoint, onnx.backend.source))
+    assert study.key_images and study.sr.is_file()
 
 
 def test_an_enhanced_volume_gets_a_call_with_areas_in_pixels_and_mm2(by_api):
