@@ -1,6 +1,7 @@
 """`kidneyct data probe`: how much of the class a data set gives away outside the patient, and how much of
 a model's accuracy comes from outside the kidneys (kidneyct.evaluation.probe), on series it never saw:
-the test folds of a cross-validation or a checkpoint's own test split."""
+the test folds of a cross-validation or a checkpoint's own test split. Over several sources (a sources file), the
+source probe: how well the background names the source, and what a cross-validation's scores know of it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Slices:
+class ProbeSlices:
     """Every slice of the probed data on the series view, with its class, source and patient."""
 
     classes: list[str]
@@ -42,14 +43,14 @@ class _Slices:
         return np.array([s.label for s in self.samples])
 
 
-def _slices(data, classes: str, out: Path, seed: int, workers: int | None, cache: CacheSettings) -> _Slices:
+def probe_slices(data, classes: str, out: Path, seed: int, workers: int | None, cache: CacheSettings) -> ProbeSlices:
     prepared = prepare_data(data, classes, series_view(), out / "probe-split.csv", seed=seed, workers=workers,
                             progress=False, cache=cache, write_split=False)
     samples = [replace(s, group=g) for s, g in zip(prepared.decoded.samples, prepared.grouping.groups)]
-    return _Slices(prepared.catalogue.classes, samples, [row.astype(np.float32) / 255.0 for row in prepared.decoded.images])
+    return ProbeSlices(prepared.catalogue.classes, samples, [row.astype(np.float32) / 255.0 for row in prepared.decoded.images])
 
 
-def background_probe(slices: _Slices, folds: int, seed: int) -> dict:
+def background_probe(slices: ProbeSlices, folds: int, seed: int) -> dict:
     """Grouped cross-validated background-only classifier of the class, on the series view of every image."""
     strata = [f"{s.source}:{s.origin or s.label}" for s in slices.samples]
     fold_of = np.array(grouped_stratified_folds(strata, [s.group for s in slices.samples], folds, seed))
@@ -58,7 +59,7 @@ def background_probe(slices: _Slices, folds: int, seed: int) -> dict:
     return result
 
 
-def source_background_probe(slices: _Slices, folds: int, seed: int) -> dict:
+def source_background_probe(slices: ProbeSlices, folds: int, seed: int) -> dict:
     """The same background-only classifier asked for the source: how well the table, field of view and export
     name the hospital (patients grouped, folds stratified by source)."""
     names = sorted({s.source for s in slices.samples})
@@ -140,7 +141,7 @@ def run_probe(data: str | Path | None, out: str | Path, cv_dir: str | Path | Non
     out.mkdir(parents=True, exist_ok=True)
     sources = resolve_sources(None if data is None else str(data), None if sources_file is None else str(sources_file))
     several = len(sources) > 1
-    slices = _slices(sources, classes, out, seed, workers, cache)
+    slices = probe_slices(sources, classes, out, seed, workers, cache)
     result = {"disclaimer": DISCLAIMER, "data": ", ".join(f"{s.name} ({s.root})" for s in sources),
               "background": background_probe(slices, folds, seed), "occlusion": None, "source": None}
     if several:
