@@ -48,3 +48,19 @@ def test_crop_box_is_the_bounding_box_plus_the_margin_within_the_slice():
     mask = np.zeros((100, 200), bool)
     mask[10:20, 150:199] = True
     assert crop_box(mask) == (6, 24, 146, 200)  # margin round(0.02 * 200) = 4, cut at the right edge
+
+
+def test_slices_over_body_side_are_masked_on_a_shrunk_copy_with_the_crop_scaled_back():
+    from kidneyct.preprocess.body import BODY_SIDE, body_crop_geometry
+    from kidneyct.preprocess.window import apply_window
+    from kidneyct.synthetic.phantom import render_slice, sample_patient
+
+    hu, _ = render_slice(sample_patient(np.random.default_rng(3), 256, None), 0.0)
+    unit = apply_window(hu, 40, 400)
+    large = np.kron(unit, np.ones((8, 8), np.float32))  # the same slice at 8x the pixels, over BODY_SIDE
+    assert max(large.shape) > BODY_SIDE
+    (small_box, small_keep), (large_box, large_keep) = body_crop_geometry(unit), body_crop_geometry(large)
+    assert np.allclose(np.array(large_box) / 8, small_box, atol=2)
+    assert large_keep.shape == (large_box[1] - large_box[0], large_box[3] - large_box[2])
+    # the kept body agrees with the small slice's, up to the shrink's rounding at its rim
+    assert abs(large_keep.mean() - small_keep.mean()) < 0.02

@@ -5,14 +5,18 @@ The mask is computed at the slice's own resolution: it decides near a threshold 
 table's cradle part of the body, is a cushion a bridge to it?), and on a shrunk copy those decisions
 changed the crop box by more than 2 px on 5-29% of the 512 px Kaggle originals. The speed comes from
 `morphology` instead; benchmarks/body_crop_agreement.py checks the masks against the former definition.
+Only slices larger than BODY_SIDE (no CT reconstruction is; a 4096 px upload is) are masked on a shrunk copy:
+at full size the morphology's working arrays alone would take hundreds of MiB.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from kidneyct.preprocess.morphology import (disk_closing, disk_dilation, disk_opening, fill_holes,
                                             largest_component)
+from kidneyct.preprocess.resize import shrunk
 
 BODY_THRESHOLD = 0.03  # [0, 1] display intensity above which a pixel may be body: in narrow-window
 #                        exports fat is as black as air, so only clear air/noise is excluded here
@@ -20,6 +24,7 @@ BODY_MIN_AREA = 0.02  # a body smaller than this share of the image is not trust
 BODY_MARGIN = 0.02  # kept around the body's bounding box, as a share of the image side
 BODY_CLOSE = 0.025  # closing radius (share of the side): bridges black fat between organs and the skin
 BODY_OPEN = 0.02  # opening radius: cuts thin structures (table, its rim, cables) off the body
+BODY_SIDE = 1024  # larger slices are masked on a copy shrunk to this side, the mask scaled back
 
 
 def body_mask(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndarray | None:
@@ -71,10 +76,15 @@ def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 def body_crop_geometry(unit: np.ndarray, threshold: float = BODY_THRESHOLD
                        ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """Where the body crop cuts: its box (`crop_box`) and the body pixels inside it (the rest is blanked);
-    None when no trustworthy body mask is found (the slice stays as it is)."""
-    mask = body_mask(unit, threshold)
+    None when no trustworthy body mask is found (the slice stays as it is). Slices over BODY_SIDE are masked
+    on a shrunk copy, the mask scaled back to the slice (nearest neighbour)."""
+    small = shrunk(unit, BODY_SIDE)
+    mask = body_mask(small, threshold)
     if mask is None:
         return None
+    if small is not unit:
+        scaled = Image.fromarray(mask).resize((unit.shape[1], unit.shape[0]), Image.Resampling.NEAREST)
+        mask = np.asarray(scaled, dtype=bool)
     top, bottom, left, right = crop_box(mask)
     return (top, bottom, left, right), mask[top:bottom, left:right]
 
@@ -95,4 +105,4 @@ def crop_to_body(unit: np.ndarray, threshold: float = BODY_THRESHOLD) -> np.ndar
     if found is None:
         return unit
     (top, bottom, left, right), keep = found
-    return np.where(keep, unit[top:bottom, left:right], 0.0).astype(unit.dtype)
+    return np.where(keep, unit[top:bottom, left:right], 0.0).astype(unit.dtype, copy=False)

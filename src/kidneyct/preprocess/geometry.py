@@ -30,7 +30,7 @@ class Geometry:
         """The cropped, blanked image (`unit`'s dtype), before padding and resizing."""
         top, bottom, left, right = self.box
         cropped = unit[top:bottom, left:right]
-        return cropped if self.keep is None else np.where(self.keep, cropped, 0.0).astype(unit.dtype)
+        return cropped if self.keep is None else np.where(self.keep, cropped, 0.0).astype(unit.dtype, copy=False)
 
     def image(self, unit: np.ndarray) -> np.ndarray:
         """A [0, 1] slice to the cached uint8 form: crop, pad to square, bilinear resize."""

@@ -10,9 +10,8 @@ A slice without a spine (no anatomy to frame by) keeps the body crop.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
-
 from kidneyct.preprocess.kidney import kidney_region, locate_kidneys
+from kidneyct.preprocess.resize import shrunk
 
 KIDNEY_CROP_MARGIN = 0.04  # of the body width, around both kidney regions
 # The locator runs on at most this side: its time and memory grow with the pixel count (a 4096 px upload would
@@ -40,7 +39,7 @@ def kidney_box(body: np.ndarray) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the square around both kidney regions of a body-cropped slice (see
     `crop_to_body`), or None when it has no spine or is not axial. Slices larger than LOCATE_SIDE are located
     on a shrunk copy and the box scaled back."""
-    small = _shrunk(body)
+    small = shrunk(body, LOCATE_SIDE)
     location = locate_kidneys(small)
     if location.body_size is None:
         return None
@@ -53,10 +52,3 @@ def kidney_box(body: np.ndarray) -> tuple[int, int, int, int] | None:
     return (int(top * fy), min(body.shape[0], int(np.ceil(bottom * fy))),
             int(left * fx), min(body.shape[1], int(np.ceil(right * fx))))
 
-
-def _shrunk(unit: np.ndarray) -> np.ndarray:
-    factor = max(unit.shape) / LOCATE_SIDE
-    if factor <= 1:
-        return unit
-    size = (max(1, round(unit.shape[1] / factor)), max(1, round(unit.shape[0] / factor)))
-    return np.asarray(Image.fromarray(unit.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))

@@ -31,6 +31,15 @@ def pad_to_square(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((top, bottom), (left, right)))
 
 
+def shrunk(unit: np.ndarray, side: int) -> np.ndarray:
+    """`unit` (2-D float) box-filtered down to at most `side` pixels on its longer side; itself when smaller."""
+    factor = max(unit.shape) / side
+    if factor <= 1:
+        return unit
+    size = (max(1, round(unit.shape[1] / factor)), max(1, round(unit.shape[0] / factor)))
+    return np.asarray(Image.fromarray(unit.astype(np.float32, copy=False), mode="F").resize(size, Image.Resampling.BOX))
+
+
 def resize_to_uint8(unit: np.ndarray, size: int) -> np.ndarray:
     """A square [0, 1] image to size x size uint8 (bilinear, Pillow)."""
     resized = Image.fromarray(unit, mode="F").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
