@@ -159,6 +159,10 @@ class TrainConfig(DictRecord):
     slice_probability: str = setting("head", "model", "segmenting models: the slice's tumor probability from the "
                                      "slice head, the tumor map's peak inside the kidney, or their mean",
                                      choices=("head", "map", "mean"))
+    midline_band: float = setting(0.0, "model", "segmenting models: kidney-map components lying wholly within this "
+                                  "share of the view's half side around its midline are not kidney (the vertebral "
+                                  "body, the aorta) at validation and inference; 0: off", metavar="SHARE",
+                                  range=(0.0, 1.0))
     epochs: int = setting(_DEFAULT.get("epochs", 30), "optimisation",
                           "epochs; with --resume, a larger value extends the run", range=(1, None))
     batch_size: int = setting(32, "optimisation", "images per optimiser step", range=(1, None))

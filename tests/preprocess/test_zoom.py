@@ -41,3 +41,46 @@ def test_each_kidney_gets_its_own_box_and_none_gets_the_prior():
     assert len(zoom.side_boxes(kidneys)) == 1
     assert zoom.boxes_or_prior(np.zeros((100, 100))) == ([zoom.prior], False)
     assert Zoom.from_dict(zoom.to_dict()) == zoom
+
+
+def _blob(mask, row, col, radius):
+    rows, cols = np.ogrid[:mask.shape[0], :mask.shape[1]]
+    mask |= (rows - row) ** 2 + (cols - col) ** 2 <= radius ** 2
+
+
+def test_midline_rule_drops_only_components_wholly_on_the_midline():
+    kidney = np.zeros((128, 128), bool)
+    _blob(kidney, 80, 64, 8)  # a vertebral body: on the midline
+    _blob(kidney, 70, 30, 10)  # a kidney on each side
+    _blob(kidney, 70, 98, 10)
+    horseshoe = np.zeros_like(kidney)
+    horseshoe[50:58, 30:100] = True  # one component from side to side, across the midline
+    dropped = Zoom(midline=0.2).on_midline(kidney | horseshoe)
+    spine = np.zeros_like(kidney)
+    _blob(spine, 80, 64, 8)
+    assert np.array_equal(dropped, spine)
+    assert not Zoom().on_midline(kidney).any()  # off by default: checkpoints before the rule infer as they did
+
+
+def test_midline_rule_in_a_zoom_crop_measures_the_band_on_the_view():
+    kidney = np.zeros((64, 64), bool)
+    _blob(kidney, 32, 6, 4)  # near the crop's left edge
+    zoom = Zoom(midline=0.2)
+    # the crop of the view's right half: its left edge is the view's midline, so that blob sits on it
+    assert zoom.on_midline(kidney, (0.5, 0.0, 0.5)).sum() == kidney.sum()
+    # the crop of the view's far right: the same blob is a kidney
+    assert not zoom.on_midline(kidney, (0.75, 0.0, 0.25)).any()
+
+
+def test_clear_midline_takes_the_tumor_on_a_dropped_component_with_it():
+    maps = np.zeros((2, 128, 128), np.float32)
+    spine, kidney = np.zeros((128, 128), bool), np.zeros((128, 128), bool)
+    _blob(spine, 80, 64, 8)
+    _blob(kidney, 70, 30, 10)
+    maps[0][spine | kidney] = 0.9
+    maps[1][spine] = 0.8
+    maps[1][70, 30] = 0.7  # a tumor pixel in the kidney stays
+    cleared = Zoom(midline=0.2).clear_midline(maps)
+    assert cleared[0][spine].max() == 0 and cleared[1][spine].max() == 0
+    assert np.array_equal(cleared[0][kidney], maps[0][kidney]) and cleared[1][70, 30] == np.float32(0.7)
+    assert maps[0][spine].min() == np.float32(0.9)  # the input is left as it was

@@ -199,40 +199,53 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
     return result
 
 
+def fold_split(config: CVConfig, plan: _Plan, repeat: int, k: int) -> dict[str, np.ndarray]:
+    """The plan's sample indices of fold k's "train", "val" and "test" splits: the fold is the test split, the
+    other folds are split into train and validation, grouped and stratified, with a seed of their own."""
+    fold_of = plan.folds[repeat]
+    test_index, rest = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
+    fractions = SplitFractions(1.0 - config.train.val_fraction, config.train.val_fraction, 0.0)
+    names = np.asarray(grouped_stratified_split(split_strata([plan.samples[i] for i in rest]),
+                                                [plan.groups[i] for i in rest], fractions,
+                                                config.resolved_fold_seed() + 1 + k + 1000 * repeat))
+    return {"train": rest[names == "train"], "val": rest[names == "val"], "test": test_index}
+
+
 def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path, memo: FeatureMemo) -> FoldResult:
     """Train fold k of one repeat and test it: its row, test probabilities and best checkpoint."""
     base = config.train
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    fold_of = plan.folds[repeat]
-    test_index, rest = np.flatnonzero(fold_of == k), np.flatnonzero(fold_of != k)
-    fractions = SplitFractions(1.0 - base.val_fraction, base.val_fraction, 0.0)
-    names = grouped_stratified_split(split_strata([plan.samples[i] for i in rest]), [plan.groups[i] for i in rest],
-                                     fractions, config.resolved_fold_seed() + 1 + k + 1000 * repeat)
-    by_split = {"train": [plan.samples[i] for i, n in zip(rest, names) if n == "train"],
-                "val": [plan.samples[i] for i, n in zip(rest, names) if n == "val"],
-                "test": [plan.samples[i] for i in test_index]}
+    by_split = {name: [plan.samples[i] for i in index] for name, index in fold_split(config, plan, repeat, k).items()}
     split_csv = folder / f"fold-{SPLIT_CSV}"
     write_split_csv(split_csv, csv_roots(plan.data.catalogue), plan.classes, by_split)
     log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, plan.n_folds,
              *(len(by_split[n]) for n in ("train", "val", "test")))
     trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
-    predictor = Predictor.open(trained.best_checkpoint, base.device)
+    return evaluate_fold(config, plan, repeat, k, trained.best_checkpoint, started, memo)
+
+
+def evaluate_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, checkpoint: Path, started: float,
+              memo: FeatureMemo | None = None) -> FoldResult:
+    """Fold k's model (`checkpoint`) on its test split: the fold's metrics row, probabilities and label maps."""
+    split = fold_split(config, plan, repeat, k)
+    test_index = split["test"]
+    predictor = Predictor.open(checkpoint, config.train.device)
     test_views, masks = plan.data.decoded.images.subset(test_index), None
     if predictor.checkpoint.outputs.maps:
         logits, masks = segmenter_logits(predictor, test_views)
     else:
-        logits = _test_logits(predictor, base, test_views, memo)
+        logits = _test_logits(predictor, config.train, test_views, memo)
     probs = predictor.probabilities(logits)
     metrics = report.fold_metrics(plan.labels[test_index], probs, plan.classes, predictor.threshold,
                                   [plan.groups[i] for i in test_index])
     row = {"repeat": repeat, "fold": k, "test_images": len(test_index),
-           "test_series": len({plan.groups[i] for i in test_index}), "train_images": len(by_split["train"]),
-           "val_images": len(by_split["val"]), "best_epoch": predictor.checkpoint.progress.best_epoch,
+           "test_series": len({plan.groups[i] for i in test_index}), "train_images": len(split["train"]),
+           "val_images": len(split["val"]), "best_epoch": predictor.checkpoint.progress.best_epoch,
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
-    return FoldResult(row, probs, trained.best_checkpoint, masks)
+    return FoldResult(row, probs, checkpoint, masks)
 
 
 def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:

@@ -86,13 +86,17 @@ def overview(run: Runner, views: np.ndarray, zoom: Zoom, size: int) -> tuple[np.
 
 
 def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool) -> Looks:
-    overview_maps, chosen = overview(run, views, zoom, size)
+    # Both looks' maps lose what the zoom's midline rule rules out (training's box refresh, `overview`, keeps it).
+    _, overview_logits = run(_crops(views, [FULL_VIEW] * len(views), size))
+    overview_maps = np.stack([zoom.clear_midline(maps) for maps in sigmoid(overview_logits)])
+    chosen = [zoom.boxes_or_prior(kidney) for kidney in overview_maps[:, 0]]
     kidney = overview_maps[:, 0] > zoom.threshold
     boxes = [slice_boxes for slice_boxes, _ in chosen]
     owner = np.repeat(np.arange(len(views)), [len(b) for b in boxes])  # the slice of each crop
     flat = [box for slice_boxes in boxes for box in slice_boxes]
     logits, zoom_logits = run(_crops(views[owner], flat, size))
-    zoomed, peaks = sigmoid(zoom_logits), tumor_peak(sigmoid(zoom_logits))
+    zoomed = np.stack([zoom.clear_midline(maps, box) for maps, box in zip(sigmoid(zoom_logits), flat)])
+    peaks = tumor_peak(zoomed)
     tumor = softmax(np.asarray(logits, np.float64))[:, tumor_class]
     best = [np.flatnonzero(owner == i)[np.argmax(tumor[owner == i])] for i in range(len(views))]
     slice_peaks = np.array([peaks[owner == i].max() for i in range(len(views))], np.float32)

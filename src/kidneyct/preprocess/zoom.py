@@ -31,6 +31,10 @@ class Zoom(DictRecord):
         threshold: kidney probability above which a pixel counts as kidney.
         least_share: a side's kidney pixels, as a share of the view, below which that side has no kidney (a few
             stray pixels do not make a second zoom).
+        midline: half-width of the band around the view's midline, in normalised coordinates (a share of the
+            view's half side), inside which a kidney-map component that lies wholly there is no kidney: the
+            vertebral body and the aorta, which the kidney map takes for kidney on some slices (no kidney lies
+            on the midline; a horseshoe kidney's component reaches out to both sides and stays). 0: off.
     """
 
     margin: float = 0.25
@@ -38,6 +42,7 @@ class Zoom(DictRecord):
     prior: tuple[float, float, float] = (0.0, 0.3, 0.45)
     threshold: float = 0.5
     least_share: float = 0.001
+    midline: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> "Zoom":
@@ -74,6 +79,32 @@ class Zoom(DictRecord):
         """The side boxes of a kidney probability map, or [prior] when it shows no kidney; and whether it did."""
         boxes = self.side_boxes(kidney_probability > self.threshold)
         return (boxes, True) if boxes else ([self.prior], False)
+
+
+    def on_midline(self, kidney: np.ndarray, box=None) -> np.ndarray:
+        """The pixels of a boolean kidney mask [H, W] (of the crop `box` of the view; None: the whole view) that
+        belong to components lying wholly within the midline band; all False when `midline` is 0."""
+        if self.midline <= 0 or not kidney.any():
+            return np.zeros_like(kidney, dtype=bool)
+        centre_x, _, half = FULL_VIEW if box is None else box
+        width = kidney.shape[1]
+        x = centre_x + half * ((2 * np.arange(width) + 1) / width - 1)  # each column's place on the view
+        outside = np.abs(x) >= self.midline
+        labels, count = ndimage.label(kidney)
+        reaching_out = np.zeros(count + 1, bool)
+        reaching_out[np.unique(labels[:, outside])] = True
+        return ~reaching_out[labels] & kidney
+
+    def clear_midline(self, maps: np.ndarray, box=None) -> np.ndarray:
+        """Kidney and tumor probabilities [2, H, W] (of the crop `box`; None: the whole view) without the
+        kidney-map components `on_midline` finds, nor the tumor probability on or next to them (2 px)."""
+        dropped = self.on_midline(maps[0] > self.threshold, box)
+        if not dropped.any():
+            return maps
+        cleared = maps.copy()
+        cleared[0][dropped] = 0.0
+        cleared[1][ndimage.binary_dilation(dropped, iterations=2)] = 0.0
+        return cleared
 
 
 FULL_VIEW = (0.0, 0.0, 1.0)  # the box of the whole view: the overview

@@ -13,6 +13,7 @@ from kidneyct.data.splits import SplitFractions
 from kidneyct.models import ModelConfig, get_spec
 from kidneyct.preprocess import AUGMENTATIONS, Augmentation, Preprocessing
 from kidneyct.preprocess.acquisition import ACQUISITIONS, AcquisitionAugmentation, families
+from kidneyct.preprocess.zoom import Zoom
 from kidneyct.training.segmenter import SegmenterSettings
 from kidneyct.training.zoom_batches import ZoomAugmentation
 
@@ -82,9 +83,10 @@ def learning_rate(config: TrainConfig) -> float:
 
 
 def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
-    """How a segmenting model trains: its work size and the unenhanced-kidney share from `config`, the rest the
-    measured defaults of SegmenterSettings."""
+    """How a segmenting model trains: its work size, the unenhanced-kidney and synthetic-tumor shares and the
+    zoom's midline band from `config`, the rest the measured defaults of SegmenterSettings."""
     spec = get_spec(config.model)
     augmentation = (ZoomAugmentation(unenhanced=config.unenhanced, synthetic_tumors=config.synthetic_lesions)
                     if config.augment else None)
-    return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation)
+    return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
+                             zoom=Zoom(midline=config.midline_band))

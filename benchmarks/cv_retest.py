@@ -1,0 +1,34 @@
+"""A finished cross-validation's fold models tested again with other inference settings (no training), compared,
+paired, with the source run on the same folds (kidneyct.experiments.retest).
+
+    python benchmarks/cv_retest.py runs/cv-seg-synth runs/cv-seg-synth-midline --midline-band 0.2
+
+Writes the new folder's cv.md, cv.json and predictions.csv, and per fold best.pt with the setting and a
+calibration refitted on that fold's validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from kidneyct.experiments.retest import retest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="a finished `kidneyct cv` folder of a segmenting model")
+    parser.add_argument("out", help="the new cross-validation folder")
+    parser.add_argument("--midline-band", type=float, required=True,
+                        help="kidney-map components wholly within this share of the view's half side around its "
+                             "midline are not kidney (0: off)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = retest(args.source, args.out, {"midline_band": args.midline_band}, args.device)
+    print(f"{result.out / 'cv.md'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""A finished cross-validation's fold models retested with another inference setting: no training, the same folds,
+each model recalibrated on its own validation split, compared with the source run."""
+
+import json
+
+import pytest
+
+from kidneyct.checkpoint import read_checkpoint
+from kidneyct.config import recipe_config
+from kidneyct.experiments.cv import CVConfig, cross_validate
+from kidneyct.experiments.retest import retest
+
+
+@pytest.fixture(scope="module")
+def segmenting_cv(tmp_path_factory):
+    from kidneyct.synthetic.phantom import generate_dataset
+
+    root = tmp_path_factory.mktemp("retest")
+    generate_dataset(root / "masked", n=24, seed=5, size=128, classes=["Tumor", "Normal"], slices_per_series=(1, 1),
+                     progress=False, masks=True)
+    config = recipe_config("lite0-unet-zoom", str(root / "masked"), str(root / "cv"), image_size=64, epochs=1,
+                           batch_size=8, classes="tumor,normal", device="cpu", progress=False, workers=1)
+    return cross_validate(CVConfig(config, folds=2, bootstrap=50)).out
+
+
+def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_folds(segmenting_cv, tmp_path):
+    result = retest(segmenting_cv, tmp_path / "retested", {"midline_band": 0.2})
+    stored = json.loads((result.out / "cv.json").read_text())
+    assert stored["compared_with"] == str(segmenting_cv) and stored["comparison"] is not None
+    assert stored["config"]["train"]["midline_band"] == 0.2
+    source_folds = {r["fold"]: r for r in json.loads((segmenting_cv / "cv.json").read_text())["folds"]}
+    for row in stored["folds"]:
+        assert row["test_images"] == source_folds[row["fold"]]["test_images"]
+        assert row["train_images"] == source_folds[row["fold"]]["train_images"]
+        checkpoint = read_checkpoint(result.out / f"fold-{row['fold']}" / "best.pt")
+        source = read_checkpoint(segmenting_cv / f"fold-{row['fold']}" / "best.pt")
+        assert checkpoint.outputs.segmentation.zoom.midline == 0.2
+        assert checkpoint.training.config.midline_band == 0.2
+        for name, weights in source.state_dict.items():  # the same weights: nothing was trained
+            assert weights.equal(checkpoint.state_dict[name]), name
+
+
+def test_retest_refuses_settings_that_need_training(segmenting_cv, tmp_path):
+    with pytest.raises(ValueError, match="without training"):
+        retest(segmenting_cv, tmp_path / "retested", {"epochs": 3})
