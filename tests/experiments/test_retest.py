@@ -36,6 +36,9 @@ def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_fold
         source = read_checkpoint(segmenting_cv / f"fold-{row['fold']}" / "best.pt")
         assert checkpoint.outputs.segmentation.zoom.midline == 0.2
         assert checkpoint.training.config.midline_band == 0.2
+        folder = result.out / f"fold-{row['fold']}"  # a run folder like any: a shipped model is packaged from one
+        assert (folder / "split.csv").read_text() == (segmenting_cv / f"fold-{row['fold']}" / "split.csv").read_text()
+        assert json.loads((folder / "config.json").read_text())["train"]["midline_band"] == 0.2
         for name, weights in source.state_dict.items():  # the same weights: nothing was trained
             assert weights.equal(checkpoint.state_dict[name]), name
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from kidneyct.experiments.cv import CVConfig, CVResult, _plan, cross_validate, e
 from kidneyct.experiments.evaluate import segmenter_logits
 from kidneyct.experiments.fold_store import FOLD_RESULT, fold_identity, save_fold
 from kidneyct.inference.predictor import Predictor
+from kidneyct.run_folder import SPLIT_CSV
 from kidneyct.training.calibration import fit_calibration
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,20 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
     calibration, point = fit_calibration(val_logits, plan.labels[split["val"]], plan.classes, config.train.threshold,
                                          config.train.target_sensitivity)
     write_checkpoint(replace(checkpoint, calibration=calibration, operating_point=point), path)
+    _copy_run_record(source, folder, config.train.midline_band)
     result = evaluate_fold(config, plan, repeat, k, path, started)
     save_fold(folder, fold_identity(config.train, [plan.key(plan.samples[i]) for i in split["test"]]), result)
     log.info("repeat %d, fold %d: retested (temperature %.3f, threshold %s)", repeat, k, calibration.temperature,
              None if point is None else round(point.threshold, 3))
+
+
+def _copy_run_record(source: Path, folder: Path, midline_band: float) -> None:
+    """The source fold's split and history beside the retested model, so the folder is a run folder like any (a
+    shipped model is packaged from one); its config.json with the new setting."""
+    for name in (SPLIT_CSV, f"fold-{SPLIT_CSV}", "metrics.csv"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
+    if (source / "config.json").is_file():
+        stored = json.loads((source / "config.json").read_text())
+        stored["train"] = {**stored.get("train", {}), "midline_band": midline_band, "out": str(folder)}
+        (folder / "config.json").write_text(json.dumps(stored, indent=2))
