@@ -166,7 +166,8 @@ class TrainConfig(DictRecord):
                                      choices=("imagenet", "none"))
     finetune: bool = setting(_DEFAULT.get("finetune", False), "model", "unfreeze an ImageNet backbone")
     dropout: float = setting(0.5, "model", "dropout before the classifier", range=(0.0, 0.99))
-    tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint)")
+    tta: bool = setting(False, "model", "inference averages the slice and its mirror image (stored in the checkpoint; "
+                        "a segmenting model mirrors each of its crops, at validation too)")
     slice_probability: str = setting("head", "model", "segmenting models: the slice's tumor probability from the "
                                      "slice head, the tumor map's peak inside the kidney, or their mean",
                                      choices=("head", "map", "mean"))

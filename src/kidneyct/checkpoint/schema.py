@@ -35,12 +35,14 @@ class Segmentation(DictRecord):
     zoom: the rule that draws the zoom boxes around the overview's kidney map.
     mask_threshold: the map probability above which a pixel is kidney or tumor in masks, overlays and Dice.
     min_kidney_fraction: the share of the body view the overview must call kidney for a slice to show one (the
-        scope gate's kidney finder)."""
+        scope gate's kidney finder).
+    mirror: each crop is also seen mirrored left-right and the two outputs averaged (test-time augmentation)."""
 
     work_size: int = 128
     zoom: Zoom = field(default_factory=Zoom)
     mask_threshold: float = 0.5
     min_kidney_fraction: float = 0.002
+    mirror: bool = False
 
 
 @dataclass(frozen=True)

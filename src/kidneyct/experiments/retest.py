@@ -28,7 +28,7 @@ from kidneyct.training.calibration import fit_calibration
 
 log = logging.getLogger(__name__)
 
-RETEST_FIELDS = ("midline_band",)  # TrainConfig fields that change nothing in training, only what a model infers
+RETEST_FIELDS = ("midline_band", "tta")  # TrainConfig fields that change nothing in training, only what a model infers
 
 
 def retest(source: str | Path, out: str | Path, changes: dict, device: str = "cpu") -> CVResult:
@@ -67,10 +67,12 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
     if segmentation is None:
         raise ValueError(f"{source}: not a segmenting model's fold; its inference settings cannot change")
     zoom = replace(segmentation.zoom, midline=config.train.midline_band)
-    checkpoint = replace(checkpoint, outputs=replace(checkpoint.outputs, segmentation=replace(segmentation, zoom=zoom)))
+    segmentation = replace(segmentation, zoom=zoom, mirror=config.train.tta)
+    checkpoint = replace(checkpoint, outputs=replace(checkpoint.outputs, segmentation=segmentation))
+    changed = {name: getattr(config.train, name) for name in RETEST_FIELDS}
     if checkpoint.training is not None and checkpoint.training.config is not None:
         checkpoint = replace(checkpoint, training=replace(checkpoint.training, config=replace(
-            checkpoint.training.config, midline_band=config.train.midline_band)))
+            checkpoint.training.config, **changed)))
     split = fold_split(config, plan, repeat, k)
     folder.mkdir(parents=True, exist_ok=True)
     path = write_checkpoint(checkpoint, folder / "best.pt")  # with the old calibration until refitted below
@@ -79,14 +81,14 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
     calibration, point = fit_calibration(val_logits, plan.labels[split["val"]], plan.classes, config.train.threshold,
                                          config.train.target_sensitivity)
     write_checkpoint(replace(checkpoint, calibration=calibration, operating_point=point), path)
-    _copy_run_record(source, folder, config.train.midline_band)
+    _copy_run_record(source, folder, changed)
     result = evaluate_fold(config, plan, repeat, k, path, started)
     save_fold(folder, fold_identity(config.train, [plan.key(plan.samples[i]) for i in split["test"]]), result)
     log.info("repeat %d, fold %d: retested (temperature %.3f, threshold %s)", repeat, k, calibration.temperature,
              None if point is None else round(point.threshold, 3))
 
 
-def _copy_run_record(source: Path, folder: Path, midline_band: float) -> None:
+def _copy_run_record(source: Path, folder: Path, changed: dict) -> None:
     """The source fold's split and history beside the retested model, so the folder is a run folder like any (a
     shipped model is packaged from one); its config.json with the new setting."""
     for name in (SPLIT_CSV, f"fold-{SPLIT_CSV}", "metrics.csv"):
@@ -94,5 +96,5 @@ def _copy_run_record(source: Path, folder: Path, midline_band: float) -> None:
             shutil.copyfile(source / name, folder / name)
     if (source / "config.json").is_file():
         stored = json.loads((source / "config.json").read_text())
-        stored["train"] = {**stored.get("train", {}), "midline_band": midline_band, "out": str(folder)}
+        stored["train"] = {**stored.get("train", {}), **changed, "out": str(folder)}
         (folder / "config.json").write_text(json.dumps(stored, indent=2))

@@ -74,7 +74,7 @@ class Backend(ABC):
         if tumor is None:
             raise CheckpointError(f"{self.source}: a segmenting model needs a tumor class, has {self.checkpoint.classes}")
         looks = look_twice(self.runner(), np.asarray(images), segmentation.zoom, segmentation.work_size, tumor,
-                           with_maps, batch_size=max(1, min(batch_size, 32)))
+                           with_maps, batch_size=max(1, min(batch_size, 32)), mirror=segmentation.mirror)
         maps = None if looks.maps is None else looks.maps.astype(np.float32, copy=False)
         return ModelOutput(slice_logits(looks, outputs.slice_probability, tumor).astype(np.float32), None, maps,
                            np.asarray(looks.kidney_fraction, np.float64))

@@ -64,9 +64,21 @@ def tumor_peak(maps: np.ndarray, grow: int = 4) -> np.ndarray:
     return np.asarray(peaks, np.float32)
 
 
+def mirrored(run: Runner) -> Runner:
+    """`run` that also sees each crop mirrored left-right and averages the slice logits and the map logits (the
+    mirrored maps flipped back): test-time augmentation, as nnU-Net mirrors."""
+    def both(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, maps = run(crops)
+        flipped_logits, flipped_maps = run(np.ascontiguousarray(crops[..., ::-1]))
+        return (np.asarray(logits) + np.asarray(flipped_logits)) / 2, (np.asarray(maps) + np.asarray(flipped_maps)[..., ::-1]) / 2
+    return both
+
+
 def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool = False,
-               batch_size: int = 32) -> Looks:
-    """Both looks at uint8 body views [N, V, V], in batches of `batch_size` views."""
+               batch_size: int = 32, mirror: bool = False) -> Looks:
+    """Both looks at uint8 body views [N, V, V], in batches of `batch_size` views; `mirror`: each crop also
+    mirrored (`mirrored`)."""
+    run = mirrored(run) if mirror else run
     parts = [_look(run, views[start:start + batch_size], zoom, size, tumor_class, with_maps)
              for start in range(0, len(views), batch_size)]
     if not parts:

@@ -45,6 +45,7 @@ class SegmenterSettings(DictRecord):
         tumor_repeats: how many times a masked slice with tumor pixels is drawn per epoch (tumor pixels are
             rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
         lesion_bias: chance that a zoom on a masked tumor slice shows the kidney with the tumor.
+        mirror: validation (and so the calibration) and inference also see each crop mirrored, outputs averaged.
         zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
     """
 
@@ -55,6 +56,7 @@ class SegmenterSettings(DictRecord):
     validate_every: int = 10
     tumor_repeats: int = 3
     lesion_bias: float = 0.75
+    mirror: bool = False
     zoom: Zoom = field(default_factory=Zoom)
     loss: SegmentationLoss = field(default_factory=SegmentationLoss)
     augmentation: ZoomAugmentation | None = field(default_factory=ZoomAugmentation)  # None: no augmentation
@@ -77,7 +79,8 @@ class TrainingSet:
 
 def looks(model: torch.nn.Module, views: np.ndarray, settings: SegmenterSettings, tumor_class: int,
           device: torch.device, with_maps: bool = False) -> Looks:
-    return look_twice(segment_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps)
+    return look_twice(segment_runner(model, device), views, settings.zoom, settings.work_size, tumor_class, with_maps,
+                      mirror=settings.mirror)
 
 
 class SegmenterTrainer:

@@ -182,7 +182,7 @@ def _check_segmenting(config: TrainConfig) -> None:
     """A segmenting model looks at the body view and zooms on the kidneys it finds itself, learns from masks
     with its own augmentation, and has two classes: tumor and the rest."""
     given = [name for name, on in (("--kidney-crop", config.kidney_crop), ("--acquisition", config.acquisition not in ("none", "", None)),
-                                   ("--tta", config.tta), ("--body-norm", config.body_norm)) if on]
+                                   ("--body-norm", config.body_norm)) if on]
     if given:
         raise ValueError(f"{config.model} is a segmenting model: {', '.join(given)} do not apply to it (it looks at "
                          "the body view, zooms on the kidneys it finds and normalises each crop itself)")
@@ -265,7 +265,8 @@ class _Run:
             return Outputs()
         trained = self.segmenter.settings
         return Outputs(maps=get_spec(self.config.model).maps, slice_probability=self.config.slice_probability,
-                       kidney_finder="kidney map", segmentation=Segmentation(trained.work_size, trained.zoom))
+                       kidney_finder="kidney map", segmentation=Segmentation(trained.work_size, trained.zoom,
+                                                                          mirror=trained.mirror))
 
     def resume_state(self) -> ResumeState:
         return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict())
