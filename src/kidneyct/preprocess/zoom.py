@@ -121,12 +121,25 @@ def _source_coordinates(box, size: int, shape: tuple[int, int]) -> tuple[np.ndar
     return rows, columns
 
 
+def _linear_weights(coordinates: np.ndarray, size: int) -> np.ndarray:
+    """[len(coordinates), size]: linear interpolation along one axis of `size` samples at `coordinates`, a
+    neighbour outside the axis counting as zero (map_coordinates' order 1 with mode "grid-constant", cval 0)."""
+    below = np.floor(coordinates).astype(np.int64)
+    above_share = (coordinates - below).astype(np.float32)
+    weights = np.zeros((len(coordinates), size), np.float32)
+    for index, share in ((below, 1.0 - above_share), (below + 1, above_share)):
+        inside = (index >= 0) & (index < size)
+        weights[np.flatnonzero(inside), index[inside]] += share[inside]
+    return weights
+
+
+# Bilinear sampling on an axis-aligned grid is separable: rows, then columns, as two small matrix products (what
+# map_coordinates computes point by point, 20-50 times slower on the crops and views of a segmenting model).
 def cut(image: np.ndarray, box, size: int) -> np.ndarray:
     """The `box` region of a 2-D float image, resampled to size x size (bilinear, zeros outside)."""
     rows, columns = _source_coordinates(box, size, image.shape)
-    grid = np.meshgrid(rows, columns, indexing="ij")
-    return ndimage.map_coordinates(image.astype(np.float32, copy=False), grid, order=1, mode="grid-constant",
-                                   cval=0.0, prefilter=False)
+    return (_linear_weights(rows, image.shape[0]) @ image.astype(np.float32, copy=False)
+            @ _linear_weights(columns, image.shape[1]).T)
 
 
 def paste(crop: np.ndarray, box, shape: tuple[int, int]) -> np.ndarray:
@@ -138,6 +151,5 @@ def paste(crop: np.ndarray, box, shape: tuple[int, int]) -> np.ndarray:
     y = (2 * np.arange(shape[0]) + 1) / shape[0] - 1
     columns = (((x - centre_x) / half + 1) * size - 1) / 2
     rows = (((y - centre_y) / half + 1) * size - 1) / 2
-    grid = np.meshgrid(rows, columns, indexing="ij")
-    return np.stack([ndimage.map_coordinates(channel.astype(np.float32, copy=False), grid, order=1,
-                                             mode="grid-constant", cval=0.0, prefilter=False) for channel in crop])
+    down, across = _linear_weights(rows, crop.shape[-2]), _linear_weights(columns, size).T
+    return np.stack([down @ channel.astype(np.float32, copy=False) @ across for channel in crop])
