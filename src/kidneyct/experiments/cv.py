@@ -112,7 +112,7 @@ class CVResult:
 
 
 @dataclass
-class _Plan:
+class FoldPlan:
     """What every fold of every repeat shares: the data, the canonical series and the fold assignments."""
 
     data: PreparedData
@@ -166,7 +166,8 @@ def _fold_assignment(config: CVConfig, samples: list, groups: list[str]) -> np.n
                      for r in range(config.repeats)])
 
 
-def _plan(config: CVConfig) -> _Plan:
+def plan_folds(config: CVConfig) -> FoldPlan:
+    """The data decoded once, its canonical series and every repeat's fold assignment (written to config.json)."""
     base, out = config.train, Path(config.train.out)
     prep = settings.preprocessing(base)
     # One decode (into the cache every fold's training then loads) and one series inference for all folds.
@@ -178,14 +179,14 @@ def _plan(config: CVConfig) -> _Plan:
     folds = _fold_assignment(config, samples, groups)
     RunFolder(out).config_json.write_text(json.dumps({"cv": config.to_dict(), "preprocessing": prep.to_dict(),
                                                       "series": data.grouping.summary}, indent=2))
-    return _Plan(data, samples, np.array([s.label for s in samples], np.int64), groups, folds)
+    return FoldPlan(data, samples, np.array([s.label for s in samples], np.int64), groups, folds)
 
 
 def fold_dir(out: Path, repeat: int, fold: int) -> Path:
     return out / (f"fold-{fold}" if repeat == 0 else f"repeat-{repeat}/fold-{fold}")
 
 
-def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureMemo) -> FoldResult:
+def _run_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, memo: FeatureMemo) -> FoldResult:
     """Fold k of one repeat: trained and tested now, or (with `resume`) the same fold finished before."""
     folder = fold_dir(Path(config.train.out), repeat, k)
     test_index = np.flatnonzero(plan.folds[repeat] == k)
@@ -199,7 +200,7 @@ def _run_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, memo: FeatureM
     return result
 
 
-def fold_split(config: CVConfig, plan: _Plan, repeat: int, k: int) -> dict[str, np.ndarray]:
+def fold_split(config: CVConfig, plan: FoldPlan, repeat: int, k: int) -> dict[str, np.ndarray]:
     """The plan's sample indices of fold k's "train", "val" and "test" splits: the fold is the test split, the
     other folds are split into train and validation, grouped and stratified, with a seed of their own."""
     fold_of = plan.folds[repeat]
@@ -211,7 +212,7 @@ def fold_split(config: CVConfig, plan: _Plan, repeat: int, k: int) -> dict[str, 
     return {"train": rest[names == "train"], "val": rest[names == "val"], "test": test_index}
 
 
-def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path, memo: FeatureMemo) -> FoldResult:
+def _train_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, folder: Path, memo: FeatureMemo) -> FoldResult:
     """Train fold k of one repeat and test it: its row, test probabilities and best checkpoint."""
     base = config.train
     started = time.perf_counter()
@@ -225,8 +226,8 @@ def _train_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, folder: Path
     return evaluate_fold(config, plan, repeat, k, trained.best_checkpoint, started, memo)
 
 
-def evaluate_fold(config: CVConfig, plan: _Plan, repeat: int, k: int, checkpoint: Path, started: float,
-              memo: FeatureMemo | None = None) -> FoldResult:
+def evaluate_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, checkpoint: Path, started: float,
+                  memo: FeatureMemo | None = None) -> FoldResult:
     """Fold k's model (`checkpoint`) on its test split: the fold's metrics row, probabilities and label maps."""
     split = fold_split(config, plan, repeat, k)
     test_index = split["test"]
@@ -291,7 +292,7 @@ def cross_validate(config: CVConfig) -> CVResult:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     baseline = _baseline(config)  # first: a recipe baseline fills the decode cache this run then loads
-    plan = _plan(config)
+    plan = plan_folds(config)
     tested = plan.tested
     planned = report.out_of_fold([plan.samples[i] for i in tested], plan.classes, plan.folds[:, tested],
                                  np.zeros((config.repeats, len(tested), len(plan.classes))))
@@ -337,13 +338,13 @@ class _Tested:
     predicted: np.ndarray  # int [R, N]
 
     @classmethod
-    def of(cls, plan: _Plan, probs: np.ndarray, predicted: np.ndarray) -> "_Tested":
+    def of(cls, plan: FoldPlan, probs: np.ndarray, predicted: np.ndarray) -> "_Tested":
         index = plan.tested
         return cls([plan.samples[i] for i in index], plan.labels[index], [plan.groups[i] for i in index],
                    plan.folds[:, index], probs[:, index], predicted[:, index])
 
 
-def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, baseline, started,
+def _finish(config, plan: FoldPlan, rows, probs, predicted, thresholds, members, baseline, started,
             masks: np.ndarray | None = None) -> CVResult:
     out = Path(config.train.out)
     ensemble = write_ensemble(members, RunFolder(out).ensemble) if config.keep_models else None
@@ -376,7 +377,7 @@ def _finish(config, plan: _Plan, rows, probs, predicted, thresholds, members, ba
                     {s.key: int(f) for s, f in zip(tested.samples, tested.folds[0])}, ranked, compared, ensemble)
 
 
-def _per_source(config: CVConfig, plan: _Plan, tested: _Tested, oof, ranked: dict, predicted_masks=None) -> dict:
+def _per_source(config: CVConfig, plan: FoldPlan, tested: _Tested, oof, ranked: dict, predicted_masks=None) -> dict:
     """The table with a row per source and a pooled row (cv_report.source_table); per series or patient for
     sources that are not one slice per patient. `predicted_masks` (a segmenting model's, [N, S, S] over the
     tested slices of repeat 0) fills the Dice columns; without them they read n/a."""
@@ -390,7 +391,7 @@ def _per_source(config: CVConfig, plan: _Plan, tested: _Tested, oof, ranked: dic
                                predicted_masks=predicted_masks, ranked=ranked)
 
 
-def _description(config: CVConfig, plan: _Plan, images: int, seconds: float) -> tuple[str, str]:
+def _description(config: CVConfig, plan: FoldPlan, images: int, seconds: float) -> tuple[str, str]:
     """cv.md's title and set-up paragraph."""
     base = config.train
     data = ", ".join(source.name for source in plan.data.sources)

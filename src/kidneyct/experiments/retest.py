@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kidneyct.checkpoint import read_checkpoint, write_checkpoint
 from kidneyct.config import TrainConfig
-from kidneyct.experiments.cv import CVConfig, CVResult, _plan, cross_validate, evaluate_fold, fold_dir, fold_split
+from kidneyct.experiments.cv import CVConfig, CVResult, plan_folds, cross_validate, evaluate_fold, fold_dir, fold_split
 from kidneyct.experiments.evaluate import segmenter_logits
 from kidneyct.experiments.fold_store import FOLD_RESULT, fold_identity, save_fold
 from kidneyct.inference.predictor import Predictor
@@ -52,7 +52,7 @@ def retest(source: str | Path, out: str | Path, changes: dict, device: str = "cp
     config = CVConfig(train, stored["folds"], stored["fold_seed"], stored["repeats"], compare=str(source),
                       bootstrap=stored.get("bootstrap", 1000), resume=True)
     out.mkdir(parents=True, exist_ok=True)
-    plan = _plan(config)
+    plan = plan_folds(config)
     for repeat in range(config.repeats):
         for k in range(plan.n_folds):
             _retest_fold(config, plan, repeat, k, fold_dir(source, repeat, k), fold_dir(out, repeat, k))
