@@ -70,7 +70,9 @@ def mirrored(run: Runner) -> Runner:
     def both(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, maps = run(crops)
         flipped_logits, flipped_maps = run(np.ascontiguousarray(crops[..., ::-1]))
-        return (np.asarray(logits) + np.asarray(flipped_logits)) / 2, (np.asarray(maps) + np.asarray(flipped_maps)[..., ::-1]) / 2
+        unflipped_maps = np.asarray(flipped_maps)[..., ::-1]
+        return (np.asarray(logits) + np.asarray(flipped_logits)) / 2, (np.asarray(maps) + unflipped_maps) / 2
+
     return both
 
 
