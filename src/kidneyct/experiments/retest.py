@@ -19,7 +19,8 @@ from pathlib import Path
 
 from kidneyct.checkpoint import read_checkpoint, write_checkpoint
 from kidneyct.config import TrainConfig
-from kidneyct.experiments.cv import CVConfig, CVResult, plan_folds, cross_validate, evaluate_fold, fold_dir, fold_split
+from kidneyct.experiments.cv import (CVConfig, CVResult, cross_validate, evaluate_fold, fold_dir, fold_split,
+                                     plan_folds)
 from kidneyct.experiments.evaluate import segmenter_logits
 from kidneyct.experiments.fold_store import FOLD_RESULT, fold_identity, save_fold
 from kidneyct.inference.predictor import Predictor

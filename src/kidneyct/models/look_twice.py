@@ -91,19 +91,20 @@ def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_clas
                  maps=np.concatenate([p.maps for p in parts]) if with_maps else None)
 
 
-def overview(run: Runner, views: np.ndarray, zoom: Zoom, size: int) -> tuple[np.ndarray, list]:
+def overview(run: Runner, views: np.ndarray, zoom: Zoom, size: int, midline: bool = False) -> tuple[np.ndarray, list]:
     """The first look alone: map probabilities [N, 2, S, S] of the whole body views and, per view, the zoom
-    boxes with whether a kidney was found (zoom.boxes_or_prior)."""
+    boxes with whether a kidney was found (zoom.boxes_or_prior); `midline`: without what the zoom's midline rule
+    rules out (inference and validation apply it; training's box refresh does not, so the rule leaves the
+    trained weights as they were)."""
     _, overview_logits = run(_crops(views, [FULL_VIEW] * len(views), size))
     maps = sigmoid(overview_logits)
+    if midline:
+        maps = np.stack([zoom.clear_midline(view_maps) for view_maps in maps])
     return maps, [zoom.boxes_or_prior(kidney) for kidney in maps[:, 0]]
 
 
 def _look(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_class: int, with_maps: bool) -> Looks:
-    # Both looks' maps lose what the zoom's midline rule rules out (training's box refresh, `overview`, keeps it).
-    _, overview_logits = run(_crops(views, [FULL_VIEW] * len(views), size))
-    overview_maps = np.stack([zoom.clear_midline(maps) for maps in sigmoid(overview_logits)])
-    chosen = [zoom.boxes_or_prior(kidney) for kidney in overview_maps[:, 0]]
+    overview_maps, chosen = overview(run, views, zoom, size, midline=True)
     kidney = overview_maps[:, 0] > zoom.threshold
     boxes = [slice_boxes for slice_boxes, _ in chosen]
     owner = np.repeat(np.arange(len(views)), [len(b) for b in boxes])  # the slice of each crop
