@@ -76,3 +76,13 @@ def test_boxes_of_unmasked_slices_are_drawn_only_for_the_rows_an_epoch_draws_and
     assert trainer.drawn_at == {1: 2, 2: 2, 3: 3}
     trainer.refresh_boxes(np.array([1]), epoch=5)
     assert trainer.drawn_at[1] == 5
+
+
+def test_the_body_view_both_looks_cut_from_follows_view_scale(masked_phantoms, tmp_path):
+    from kidneyct.training.settings import preprocessing
+
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), image_size=64)
+    assert preprocessing(config).image_size == 128  # twice the work size, the recipe's
+    assert preprocessing(replace(config, view_scale=3.0)).image_size == 192  # a kidney's zoom at the view's sharpness
+    classifier = recipe_config("seed-cnn-96-kidney-ls-bal", str(masked_phantoms), str(tmp_path / "c"), view_scale=3.0)
+    assert preprocessing(classifier).image_size == 96  # classifiers see the image at their own size

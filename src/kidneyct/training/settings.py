@@ -38,15 +38,10 @@ def cache_settings(config: TrainConfig) -> CacheSettings:
     return CacheSettings(config.cache, config.cache_dir)
 
 
-# A segmenting model's cached form is the body view at twice its work size: the overview shrinks it, and the
-# zoom on a kidney (about a third of the view's side) takes it at about its own resolution.
-VIEW_SCALE = 2
-
-
 def preprocessing(config: TrainConfig) -> Preprocessing:
     spec = get_spec(config.model)
-    if spec.maps:  # the body view; the model standardises each crop itself
-        return Preprocessing(VIEW_SCALE * (config.image_size or spec.image_size), config.window_level,
+    if spec.maps:  # the body view both looks cut from (the overview shrinks it); the model standardises each crop
+        return Preprocessing(round(config.view_scale * (config.image_size or spec.image_size)), config.window_level,
                              config.window_width, spec.mean, spec.std, body_crop=True)
     return Preprocessing(config.image_size or spec.image_size, config.window_level, config.window_width,
                          spec.mean, spec.std, body_crop=config.body_crop, tta_hflip=config.tta,
