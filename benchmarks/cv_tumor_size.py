@@ -1,0 +1,105 @@
+"""Which tumors a cross-validated recipe finds, by size: KiTS23 Tumor slices in thirds of their annotated tumor
+area, each third ranked against all KiTS23 Normal slices (out-of-fold ROC-AUC with a patient-resampled 95%
+interval), and with a second run, the paired difference on the same folds.
+
+    python benchmarks/cv_tumor_size.py runs/cv-seg-synth-midline
+    python benchmarks/cv_tumor_size.py runs/cv-new --compare runs/cv-seg-synth-midline --out F.json
+
+The tumor area is the manifest's `tumor_px` (pixels of label 2 on the 462 px slice), read from the
+`manifest.csv` beside each slice's class folder. A recipe that only helps large tumors shows here before it
+shows in the pooled number; the shipped recipe's small tumors are where the issue's targets are lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kidneyct.evaluation.ranking import Units, bootstrap_interval, paired_comparison, roc_auc
+
+SOURCE = "kits23"
+THIRDS = ("small", "middle", "large")
+
+
+def tumor_areas(paths: list[str]) -> dict[str, float]:
+    """{slice file name: tumor pixels} from the manifests beside the slices' class folders."""
+    areas = {}
+    for manifest in sorted({Path(path).parents[1] / "manifest.csv" for path in paths}):
+        with open(manifest, newline="") as handle:
+            areas.update({Path(row["file"]).name: float(row["tumor_px"]) for row in csv.DictReader(handle)})
+    return areas
+
+
+def kits_scores(cv_folder: Path) -> list[dict]:
+    """The first repeat's out-of-fold KiTS23 Tumor and Normal rows, in the file's order."""
+    with open(cv_folder / "predictions.csv", newline="") as handle:
+        return [row for row in csv.DictReader(handle)
+                if row["repeat"] == "0" and row["source"] == SOURCE and row["origin"] in ("Tumor", "Normal")]
+
+
+def strata(rows: list[dict]) -> dict[str, np.ndarray]:
+    """{third: indices of its tumors and of every normal} by the tumor area's tertiles."""
+    areas = tumor_areas([row["path"] for row in rows])
+    tumor = np.array([row["origin"] == "Tumor" for row in rows])
+    area = np.array([areas[Path(row["path"]).name] if is_tumor else np.nan for row, is_tumor in zip(rows, tumor)])
+    cuts = np.quantile(area[tumor], [1 / 3, 2 / 3])
+    third = np.digitize(area, cuts, right=True)
+    normals = np.flatnonzero(~tumor)
+    return {name: np.concatenate([np.flatnonzero(tumor & (third == k)), normals]) for k, name in enumerate(THIRDS)}
+
+
+def units(rows: list[dict], index: np.ndarray) -> Units:
+    chosen = [rows[i] for i in index]
+    return Units.of([row["origin"] == "Tumor" for row in chosen], [float(row["p_Tumor"]) for row in chosen],
+                    [row["group"] for row in chosen])
+
+
+def size_table(cv_folder: Path, compare: Path | None = None, n_boot: int = 1000) -> dict:
+    rows = kits_scores(cv_folder)
+    baseline_rows = kits_scores(compare) if compare else None
+    if baseline_rows is not None and [r["path"] for r in baseline_rows] != [r["path"] for r in rows]:
+        raise ValueError(f"{cv_folder} and {compare} did not test the same KiTS23 slices in the same folds")
+    areas = tumor_areas([row["path"] for row in rows])
+    table = {}
+    for name, index in strata(rows).items():
+        tumors = [areas[Path(rows[i]["path"]).name] for i in index if rows[i]["origin"] == "Tumor"]
+        entry = {"tumors": len(tumors), "normals": int(len(index) - len(tumors)),
+                 "tumor_px": [min(tumors), max(tumors)], "roc_auc": bootstrap_interval(units(rows, index), roc_auc,
+                                                                                      n_boot)}
+        if baseline_rows is not None:
+            entry["paired"] = paired_comparison(units(rows, index), units(baseline_rows, index), roc_auc, n_boot)
+        table[name] = entry
+    return table
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cv_folder", type=Path)
+    parser.add_argument("--compare", type=Path, default=None, help="a finished cv folder on the same folds")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
+    args = parser.parse_args(argv)
+    command = f"python benchmarks/cv_tumor_size.py {args.cv_folder}" + (f" --compare {args.compare}" if args.compare
+                                                                          else "")
+    result = {"command": command, "table": size_table(args.cv_folder, args.compare, args.bootstrap)}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, entry in result["table"].items():
+        auc = entry["roc_auc"]
+        line = (f"{name:7s} {entry['tumors']:3d} tumors of {entry['tumor_px'][0]:.0f}-{entry['tumor_px'][1]:.0f} px "
+                f"vs {entry['normals']} normals: ROC-AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]")
+        if "paired" in entry:
+            paired = entry["paired"]
+            line += (f"; vs {args.compare}: {paired['delta']:+.3f} [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}]"
+                     f" (ahead in {paired['p_better']:.0%})")
+        print(line)
+    return result
+
+
+if __name__ == "__main__":
+    main()
