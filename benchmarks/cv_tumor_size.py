@@ -41,9 +41,8 @@ def kits_scores(cv_folder: Path) -> list[dict]:
                 if row["repeat"] == "0" and row["source"] == SOURCE and row["origin"] in ("Tumor", "Normal")]
 
 
-def strata(rows: list[dict]) -> dict[str, np.ndarray]:
+def strata(rows: list[dict], areas: dict[str, float]) -> dict[str, np.ndarray]:
     """{third: indices of its tumors and of every normal} by the tumor area's tertiles."""
-    areas = tumor_areas([row["path"] for row in rows])
     tumor = np.array([row["origin"] == "Tumor" for row in rows])
     area = np.array([areas[Path(row["path"]).name] if is_tumor else np.nan for row, is_tumor in zip(rows, tumor)])
     cuts = np.quantile(area[tumor], [1 / 3, 2 / 3])
@@ -65,7 +64,7 @@ def size_table(cv_folder: Path, compare: Path | None = None, n_boot: int = 1000)
         raise ValueError(f"{cv_folder} and {compare} did not test the same KiTS23 slices in the same folds")
     areas = tumor_areas([row["path"] for row in rows])
     table = {}
-    for name, index in strata(rows).items():
+    for name, index in strata(rows, areas).items():
         tumors = [areas[Path(rows[i]["path"]).name] for i in index if rows[i]["origin"] == "Tumor"]
         entry = {"tumors": len(tumors), "normals": int(len(index) - len(tumors)),
                  "tumor_px": [min(tumors), max(tumors)], "roc_auc": bootstrap_interval(units(rows, index), roc_auc,
