@@ -209,6 +209,10 @@ class TrainConfig(DictRecord):
                                        "segmenting models: share of masked crops of normal kidneys that receive a "
                                        "synthetic tumor with its mask",
                                        metavar="SHARE", range=(0.0, 1.0))
+    replacing_tumors: float = setting(0.0, "augmentation", "segmenting models: share of the synthetic tumors that "
+                                      "replace the kidney on the slice (centred on it, larger than it, the kidney "
+                                      "around them painted over as fat), as a polar mass shows beyond the kidney's end",
+                                      metavar="SHARE", range=(0.0, 1.0))
     unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
                                 "darkened as without contrast medium, so that the kidney finder finds them there too",
                                 metavar="SHARE", range=(0.0, 1.0))

@@ -306,3 +306,44 @@ def test_display_scale_of_a_real_scan_follows_its_window():
     assert np.allclose(widths[250] / widths[400], 250 / 400, rtol=0.15)
     for width, estimates in widths.items():
         assert ((estimates > 0.9 * width) & (estimates < 1.5 * width)).all(), (width, estimates)
+
+
+def test_replacing_tumors_cover_their_kidney_and_paint_the_rest_over_as_fat(phantoms):
+    """A replacing tumor (a polar mass on a slice beyond the kidney's end) is centred on one kidney and larger
+    than it; what of that kidney it leaves is painted over darker than the kidney (perirenal fat), the other
+    kidney is untouched, and tumors that do not replace come out exactly as without the option."""
+    images, masks = phantoms
+    model = LesionModel(replace_share=1.0)
+    inserted = render_lesions(images, masks, all_of(images), "tumor", generator(4), model)
+    plain = render_lesions(images, masks, all_of(images), "tumor", generator(4), LesionModel())
+    for i in range(images.shape[0]):
+        labels, _ = ndimage.label(masks[i].numpy())
+        row, col = inserted.centres[i].round().long().tolist()
+        own = labels == _nearest_label(labels, row, col)
+        middle = np.argwhere(own).mean(0)
+        offset = np.hypot(*(middle - inserted.centres[i].numpy()))
+        assert offset < 0.2 * float(inserted.kidney_radius[i]), f"image {i}: not centred on its kidney"
+        lesion, erased = inserted.masks[i].numpy(), inserted.erased[i].numpy()
+        assert not (lesion & erased).any()
+        assert (lesion | erased)[own].mean() > 0.97, f"image {i}: its kidney still shows"
+        assert lesion[own].mean() > 0.6, f"image {i}: the tumor does not cover most of its kidney"
+        painted = erased & own
+        if painted.any():
+            assert inserted.images[i, 0].numpy()[painted].mean() < images[i, 0].numpy()[painted].mean() - 0.05
+        other = masks[i].numpy() & ~ndimage.binary_dilation(own, iterations=3)
+        untouched = other & ~reach(inserted, i)
+        assert untouched.any() and np.array_equal(inserted.images[i, 0].numpy()[untouched], images[i, 0].numpy()[untouched])
+    half = render_lesions(images, masks, all_of(images), "tumor", generator(4), LesionModel(replace_share=0.5))
+    kept = ~half.erased.flatten(1).any(1) & (half.radii == plain.radii)
+    assert kept.any() and torch.equal(half.images[kept], plain.images[kept])
+    assert not plain.erased.any()
+    with pytest.raises(ValueError, match="replace_share"):
+        LesionModel(replace_share=1.5)
+
+
+def _nearest_label(labels: np.ndarray, row: int, col: int) -> int:
+    """The label of the component nearest (row, col): a kidney's middle may lie just outside a curved kidney."""
+    if labels[row, col]:
+        return int(labels[row, col])
+    near = ndimage.distance_transform_edt(labels == 0, return_indices=True)[1][:, row, col]
+    return int(labels[near[0], near[1]])

@@ -53,6 +53,15 @@ def test_synthetic_lesions_of_a_segmenting_model_are_tumors_in_its_masked_crops(
     config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=0.3)
     assert segmenter_settings(config).augmentation.synthetic_tumors == 0.3
     assert segmenter_settings(replace(config, augment=False)).augmentation is None
+    assert segmenter_settings(replace(config, replacing_tumors=0.25)).augmentation.replacing_tumors == 0.25
+
+
+@pytest.mark.parametrize("recipe, synthetic", [("lite0-unet-zoom", 0.0), ("seed-cnn-96-kidney-ls-bal", 0.5)])
+def test_replacing_tumors_need_a_segmenting_model_with_synthetic_tumors(masked_phantoms, tmp_path, recipe, synthetic):
+    config = recipe_config(recipe, str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=synthetic,
+                           replacing_tumors=0.25, kidney_crop=False, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="--replacing-tumors"):
+        train(config)
 
 
 def test_boxes_of_unmasked_slices_are_drawn_only_for_the_rows_an_epoch_draws_and_only_when_stale():

@@ -120,3 +120,24 @@ def test_synthetic_tumors_carry_their_mask_and_only_enter_normal_known_kidneys()
     assert torch.equal(after[2:], before[2:]) and torch.equal(after_masks[2:], before_masks[2:])
     labels, _ = crop_labels(np.array([1, 1, 1, 0]), after_masks, np.zeros(4, bool), 0, 1)
     assert labels.tolist() == [0, 0, 1, 0], "the inserted tumor makes the crop a tumor crop"
+
+
+def test_replacing_tumors_take_the_kidneys_place_and_what_is_left_is_unlabelled():
+    """A replacing tumor (a polar mass beyond the kidney's end) leaves little labelled kidney; the kidney it
+    painted over is background in the mask and no longer bright in the image."""
+    views, masks = _body_with_kidneys(2)
+    replacing = ZoomAugmentation(rotate_degrees=0, scale=0, shift=0, hflip=0, gamma=0, contrast=0, brightness=0,
+                                 noise=0, blur=0, synthetic_tumors=1.0, replacing_tumors=1.0)
+    boxes = np.asarray([FULL_VIEW] * 2, np.float32)
+    before, before_masks, _ = cut_batch(views, masks, boxes, 64, None)
+    after, after_masks, _ = cut_batch(views, masks, boxes, 64, replacing, torch.Generator().manual_seed(0))
+    for i in range(2):
+        kidney = before_masks[i] == 1
+        left = (after_masks[i] == 1) & kidney
+        assert (after_masks[i] == 2).any()
+        assert left.sum() < 0.1 * kidney.sum(), "the mass takes the kidney's place"
+        painted = kidney & (after_masks[i] == 0)
+        if painted.any():
+            assert after[i, 0][painted].mean() < before[i, 0][painted].mean() - 0.1, "the kidney is painted over"
+    labels, _ = crop_labels(np.array([1, 1]), after_masks, np.zeros(2, bool), 0, 1)
+    assert labels.tolist() == [0, 0]

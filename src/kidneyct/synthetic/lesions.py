@@ -77,10 +77,15 @@ class LesionModel:
     cyst_irregularity: float = 0.015
     harmonics: int = 4
     noise_blur_px: float = 1.0  # the local mean is the image blurred this much; the rest is noise
+    # A share of tumors replace the kidney on the slice, as a polar or exophytic mass does on the slices beyond
+    # the kidney's end: centred on the kidney, this size, the kidney outside them painted over as perirenal fat.
+    replace_share: float = 0.0
+    replace_radius: tuple[float, float] = (1.0, 1.5)
+    perirenal_fat_hu: float = -80.0
 
     def __post_init__(self):
         for name in ("tumor_radius", "small_tumor_radius", "cyst_radius", "tumor_drop_hu",
-                     "tumor_offset_plain_hu", "tumor_texture_hu", "necrosis_extent", "cyst_hu"):
+                     "tumor_offset_plain_hu", "tumor_texture_hu", "necrosis_extent", "cyst_hu", "replace_radius"):
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
@@ -91,6 +96,8 @@ class LesionModel:
             raise ValueError("radii, texture_scale and noise_blur_px must be positive")
         if self.harmonics < 1:
             raise ValueError("harmonics must be at least 1")
+        if not 0.0 <= self.replace_share <= 1.0 or self.replace_radius[0] <= 0:
+            raise ValueError("replace_share must be in [0, 1] and replace_radius positive")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,11 +135,17 @@ class InsertedLesions:
     images: torch.Tensor  # [B, 1, H, W], the input's dtype, in [0, 1]
     masks: torch.Tensor  # bool [B, H, W]: blend weight > 0.5
     applied: torch.Tensor  # bool [B]: apply was true and the kidney mask was not empty
-    centres: torch.Tensor  # [B, 2] (row, column) of the kidney pixel the lesion grew from
+    centres: torch.Tensor  # [B, 2] (row, column) the lesion grew from: a kidney pixel, or a replacing tumor's
+    #                        kidney's middle
     radii: torch.Tensor  # [B] nominal radius in pixels
     tumor: torch.Tensor  # bool [B]: tumor (else cyst)
     kidney_radius: torch.Tensor  # [B] equivalent radius of the kidney around the centre, pixels
     scale: DisplayScale
+    erased: torch.Tensor | None = None  # bool [B, H, W]: kidney painted over as fat (replacing tumors)
+
+    def __post_init__(self):
+        if self.erased is None:
+            object.__setattr__(self, "erased", torch.zeros_like(self.masks))
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float, vertical: bool = True) -> torch.Tensor:
@@ -349,6 +362,7 @@ class _Draws:
     texture: torch.Tensor  # [B, 1, G, G] standard normal: the texture's control points
     fine: torch.Tensor  # [B, 1, G', G'] standard normal: those of the finer octave
     noise: torch.Tensor  # [B, 1, H, W] standard normal: noise where the slice's own cannot be read
+    replace: torch.Tensor  # [B, 2] uniform (replacing? size), [B, 0] when the model has no replacing tumors
 
     @classmethod
     def sample(cls, images: torch.Tensor, model: LesionModel, generator: torch.Generator) -> "_Draws":
@@ -359,9 +373,17 @@ class _Draws:
         def draw(fn, *shape):
             return fn(*shape, generator=generator, device=device)
 
+        # Drawn last, and only when used: models without replacing tumors keep their earlier draws bit for bit.
         return cls(draw(torch.rand, batch, _RANDOM_COLUMNS), draw(torch.rand, batch, 3, model.harmonics),
                    draw(torch.randn, batch, 1, side, side), draw(torch.randn, batch, 1, fine, fine),
-                   draw(torch.randn, batch, 1, *images.shape[-2:]))
+                   draw(torch.randn, batch, 1, *images.shape[-2:]),
+                   draw(torch.rand, batch, 2 if model.replace_share > 0 else 0))
+
+    def replacing(self, tumor: torch.Tensor, model: LesionModel) -> torch.Tensor:
+        """bool [B]: which tumors replace the kidney on the slice."""
+        if self.replace.shape[1] == 0:
+            return torch.zeros_like(tumor)
+        return tumor & (self.replace[:, 0] < model.replace_share)
 
     def rows(self, index: torch.Tensor) -> "_Draws":
         """The draws of the images at `index`."""
@@ -402,8 +424,10 @@ def _outwards(images: torch.Tensor, centres: torch.Tensor, u: torch.Tensor) -> t
     return torch.stack([-torch.sin(tilt), side * torch.cos(tilt)], 1)
 
 
-def _lesion_shape(images, centres, kidney_radius, wall, tumor, draws: _Draws, model: LesionModel) -> _Shape:
-    """Size (relative to the kidney), lobulated margin and outward shift of each lesion. A mass pushes
+def _lesion_shape(images, centres, kidney_radius, wall, tumor, draws: _Draws, model: LesionModel,
+                  replacing: torch.Tensor, kidney_middle: torch.Tensor) -> _Shape:
+    """Size (relative to the kidney), lobulated margin and outward shift of each lesion; a replacing tumor
+    (see LesionModel.replace_share) grows from the kidney's middle (`kidney_middle` [B, 2]). A mass pushes
     the abdominal wall out rather than crossing it: its reach towards the nearest point of the wall
     (`wall`: distance and direction) may pass it by a little, where it is cut as if pressed against
     it, not by much."""
@@ -412,6 +436,9 @@ def _lesion_shape(images, centres, kidney_radius, wall, tumor, draws: _Draws, mo
     size = _uniform(u[:, 2], model.tumor_radius)
     factor = torch.where(small, _uniform(u[:, 2], model.small_tumor_radius), size)
     factor = torch.where(tumor, factor, _uniform(u[:, 3], model.cyst_radius))
+    if draws.replace.shape[1]:
+        factor = torch.where(replacing, _uniform(draws.replace[:, 1], model.replace_radius), factor)
+        centres = torch.where(replacing[:, None], kidney_middle, centres)
     radius = factor * kidney_radius
     irregularity = torch.where(tumor, model.tumor_irregularity, model.cyst_irregularity)
     frequency = torch.floor(2 + draws.harmonics[:, 1] * 5)  # 2-6 lobes per turn
@@ -662,7 +689,11 @@ def _render(images: torch.Tensor, kidney_masks: torch.Tensor, tumor: torch.Tenso
     scale = estimate_display_scale(images[..., ::2, ::2], region, model)
     body = F.interpolate(body[:, None].float(), size=x.shape[-2:], mode="nearest")[:, 0] > 0
     kidney_level = _masked_median(x.flatten(1), local.flatten(1), 0.5)
-    shape = _lesion_shape(images, centres, kidney_radius, _nearest_wall(within, centres), tumor, draws, model)
+    replacing = draws.replacing(tumor, model)
+    own, middle = _own_kidney(local, kidney_radius, rows, cols) if draws.replace.shape[1] else (local, centres)
+    grows_from = torch.where(replacing[:, None], middle, centres)
+    shape = _lesion_shape(images, centres, kidney_radius, _nearest_wall(within, grows_from), tumor, draws, model,
+                          replacing, middle)
     weight, radius_share, offsets = _lesion_weight(shape, rows, cols)
     weight = weight * _room(images, kidney_masks, within)
     inside = weight > 0.5
@@ -672,11 +703,40 @@ def _render(images: torch.Tensor, kidney_masks: torch.Tensor, tumor: torch.Tenso
     cyst = scale.to_display(_uniform(draws.u[:, 11], model.cyst_hu))[:, None, None]
     target = torch.where(tumor[:, None, None], solid, cyst)
     noise = _slice_noise(images, body, draws, model)
+    x_erased, erased = x, torch.zeros_like(inside)
+    if draws.replace.shape[1]:
+        erase = _erase_weight(own, replacing)
+        fat = scale.to_display(torch.full_like(kidney_level, model.perirenal_fat_hu))[:, None, None]
+        x_erased = x + erase * (fat + noise - x)
+        erased = (erase > 0.5) & ~inside
     # An additive change to the local mean (x - noise): the slice's noise stays on the lesion.
-    change = (weight * (target + noise - x))[:, None].to(images.dtype)
+    change = (x_erased - x + weight * (target + noise - x_erased))[:, None].to(images.dtype)
     applied = torch.ones_like(tumor)
-    return InsertedLesions((images + change).clamp(0, 1), inside, applied, centres, shape.radius, tumor,
-                           kidney_radius, scale)
+    return InsertedLesions((images + change).clamp(0, 1), inside, applied, shape.centre, shape.radius, tumor,
+                           kidney_radius, scale, erased)
+
+
+def _centroid(masks: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(row, col) [B, 2] of each mask's mean pixel (masks are not empty)."""
+    count = masks.flatten(1).sum(1).clamp(min=1)
+    return torch.stack([(masks * rows).flatten(1).sum(1) / count, (masks * cols).flatten(1).sum(1) / count], 1)
+
+
+def _own_kidney(local: torch.Tensor, kidney_radius: torch.Tensor, rows, cols) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kidney a replacing tumor takes over and its middle [B, 2]: `local` (see _kidney_around) may reach the
+    near edge of the other kidney, which lies more than 2.5 radii from this one's middle, while a kidney's own
+    section reaches at most about 1.6 radii from it; so 2 radii around the middle keep this kidney alone."""
+    middle = _centroid(local, rows, cols)
+    dist2 = (rows - middle[:, 0, None, None]) ** 2 + (cols - middle[:, 1, None, None]) ** 2
+    own = local & (dist2 <= (2 * kidney_radius[:, None, None]) ** 2)
+    return own, _centroid(own, rows, cols)
+
+
+def _erase_weight(local: torch.Tensor, replacing: torch.Tensor) -> torch.Tensor:
+    """Blend weight [B, H, W] that paints a replacing tumor's kidney over: the kidney and a pixel around it (its
+    partial-volume edge), softened, so no kidney outline is left to see; zero for other lesions."""
+    grown = _dilate(local) & replacing[:, None, None]
+    return _smoothstep(_gaussian_blur(grown[:, None].float(), 0.7)[:, 0] * 1.6 - 0.3)
 
 
 def render_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch.Tensor, kind,
@@ -689,8 +749,8 @@ def render_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torc
 
     Returns:
         InsertedLesions: the images and masks of `insert_lesions` plus each lesion's centre, radius,
-        kind, kidney radius and the estimated display scale (for manifests and tests); for images
-        left alone the centre is -1, the radii 0 and the scale NaN.
+        kind, kidney radius, the estimated display scale (for manifests and tests) and the kidney pixels a
+        replacing tumor painted over; for images left alone the centre is -1, the radii 0 and the scale NaN.
     """
     _check_inputs(images, kidney_masks, apply)
     device, batch = images.device, images.shape[0]
@@ -699,17 +759,17 @@ def render_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torc
     draws = _Draws.sample(images, model, generator)
     applied = apply & kidney_masks.flatten(1).any(1)
     chosen = applied.nonzero().squeeze(1)
-    out, masks = images.clone(), torch.zeros_like(kidney_masks)
+    out, masks, erased = images.clone(), torch.zeros_like(kidney_masks), torch.zeros_like(kidney_masks)
     centres = torch.full((batch, 2), -1.0, device=device)
     radii, kidney_radius = torch.zeros(batch, device=device), torch.zeros(batch, device=device)
     fat, per_hu = torch.full((batch,), torch.nan, device=device), torch.full((batch,), torch.nan, device=device)
     if len(chosen):
         part = _render(images[chosen], kidney_masks[chosen], tumor[chosen], draws.rows(chosen), model)
-        out[chosen], masks[chosen], centres[chosen] = part.images, part.masks, part.centres
+        out[chosen], masks[chosen], centres[chosen], erased[chosen] = part.images, part.masks, part.centres, part.erased
         radii[chosen], kidney_radius[chosen] = part.radii, part.kidney_radius
         fat[chosen], per_hu[chosen] = part.scale.fat, part.scale.per_hu
     return InsertedLesions(out, masks, applied, centres, radii, tumor, kidney_radius,
-                           DisplayScale(fat, per_hu, model.fat_hu))
+                           DisplayScale(fat, per_hu, model.fat_hu), erased)
 
 
 def insert_lesions(images: torch.Tensor, kidney_masks: torch.Tensor, apply: torch.Tensor, kind,

@@ -9,6 +9,7 @@ map the model itself drew on the overview, refreshed during training). Sampling 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -45,6 +46,9 @@ class ZoomAugmentation(DictRecord):
         synthetic_tumors: share of masked crops showing kidney and no tumor that receive a synthetic tumor
             (kidneyct.synthetic.lesions, drawn inside the true kidney mask) with its mask and the tumor label: one
             slice per patient gives few real tumors, and every normal kidney can carry one of any size.
+        replacing_tumors: share of those synthetic tumors that replace the kidney on the crop (centred on it, larger
+            than it, the kidney outside them painted over as perirenal fat and unlabelled), as a polar or exophytic
+            mass shows on the slices beyond the kidney's end, where the kidney map must still find it.
     """
 
     rotate_degrees: float = 15.0
@@ -58,6 +62,7 @@ class ZoomAugmentation(DictRecord):
     blur: float = 0.2
     unenhanced: float = 0.0
     synthetic_tumors: float = 0.0
+    replacing_tumors: float = 0.0
 
 
 def box_thetas(boxes: torch.Tensor, augmentation: ZoomAugmentation | None,
@@ -121,7 +126,8 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
         if augmentation.unenhanced > 0:
             crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
         if augmentation.synthetic_tumors > 0:
-            crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator)
+            crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator,
+                                                 augmentation.replacing_tumors)
         crops = _intensity(crops, augmentation, generator)
     return crops, cut_masks, unenhanced.numpy()
 
@@ -155,17 +161,20 @@ SEGMENTER_LESIONS = LesionModel(tumor_radius=(0.5, 1.5), small_tumor_radius=(0.2
 
 
 def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, eligible: torch.Tensor,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                      generator: torch.Generator, replacing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Insert a synthetic tumor into the kidney of a `share` of the `eligible` crops whose known mask shows
-    kidney and no tumor; the lesion's pixels become tumor in the mask (and so the crop's label)."""
+    kidney and no tumor, a `replacing` share of them replacing the kidney; the lesion's pixels become tumor in the
+    mask (and so the crop's label), the kidney it painted over background."""
     known = masks.flatten(1)[:, 0] != UNKNOWN
     kidney = (masks == KIDNEY_VALUES[0]) & known[:, None, None]
     no_tumor = ~(masks == TUMOR_VALUE).flatten(1).any(1)
     chosen = (torch.rand(len(crops), generator=generator) < share) & eligible & known & no_tumor & kidney.flatten(1).any(1)
     if not chosen.any():
         return crops, masks
-    inserted = render_lesions(crops, kidney, chosen, "tumor", generator, SEGMENTER_LESIONS)
+    model = dataclasses.replace(SEGMENTER_LESIONS, replace_share=replacing) if replacing > 0 else SEGMENTER_LESIONS
+    inserted = render_lesions(crops, kidney, chosen, "tumor", generator, model)
     masks = masks.clone()
+    masks[inserted.erased & inserted.applied[:, None, None]] = 0
     masks[inserted.masks & inserted.applied[:, None, None]] = TUMOR_VALUE
     return inserted.images, masks
 
