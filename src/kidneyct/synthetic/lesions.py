@@ -141,11 +141,7 @@ class InsertedLesions:
     tumor: torch.Tensor  # bool [B]: tumor (else cyst)
     kidney_radius: torch.Tensor  # [B] equivalent radius of the kidney around the centre, pixels
     scale: DisplayScale
-    erased: torch.Tensor | None = None  # bool [B, H, W]: kidney painted over as fat (replacing tumors)
-
-    def __post_init__(self):
-        if self.erased is None:
-            object.__setattr__(self, "erased", torch.zeros_like(self.masks))
+    erased: torch.Tensor  # bool [B, H, W]: kidney painted over as fat (replacing tumors)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float, vertical: bool = True) -> torch.Tensor:

@@ -9,9 +9,8 @@ map the model itself drew on the overview, refreshed during training). Sampling 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -171,7 +170,7 @@ def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, el
     chosen = (torch.rand(len(crops), generator=generator) < share) & eligible & known & no_tumor & kidney.flatten(1).any(1)
     if not chosen.any():
         return crops, masks
-    model = dataclasses.replace(SEGMENTER_LESIONS, replace_share=replacing) if replacing > 0 else SEGMENTER_LESIONS
+    model = replace(SEGMENTER_LESIONS, replace_share=replacing) if replacing > 0 else SEGMENTER_LESIONS
     inserted = render_lesions(crops, kidney, chosen, "tumor", generator, model)
     masks = masks.clone()
     masks[inserted.erased & inserted.applied[:, None, None]] = 0
