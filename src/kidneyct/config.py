@@ -213,6 +213,9 @@ class TrainConfig(DictRecord):
                                       "replace the kidney on the slice (centred on it, larger than it, the kidney "
                                       "around them painted over as fat), as a polar mass shows beyond the kidney's end",
                                       metavar="SHARE", range=(0.0, 1.0))
+    enhancing_tumors: float = setting(0.0, "augmentation", "segmenting models: share of the synthetic tumors that are "
+                                      "about as bright as the enhanced kidney or brighter, instead of darker",
+                                      metavar="SHARE", range=(0.0, 1.0))
     unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
                                 "darkened as without contrast medium, so that the kidney finder finds them there too",
                                 metavar="SHARE", range=(0.0, 1.0))

@@ -347,3 +347,24 @@ def _nearest_label(labels: np.ndarray, row: int, col: int) -> int:
         return int(labels[row, col])
     near = ndimage.distance_transform_edt(labels == 0, return_indices=True)[1][:, row, col]
     return int(labels[near[0], near[1]])
+
+
+def test_enhancing_tumors_are_as_bright_as_their_kidney_or_brighter():
+    """In an enhanced scan a default tumor is darker than its kidney; an enhancing one (small clear-cell tumors
+    in the corticomedullary phase) is about as bright or brighter, and the tumors of a mixed model that do not
+    enhance come out exactly as without the option."""
+    hu, masks = phantom_hu(6, seed=1, cortex=170.0)
+    masks = torch.from_numpy(masks)
+    images = windowed(hu)
+    flat = dict(tumor_texture_hu=(0.0, 0.0), necrosis_probability=0.0)
+    dark = render_lesions(images, masks, all_of(images), "tumor", generator(5), LesionModel(**flat))
+    bright = render_lesions(images, masks, all_of(images), "tumor", generator(5),
+                            LesionModel(**flat, enhancing_share=1.0))
+    for i in range(len(hu)):
+        kidney = float(np.median(images[i, 0].numpy()[masks[i].numpy()]))
+        dark_hu = (float(dark.images[i, 0].numpy()[lesion_core(dark, masks, i)].mean()) - kidney) / float(dark.scale.per_hu[i])
+        bright_hu = (float(bright.images[i, 0].numpy()[lesion_core(bright, masks, i)].mean()) - kidney) / float(bright.scale.per_hu[i])
+        assert dark_hu < -40 and -30 < bright_hu < 80, (i, dark_hu, bright_hu)
+    half = render_lesions(images, masks, all_of(images), "tumor", generator(5), LesionModel(**flat, enhancing_share=0.5))
+    same = [torch.equal(half.images[i], dark.images[i]) for i in range(len(hu))]
+    assert any(same) and not all(same)

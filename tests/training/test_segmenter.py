@@ -53,14 +53,16 @@ def test_synthetic_lesions_of_a_segmenting_model_are_tumors_in_its_masked_crops(
     config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=0.3)
     assert segmenter_settings(config).augmentation.synthetic_tumors == 0.3
     assert segmenter_settings(replace(config, augment=False)).augmentation is None
-    assert segmenter_settings(replace(config, replacing_tumors=0.25)).augmentation.replacing_tumors == 0.25
+    changed = segmenter_settings(replace(config, replacing_tumors=0.25, enhancing_tumors=0.3)).augmentation
+    assert (changed.replacing_tumors, changed.enhancing_tumors) == (0.25, 0.3)
 
 
-@pytest.mark.parametrize("recipe, synthetic", [("lite0-unet-zoom", 0.0), ("seed-cnn-96-kidney-ls-bal", 0.5)])
-def test_replacing_tumors_need_a_segmenting_model_with_synthetic_tumors(masked_phantoms, tmp_path, recipe, synthetic):
+@pytest.mark.parametrize("recipe, synthetic, option", [("lite0-unet-zoom", 0.0, "replacing_tumors"),
+                                                      ("seed-cnn-96-kidney-ls-bal", 0.5, "enhancing_tumors")])
+def test_tumor_looks_need_a_segmenting_model_with_synthetic_tumors(masked_phantoms, tmp_path, recipe, synthetic, option):
     config = recipe_config(recipe, str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=synthetic,
-                           replacing_tumors=0.25, kidney_crop=False, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="--replacing-tumors"):
+                           kidney_crop=False, device="cpu", progress=False, **{option: 0.25})
+    with pytest.raises(ValueError, match="--" + option.replace("_", "-")):
         train(config)
 
 

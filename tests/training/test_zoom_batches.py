@@ -141,3 +141,10 @@ def test_replacing_tumors_take_the_kidneys_place_and_what_is_left_is_unlabelled(
             assert after[i, 0][painted].mean() < before[i, 0][painted].mean() - 0.1, "the kidney is painted over"
     labels, _ = crop_labels(np.array([1, 1]), after_masks, np.zeros(2, bool), 0, 1)
     assert labels.tolist() == [0, 0]
+
+
+def test_the_synthetic_tumors_model_carries_the_augmentations_shares():
+    augmentation = ZoomAugmentation(synthetic_tumors=0.5, replacing_tumors=0.25, enhancing_tumors=0.3)
+    model = augmentation.lesion_model()
+    assert (model.replace_share, model.enhancing_share) == (0.25, 0.3)
+    assert model.small_tumor_share == 0.4, "KiTS23's sizes, not the Kaggle masses'"

@@ -82,10 +82,15 @@ class LesionModel:
     replace_share: float = 0.0
     replace_radius: tuple[float, float] = (1.0, 1.5)
     perirenal_fat_hu: float = -80.0
+    # A share of tumors in enhanced scans enhance as much as the kidney or more (small clear-cell tumors often do
+    # in the corticomedullary phase): this far from the kidney's level instead of below it.
+    enhancing_share: float = 0.0
+    enhancing_offset_hu: tuple[float, float] = (-10.0, 40.0)
 
     def __post_init__(self):
         for name in ("tumor_radius", "small_tumor_radius", "cyst_radius", "tumor_drop_hu",
-                     "tumor_offset_plain_hu", "tumor_texture_hu", "necrosis_extent", "cyst_hu", "replace_radius"):
+                     "tumor_offset_plain_hu", "tumor_texture_hu", "necrosis_extent", "cyst_hu", "replace_radius",
+                     "enhancing_offset_hu"):
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
@@ -98,6 +103,8 @@ class LesionModel:
             raise ValueError("harmonics must be at least 1")
         if not 0.0 <= self.replace_share <= 1.0 or self.replace_radius[0] <= 0:
             raise ValueError("replace_share must be in [0, 1] and replace_radius positive")
+        if not 0.0 <= self.enhancing_share <= 1.0:
+            raise ValueError("enhancing_share must be in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -359,6 +366,7 @@ class _Draws:
     fine: torch.Tensor  # [B, 1, G', G'] standard normal: those of the finer octave
     noise: torch.Tensor  # [B, 1, H, W] standard normal: noise where the slice's own cannot be read
     replace: torch.Tensor  # [B, 2] uniform (replacing? size), [B, 0] when the model has no replacing tumors
+    enhancing: torch.Tensor  # [B, 2] uniform (enhancing? offset), [B, 0] when the model has no enhancing tumors
 
     @classmethod
     def sample(cls, images: torch.Tensor, model: LesionModel, generator: torch.Generator) -> "_Draws":
@@ -373,7 +381,8 @@ class _Draws:
         return cls(draw(torch.rand, batch, _RANDOM_COLUMNS), draw(torch.rand, batch, 3, model.harmonics),
                    draw(torch.randn, batch, 1, side, side), draw(torch.randn, batch, 1, fine, fine),
                    draw(torch.randn, batch, 1, *images.shape[-2:]),
-                   draw(torch.rand, batch, 2 if model.replace_share > 0 else 0))
+                   draw(torch.rand, batch, 2 if model.replace_share > 0 else 0),
+                   draw(torch.rand, batch, 2 if model.enhancing_share > 0 else 0))
 
     def replacing(self, tumor: torch.Tensor, model: LesionModel) -> torch.Tensor:
         """bool [B]: which tumors replace the kidney on the slice."""
@@ -623,7 +632,8 @@ def _squash(hu: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Te
 def _tumor_values(kidney_level, scale: DisplayScale, radius_share, texture, large, draws: _Draws,
                   model: LesionModel) -> torch.Tensor:
     """Display values [B, H, W] of a tumor: relative to the kidney's own level, hypo-enhancing in
-    enhanced scans, a few tens of HU off in plain ones; patchy texture and an irregular necrotic core.
+    enhanced scans (or, for LesionModel.enhancing_share of them, about as bright or brighter), a few tens of HU
+    off in plain ones; patchy texture and an irregular necrotic core.
     Values stay between fluid (necrosis) and the kidney's own enhancement: the texture mottles, it
     does not punch holes darker than fluid or spots brighter than the renal cortex."""
     u = draws.u
@@ -632,6 +642,10 @@ def _tumor_values(kidney_level, scale: DisplayScale, radius_share, texture, larg
     sign = torch.where(u[:, 7] < 0.5, -1.0, 1.0)
     offset = torch.where(enhanced, -_uniform(u[:, 6], model.tumor_drop_hu),
                          sign * _uniform(u[:, 6], model.tumor_offset_plain_hu))
+    bright = torch.zeros_like(enhanced)
+    if draws.enhancing.shape[1]:
+        bright = enhanced & (draws.enhancing[:, 0] < model.enhancing_share)
+        offset = torch.where(bright, _uniform(draws.enhancing[:, 1], model.enhancing_offset_hu), offset)
     amplitude = _uniform(u[:, 8], model.tumor_texture_hu)
     amplitude = amplitude * torch.where(enhanced, 1.0, model.plain_texture_share)
     patchy = amplitude[:, None, None] * texture
@@ -642,6 +656,7 @@ def _tumor_values(kidney_level, scale: DisplayScale, radius_share, texture, larg
     core = core * (extent > 0)[:, None, None]
     hu = solid + core * (model.necrosis_hu + 0.4 * patchy - solid)
     ceiling = kidney_hu + torch.where(enhanced, -10.0, model.tumor_offset_plain_hu[1] + 10)
+    ceiling = torch.where(bright, kidney_hu + model.enhancing_offset_hu[1] + 20, ceiling)
     floor = torch.minimum(torch.full_like(ceiling, model.necrosis_hu - 15), ceiling - 20)
     return scale.to_display(_squash(hu, floor[:, None, None], ceiling[:, None, None]))
 

@@ -78,10 +78,11 @@ def learning_rate(config: TrainConfig) -> float:
 
 
 def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
-    """How a segmenting model trains: its work size, the unenhanced-kidney, synthetic- and replacing-tumor shares, the
+    """How a segmenting model trains: its work size, the unenhanced-kidney and synthetic-tumor shares, the
     zoom's midline band and the mirror TTA from `config`, the rest the measured defaults of SegmenterSettings."""
     spec = get_spec(config.model)
     augmentation = (ZoomAugmentation(unenhanced=config.unenhanced, synthetic_tumors=config.synthetic_lesions,
-                                     replacing_tumors=config.replacing_tumors) if config.augment else None)
+                                     replacing_tumors=config.replacing_tumors, enhancing_tumors=config.enhancing_tumors)
+                    if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
                              zoom=Zoom(midline=config.midline_band), mirror=config.tta)

@@ -173,9 +173,10 @@ def _check(config: TrainConfig) -> None:
         raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
     if not 0.0 <= config.synthetic_lesions <= 1.0:
         raise ValueError(f"synthetic_lesions is a share of training slices, in [0, 1]; got {config.synthetic_lesions}")
-    if config.replacing_tumors > 0 and (config.synthetic_lesions <= 0 or not get_spec(config.model).maps):
-        raise ValueError("--replacing-tumors is a share of a segmenting model's synthetic tumors: it needs a "
-                         "segmenting model and --synthetic-lesions above 0")
+    for option, share in (("--replacing-tumors", config.replacing_tumors), ("--enhancing-tumors", config.enhancing_tumors)):
+        if share > 0 and (config.synthetic_lesions <= 0 or not get_spec(config.model).maps):
+            raise ValueError(f"{option} is a share of a segmenting model's synthetic tumors: it needs a "
+                             "segmenting model and --synthetic-lesions above 0")
     if config.synthetic_lesions > 0 and config.kidney_crop:
         raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body, but with the kidney "
                          "crop (the default recipe's) the cached images hold only the kidneys: add --no-kidney-crop")

@@ -30,6 +30,11 @@ def has_mask(masks: np.ndarray) -> np.ndarray:
     return masks.reshape(len(masks), -1)[:, 0] != UNKNOWN
 
 
+# Tumors of KiTS23's size range (small renal masses to large ones), relative to the kidney's equivalent radius;
+# the lesion model's defaults were set for the Kaggle tumor scans' 5-12 cm masses.
+SEGMENTER_LESIONS = LesionModel(tumor_radius=(0.5, 1.5), small_tumor_radius=(0.2, 0.5), small_tumor_share=0.4)
+
+
 @dataclass(frozen=True)
 class ZoomAugmentation(DictRecord):
     """Random geometry (composed into the crop's affine) and intensity changes of training crops.
@@ -48,6 +53,8 @@ class ZoomAugmentation(DictRecord):
         replacing_tumors: share of those synthetic tumors that replace the kidney on the crop (centred on it, larger
             than it, the kidney outside them painted over as perirenal fat and unlabelled), as a polar or exophytic
             mass shows on the slices beyond the kidney's end, where the kidney map must still find it.
+        enhancing_tumors: share of those synthetic tumors, in enhanced crops, that are about as bright as the kidney
+            or brighter instead of darker (small clear-cell tumors often are, in the corticomedullary phase).
     """
 
     rotate_degrees: float = 15.0
@@ -62,6 +69,11 @@ class ZoomAugmentation(DictRecord):
     unenhanced: float = 0.0
     synthetic_tumors: float = 0.0
     replacing_tumors: float = 0.0
+    enhancing_tumors: float = 0.0
+
+    def lesion_model(self) -> LesionModel:
+        """The synthetic tumors' model: KiTS23's sizes, with this augmentation's replacing and enhancing shares."""
+        return replace(SEGMENTER_LESIONS, replace_share=self.replacing_tumors, enhancing_share=self.enhancing_tumors)
 
 
 def box_thetas(boxes: torch.Tensor, augmentation: ZoomAugmentation | None,
@@ -126,7 +138,7 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
             crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
         if augmentation.synthetic_tumors > 0:
             crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator,
-                                                 augmentation.replacing_tumors)
+                                                 augmentation.lesion_model())
         crops = _intensity(crops, augmentation, generator)
     return crops, cut_masks, unenhanced.numpy()
 
@@ -154,23 +166,18 @@ def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator
     masks[chosen] = relabelled
     return crops, masks, chosen
 
-# Tumors of KiTS23's size range (small renal masses to large ones), relative to the kidney's equivalent radius;
-# the lesion model's defaults were set for the Kaggle tumor scans' 5-12 cm masses.
-SEGMENTER_LESIONS = LesionModel(tumor_radius=(0.5, 1.5), small_tumor_radius=(0.2, 0.5), small_tumor_share=0.4)
-
 
 def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, eligible: torch.Tensor,
-                      generator: torch.Generator, replacing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Insert a synthetic tumor into the kidney of a `share` of the `eligible` crops whose known mask shows
-    kidney and no tumor, a `replacing` share of them replacing the kidney; the lesion's pixels become tumor in the
-    mask (and so the crop's label), the kidney it painted over background."""
+                      generator: torch.Generator, model: LesionModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Insert a synthetic tumor (`model`'s) into the kidney of a `share` of the `eligible` crops whose known mask
+    shows kidney and no tumor; the lesion's pixels become tumor in the mask (and so the crop's label), the kidney a
+    replacing tumor painted over background."""
     known = masks.flatten(1)[:, 0] != UNKNOWN
     kidney = (masks == KIDNEY_VALUES[0]) & known[:, None, None]
     no_tumor = ~(masks == TUMOR_VALUE).flatten(1).any(1)
     chosen = (torch.rand(len(crops), generator=generator) < share) & eligible & known & no_tumor & kidney.flatten(1).any(1)
     if not chosen.any():
         return crops, masks
-    model = replace(SEGMENTER_LESIONS, replace_share=replacing) if replacing > 0 else SEGMENTER_LESIONS
     inserted = render_lesions(crops, kidney, chosen, "tumor", generator, model)
     masks = masks.clone()
     masks[inserted.erased & inserted.applied[:, None, None]] = 0
