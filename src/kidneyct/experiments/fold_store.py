@@ -2,7 +2,9 @@
 
 A cross-validation takes hours on a CPU and sessions end abruptly; adding repeats to a finished run should not
 train its first repeat again. A fold is reused only when it was trained with the same settings (runtime ones
-aside) and tested on exactly the same images, so a resumed run reports what an uninterrupted one would.
+aside) and tested on exactly the same images, so a resumed run reports what an uninterrupted one would. A setting
+added to kidneyct after a fold was stored matches it at its default: new options are built so that their default
+trains as before.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,18 @@ def fold_identity(config: TrainConfig, test_keys: list[str]) -> dict:
     return {"settings": settings, "test_images": len(test_keys), "test_sha256": digest}
 
 
+def same_experiment(stored: dict, identity: dict) -> bool:
+    """Whether a stored fold identity is `identity`, reading settings the stored one lacks (added to kidneyct since)
+    as matching where `identity` holds their default."""
+    current = json.loads(json.dumps(identity))
+    defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}))
+    settings, known = current.get("settings", {}), stored.get("settings", {})
+    added = {name for name, value in settings.items()
+             if name not in known and name in defaults and value == defaults[name]}
+    current["settings"] = {name: value for name, value in settings.items() if name not in added}
+    return stored == current
+
+
 def save_fold(folder: Path, identity: dict, result: FoldResult) -> None:
     """Write the fold's result atomically (a killed run leaves no half-written record to reuse); the masks
     first, so a record never points at missing ones."""
@@ -66,7 +80,7 @@ def load_fold(folder: Path, identity: dict) -> FoldResult | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("%s: unreadable (%s); training the fold again", path, error)
         return None
-    if stored != json.loads(json.dumps(identity)):
+    if not same_experiment(stored, identity):
         log.warning("%s: trained with other settings or tested on other images; training the fold again", path)
         return None
     if not checkpoint.exists() or probs.shape[0] != identity["test_images"]:
