@@ -6,21 +6,7 @@ import json
 import pytest
 
 from kidneyct.checkpoint import read_checkpoint
-from kidneyct.config import recipe_config
-from kidneyct.experiments.cv import CVConfig, cross_validate
 from kidneyct.experiments.retest import retest
-
-
-@pytest.fixture(scope="module")
-def segmenting_cv(tmp_path_factory):
-    from kidneyct.synthetic.phantom import generate_dataset
-
-    root = tmp_path_factory.mktemp("retest")
-    generate_dataset(root / "masked", n=24, seed=5, size=128, classes=["Tumor", "Normal"], slices_per_series=(1, 1),
-                     progress=False, masks=True)
-    config = recipe_config("lite0-unet-zoom", str(root / "masked"), str(root / "cv"), image_size=64, epochs=1,
-                           batch_size=8, classes="tumor,normal", device="cpu", progress=False, workers=1)
-    return cross_validate(CVConfig(config, folds=2, bootstrap=50)).out
 
 
 def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_folds(segmenting_cv, tmp_path):

@@ -44,3 +44,9 @@ def segmenter(tmp_path_factory) -> Path:
 def blind_segmenter(tmp_path_factory) -> Path:
     """The same network finding no kidney anywhere."""
     return segmenter_checkpoint(tmp_path_factory.mktemp("blind_segmenter") / "blind.pt", -6.0)
+
+
+@pytest.fixture(scope="session")
+def other_segmenter(tmp_path_factory) -> Path:
+    """Another random network of the same kind (an ensemble's second member)."""
+    return segmenter_checkpoint(tmp_path_factory.mktemp("other_segmenter") / "other.pt", 6.0, seed=1)

@@ -74,22 +74,29 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
     if checkpoint.training is not None and checkpoint.training.config is not None:
         checkpoint = replace(checkpoint, training=replace(checkpoint.training, config=replace(
             checkpoint.training.config, **changed)))
-    split = fold_split(config, plan, repeat, k)
     folder.mkdir(parents=True, exist_ok=True)
-    path = write_checkpoint(checkpoint, folder / "best.pt")  # with the old calibration until refitted below
+    path = write_checkpoint(checkpoint, folder / "best.pt")  # with the old calibration until refitted
+    copy_run_record(source, folder, changed)
+    test_fold(config, plan, repeat, k, path, started)
+
+
+def test_fold(config: CVConfig, plan, repeat: int, k: int, path: Path, started: float) -> None:
+    """The segmenting model at `path`, recalibrated on fold k's validation split (temperature and threshold
+    refitted to its own probabilities, written back to `path`), tested on the fold and saved as its result."""
+    split = fold_split(config, plan, repeat, k)
+    checkpoint = read_checkpoint(path)
     val_logits, _ = segmenter_logits(Predictor.open(path, config.train.device),
                                      plan.data.decoded.images.subset(split["val"]))
     calibration, point = fit_calibration(val_logits, plan.labels[split["val"]], plan.classes, config.train.threshold,
                                          config.train.target_sensitivity)
     write_checkpoint(replace(checkpoint, calibration=calibration, operating_point=point), path)
-    _copy_run_record(source, folder, changed)
     result = evaluate_fold(config, plan, repeat, k, path, started)
-    save_fold(folder, fold_identity(config.train, [plan.key(plan.samples[i]) for i in split["test"]]), result)
-    log.info("repeat %d, fold %d: retested (temperature %.3f, threshold %s)", repeat, k, calibration.temperature,
+    save_fold(path.parent, fold_identity(config.train, [plan.key(plan.samples[i]) for i in split["test"]]), result)
+    log.info("repeat %d, fold %d: tested (temperature %.3f, threshold %s)", repeat, k, calibration.temperature,
              None if point is None else round(point.threshold, 3))
 
 
-def _copy_run_record(source: Path, folder: Path, changed: dict) -> None:
+def copy_run_record(source: Path, folder: Path, changed: dict) -> None:
     """The source fold's split and history beside the retested model, so the folder is a run folder like any (a
     shipped model is packaged from one); its config.json with the new setting."""
     for name in (SPLIT_CSV, f"fold-{SPLIT_CSV}", "metrics.csv"):

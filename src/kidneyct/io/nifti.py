@@ -2,12 +2,12 @@
 
 The header is checked before any voxel is read: three dimensions (or four with one volume), at least one
 slice, the decoded size (dims x dtype) within the budget, finite scaling. A .nii.gz is read through a
-bounded stream, so no gzip member inflates further than the header's claim.
+bounded stream, so no gzip member inflates further than the header's claim, inflated by ISA-L (python-isal's
+igzip: the gzip module's interface, about 3 times faster; half the read time of a 300-slice volume was zlib).
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 from collections.abc import Iterator
@@ -73,7 +73,12 @@ def _open(path: Path) -> tuple[nib.Nifti1Image, _Bounded]:
 
     with open_regular(path) as handle:
         compressed = handle.read(2) == GZIP_MAGIC
-    source = gzip.open(path, "rb") if compressed else open(path, "rb")
+    if compressed:
+        from isal import igzip  # deferred with nibabel
+
+        source = igzip.open(path, "rb")
+    else:
+        source = open(path, "rb")
     stream = _Bounded(source, path, HEADER_LIMIT + current_budget())
     try:
         with _quiet(nib.imageglobals.logger):

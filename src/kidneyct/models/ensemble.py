@@ -1,8 +1,13 @@
-"""Several trained models as one: the mean of their calibrated probabilities.
+"""Several trained models as one.
 
-The module's output is the log of that mean, so everything downstream that takes logits (softmax,
-temperature 1, thresholds, ONNX export, Grad-CAM on a member's layer) works on an ensemble unchanged:
-softmax(log p) = p when p sums to one.
+Classifiers (`Ensemble`): the mean of their calibrated probabilities, returned as its log, so everything
+downstream that takes logits (softmax, temperature 1, thresholds, ONNX export, Grad-CAM on a member's layer) works
+on an ensemble unchanged: softmax(log p) = p when p sums to one.
+
+Segmenting models (`SegmentingEnsemble`): the mean of their slice logits and of their map logits, crop by crop, so
+the two looks (kidneyct.models.look_twice) see one model: one kidney finder, one zoom, one set of maps; its
+calibration is fitted on the ensemble's own outputs (the members' slice logits pass through the map rule before
+any temperature, so theirs cannot be applied inside).
 """
 
 from __future__ import annotations
@@ -29,3 +34,25 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(x).float() / t, dim=1) for m, t in zip(self.members, self.temperatures)])
         return torch.log(probs.mean(0).clamp_min(1e-12))
+
+
+class SegmentingEnsemble(nn.Module):
+    """Mean of the members' `segment` outputs: slice logits [B, K] and map logits [B, M, H, W].
+
+    Args:
+        members: segmenting models with the same maps, classes and work size.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def segment(self, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [member.segment(unit) for member in self.members]
+        logits = torch.stack([logits.float() for logits, _ in outputs]).mean(0)
+        return logits, torch.stack([maps.float() for _, maps in outputs]).mean(0)
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return self.segment(unit)[0]
