@@ -6,7 +6,8 @@
 The volume is the real abdominal scan of examples/ (30 slices of 122 x 101 at 3 mm, Hounsfield units) resampled to
 512 x 512 pixels and repeated along z to 300 slices: the sizes of a routine abdominal CT, real anatomy and
 intensities. Timed with the shipped model as it is and, with --mirror, also with its mirror TTA switched on (a
-copy of the checkpoint). Prints JSON and writes it to --out.
+copy of the checkpoint), and with any other model named by --model NAME=PATH (a .pt or .onnx checkpoint, e.g. an
+ensemble: `kidneyct.checkpoint.model.write_ensemble`, then `kidneyct export`). Prints JSON and writes it to --out.
 """
 
 from __future__ import annotations
@@ -65,15 +66,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--mirror", action="store_true", help="also time the shipped model with mirror TTA")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                        help="also time this checkpoint (repeatable)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         volume = clinical_volume(work / "volume.nii.gz", args.slices)
         models = {"shipped": None} | ({"shipped, mirror TTA": mirrored_copy(work)} if args.mirror else {})
+        models |= {name: Path(path) for name, _, path in (m.partition("=") for m in args.model)}
         runs = {name: [round(timed_predict(volume, checkpoint, work), 2) for _ in range(args.repeats)]
                 for name, checkpoint in models.items()}
-    result = {"command": "OMP_NUM_THREADS=2 python benchmarks/volume_speed.py" + (" --mirror" if args.mirror else ""),
+    result = {"command": "OMP_NUM_THREADS=2 python benchmarks/volume_speed.py" + (" --mirror" if args.mirror else "")
+                         + "".join(f" --model {m}" for m in args.model),
               "volume": f"{args.slices} slices of 512 x 512 int16 (NIfTI), from {EXAMPLE.name}",
               "seconds": {name: {"runs": values, "median": statistics.median(values)} for name, values in runs.items()},
               "target_seconds": 15,
