@@ -69,3 +69,25 @@ def test_look_twice_with_mirror_runs_each_crop_twice():
     view[_disc(view.shape, 70, 30, 10)] = 150
     look_twice(counting, view[None], Zoom(), SIZE, 0, mirror=True)
     assert calls == [1, 1, 1, 1]  # overview and zoom, each seen plainly and mirrored
+
+
+def test_the_looks_run_numpy_blas_on_one_thread_and_give_it_back():
+    """The crops' and pastes' matrix products spin-wait on a busy CPU when BLAS has several threads."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+
+    def recording(crops):
+        seen.append(blas_threads())
+        return _bright_is_kidney(crops)
+
+    view = np.zeros((128, 128), np.uint8)
+    view[_disc(view.shape, 70, 30, 10)] = 150
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        look_twice(recording, view[None], Zoom(), SIZE, 0, with_maps=True)
+        assert blas_threads() == before
+    assert seen and all(set(threads.values()) == {1} for threads in seen)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kidneyct.preprocess.zoom import FULL_VIEW, Zoom, cut, paste
+from kidneyct.runtime import single_threaded_blas
 
 # (crops [B, 1, S, S] float32 in [0, 1]) -> (slice logits [B, K], map logits [B, 2, S, S]), both numpy
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -81,8 +82,9 @@ def look_twice(run: Runner, views: np.ndarray, zoom: Zoom, size: int, tumor_clas
     """Both looks at uint8 body views [N, V, V], in batches of `batch_size` views; `mirror`: each crop also
     mirrored (`mirrored`)."""
     run = mirrored(run) if mirror else run
-    parts = [_look(run, views[start:start + batch_size], zoom, size, tumor_class, with_maps)
-             for start in range(0, len(views), batch_size)]
+    with single_threaded_blas():  # the crops' and pastes' matrix products; the model's own threads are its own
+        parts = [_look(run, views[start:start + batch_size], zoom, size, tumor_class, with_maps)
+                 for start in range(0, len(views), batch_size)]
     if not parts:
         return Looks(np.zeros((0, 2), np.float32), np.zeros(0), [], np.zeros(0, bool), np.zeros(0))
     arrays = {name: np.concatenate([getattr(p, name) for p in parts])
