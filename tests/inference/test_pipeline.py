@@ -85,6 +85,20 @@ def test_a_single_worker_or_input_reads_in_this_process(study_tree, workers):
     assert len(list(results)) == len(items)
 
 
+def test_a_volume_preprocessed_in_threads_is_what_one_thread_gives(study_tree):
+    root, series, volume = study_tree
+    prep = Preprocessing(32, body_crop=True)
+    items, _ = expand_inputs([root])
+    studies = [item for item in items if item.path in (series.path, volume.path)]
+    assert len(studies) == 2
+    for item in studies:
+        alone, threaded = prepare(item, prep), prepare(item, prep, threads=2)
+        assert len(alone.slices) > 1 and not alone.skipped
+        np.testing.assert_array_equal(threaded.images, alone.images)
+        assert [str(f) for f in threaded.frames] == [str(f) for f in alone.frames]
+        assert [s.source for s in threaded.slices] == [s.source for s in alone.slices]
+
+
 def _hang(x):
     import time
 
