@@ -47,5 +47,5 @@ def test_runs_with_other_folds_are_refused(segmenting_cv, tmp_path):
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(moved)
-    with pytest.raises(ValueError, match="not the same fold"):
+    with pytest.raises(ValueError, match="not the same split"):
         cv_ensemble([segmenting_cv, other], tmp_path / "ensemble")

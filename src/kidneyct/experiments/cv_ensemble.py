@@ -1,5 +1,6 @@
-"""Finished cross-validations of segmenting models on the same folds, their fold models tested as one ensemble
-(kidneyct.models.ensemble.SegmentingEnsemble: the mean of the members' slice and map logits), without training.
+"""Trained segmenting models on the same split as one ensemble (kidneyct.models.ensemble.SegmentingEnsemble: the
+mean of the members' slice and map logits), without training: finished cross-validations fold by fold
+(`cv_ensemble`), or trained runs as one run folder (`ensemble_run`, what `make model` ships for several seeds).
 
 Per fold, the members' fold models become one checkpoint, recalibrated on the fold's validation split (the same
 split for every member: the runs must share their folds) and tested on the fold. The cross-validation then
@@ -17,13 +18,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from kidneyct.checkpoint import read_checkpoint
+from kidneyct.checkpoint import read_checkpoint, write_checkpoint
 from kidneyct.checkpoint.model import write_ensemble
 from kidneyct.config import TrainConfig
 from kidneyct.experiments.cv import CVConfig, CVResult, cross_validate, fold_dir, plan_folds
+from kidneyct.experiments.evaluate import split_logits
 from kidneyct.experiments.fold_store import FOLD_RESULT
 from kidneyct.experiments.retest import copy_run_record, test_fold
-from kidneyct.run_folder import SPLIT_CSV
+from kidneyct.run_folder import SPLIT_CSV, RunFolder
+from kidneyct.training.calibration import fit_calibration
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +66,52 @@ def cv_ensemble(sources: list[str | Path], out: str | Path, device: str = "cpu")
     return cross_validate(config)  # every fold is finished: it only reads them back and reports
 
 
+def ensemble_run(members: list[str | Path], folder: str | Path, sources: str | None = None,
+                 device: str = "cpu") -> Path:
+    """Trained runs on the same split (one recipe with several --seed, the later runs given the first's split.csv
+    as --split-file) as one run folder: their ensemble checkpoint, recalibrated on the shared validation split,
+    beside the first run's split and config, so evaluate and `benchmarks/shipped_model.py --reuse` take it like
+    any run. Returns its best.pt.
+
+    Args:
+        members: the runs' best checkpoints.
+        folder: the ensemble's run folder.
+        sources: the sources file the runs trained on (default: the sources their checkpoints record).
+        device: where the validation split is run.
+    """
+    folders = [RunFolder.of(Path(m)).path for m in members]
+    _check_same_split(folders, SPLIT_CSV)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_ensemble(_segmenting([Path(m) for m in members]), folder / "best.pt")
+    copy_run_record(folders[0], folder, {})
+    logits, labels = split_logits(path, "val", sources, device)
+    checkpoint = read_checkpoint(path)
+    config = checkpoint.training.config
+    calibration, point = fit_calibration(logits, labels, checkpoint.classes, config.threshold,
+                                         config.target_sensitivity)
+    return write_checkpoint(replace(checkpoint, calibration=calibration, operating_point=point), path)
+
+
 def member_checkpoints(folds: list[Path]) -> list[Path]:
     """Each fold folder's tested checkpoint, after checking the folders split the data identically."""
-    reference = _assignment(folds[0] / FOLD_SPLIT)
-    for folder in folds[1:]:
-        if _assignment(folder / FOLD_SPLIT) != reference:
-            raise ValueError(f"{folder}: its {FOLD_SPLIT} assigns images to train, val and test other than "
-                             f"{folds[0]}'s: not the same fold")
-    paths = [folder / json.loads((folder / FOLD_RESULT).read_text())["checkpoint"] for folder in folds]
+    _check_same_split(folds, FOLD_SPLIT)
+    return _segmenting([folder / json.loads((folder / FOLD_RESULT).read_text())["checkpoint"] for folder in folds])
+
+
+def _segmenting(paths: list[Path]) -> list[Path]:
     for path in paths:
         if read_checkpoint(path).outputs.segmentation is None:
             raise ValueError(f"{path}: not a segmenting model")
     return paths
+
+
+def _check_same_split(folders: list[Path], name: str) -> None:
+    reference = _assignment(folders[0] / name)
+    for folder in folders[1:]:
+        if _assignment(folder / name) != reference:
+            raise ValueError(f"{folder}: its {name} assigns images to train, val and test other than "
+                             f"{folders[0]}'s: not the same split")
 
 
 def _assignment(path: Path) -> dict:

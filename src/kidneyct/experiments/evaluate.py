@@ -172,6 +172,24 @@ def evaluate(checkpoint: str | Path, data: str | Path | list[str] | None = None,
     return EvaluationResult(out, scored.metrics, html_path, md_path, scored.series_metrics, leak, sources)
 
 
+def split_logits(checkpoint: str | Path, split: str = "val", sources: str | None = None, device: str = "cpu",
+                 cache: CacheSettings | None = CacheSettings()) -> tuple[np.ndarray, np.ndarray]:
+    """The logits [N, K] and labels [N] of a run folder's `split` (its split.csv) by the checkpoint's model, through
+    the looks of a segmenting model: what a temperature is fitted on."""
+    predictor = Predictor.open(checkpoint, device)
+    stored = predictor.checkpoint.data
+    chosen = _choose_samples(run_sources(predictor.checkpoint, None, sources), predictor.classes,
+                             RunFolder.of(checkpoint).path / stored.split_csv, split, stored.split_kind, cache)
+    decoded = decode_samples(chosen.samples, predictor.preprocessing, progress=False, cache=cache,
+                             superset=chosen.superset)
+    report_skipped(decoded.skipped)
+    if predictor.backend.segmenting:
+        logits = segmenter_logits(predictor, decoded.images)[0]
+    else:
+        logits = predictor.logits(decoded.images)
+    return logits, np.array([s.label for s in decoded.samples])
+
+
 def _per_source(predictor: Predictor, sources: list[Source], decoded, scored: _Scored, n_boot: int,
                 predicted_masks=None) -> dict:
     """The table with a row per source and a pooled row (see cv_report.source_table), on the evaluated slices;

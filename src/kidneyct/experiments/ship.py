@@ -71,6 +71,9 @@ class ShipSpec:
     external: list[ExternalSource] = field(default_factory=list)
     recorded: list[SourceValidation] = field(default_factory=list)  # measured elsewhere, with their command
     limitations: list[str] = field(default_factory=list)
+    # Training seeds of a segmenting ensemble (one model per seed, all on the first one's split, averaged:
+    # kidneyct.experiments.cv_ensemble.ensemble_run); empty: one model with the recipe's seed.
+    seeds: tuple[int, ...] = ()
 
 
 def ship(spec: ShipSpec, work: Path, weights: Path, card_page: Path | None = None) -> Path:
@@ -80,7 +83,15 @@ def ship(spec: ShipSpec, work: Path, weights: Path, card_page: Path | None = Non
                            progress=False, **where, **spec.overrides)
     from kidneyct.training.train import train  # imported here: only building the model trains
 
-    return package(train(config).best_checkpoint, spec, weights, card_page)
+    if not spec.seeds:
+        return package(train(config).best_checkpoint, spec, weights, card_page)
+    from kidneyct.experiments.cv_ensemble import ensemble_run
+
+    members = []
+    for seed in spec.seeds:  # the first run draws the split; the others train on it
+        shared = {"split_file": str(RunFolder.of(members[0]).split_csv)} if members else {}
+        members.append(train(replace(config, seed=seed, out=str(work / f"seed-{seed}"), **shared)).best_checkpoint)
+    return package(ensemble_run(members, work / "ensemble", where.get("sources"), "cpu"), spec, weights, card_page)
 
 
 def package(best: Path, spec: ShipSpec, weights: Path, card_page: Path | None = None) -> Path:
