@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from kidneyct.checkpoint import read_checkpoint
-from kidneyct.experiments.cv_ensemble import cv_ensemble
+from kidneyct.experiments.cv_ensemble import cv_ensemble, ensemble_run
 from kidneyct.experiments.retest import retest
 
 
@@ -49,3 +49,22 @@ def test_runs_with_other_folds_are_refused(segmenting_cv, tmp_path):
         writer.writerows(moved)
     with pytest.raises(ValueError, match="not the same split"):
         cv_ensemble([segmenting_cv, other], tmp_path / "ensemble")
+
+
+def test_runs_on_one_split_become_one_recalibrated_run_folder(segmenting_cv, tmp_path):
+    """What `make model` ships for several seeds: a second training on the first one's split, both as one run."""
+    from dataclasses import replace
+
+    from kidneyct.config import TrainConfig
+    from kidneyct.training.train import train
+
+    first = segmenting_cv / "fold-0"
+    stored = TrainConfig.from_dict(json.loads((first / "config.json").read_text())["train"])
+    second = train(replace(stored, seed=1, out=str(tmp_path / "seed-1"), split_file=str(first / "split.csv")))
+    path = ensemble_run([first / "best.pt", second.best_checkpoint], tmp_path / "ensemble")
+    checkpoint = read_checkpoint(path)
+    assert path.parent == tmp_path / "ensemble" and len(checkpoint.members) == 2
+    assert "not refitted" not in checkpoint.calibration.method  # fitted on the shared validation split
+    assert (path.parent / "split.csv").read_text() == (first / "split.csv").read_text()
+    with pytest.raises(ValueError, match="not the same split"):
+        ensemble_run([first / "best.pt", segmenting_cv / "fold-1" / "best.pt"], tmp_path / "mixed")

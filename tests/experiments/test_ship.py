@@ -2,6 +2,7 @@
 stored with fp16 weights, a model card and its ONNX export, and described in a page."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import kidneyct
 from kidneyct.checkpoint import Source, SourceValidation, read_checkpoint
@@ -32,25 +33,28 @@ def test_a_trained_run_is_packaged_with_its_card_and_export(trained_run, phantom
     assert "Weights licence: CC0 (phantoms)" in page and "not a medical device" in page and "phantoms-normal" in page
 
 
-def test_several_seeds_ship_their_ensemble_recalibrated_on_the_shared_split(tmp_path):
-    from kidneyct.experiments.ship import ship
-    from kidneyct.synthetic.phantom import generate_dataset
 
-    data = tmp_path / "masked"
-    generate_dataset(data, n=24, seed=5, size=128, classes=["Tumor", "Normal"], slices_per_series=(1, 1),
-                     progress=False, masks=True)
-    spec = ShipSpec("phantom ensemble", "lite0-unet-zoom", TrainingSource(Source("phantoms", licence="CC0"),
-                                                                          str(data)),
-                    "two seeds of a segmenting model", "CC0 (phantoms)", "made here", seeds=(0, 1),
-                    overrides=dict(image_size=64, epochs=1, batch_size=8, device="cpu", workers=1))
-    path = ship(spec, tmp_path / "work", tmp_path / "weights")
-    shipped = read_checkpoint(path)
-    assert [m.model.name for m in shipped.members] == ["lite0-unet", "lite0-unet"]
-    assert "not refitted" not in shipped.calibration.method  # fitted on the members' shared validation split
-    splits = [(tmp_path / "work" / name / "split.csv").read_text() for name in ("seed-0", "seed-1", "ensemble")]
-    assert splits[0] == splits[1] == splits[2]
-    members = [read_checkpoint(tmp_path / "work" / f"seed-{s}" / "best.pt").state_dict for s in (0, 1)]
-    assert any(not value.equal(members[1][key]) for key, value in members[0].items()
-               if value.is_floating_point())  # two trainings, not one model twice
-    onnx = kidneyct.load(tmp_path / "weights" / "default.onnx")
-    assert len(onnx.checkpoint.members) == 2 and onnx.backend.segmenting
+def test_several_seeds_train_on_the_first_ones_split_and_ship_their_ensemble(tmp_path, monkeypatch):
+    """The orchestration of `ship` with seeds; the trainings, the ensemble run and the packaging are tested where
+    they live (tests/experiments/test_cv_ensemble.py, above)."""
+    import kidneyct.experiments.cv_ensemble as cv_ensemble
+    import kidneyct.experiments.ship as ship_module
+    import kidneyct.training.train as training
+    from types import SimpleNamespace
+
+    trained, packaged = [], []
+
+    def fake_train(config):
+        trained.append(config)
+        return SimpleNamespace(best_checkpoint=Path(config.out) / "best.pt")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(cv_ensemble, "ensemble_run", lambda members, folder, sources, device: (members, folder))
+    monkeypatch.setattr(ship_module, "package", lambda best, spec, weights, page: packaged.append(best) or best)
+    spec = ShipSpec("phantom ensemble", "lite0-unet-zoom", TrainingSource(Source("phantoms"), str(tmp_path)),
+                    "two seeds", "CC0", "made here", seeds=(3, 4))
+    ship_module.ship(spec, tmp_path / "work", tmp_path / "weights")
+    assert [(c.seed, Path(c.out).name) for c in trained] == [(3, "seed-3"), (4, "seed-4")]
+    assert trained[0].split_file is None and trained[1].split_file == str(tmp_path / "work" / "seed-3" / "split.csv")
+    assert packaged == [([tmp_path / "work" / "seed-3" / "best.pt", tmp_path / "work" / "seed-4" / "best.pt"],
+                         tmp_path / "work" / "ensemble")]
