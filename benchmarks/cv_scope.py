@@ -2,6 +2,7 @@
 class) that the scope gate would pass, from the label maps a `kidneyct cv` run kept beside each fold.
 
     python benchmarks/cv_scope.py runs/cv-seg            # -> benchmarks/results/cv-scope.json
+    python benchmarks/cv_scope.py runs/cv-seg --sweep 0.001 0.002 0.005 0.01   # also the gate's trade-off
 
 A slice is in scope when its predicted kidney (kidney or tumor label) covers at least the fold model's
 `segmentation.min_kidney_fraction` of the body view: what `predict` applies. Issue 24's targets: KiTS23
@@ -25,18 +26,25 @@ from kidneyct.experiments.fold_store import FOLD_MASKS, FOLD_RESULT
 RESULTS = Path(__file__).resolve().parent / "results" / "cv-scope.json"
 
 
-def fold_scope(folder: Path) -> np.ndarray:
-    """Whether each test slice of the fold in `folder` is in scope, in the fold's test order."""
+def fold_kidney_share(folder: Path) -> tuple[np.ndarray, float]:
+    """Each test slice's predicted kidney share of the body view (fold's test order), and the fold model's gate."""
     record = json.loads((folder / FOLD_RESULT).read_text())
     threshold = read_checkpoint(folder / record["checkpoint"]).outputs.segmentation.min_kidney_fraction
     with np.load(folder / FOLD_MASKS) as stored:
         masks = stored["masks"]
-    kidney_share = np.isin(masks, (1, 2)).reshape(len(masks), -1).mean(1)
-    return kidney_share >= threshold
+    return np.isin(masks, (1, 2)).reshape(len(masks), -1).mean(1), threshold
 
 
-def scope_table(cv_folder: Path) -> dict:
-    """{source: {true class (origin): {"slices": n, "in_scope": share}}} over the first repeat's folds."""
+def fold_scope(folder: Path, threshold: float | None = None) -> np.ndarray:
+    """Whether each test slice of the fold in `folder` is in scope (at the fold model's own gate, or at
+    `threshold`), in the fold's test order."""
+    share, own = fold_kidney_share(folder)
+    return share >= (own if threshold is None else threshold)
+
+
+def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
+    """{source: {true class (origin): {"slices": n, "in_scope": share}}} over the first repeat's folds, at each
+    fold model's own gate or at `threshold` (a share of the body view)."""
     with open(cv_folder / "predictions.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["repeat"] == "0"]
     by_fold = defaultdict(list)
@@ -44,7 +52,7 @@ def scope_table(cv_folder: Path) -> dict:
         by_fold[int(row["fold"])].append(row)
     counts = defaultdict(lambda: [0, 0])
     for fold, fold_rows in sorted(by_fold.items()):
-        scope = fold_scope(fold_dir(cv_folder, 0, fold))
+        scope = fold_scope(fold_dir(cv_folder, 0, fold), threshold)
         if len(scope) != len(fold_rows):
             raise ValueError(f"fold {fold}: {len(scope)} masks for {len(fold_rows)} test slices")
         for row, inside in zip(fold_rows, scope):
@@ -61,14 +69,25 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cv_folder", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sweep", type=float, nargs="+", default=[], metavar="SHARE",
+                        help="also the in-scope shares at these gates (kidney share of the body view): the trade-off "
+                             "between slices without and with a kidney, out of fold (a description, not a choice: "
+                             "a gate picked here would be tuned on the test folds)")
     args = parser.parse_args(argv)
-    result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}", "cv": str(args.cv_folder),
+    sweep = " --sweep " + " ".join(f"{g:g}" for g in args.sweep) if args.sweep else ""
+    result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}{sweep}", "cv": str(args.cv_folder),
               "scope": scope_table(args.cv_folder)}
+    if args.sweep:
+        result["sweep"] = {f"{gate:g}": scope_table(args.cv_folder, gate) for gate in args.sweep}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for source, origins in result["scope"].items():
         for origin, entry in origins.items():
             print(f"{source:12s} {origin:10s} {entry['slices']:5d} slices, in scope {entry['in_scope']:.3f}")
+    for gate, table in result.get("sweep", {}).items():
+        shares = ", ".join(f"{source} {origin} {entry['in_scope']:.3f}" for source, origins in table.items()
+                           for origin, entry in origins.items() if source != "kaggle")
+        print(f"gate {gate}: {shares}")
     return result
 
 

@@ -216,6 +216,10 @@ class TrainConfig(DictRecord):
     enhancing_tumors: float = setting(0.0, "augmentation", "segmenting models: share of the synthetic tumors that are "
                                       "about as bright as the enhanced kidney or brighter, instead of darker",
                                       metavar="SHARE", range=(0.0, 1.0))
+    pasted_tumors: float = setting(0.0, "augmentation", "segmenting models: share of the synthetic tumors that are "
+                                   "real tumors of other training patients' slices copied in instead (TumorCP), "
+                                   "scaled to the receiving kidney, turned and grey-matched",
+                                   metavar="SHARE", range=(0.0, 1.0))
     unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
                                 "darkened as without contrast medium, so that the kidney finder finds them there too",
                                 metavar="SHARE", range=(0.0, 1.0))

@@ -53,12 +53,14 @@ def test_synthetic_lesions_of_a_segmenting_model_are_tumors_in_its_masked_crops(
     config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=0.3)
     assert segmenter_settings(config).augmentation.synthetic_tumors == 0.3
     assert segmenter_settings(replace(config, augment=False)).augmentation is None
-    changed = segmenter_settings(replace(config, replacing_tumors=0.25, enhancing_tumors=0.3)).augmentation
-    assert (changed.replacing_tumors, changed.enhancing_tumors) == (0.25, 0.3)
+    changed = segmenter_settings(replace(config, replacing_tumors=0.25, enhancing_tumors=0.3,
+                                         pasted_tumors=0.5)).augmentation
+    assert (changed.replacing_tumors, changed.enhancing_tumors, changed.pasted_tumors) == (0.25, 0.3, 0.5)
 
 
 @pytest.mark.parametrize("recipe, synthetic, option", [("lite0-unet-zoom", 0.0, "replacing_tumors"),
-                                                      ("seed-cnn-96-kidney-ls-bal", 0.5, "enhancing_tumors")])
+                                                      ("seed-cnn-96-kidney-ls-bal", 0.5, "enhancing_tumors"),
+                                                      ("lite0-unet-zoom", 0.0, "pasted_tumors")])
 def test_tumor_looks_need_a_segmenting_model_with_synthetic_tumors(masked_phantoms, tmp_path, recipe, synthetic, option):
     config = recipe_config(recipe, str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=synthetic,
                            kidney_crop=False, device="cpu", progress=False, **{option: 0.25})
@@ -97,3 +99,29 @@ def test_the_body_view_both_looks_cut_from_follows_view_scale(masked_phantoms, t
     assert preprocessing(replace(config, view_scale=3.0)).image_size == 192  # a kidney's zoom at the view's sharpness
     classifier = recipe_config("seed-cnn-96-kidney-ls-bal", str(masked_phantoms), str(tmp_path / "c"), view_scale=3.0)
     assert preprocessing(classifier).image_size == 96  # classifiers see the image at their own size
+
+
+def test_the_tumor_bank_holds_the_training_splits_tumors_only_when_pasting():
+    import torch
+
+    from kidneyct.labels import MASK_UNKNOWN
+    from kidneyct.models.registry import ModelConfig, create_model
+    from kidneyct.training.segmenter import SegmenterSettings, SegmenterTrainer, TrainingSet
+    from kidneyct.training.zoom_batches import ZoomAugmentation
+
+    views = np.full((4, 64, 64), 120, np.uint8)
+    masks = np.zeros((4, 64, 64), np.uint8)
+    masks[:, 20:40, 10:26] = 1
+    masks[0, 25:33, 14:22] = 2  # one tumor slice
+    masks[3] = MASK_UNKNOWN
+    data = TrainingSet(views, masks, np.array([0, 1, 1, 0]), np.array(["a"] * 4))
+    model = create_model(ModelConfig("lite0-unet", num_classes=2, image_size=64, pretrained="none"))
+
+    def trainer(pasted: float) -> SegmenterTrainer:
+        augmentation = ZoomAugmentation(synthetic_tumors=0.5, pasted_tumors=pasted)
+        return SegmenterTrainer(model, data, 0, SegmenterSettings(work_size=32, augmentation=augmentation), 0,
+                                torch.device("cpu"))
+
+    assert trainer(0.0).bank is None
+    bank = trainer(0.5).bank
+    assert len(bank) == 1 and bank.masks[0].sum() > 0

@@ -23,6 +23,7 @@ from kidneyct.records import DictRecord
 from kidneyct.runtime import progress_bar
 from kidneyct.training.engine import EpochStats
 from kidneyct.training.segmentation_loss import SegmentationLoss
+from kidneyct.training.tumor_paste import LEAST_TUMOR_PX, TumorBank
 from kidneyct.training.zoom_batches import (TUMOR_VALUE, ZoomAugmentation, choose_boxes, crop_labels, cut_batch,
                                             has_mask, mask_boxes)
 
@@ -96,6 +97,21 @@ class SegmenterTrainer:
         self.drawn_at: dict[int, int] = {}  # the epoch whose overview drew a row's predicted boxes
         self.other_class = 1 - tumor_class  # two classes: tumor and the rest
         self.tumor_rows = np.flatnonzero(self.known & (data.masks == TUMOR_VALUE).any((1, 2)))
+        self.bank = self._tumor_bank()
+
+    def _tumor_bank(self) -> TumorBank | None:
+        """The training split's real tumors, when the augmentation pastes some (only then: building it costs)."""
+        augmentation = self.settings.augmentation
+        if augmentation is None or augmentation.pasted_tumors <= 0 or augmentation.synthetic_tumors <= 0:
+            return None
+        bank = TumorBank.from_views(self.data.views[self.tumor_rows], self.data.masks[self.tumor_rows])
+        if bank is None:
+            log.warning("pasted tumors: no training slice has a tumor of %d pixels or more; all inserted tumors are "
+                        "synthetic", LEAST_TUMOR_PX)
+        else:
+            log.info("pasted tumors: %d real tumors of %d training tumor slices in the bank", len(bank),
+                     len(self.tumor_rows))
+        return bank
 
     def epoch_rows(self, epoch: int) -> np.ndarray:
         """Every masked row, plus per source at most `per_source_cap` unmasked rows, class-balanced, shuffled."""
@@ -173,7 +189,7 @@ class SegmenterTrainer:
         boxes, zoomed = choose_boxes(rows, self.true_boxes, self.predicted_boxes, settings.overview_share,
                                      settings.lesion_bias, generator)
         crops, masks, unenhanced = cut_batch(self.data.views[rows], self.data.masks[rows], boxes, settings.work_size,
-                                             settings.augmentation, generator)
+                                             settings.augmentation, generator, self.bank)
         labels, learnt = crop_labels(self.data.labels[rows], masks, zoomed, self.tumor_class, self.other_class)
         learnt &= ~unenhanced
         crops = crops.to(self.device).contiguous(memory_format=torch.channels_last)

@@ -82,7 +82,8 @@ def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
     zoom's midline band and the mirror TTA from `config`, the rest the measured defaults of SegmenterSettings."""
     spec = get_spec(config.model)
     augmentation = (ZoomAugmentation(unenhanced=config.unenhanced, synthetic_tumors=config.synthetic_lesions,
-                                     replacing_tumors=config.replacing_tumors, enhancing_tumors=config.enhancing_tumors)
+                                     replacing_tumors=config.replacing_tumors, enhancing_tumors=config.enhancing_tumors,
+                                     pasted_tumors=config.pasted_tumors)
                     if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
                              zoom=Zoom(midline=config.midline_band), mirror=config.tta)

@@ -173,7 +173,8 @@ def _check(config: TrainConfig) -> None:
         raise ValueError(f"label smoothing must be in [0, 1), got {config.label_smoothing}")
     if not 0.0 <= config.synthetic_lesions <= 1.0:
         raise ValueError(f"synthetic_lesions is a share of training slices, in [0, 1]; got {config.synthetic_lesions}")
-    for option, share in (("--replacing-tumors", config.replacing_tumors), ("--enhancing-tumors", config.enhancing_tumors)):
+    for option, share in (("--replacing-tumors", config.replacing_tumors), ("--enhancing-tumors", config.enhancing_tumors),
+                          ("--pasted-tumors", config.pasted_tumors)):
         if share > 0 and (config.synthetic_lesions <= 0 or not get_spec(config.model).maps):
             raise ValueError(f"{option} is a share of a segmenting model's synthetic tumors: it needs a "
                              "segmenting model and --synthetic-lesions above 0")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from kidneyct.preprocess.zoom import FULL_VIEW, Zoom
 from kidneyct.records import DictRecord
 from kidneyct.synthetic.lesions import LesionModel, render_lesions
+from kidneyct.training.tumor_paste import TumorBank, paste_tumors
 
 UNKNOWN = 255  # mask value where a slice has no mask
 KIDNEY_VALUES = (1, 2, 3)  # kidney, tumor and cyst are all kidney
@@ -55,6 +56,8 @@ class ZoomAugmentation(DictRecord):
             mass shows on the slices beyond the kidney's end, where the kidney map must still find it.
         enhancing_tumors: share of those synthetic tumors, in enhanced crops, that are about as bright as the kidney
             or brighter instead of darker (small clear-cell tumors often are, in the corticomedullary phase).
+        pasted_tumors: share of the inserted tumors that are real tumors of other training slices, copied in
+            (kidneyct.training.tumor_paste) instead of drawn; needs a tumor bank (cut_batch's `bank`).
     """
 
     rotate_degrees: float = 15.0
@@ -70,6 +73,7 @@ class ZoomAugmentation(DictRecord):
     synthetic_tumors: float = 0.0
     replacing_tumors: float = 0.0
     enhancing_tumors: float = 0.0
+    pasted_tumors: float = 0.0
 
     def lesion_model(self) -> LesionModel:
         """The synthetic tumors' model: KiTS23's sizes, with this augmentation's replacing and enhancing shares."""
@@ -119,10 +123,11 @@ def _intensity(unit: torch.Tensor, augmentation: ZoomAugmentation, generator: to
 
 
 def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int,
-              augmentation: ZoomAugmentation | None = None, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+              augmentation: ZoomAugmentation | None = None, generator: torch.Generator | None = None,
+              bank: TumorBank | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Crops [B, 1, size, size] in [0, 1] and their masks [B, size, size] (uint8, UNKNOWN kept) of uint8 body
-    views [B, V, V] and masks [B, V, V] at `boxes` [B, 3], and which crops were made to look unenhanced [B]."""
+    views [B, V, V] and masks [B, V, V] at `boxes` [B, 3], and which crops were made to look unenhanced [B].
+    `bank`: the training split's real tumors, for the augmentation's pasted tumors."""
     unit = torch.from_numpy(np.ascontiguousarray(views)).float().div_(255).unsqueeze(1)
     labels = torch.from_numpy(np.ascontiguousarray(masks)).float().unsqueeze(1)
     thetas = box_thetas(torch.as_tensor(boxes, dtype=torch.float32), augmentation, generator)
@@ -138,7 +143,7 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
             crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
         if augmentation.synthetic_tumors > 0:
             crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator,
-                                                 augmentation.lesion_model())
+                                                 augmentation.lesion_model(), augmentation.pasted_tumors, bank)
         crops = _intensity(crops, augmentation, generator)
     return crops, cut_masks, unenhanced.numpy()
 
@@ -168,18 +173,27 @@ def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator
 
 
 def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, eligible: torch.Tensor,
-                      generator: torch.Generator, model: LesionModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Insert a synthetic tumor (`model`'s) into the kidney of a `share` of the `eligible` crops whose known mask
-    shows kidney and no tumor; the lesion's pixels become tumor in the mask (and so the crop's label), the kidney a
-    replacing tumor painted over background."""
+                      generator: torch.Generator, model: LesionModel, pasted: float = 0.0,
+                      bank: TumorBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Insert a tumor into the kidney of a `share` of the `eligible` crops whose known mask shows kidney and no
+    tumor: a `pasted` share of them a real tumor from `bank`, the others a synthetic one (`model`'s). The tumor's
+    pixels become tumor in the mask (and so the crop's label), the kidney a replacing tumor painted over
+    background."""
     known = masks.flatten(1)[:, 0] != UNKNOWN
     kidney = (masks == KIDNEY_VALUES[0]) & known[:, None, None]
     no_tumor = ~(masks == TUMOR_VALUE).flatten(1).any(1)
     chosen = (torch.rand(len(crops), generator=generator) < share) & eligible & known & no_tumor & kidney.flatten(1).any(1)
     if not chosen.any():
         return crops, masks
-    inserted = render_lesions(crops, kidney, chosen, "tumor", generator, model)
     masks = masks.clone()
+    if pasted > 0 and bank is not None:  # no draw otherwise: runs without pasting repeat bit for bit
+        copied = chosen & (torch.rand(len(crops), generator=generator) < pasted)
+        crops, tumor = paste_tumors(crops, kidney, copied, bank, generator)
+        masks[tumor] = TUMOR_VALUE
+        chosen = chosen & ~copied
+        if not chosen.any():
+            return crops, masks
+    inserted = render_lesions(crops, kidney, chosen, "tumor", generator, model)
     masks[inserted.erased & inserted.applied[:, None, None]] = 0
     masks[inserted.masks & inserted.applied[:, None, None]] = TUMOR_VALUE
     return inserted.images, masks
