@@ -175,6 +175,9 @@ class TrainConfig(DictRecord):
                                   "share of the view's half side around its midline are not kidney (the vertebral "
                                   "body, the aorta) at validation and inference; 0: off", metavar="SHARE",
                                   range=(0.0, 1.0))
+    midline_centre: bool = setting(False, "model", "segmenting models, with --midline-band: a kidney-map component "
+                                   "centred within the band is not kidney either, unless a quarter of it lies beyond "
+                                   "the band on each side (a horseshoe kidney)")
     view_scale: float = setting(2.0, "model", "segmenting models: side of the body view both looks cut from, as a "
                                 "multiple of the input side (stored in the checkpoint): the zoom on a kidney, about a "
                                 "third of the view, is as sharp as the view at 3", metavar="SCALE", range=(1.0, 8.0))

@@ -10,7 +10,7 @@ from kidneyct.experiments.retest import retest
 
 
 def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_folds(segmenting_cv, tmp_path):
-    result = retest(segmenting_cv, tmp_path / "retested", {"midline_band": 0.2})
+    result = retest(segmenting_cv, tmp_path / "retested", {"midline_band": 0.2, "midline_centre": True})
     stored = json.loads((result.out / "cv.json").read_text())
     assert stored["compared_with"] == str(segmenting_cv) and stored["comparison"] is not None
     assert stored["config"]["train"]["midline_band"] == 0.2
@@ -21,6 +21,7 @@ def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_fold
         checkpoint = read_checkpoint(result.out / f"fold-{row['fold']}" / "best.pt")
         source = read_checkpoint(segmenting_cv / f"fold-{row['fold']}" / "best.pt")
         assert checkpoint.outputs.segmentation.zoom.midline == 0.2
+        assert checkpoint.outputs.segmentation.zoom.midline_centre
         assert checkpoint.training.config.midline_band == 0.2
         folder = result.out / f"fold-{row['fold']}"  # a run folder like any: a shipped model is packaged from one
         assert (folder / "split.csv").read_text() == (segmenting_cv / f"fold-{row['fold']}" / "split.csv").read_text()

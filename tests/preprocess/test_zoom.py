@@ -62,6 +62,29 @@ def test_midline_rule_drops_only_components_wholly_on_the_midline():
     assert not Zoom().on_midline(kidney).any()  # off by default: checkpoints before the rule infer as they did
 
 
+def test_midline_centre_also_drops_a_spine_with_a_strip_of_psoas_but_keeps_kidneys_and_horseshoes():
+    spine = np.zeros((128, 128), bool)
+    _blob(spine, 80, 64, 9)
+    spine[78:84, 64:86] = True  # a strip of psoas beside it, reaching out of the band on one side
+    kidneys = np.zeros_like(spine)
+    _blob(kidneys, 70, 30, 10)
+    _blob(kidneys, 70, 98, 10)
+    horseshoe = np.zeros_like(spine)
+    _blob(horseshoe, 40, 30, 9)
+    _blob(horseshoe, 40, 98, 9)
+    horseshoe[38:43, 30:98] = True  # the isthmus across the midline: centred on it, a mass on each side
+    both = spine | kidneys | horseshoe
+    assert not Zoom(midline=0.2).on_midline(both).any(), "the band alone keeps what reaches out of it"
+    assert np.array_equal(Zoom(midline=0.2, midline_centre=True).on_midline(both), spine)
+    assert not Zoom(midline=0.0, midline_centre=True).on_midline(both).any(), "no band, no rule"
+
+
+def test_checkpoints_before_midline_centre_read_without_it():
+    stored = Zoom(midline=0.2).to_dict()
+    del stored["midline_centre"]
+    assert Zoom.from_dict(stored) == Zoom(midline=0.2)
+
+
 def test_midline_rule_in_a_zoom_crop_measures_the_band_on_the_view():
     kidney = np.zeros((64, 64), bool)
     _blob(kidney, 32, 6, 4)  # near the crop's left edge

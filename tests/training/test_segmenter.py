@@ -68,6 +68,17 @@ def test_tumor_looks_need_a_segmenting_model_with_synthetic_tumors(masked_phanto
         train(config)
 
 
+def test_midline_centre_refines_a_midline_band(masked_phantoms, tmp_path):
+    from kidneyct.training.settings import segmenter_settings
+
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), midline_band=0.2,
+                           midline_centre=True, device="cpu", progress=False)
+    zoom = segmenter_settings(config).zoom
+    assert (zoom.midline, zoom.midline_centre) == (0.2, True)
+    with pytest.raises(ValueError, match="--midline-band"):
+        train(replace(config, midline_band=0.0))
+
+
 def test_boxes_of_unmasked_slices_are_drawn_only_for_the_rows_an_epoch_draws_and_only_when_stale():
     import torch
 

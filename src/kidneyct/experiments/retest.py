@@ -29,7 +29,7 @@ from kidneyct.training.calibration import fit_calibration
 
 log = logging.getLogger(__name__)
 
-RETEST_FIELDS = ("midline_band", "tta")  # TrainConfig fields that change nothing in training, only what a model infers
+RETEST_FIELDS = ("midline_band", "midline_centre", "tta")  # TrainConfig fields that change nothing in training, only what a model infers
 
 
 def retest(source: str | Path, out: str | Path, changes: dict, device: str = "cpu") -> CVResult:
@@ -67,7 +67,7 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
     segmentation = checkpoint.outputs.segmentation
     if segmentation is None:
         raise ValueError(f"{source}: not a segmenting model's fold; its inference settings cannot change")
-    zoom = replace(segmentation.zoom, midline=config.train.midline_band)
+    zoom = replace(segmentation.zoom, midline=config.train.midline_band, midline_centre=config.train.midline_centre)
     segmentation = replace(segmentation, zoom=zoom, mirror=config.train.tta)
     checkpoint = replace(checkpoint, outputs=replace(checkpoint.outputs, segmentation=segmentation))
     changed = {name: getattr(config.train, name) for name in RETEST_FIELDS}

@@ -35,6 +35,10 @@ class Zoom(DictRecord):
             view's half side), inside which a kidney-map component that lies wholly there is no kidney: the
             vertebral body and the aorta, which the kidney map takes for kidney on some slices (no kidney lies
             on the midline; a horseshoe kidney's component reaches out to both sides and stays). 0: off.
+        midline_centre: also not kidney: a component whose centre (its pixels' mean column) lies within that band,
+            unless at least a quarter of its pixels lie beyond the band on each side (a horseshoe kidney's two
+            lateral masses). On the lumbar slices below the kidneys the kidney map takes the vertebral body with a
+            strip of psoas beside it for kidney: a component that reaches out of the band on one side only.
     """
 
     margin: float = 0.25
@@ -43,6 +47,7 @@ class Zoom(DictRecord):
     threshold: float = 0.5
     least_share: float = 0.001
     midline: float = 0.0
+    midline_centre: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> "Zoom":
@@ -83,17 +88,25 @@ class Zoom(DictRecord):
 
     def on_midline(self, kidney: np.ndarray, box=None) -> np.ndarray:
         """The pixels of a boolean kidney mask [H, W] (of the crop `box` of the view; None: the whole view) that
-        belong to components lying wholly within the midline band; all False when `midline` is 0."""
+        belong to components lying wholly within the midline band (with `midline_centre`, also those centred in
+        it that are not a horseshoe); all False when `midline` is 0."""
         if self.midline <= 0 or not kidney.any():
             return np.zeros_like(kidney, dtype=bool)
         centre_x, _, half = FULL_VIEW if box is None else box
         width = kidney.shape[1]
         x = centre_x + half * ((2 * np.arange(width) + 1) / width - 1)  # each column's place on the view
-        outside = np.abs(x) >= self.midline
         labels, count = ndimage.label(kidney)
-        reaching_out = np.zeros(count + 1, bool)
-        reaching_out[np.unique(labels[:, outside])] = True
-        return ~reaching_out[labels] & kidney
+        index = np.arange(1, count + 1)
+        columns = np.broadcast_to(x, kidney.shape)
+        size = ndimage.sum(kidney, labels, index)
+        left = ndimage.sum(columns <= -self.midline, labels, index)
+        right = ndimage.sum(columns >= self.midline, labels, index)
+        dropped = (left == 0) & (right == 0)  # wholly within the band
+        if self.midline_centre:
+            centred = np.abs(ndimage.mean(columns, labels, index)) < self.midline
+            horseshoe = (left >= size / 4) & (right >= size / 4)
+            dropped |= centred & ~horseshoe
+        return np.concatenate([[False], dropped])[labels] & kidney
 
     def clear_midline(self, maps: np.ndarray, box=None) -> np.ndarray:
         """Kidney and tumor probabilities [2, H, W] (of the crop `box`; None: the whole view) without the

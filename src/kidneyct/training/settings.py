@@ -86,4 +86,5 @@ def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
                                      pasted_tumors=config.pasted_tumors)
                     if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
-                             zoom=Zoom(midline=config.midline_band), mirror=config.tta)
+                             zoom=Zoom(midline=config.midline_band, midline_centre=config.midline_centre),
+                             mirror=config.tta)

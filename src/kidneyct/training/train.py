@@ -194,6 +194,8 @@ def _check_segmenting(config: TrainConfig) -> None:
     if config.split_file is None and config.classes.count(",") != 1:
         raise ValueError(f"{config.model} learns two classes, tumor and the rest: give --classes such as "
                          f"'tumor,normal+cyst+nokidney', not {config.classes!r}")
+    if config.midline_centre and config.midline_band <= 0:
+        raise ValueError("--midline-centre refines the midline rule: give --midline-band above 0 too")
 
 
 @dataclass
