@@ -39,6 +39,7 @@ def rebuild_fold(work: Path, changes: dict) -> tuple[CVConfig, Path]:
     base = recipe_config(shipped_model.RECIPE, "", str(work), sources=shipped_model.SOURCES_FILE, seed=trained.seed,
                          device="cpu", progress=False, **changes)
     config = CVConfig(base, folds=5, fold_seed=0)
+    work.mkdir(parents=True, exist_ok=True)
     plan = plan_folds(config)
     split = fold_split(config, plan, 0, 0)
     rebuilt = Counter(plan.classes[plan.samples[i].label] for i in (*split["train"], *split["val"]))
