@@ -33,3 +33,16 @@ def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_fold
 def test_retest_refuses_settings_that_need_training(segmenting_cv, tmp_path):
     with pytest.raises(ValueError, match="without training"):
         retest(segmenting_cv, tmp_path / "retested", {"epochs": 3})
+
+
+def test_retest_takes_the_slice_probability_from_the_tumor_map(segmenting_cv, tmp_path):
+    """The slice probability's source acts only at inference (a segmenting model keeps its final weights), so a
+    retest may change it: the checkpoint says so and the fold's probabilities are the tumor map's, not the mean's."""
+    result = retest(segmenting_cv, tmp_path / "map", {"slice_probability": "map"})
+    for fold in (0, 1):
+        checkpoint = read_checkpoint(result.out / f"fold-{fold}" / "best.pt")
+        assert checkpoint.outputs.slice_probability == "map"
+        assert checkpoint.training.config.slice_probability == "map"
+        retested = json.loads((result.out / f"fold-{fold}" / "fold-result.json").read_text())["probs"]
+        source = json.loads((segmenting_cv / f"fold-{fold}" / "fold-result.json").read_text())["probs"]
+        assert len(retested) == len(source) and retested != source

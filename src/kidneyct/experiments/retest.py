@@ -29,7 +29,9 @@ from kidneyct.training.calibration import fit_calibration
 
 log = logging.getLogger(__name__)
 
-RETEST_FIELDS = ("midline_band", "midline_centre", "tta")  # TrainConfig fields that change nothing in training, only what a model infers
+# TrainConfig fields that change nothing in training, only what a model infers (a segmenting model keeps its final
+# weights, so not even the epoch chosen depends on them).
+RETEST_FIELDS = ("midline_band", "midline_centre", "tta", "slice_probability")
 
 
 def retest(source: str | Path, out: str | Path, changes: dict, device: str = "cpu") -> CVResult:
@@ -69,7 +71,8 @@ def _retest_fold(config: CVConfig, plan, repeat: int, k: int, source: Path, fold
         raise ValueError(f"{source}: not a segmenting model's fold; its inference settings cannot change")
     zoom = replace(segmentation.zoom, midline=config.train.midline_band, midline_centre=config.train.midline_centre)
     segmentation = replace(segmentation, zoom=zoom, mirror=config.train.tta)
-    checkpoint = replace(checkpoint, outputs=replace(checkpoint.outputs, segmentation=segmentation))
+    checkpoint = replace(checkpoint, outputs=replace(checkpoint.outputs, segmentation=segmentation,
+                                                     slice_probability=config.train.slice_probability))
     changed = {name: getattr(config.train, name) for name in RETEST_FIELDS}
     if checkpoint.training is not None and checkpoint.training.config is not None:
         checkpoint = replace(checkpoint, training=replace(checkpoint.training, config=replace(
