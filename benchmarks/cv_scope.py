@@ -4,9 +4,13 @@ class) that the scope gate would pass, from the label maps a `kidneyct cv` run k
     python benchmarks/cv_scope.py runs/cv-seg            # -> benchmarks/results/cv-scope.json
     python benchmarks/cv_scope.py runs/cv-seg --sweep 0.001 0.002 0.005 0.01   # also the gate's trade-off
 
-A slice is in scope when its predicted kidney (kidney or tumor label) covers at least the fold model's
-`segmentation.min_kidney_fraction` of the body view: what `predict` applies. Issue 24's targets: KiTS23
-NoKidney slices in scope <= 2%; slices with a kidney in scope (the real NIfTI's: >= 95%).
+A slice is in scope when the fold model's overview calls at least its `segmentation.min_kidney_fraction` of the
+body view kidney: what `predict` applies. Each fold keeps that share of its test slices (`kidney_fraction` in
+fold-result.json, written by `kidneyct cv` and `benchmarks/cv_retest.py` since 2026-12-07). A fold stored before then
+is refused: retest it unchanged (`python benchmarks/cv_retest.py RUN RUN-gate`) to record it. (Until then this
+script counted the kept label maps' kidney and tumor pixels, whose zooms, drawn on the prior box when no kidney is
+found, add kidney the gate never sees: it over-counted slices without a kidney in scope.) Issue 24's targets:
+KiTS23 NoKidney slices in scope <= 2%; slices with a kidney in scope (the real NIfTI's: >= 95%).
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ import numpy as np
 
 from kidneyct.checkpoint import read_checkpoint
 from kidneyct.experiments.cv import fold_dir
-from kidneyct.experiments.fold_store import FOLD_MASKS, FOLD_RESULT
+from kidneyct.experiments.fold_store import FOLD_RESULT
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cv-scope.json"
 
 
 def fold_kidney_share(folder: Path) -> tuple[np.ndarray, float]:
-    """Each test slice's predicted kidney share of the body view (fold's test order), and the fold model's gate."""
+    """Each test slice's overview kidney share of the body view (fold's test order), and the fold model's gate."""
     record = json.loads((folder / FOLD_RESULT).read_text())
+    if record.get("kidney_fraction") is None:
+        raise ValueError(f"{folder}: this fold kept no kidney shares (stored before they were kept, or not a "
+                         f"segmenting model); retest its run unchanged to record them: "
+                         f"python benchmarks/cv_retest.py RUN RUN-gate")
     threshold = read_checkpoint(folder / record["checkpoint"]).outputs.segmentation.min_kidney_fraction
-    with np.load(folder / FOLD_MASKS) as stored:
-        masks = stored["masks"]
-    return np.isin(masks, (1, 2)).reshape(len(masks), -1).mean(1), threshold
+    return np.asarray(record["kidney_fraction"], dtype=np.float64), threshold
 
 
 def fold_scope(folder: Path, threshold: float | None = None) -> np.ndarray:
@@ -54,7 +60,7 @@ def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
     for fold, fold_rows in sorted(by_fold.items()):
         scope = fold_scope(fold_dir(cv_folder, 0, fold), threshold)
         if len(scope) != len(fold_rows):
-            raise ValueError(f"fold {fold}: {len(scope)} masks for {len(fold_rows)} test slices")
+            raise ValueError(f"fold {fold}: {len(scope)} kidney shares for {len(fold_rows)} test slices")
         for row, inside in zip(fold_rows, scope):
             key = (row["source"] or "all", row["origin"] or row["label"])
             counts[key][0] += 1

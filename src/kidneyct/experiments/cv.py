@@ -232,9 +232,9 @@ def evaluate_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, checkpo
     split = fold_split(config, plan, repeat, k)
     test_index = split["test"]
     predictor = Predictor.open(checkpoint, config.train.device)
-    test_views, masks = plan.data.decoded.images.subset(test_index), None
+    test_views, masks, kidney_fraction = plan.data.decoded.images.subset(test_index), None, None
     if predictor.checkpoint.outputs.maps:
-        logits, masks = segmenter_logits(predictor, test_views)
+        logits, masks, kidney_fraction = segmenter_logits(predictor, test_views)
     else:
         logits = _test_logits(predictor, config.train, test_views, memo)
     probs = predictor.probabilities(logits)
@@ -246,7 +246,7 @@ def evaluate_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, checkpo
            "seconds": round(time.perf_counter() - started, 1), "threshold": predictor.threshold, **metrics}
     log.info("repeat %d, fold %d: image balanced accuracy %.3f, series balanced accuracy %.3f", repeat, k,
              metrics["image"]["balanced_accuracy"], metrics["series"]["balanced_accuracy"])
-    return FoldResult(row, probs, checkpoint, masks)
+    return FoldResult(row, probs, checkpoint, masks, kidney_fraction)
 
 
 def _baseline(config: CVConfig) -> tuple[report.OutOfFold, str] | None:

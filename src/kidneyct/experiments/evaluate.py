@@ -272,18 +272,20 @@ class _Scored:
     masks: np.ndarray | None = None  # a segmenting model's label maps [N, S, S] on the views' grid
 
 
-def segmenter_logits(predictor: Predictor, images: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """A segmenting model's slice logits and label maps, a chunk of views at a time (its probability maps
-    are 8 bytes a pixel)."""
+def segmenter_logits(predictor: Predictor, images: np.ndarray,
+                     chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A segmenting model's slice logits, label maps and overview kidney shares (what its scope gate reads: the
+    label maps, zooms pasted in, are not), a chunk of views at a time (its probability maps are 8 bytes a pixel)."""
     from kidneyct.inference.mask_files import label_map
 
     threshold = predictor.checkpoint.outputs.segmentation.mask_threshold
-    logits, masks = [], []
+    logits, masks, kidney_fraction = [], [], []
     for start in range(0, len(images), chunk):
         output = predictor.backend.looked(np.asarray(images[start:start + chunk]))
         logits.append(output.logits)
         masks.append(label_map(output.maps[:, 0], output.maps[:, 1], threshold))
-    return np.concatenate(logits), np.concatenate(masks)
+        kidney_fraction.append(output.kidney_fraction)
+    return np.concatenate(logits), np.concatenate(masks), np.concatenate(kidney_fraction)
 
 
 def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n_boot: int) -> _Scored:
@@ -293,7 +295,7 @@ def _score(predictor: Predictor, samples, images: np.ndarray, batch_size: int, n
     groups = [s.group or s.key for s in samples]
     masks = None
     if predictor.backend.segmenting:
-        logits, masks = segmenter_logits(predictor, images)
+        logits, masks, _ = segmenter_logits(predictor, images)
     else:
         logits = predictor.logits(images, batch_size)
     probs = predictor.probabilities(logits)

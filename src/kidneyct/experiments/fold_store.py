@@ -35,6 +35,9 @@ class FoldResult:
     probs: np.ndarray  # float [test images, classes]
     checkpoint: Path
     masks: np.ndarray | None = None  # uint8 [test images, S, S]
+    # float [test images]: the overview's kidney share of each body view, what a segmenting model's scope gate
+    # compares with its min_kidney_fraction (None: not a segmenting model, or a fold stored before it was kept)
+    kidney_fraction: np.ndarray | None = None
 
 
 def fold_identity(config: TrainConfig, test_keys: list[str]) -> dict:
@@ -62,8 +65,10 @@ def save_fold(folder: Path, identity: dict, result: FoldResult) -> None:
     first, so a record never points at missing ones."""
     if result.masks is not None:
         atomic_write(folder / FOLD_MASKS, lambda stream: np.savez_compressed(stream, masks=result.masks))
+    shares = None if result.kidney_fraction is None else np.asarray(result.kidney_fraction).tolist()
     payload = {"identity": identity, "row": result.row, "probs": np.asarray(result.probs).tolist(),
-               "checkpoint": Path(result.checkpoint).name, "masks": result.masks is not None}
+               "checkpoint": Path(result.checkpoint).name, "masks": result.masks is not None,
+               "kidney_fraction": shares}
     atomic_write(folder / FOLD_RESULT, lambda stream: stream.write(json.dumps(payload)), binary=False)
 
 
@@ -94,4 +99,6 @@ def load_fold(folder: Path, identity: dict) -> FoldResult | None:
         except (OSError, ValueError, KeyError) as error:
             log.warning("%s: its masks are unreadable (%s); training the fold again", path, error)
             return None
-    return FoldResult(payload["row"], probs, checkpoint, masks)
+    kidney_fraction = payload.get("kidney_fraction")
+    return FoldResult(payload["row"], probs, checkpoint, masks,
+                      None if kidney_fraction is None else np.asarray(kidney_fraction, dtype=np.float64))

@@ -88,7 +88,7 @@ def test_fold(config: CVConfig, plan, repeat: int, k: int, path: Path, started: 
     refitted to its own probabilities, written back to `path`), tested on the fold and saved as its result."""
     split = fold_split(config, plan, repeat, k)
     checkpoint = read_checkpoint(path)
-    val_logits, _ = segmenter_logits(Predictor.open(path, config.train.device),
+    val_logits, _, _ = segmenter_logits(Predictor.open(path, config.train.device),
                                      plan.data.decoded.images.subset(split["val"]))
     calibration, point = fit_calibration(val_logits, plan.labels[split["val"]], plan.classes, config.train.threshold,
                                          config.train.target_sensitivity)
