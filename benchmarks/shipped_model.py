@@ -7,6 +7,8 @@ how its card describes it. Change SPEC (and rerun `make model`) when the default
 Writes src/kidneyct/weights/default.pt (fp16 weights, model card inside), default.onnx (its export) and
 docs/model-card.md. About 25 minutes on 2 CPU cores. CI does not run it: the built files are committed.
 `--reuse --work RUN` packages a finished run instead (the shipped weights: fold 0 of CV_COMMAND's run).
+`--card-only` writes SPEC's summary and limitations into the shipped model's card (weights and measurements kept)
+and exports it again: for a card found wrong.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 from pathlib import Path
 
 from kidneyct.checkpoint import Source, SourceValidation
-from kidneyct.experiments.ship import ShipSpec, TrainingSources, package, ship, source_validations
+from kidneyct.experiments.ship import ShipSpec, TrainingSources, package, recard, ship, source_validations
 from kidneyct.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,11 +110,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/shipped-model", help="the training run's folder")
     parser.add_argument("--reuse", action="store_true", help="package the run already in --work: no training")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only rewrite the shipped card's summary and limitations from SPEC (and the ONNX export)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.chdir(ROOT)  # the paths the card shows are relative to the repository
     weights, page = Path("src/kidneyct/weights"), Path("docs/model-card.md")
-    if args.reuse:
+    if args.card_only:
+        path = recard(weights / "default.pt", SPEC, page)
+    elif args.reuse:
         path = package(RunFolder(args.work).best, SPEC, weights, page)
     else:
         path = ship(SPEC, Path(args.work), weights, page)

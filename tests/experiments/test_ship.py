@@ -6,7 +6,7 @@ from pathlib import Path
 
 import kidneyct
 from kidneyct.checkpoint import Source, SourceValidation, read_checkpoint
-from kidneyct.experiments.ship import ExternalSource, ShipSpec, TrainingSource, package
+from kidneyct.experiments.ship import ExternalSource, ShipSpec, TrainingSource, package, recard
 
 
 def test_a_trained_run_is_packaged_with_its_card_and_export(trained_run, phantom_png, tmp_path):
@@ -31,6 +31,15 @@ def test_a_trained_run_is_packaged_with_its_card_and_export(trained_run, phantom
     assert onnx.checkpoint.model_card == card and replace(onnx.checkpoint, state_dict={}).header() == shipped.header()
     page = (tmp_path / "card.md").read_text()
     assert "Weights licence: CC0 (phantoms)" in page and "not a medical device" in page and "phantoms-normal" in page
+
+    corrected = replace(spec, limitations=["a corrected limitation"])  # a card found wrong, its run maybe gone
+    recard(path, corrected, tmp_path / "card.md")
+    recarded = read_checkpoint(path)
+    assert recarded.model_card.limitations == ["a corrected limitation"]
+    assert recarded.model_card.validation == card.validation  # the measurements stay
+    assert all(recarded.state_dict[k].equal(v) for k, v in shipped.state_dict.items())
+    assert kidneyct.load(tmp_path / "weights" / "default.onnx").checkpoint.model_card == recarded.model_card
+    assert "a corrected limitation" in (tmp_path / "card.md").read_text()
 
 
 

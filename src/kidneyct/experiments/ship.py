@@ -111,6 +111,21 @@ def package(best: Path, spec: ShipSpec, weights: Path, card_page: Path | None = 
     return path
 
 
+def recard(shipped: Path, spec: ShipSpec, card_page: Path | None = None) -> Path:
+    """The shipped checkpoint's card with the text of `spec` (summary and limitations) and its measurements kept,
+    written back with the same weights and exported again: a card found wrong is corrected without training or
+    measuring anew (the run it was packaged from may be gone). Returns the checkpoint."""
+    checkpoint = read_checkpoint(shipped)
+    if checkpoint.model_card is None:
+        raise ValueError(f"{shipped}: no model card to correct (package a run first)")
+    card = replace(checkpoint.model_card, summary=spec.summary, limitations=list(spec.limitations))
+    path = write_checkpoint(replace(checkpoint, model_card=card), shipped)
+    export_onnx(path, path.parent / EXPORT)
+    if card_page is not None:
+        card_page.write_text(card_markdown(read_checkpoint(path)))
+    return path
+
+
 def _stored(checkpoint: Checkpoint, spec: ShipSpec, work: Path) -> Checkpoint:
     """Weights only, in fp16 (loading casts them back), with the training source named instead of this
     machine's folders and its slices counted per class."""
