@@ -5,7 +5,8 @@ Hounsfield units), slice by slice against their organ labels (TotalSegmentator: 
     python benchmarks/kidney_finder_real.py --checkpoint runs/x/best.pt
 
 Per slice: whether the model's overview finds a kidney (its kidney map covers at least the checkpoint's
-min_kidney_fraction of the body view: the scope gate's rule, before the no-contrast rule that keeps the
+min_kidney_fraction of the body view), whether the scope gate puts it in scope (those slices and, in a series or
+volume, the span between the first and last of them grown by its margin; before the no-contrast rule that keeps the
 unenhanced NIfTI from any call) and whether the labels show one. Issue 24's target: the NIfTI's kidney slices
 found >= 95%; the no-kidney DICOM series: none found. Writes benchmarks/results/kidney-finder-real.json.
 """
@@ -40,13 +41,16 @@ def labelled_kidney(labels_file: Path, n_slices: int) -> np.ndarray:
     return shown
 
 
-def found_kidney(predictor: Predictor, item: InputItem) -> np.ndarray:
-    """Whether the model's overview finds a kidney on each slice, in reading order."""
+def found_kidney(predictor: Predictor, item: InputItem) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the model's overview finds a kidney on each slice, and whether the scope gate puts it in scope, in
+    reading order."""
     prepared = prepare_input(predictor, item)
     if prepared.images is None:
         raise ValueError(f"{item.path}: {prepared.skipped}")
     output = predictor.backend.looked(prepared.images, with_maps=False)
-    return output.kidney_fraction >= predictor.checkpoint.outputs.segmentation.min_kidney_fraction
+    scopes = predictor.judge.scopes(prepared.slices, item.is_study, None, kidney_fraction=output.kidney_fraction)
+    found = output.kidney_fraction >= predictor.checkpoint.outputs.segmentation.min_kidney_fraction
+    return found, np.array([scope.in_scope for scope in scopes])
 
 
 def main(argv=None) -> dict:
@@ -58,9 +62,9 @@ def main(argv=None) -> dict:
     if not predictor.backend.segmenting:
         raise SystemExit(f"{predictor.backend.source}: not a segmenting model (it has no kidney map)")
     volume = DATA / "abdomen-ct-30slices.nii.gz"
-    found = found_kidney(predictor, InputItem(volume, "volume"))
+    found, in_scope = found_kidney(predictor, InputItem(volume, "volume"))
     truth = labelled_kidney(DATA / "abdomen-ct-30slices.organs.nii.gz", len(found))
-    series = found_kidney(predictor, InputItem(DATA / "upper-abdomen-dicom-no-kidney", "series"))
+    series, series_in_scope = found_kidney(predictor, InputItem(DATA / "upper-abdomen-dicom-no-kidney", "series"))
     result = {
         "command": "python benchmarks/kidney_finder_real.py" + (f" --checkpoint {args.checkpoint}" if args.checkpoint
                                                                 else ""),
@@ -69,8 +73,11 @@ def main(argv=None) -> dict:
                   "kidney_slices_found": round(float(found[truth].mean()), 3),
                   "other_slices": int((~truth).sum()),
                   "other_slices_found": round(float(found[~truth].mean()), 3) if (~truth).any() else None,
-                  "found_per_slice": found.astype(int).tolist(), "labelled_per_slice": truth.astype(int).tolist()},
-        "dicom_no_kidney": {"slices": len(series), "found": int(series.sum())},
+                  "kidney_slices_in_scope": round(float(in_scope[truth].mean()), 3),
+                  "other_slices_in_scope": round(float(in_scope[~truth].mean()), 3) if (~truth).any() else None,
+                  "found_per_slice": found.astype(int).tolist(), "in_scope_per_slice": in_scope.astype(int).tolist(),
+                  "labelled_per_slice": truth.astype(int).tolist()},
+        "dicom_no_kidney": {"slices": len(series), "found": int(series.sum()), "in_scope": int(series_in_scope.sum())},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

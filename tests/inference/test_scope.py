@@ -57,6 +57,28 @@ def test_the_span_is_grown_by_the_margin_in_slices_from_the_spacing():
     assert not any(s.in_scope for s in nothing) and nothing[0].reason == "no kidney found in this series"
 
 
+def test_a_segmenting_models_series_keeps_the_span_its_kidney_map_found_in_scope():
+    """A polar mass or a small pole the kidney map does not find stays in scope between the slices where it found
+    kidney, grown by the margin; single slices are judged alone; a series where the map found nothing is out."""
+    from kidneyct.checkpoint.schema import Outputs, Segmentation
+
+    outputs = Outputs(maps=("kidney", "tumor"), kidney_finder="kidney map",
+                      segmentation=Segmentation(min_kidney_fraction=0.002))
+    judge = InputJudge(StudySettings(scope=ScopeSettings(margin_mm=6.0, margin_slices=1)), PREP, outputs)
+    flat = np.zeros((8, 8), np.float32)
+    slices = [CTSlice(flat, True, "x", index=i, position=i * 3.0) for i in range(14)]
+    shares = np.zeros(14)
+    shares[[4, 5, 8]] = 0.01  # slices 6-7 hold the mass the map missed
+    scopes = judge.scopes(slices, True, None, kidney_fraction=shares)
+    assert [i for i, s in enumerate(scopes) if s.in_scope] == list(range(2, 11))  # 4..8 grown by 2 slices (6 mm)
+    assert "kidney map" in scopes[4].reason and "inside the kidney span" in scopes[6].reason
+    assert not scopes[6].located and scopes[4].located
+    assert "no kidney in the model's kidney map" in scopes[12].reason
+    alone = judge.scopes(slices, False, None, kidney_fraction=shares)
+    assert [i for i, s in enumerate(alone) if s.in_scope] == [4, 5, 8]
+    assert not any(s.in_scope for s in judge.scopes(slices, True, None, kidney_fraction=np.zeros(14)))
+
+
 def test_single_slices_are_judged_by_the_locator_then_the_feature_distance():
     rng = np.random.default_rng(0)
     train, val = rng.normal(0, 1, (400, 4)), rng.normal(0, 1, (200, 4))

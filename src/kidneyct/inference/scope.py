@@ -11,7 +11,8 @@ kidneys; a whole series also holds pelvis, liver and chest slices, where its pro
 
 - A segmenting model (`checkpoint.outputs.kidney_finder == "kidney map"`) is its own kidney finder: a slice is in
   scope when its overview's kidney map covers at least `outputs.segmentation.min_kidney_fraction` of the body
-  view, series or single slice alike (no locator, no feature statistics). An input in Hounsfield units whose
+  view (no locator, no feature statistics); in a series or volume, so is the span between its first and last
+  such slice grown by the same margin, for the same reason (a polar mass or a small pole the map does not find). An input in Hounsfield units whose
   found kidneys measure like unenhanced kidneys (kidneyct.preprocess.enhancement) is out of scope as a whole: the
   model only saw contrast-enhanced kidneys, and on an unenhanced scan a tumor is as grey as the kidney.
 
@@ -162,11 +163,18 @@ class InputJudge:
         if self.least_kidney is not None:
             if kidney_fraction is None:
                 raise ValueError("a segmenting model's scope needs its kidney-map shares")
-            return [kidney_map_scope(float(f), self.least_kidney) for f in kidney_fraction]
+            found = [kidney_map_scope(float(f), self.least_kidney) for f in kidney_fraction]
+            return self._kidney_map_span(slices, found) if is_study else found
         looks = [self.gate.look(s) for s in slices] if looks is None else looks
         if is_study:
             return self.gate.series(slices, looks)
         return [self.gate.single(look, None if features is None else features[i]) for i, look in enumerate(looks)]
+
+    def _kidney_map_span(self, slices: list[CTSlice], found: list[SliceScope]) -> list[SliceScope]:
+        """A series' scopes by its kidney map: each slice's own, and the series gate's span between the first and
+        last slice where the map found a kidney (grown by its margin) for the slices the map alone left out."""
+        spanned = self.gate.series(slices, [Look(scope.located, True, None) for scope in found])
+        return [own if own.in_scope or not span.in_scope else span for own, span in zip(found, spanned)]
 
     def slice_warnings(self, image: np.ndarray, look: Look, hu: bool) -> list[str]:
         """Intensity warnings for one slice on its own (its model input `image` and what the locator saw)."""
