@@ -10,7 +10,9 @@ from kidneyct.experiments.retest import retest
 
 
 def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_folds(segmenting_cv, tmp_path):
-    result = retest(segmenting_cv, tmp_path / "retested", {"midline_band": 0.2, "midline_centre": True})
+    # Where the slice probability comes from acts only at inference too (a segmenting model keeps its final weights).
+    result = retest(segmenting_cv, tmp_path / "retested", {"midline_band": 0.2, "midline_centre": True,
+                                                           "slice_probability": "map"})
     stored = json.loads((result.out / "cv.json").read_text())
     assert stored["compared_with"] == str(segmenting_cv) and stored["comparison"] is not None
     assert stored["config"]["train"]["midline_band"] == 0.2
@@ -23,6 +25,9 @@ def test_retest_changes_only_the_inference_setting_and_compares_on_the_same_fold
         assert checkpoint.outputs.segmentation.zoom.midline == 0.2
         assert checkpoint.outputs.segmentation.zoom.midline_centre
         assert checkpoint.training.config.midline_band == 0.2
+        assert checkpoint.outputs.slice_probability == checkpoint.training.config.slice_probability == "map"
+        retested = json.loads((result.out / f"fold-{row['fold']}" / "fold-result.json").read_text())["probs"]
+        assert retested != json.loads((segmenting_cv / f"fold-{row['fold']}" / "fold-result.json").read_text())["probs"]
         folder = result.out / f"fold-{row['fold']}"  # a run folder like any: a shipped model is packaged from one
         assert (folder / "split.csv").read_text() == (segmenting_cv / f"fold-{row['fold']}" / "split.csv").read_text()
         assert json.loads((folder / "config.json").read_text())["train"]["midline_band"] == 0.2
@@ -34,15 +39,3 @@ def test_retest_refuses_settings_that_need_training(segmenting_cv, tmp_path):
     with pytest.raises(ValueError, match="without training"):
         retest(segmenting_cv, tmp_path / "retested", {"epochs": 3})
 
-
-def test_retest_takes_the_slice_probability_from_the_tumor_map(segmenting_cv, tmp_path):
-    """The slice probability's source acts only at inference (a segmenting model keeps its final weights), so a
-    retest may change it: the checkpoint says so and the fold's probabilities are the tumor map's, not the mean's."""
-    result = retest(segmenting_cv, tmp_path / "map", {"slice_probability": "map"})
-    for fold in (0, 1):
-        checkpoint = read_checkpoint(result.out / f"fold-{fold}" / "best.pt")
-        assert checkpoint.outputs.slice_probability == "map"
-        assert checkpoint.training.config.slice_probability == "map"
-        retested = json.loads((result.out / f"fold-{fold}" / "fold-result.json").read_text())["probs"]
-        source = json.loads((segmenting_cv / f"fold-{fold}" / "fold-result.json").read_text())["probs"]
-        assert len(retested) == len(source) and retested != source
