@@ -9,9 +9,9 @@ find first.
     python benchmarks/cv_tumor_size.py runs/cv-new --compare runs/cv-seg-synth-midline --out F.json
 
 The tumor and kidney areas are the manifest's `tumor_px` and `kidney_px` (pixels of labels 2 and 1 on the 462 px
-slice), read from the
-`manifest.csv` beside each slice's class folder. A recipe that only helps large tumors shows here before it
-shows in the pooled number; the shipped recipe's small tumors are where the issue's targets are lost.
+slice), read from the `manifest.csv` beside each slice's class folder. A recipe that only helps large tumors
+shows here before it shows in the pooled number; the shipped recipe's small tumors are where the issue's targets
+are lost.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def main(argv=None) -> dict:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name, entry in result["table"].items():
         auc = entry["roc_auc"]
-        line = (f"{name:13s} {entry['tumors']:3d} tumors of {entry['tumor_px'][0]:.0f}-{entry['tumor_px'][1]:.0f} px "
+        low, high = entry["tumor_px"]
+        line = (f"{name:13s} {entry['tumors']:3d} tumors of {low:.0f}-{high:.0f} px "
                 f"vs {entry['normals']} normals: ROC-AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]")
         if "paired" in entry:
             paired = entry["paired"]

@@ -8,7 +8,7 @@ Per slice: whether the model's overview finds a kidney (its kidney map covers at
 min_kidney_fraction of the body view), whether the scope gate puts it in scope (those slices and, in a series or
 volume, the span between the first and last of them grown by its margin; before the no-contrast rule that keeps the
 unenhanced NIfTI from any call) and whether the labels show one. Issue 24's target: the NIfTI's kidney slices
-found >= 95%; the no-kidney DICOM series: none found. Writes benchmarks/results/kidney-finder-real.json.
+in scope >= 95%; the no-kidney DICOM series: none in scope. Writes benchmarks/results/kidney-finder-real.json.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def main(argv=None) -> dict:
                   "other_slices_in_scope": round(float(in_scope[~truth].mean()), 3) if (~truth).any() else None,
                   "found_per_slice": found.astype(int).tolist(), "in_scope_per_slice": in_scope.astype(int).tolist(),
                   "labelled_per_slice": truth.astype(int).tolist()},
-        "dicom_no_kidney": {"slices": len(series), "found": int(series.sum()), "in_scope": int(series_in_scope.sum())},
+        "dicom_no_kidney": {"slices": len(series), "found": int(series.sum()),
+                            "in_scope": int(series_in_scope.sum())},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

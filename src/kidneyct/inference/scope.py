@@ -12,9 +12,10 @@ kidneys; a whole series also holds pelvis, liver and chest slices, where its pro
 - A segmenting model (`checkpoint.outputs.kidney_finder == "kidney map"`) is its own kidney finder: a slice is in
   scope when its overview's kidney map covers at least `outputs.segmentation.min_kidney_fraction` of the body
   view (no locator, no feature statistics); in a series or volume, so is the span between its first and last
-  such slice grown by the same margin, for the same reason (a polar mass or a small pole the map does not find). An input in Hounsfield units whose
-  found kidneys measure like unenhanced kidneys (kidneyct.preprocess.enhancement) is out of scope as a whole: the
-  model only saw contrast-enhanced kidneys, and on an unenhanced scan a tumor is as grey as the kidney.
+  such slice grown by the same margin, for the same reason (a polar mass or a small pole the map does not find).
+  An input in Hounsfield units whose found kidneys measure like unenhanced kidneys (kidneyct.preprocess.enhancement)
+  is out of scope as a whole: the model only saw contrast-enhanced kidneys, and on an unenhanced scan a tumor is as
+  grey as the kidney.
 
 The gate's parameters come from the checkpoint (kidneyct.training.study_settings), with defaults for
 checkpoints written before them (which then have no feature statistics: single slices without a located
