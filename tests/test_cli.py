@@ -125,12 +125,13 @@ print(json.dumps(sorted(name for name in ("torch", "matplotlib") if name in sys.
 
 
 def test_recipes_lists_every_recipe_and_marks_the_default(capsys):
-    from kidneyct.config import DEFAULT_RECIPE, RECIPES
+    from kidneyct.config import DEFAULT_RECIPE, RECIPES, SOURCES_RECIPE
 
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in RECIPES)
-    assert f"{DEFAULT_RECIPE}  [the default" in out
+    assert f"{DEFAULT_RECIPE}  [the default of train, cv and compare-splits with --data]" in out
+    assert f"{SOURCES_RECIPE}  [the default of train, cv and compare-splits with --sources]" in out
 
 
 def test_an_unavailable_device_is_a_one_line_error(trained_run, phantom_png, capsys):

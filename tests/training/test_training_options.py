@@ -128,6 +128,28 @@ def test_recipes_are_data_and_the_command_line_overrides_them(monkeypatch, phant
     assert main(["train", "--data", str(phantom_png), "--recipe", "no-such-recipe"]) == 2
 
 
+def test_a_sources_file_without_a_recipe_trains_the_shipped_segmenting_recipe():
+    """Sources bring masks: `train`/`cv --sources` with no --recipe get SOURCES_RECIPE (a classifier there learns
+    the source, not the lesion); --recipe still wins; --data and other commands keep DEFAULT_RECIPE."""
+    from kidneyct.cli import build_parser
+    from kidneyct.cli.options import recipe_argument, train_config
+    from kidneyct.config import DEFAULT_RECIPE, SOURCES_RECIPE, recipe_settings
+
+    def parsed(argv):
+        return train_config(build_parser(recipe_argument(argv)).parse_args(argv), "o")
+
+    for command in ("train", "cv"):
+        config = parsed([command, "--sources", "s.toml", "--epochs", "3"])
+        assert config.recipe == SOURCES_RECIPE and config.epochs == 3  # an option given still wins
+        for name, value in recipe_settings(SOURCES_RECIPE).items():
+            if name != "epochs":
+                assert getattr(config, name) == value, name
+    assert parsed(["cv", "--sources", "s.toml", "--recipe", "lite0-unet-zoom"]).recipe == "lite0-unet-zoom"
+    assert parsed(["train", "--data", "d"]).recipe == DEFAULT_RECIPE
+    assert recipe_argument(["evaluate", "--sources", "s.toml", "--checkpoint", "c.pt"]) is None
+    assert SOURCES_RECIPE != DEFAULT_RECIPE and recipe_settings(SOURCES_RECIPE)["model"] == "lite0-unet"
+
+
 def test_train_defaults_are_the_default_recipe_and_the_demo_keeps_the_baseline(monkeypatch, tmp_path):
     """`kidneyct train` with no options trains DEFAULT_RECIPE; the demo pins the student baseline."""
     import kidneyct.training.train as train_module

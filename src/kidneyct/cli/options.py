@@ -9,7 +9,9 @@ import os
 from dataclasses import fields, replace
 
 from kidneyct.cli_types import device, existing_file, float_range, int_range
-from kidneyct.config import GROUPS, TrainConfig
+from kidneyct.config import GROUPS, TrainConfig, default_recipe
+
+TRAINING_COMMANDS = ("train", "cv", "compare-splits")  # the commands whose options a recipe's settings default
 
 SHIPPED = "the model shipped with kidneyct"
 
@@ -62,10 +64,16 @@ def openmp_threads_wait_asleep() -> None:
 
 
 def recipe_argument(argv: list[str] | None) -> str | None:
-    """The --recipe value, read before the full parse: the recipe supplies the other options' defaults."""
+    """The recipe whose settings are the other options' defaults, read before the full parse: --recipe when
+    given, else the sources default when a training command is given --sources (`default_recipe`), else None
+    (TrainConfig's own defaults: DEFAULT_RECIPE)."""
     pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("command", nargs="?")
     pre.add_argument("--recipe", default=None)
+    pre.add_argument("--sources", default=None)
     known, _ = pre.parse_known_args(argv)
+    if known.recipe is None and known.sources is not None and known.command in TRAINING_COMMANDS:
+        return default_recipe(sources=True)
     return known.recipe
 
 

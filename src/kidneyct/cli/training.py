@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kidneyct.cli.options import add_data, add_device, add_train_options, train_config
 from kidneyct.cli_types import existing_file
-from kidneyct.config import DEFAULT_RECIPE, RECIPES
+from kidneyct.config import RECIPES, default_recipe
 from kidneyct.models import list_models
 
 
@@ -100,7 +100,9 @@ def cmd_cv(args) -> int:
 def cmd_recipes(args) -> int:
     for name, recipe in RECIPES.items():
         settings = ", ".join(f"{k}={v}" for k, v in recipe["settings"].items())
-        marker = "  [the default of train, cv and compare-splits]" if name == DEFAULT_RECIPE else ""
+        marker = ("  [the default of train, cv and compare-splits with --data]" if name == default_recipe(False)
+                  else "  [the default of train, cv and compare-splits with --sources]" if name == default_recipe(True)
+                  else "")
         print(f"{name}{marker}\n    {recipe['description']}\n    {settings}")
     return 0
 
