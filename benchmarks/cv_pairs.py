@@ -1,0 +1,99 @@
+"""Paired recipe comparisons repeated over training seeds: per number, each pair's candidate, baseline and
+difference, and the mean difference over the pairs, which is what a written rule judges when one training a side
+lies within the seed spread (docs/experiments.md).
+
+    python benchmarks/cv_pairs.py runs/cv-new:runs/cv-base runs/cv-new-seed1:runs/cv-base-seed1 \
+        --real runs/cv-new=benchmarks/results/kidney-finder-real-new.json ... --out F.json
+
+Each pair is CANDIDATE:BASELINE, two finished `kidneyct cv` folders on the same folds and training seed (checked).
+The numbers are cv_repeats.NUMBERS from each folder's cv.json, the KiTS23 scope shares of benchmarks/cv_scope.py
+(NoKidney slices, and Normal, Tumor and Cyst slices together: slices with a kidney) from the folds' kidney shares,
+and with `--real RUN=JSON` (benchmarks/kidney_finder_real.py per fold model, merged as {"folds": {K: ...}}) the
+no-kidney DICOM's slices taken for kidney over a run's fold models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cv_repeats  # noqa: E402  (the scripts next to this one)
+import cv_scope  # noqa: E402
+
+WITH_KIDNEY = ("Normal", "Tumor", "Cyst")  # KiTS23 classes whose slices show a kidney
+
+
+def run_numbers(folder: Path, real: Path | None = None) -> dict[str, float]:
+    """The numbers of one finished cv folder (nan where it cannot give one)."""
+    cv = json.loads((folder / "cv.json").read_text())
+    numbers = {entry["number"]: entry["runs"][0] for entry in cv_repeats.repeats_table([cv])}
+    try:
+        kits = cv_scope.scope_table(folder).get("kits23", {})
+    except ValueError:  # folds stored before kidney shares were kept: retest them unchanged first
+        kits = {}
+    nokidney = kits.get("NoKidney")
+    numbers["KiTS23 NoKidney slices in scope (%)"] = 100 * nokidney["in_scope"] if nokidney else math.nan
+    shown = [kits[name] for name in WITH_KIDNEY if name in kits]
+    slices = sum(row["slices"] for row in shown)
+    numbers["KiTS23 slices with a kidney in scope (%)"] = (
+        100 * sum(row["slices"] * row["in_scope"] for row in shown) / slices if slices else math.nan)
+    if real is not None:
+        folds = json.loads(real.read_text())["folds"].values()
+        numbers["no-kidney DICOM slices taken for kidney"] = sum(fold["dicom_no_kidney"]["found"] for fold in folds)
+    return numbers
+
+
+def check_pair(candidate: dict, baseline: dict, names: tuple[str, str]) -> None:
+    """Both runs on the same fold assignment and training seed, or the pair is not paired."""
+    for key in ("fold_seed",):
+        if candidate["config"].get(key) != baseline["config"].get(key):
+            raise SystemExit(f"{names[0]} and {names[1]} are on different fold assignments: not a pair")
+    seeds = [cv["config"]["train"].get("seed") for cv in (candidate, baseline)]
+    if seeds[0] != seeds[1]:
+        raise SystemExit(f"{names[0]} and {names[1]} trained with different seeds {seeds}: not a pair")
+
+
+def pairs_table(pairs: list[tuple[dict[str, float], dict[str, float]]]) -> list[dict]:
+    """Per number: each pair's (candidate, baseline, difference) and the mean difference over the pairs."""
+    table = []
+    for number in pairs[0][0]:
+        rows = [(c.get(number, math.nan), b.get(number, math.nan)) for c, b in pairs]
+        differences = [c - b for c, b in rows if not (math.isnan(c) or math.isnan(b))]
+        table.append({"number": number, "pairs": [{"candidate": c, "baseline": b, "difference": c - b} for c, b in rows],
+                      "mean_difference": sum(differences) / len(differences) if differences else math.nan,
+                      "mean_candidate": sum(c for c, _ in rows) / len(rows)})
+    return table
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pairs", nargs="+", help="CANDIDATE_DIR:BASELINE_DIR, finished cv folders on the same folds")
+    parser.add_argument("--real", action="append", default=[], metavar="RUN=JSON",
+                        help="a run's kidney_finder_real results over its fold models")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    real = {Path(run): Path(path) for run, path in (item.split("=", 1) for item in args.real)}
+    measured = []
+    for pair in args.pairs:
+        candidate, baseline = (Path(part) for part in pair.split(":", 1))
+        check_pair(*(json.loads((p / "cv.json").read_text()) for p in (candidate, baseline)), (str(candidate), str(baseline)))
+        measured.append(tuple(run_numbers(p, real.get(p)) for p in (candidate, baseline)))
+    table = pairs_table(measured)
+    print("| number | " + " | ".join(f"pair {i + 1}: candidate / baseline (difference)" for i in range(len(measured)))
+          + " | mean difference |")
+    print("|---|" + "---|" * (len(measured) + 1))
+    for entry in table:
+        cells = [f"{p['candidate']:.3f} / {p['baseline']:.3f} ({p['difference']:+.3f})" for p in entry["pairs"]]
+        print(f"| {entry['number']} | " + " | ".join(cells) + f" | {entry['mean_difference']:+.3f} |")
+    if args.out:
+        command = "python benchmarks/cv_pairs.py " + " ".join(args.pairs) + "".join(f" --real {r}" for r in args.real)
+        args.out.write_text(json.dumps({"command": command, "pairs": args.pairs, "table": table}, indent=2) + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()

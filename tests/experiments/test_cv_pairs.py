@@ -1,0 +1,45 @@
+"""benchmarks/cv_pairs.py: paired comparisons repeated over training seeds, judged on the mean difference."""
+
+import json
+import math
+
+import pytest
+
+
+def _cv(fold_seed: int, seed: int) -> dict:
+    return {"config": {"fold_seed": fold_seed, "train": {"seed": seed}}, "per_source": {"rows": {}}}
+
+
+def test_each_pair_is_differenced_and_the_differences_averaged(benchmark_script):
+    module = benchmark_script("cv_pairs")
+    pairs = [({"auc": 0.80, "dicom": 8.0}, {"auc": 0.75, "dicom": 0.0}),
+             ({"auc": 0.73, "dicom": 27.0}, {"auc": 0.74, "dicom": math.nan})]
+    table = {entry["number"]: entry for entry in module.pairs_table(pairs)}
+    assert [p["difference"] for p in table["auc"]["pairs"]] == pytest.approx([0.05, -0.01])
+    assert table["auc"]["mean_difference"] == pytest.approx(0.02)
+    assert table["dicom"]["mean_difference"] == pytest.approx(8.0)  # a pair without the number does not count
+    assert table["dicom"]["mean_candidate"] == pytest.approx(17.5)
+
+
+def test_runs_on_other_folds_or_seeds_are_not_a_pair(benchmark_script):
+    module = benchmark_script("cv_pairs")
+    module.check_pair(_cv(1, 0), _cv(1, 0), ("a", "b"))
+    with pytest.raises(SystemExit, match="different fold assignments"):
+        module.check_pair(_cv(1, 0), _cv(0, 0), ("a", "b"))
+    with pytest.raises(SystemExit, match="different seeds"):
+        module.check_pair(_cv(1, 1), _cv(1, 0), ("a", "b"))
+
+
+def test_a_run_gives_its_cv_numbers_its_scope_and_its_real_scan_finds(segmenting_cv, benchmark_script, tmp_path):
+    module = benchmark_script("cv_pairs")
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"folds": {str(k): {"dicom_no_kidney": {"slices": 20, "found": k}} for k in range(5)}}))
+    numbers = module.run_numbers(segmenting_cv, real)
+    cv = json.loads((segmenting_cv / "cv.json").read_text())
+    expected = {e["number"]: e["runs"][0] for e in module.cv_repeats.repeats_table([cv])}
+    for name, value in expected.items():
+        assert numbers[name] == pytest.approx(value, nan_ok=True), name
+    assert numbers["no-kidney DICOM slices taken for kidney"] == 10
+    assert math.isnan(numbers["KiTS23 NoKidney slices in scope (%)"])  # phantoms: no KiTS23 source
+    table = module.pairs_table([(numbers, numbers)])
+    assert all(entry["mean_difference"] == 0 or math.isnan(entry["mean_difference"]) for entry in table)
