@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from kidneyct.checkpoint import Source, SourceValidation
+from kidneyct.config import SOURCES_RECIPE
 from kidneyct.experiments.ship import ShipSpec, TrainingSources, package, recard, ship, source_validations
 from kidneyct.run_folder import RunFolder
 
@@ -41,7 +42,7 @@ PANCREAS = Source("pancreas-ct-normal", grouping="patient id in the file name", 
                            "kidney donors and patients without major abdominal disease, another hospital.")
 
 SOURCES_FILE = "sources/shared.toml"  # names kaggle, kits23 and pancreas-ct, read from ../shared/data
-RECIPE = "lite0-unet-zoom-synth-midline"
+RECIPE = SOURCES_RECIPE  # the shipped model's recipe is what `train --sources` trains by default
 # The midline rule acts only at validation and inference: row 30's fold models, retested with it (row 31).
 CV_COMMAND = ("kidneyct cv --sources sources/shared.toml --recipe lite0-unet-zoom-synth --folds 5 --out "
               "runs/cv-seg-synth, then python benchmarks/cv_retest.py runs/cv-seg-synth runs/cv-seg-synth-midline "
