@@ -235,6 +235,9 @@ class TrainConfig(DictRecord):
                                    "real tumors of other training patients' slices copied in instead (TumorCP), "
                                    "scaled to the receiving kidney, turned and grey-matched",
                                    metavar="SHARE", range=(0.0, 1.0))
+    pasted_inside: bool = setting(False, "augmentation", "segmenting models: pasted tumors cut to the receiving "
+                                  "kidney grown by 2 px (no pasted tumor pixel, kidney region to the kidney finder, "
+                                  "in the fat or a neighbouring organ)")
     unenhanced: float = setting(0.0, "augmentation", "segmenting models: share of masked crops whose kidneys are "
                                 "darkened as without contrast medium, so that the kidney finder finds them there too",
                                 metavar="SHARE", range=(0.0, 1.0))

@@ -54,8 +54,9 @@ def test_synthetic_lesions_of_a_segmenting_model_are_tumors_in_its_masked_crops(
     assert segmenter_settings(config).augmentation.synthetic_tumors == 0.3
     assert segmenter_settings(replace(config, augment=False)).augmentation is None
     changed = segmenter_settings(replace(config, replacing_tumors=0.25, enhancing_tumors=0.3,
-                                         pasted_tumors=0.5)).augmentation
+                                         pasted_tumors=0.5, pasted_inside=True)).augmentation
     assert (changed.replacing_tumors, changed.enhancing_tumors, changed.pasted_tumors) == (0.25, 0.3, 0.5)
+    assert changed.pasted_inside and not segmenter_settings(config).augmentation.pasted_inside
 
 
 @pytest.mark.parametrize("recipe, synthetic, option", [("lite0-unet-zoom", 0.0, "replacing_tumors"),
@@ -65,6 +66,13 @@ def test_tumor_looks_need_a_segmenting_model_with_synthetic_tumors(masked_phanto
     config = recipe_config(recipe, str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=synthetic,
                            kidney_crop=False, device="cpu", progress=False, **{option: 0.25})
     with pytest.raises(ValueError, match="--" + option.replace("_", "-")):
+        train(config)
+
+
+def test_pasted_inside_needs_pasted_tumors(masked_phantoms, tmp_path):
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), synthetic_lesions=0.5,
+                           pasted_inside=True, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="--pasted-tumors"):
         train(config)
 
 

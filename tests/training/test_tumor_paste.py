@@ -96,3 +96,21 @@ def test_without_pasting_the_random_draws_and_the_crops_are_unchanged():
     first = cut_batch(views, masks, boxes, 64, synthetic, torch.Generator().manual_seed(3))
     second = cut_batch(views, masks, boxes, 64, synthetic, torch.Generator().manual_seed(3), _bank())
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_a_tumor_kept_inside_never_leaves_its_kidney_grown_by_the_margin():
+    """--pasted-inside: a donor larger than the receiving kidney spills into the body as drawn; kept inside, every
+    tumor pixel (kidney region to the finder) lies within the kidney grown by the margin."""
+    bank = _bank(radius=14.0)  # a tumor nearly the size of its kidney: its paste spills out
+    views, masks = (np.stack(x) for x in zip(*[_slice(seed=s) for s in range(6)]))
+    crops = torch.from_numpy(views).float().div(255).unsqueeze(1)
+    kidney = torch.from_numpy(masks == 1)
+    chosen = torch.ones(6, dtype=torch.bool)
+    margin = 2
+    grown = torch.nn.functional.max_pool2d(kidney.unsqueeze(1).float(), 2 * margin + 1, 1, margin)[:, 0] > 0
+    _, drawn = paste_tumors(crops, kidney, chosen, bank, torch.Generator().manual_seed(0))
+    out, kept = paste_tumors(crops, kidney, chosen, bank, torch.Generator().manual_seed(0), inside=margin)
+    assert (drawn & ~grown).any(), "as drawn, some pasted tumor lies outside the kidney"
+    assert kept.any() and not (kept & ~grown).any()
+    assert torch.equal(out[:, 0][~grown], crops[:, 0][~grown]), "no pixel outside the grown kidney changes"
+    assert (kept <= drawn).all(), "the same draws, cut"

@@ -83,7 +83,7 @@ def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
     spec = get_spec(config.model)
     augmentation = (ZoomAugmentation(unenhanced=config.unenhanced, synthetic_tumors=config.synthetic_lesions,
                                      replacing_tumors=config.replacing_tumors, enhancing_tumors=config.enhancing_tumors,
-                                     pasted_tumors=config.pasted_tumors)
+                                     pasted_tumors=config.pasted_tumors, pasted_inside=config.pasted_inside)
                     if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
                              zoom=Zoom(midline=config.midline_band, midline_centre=config.midline_centre),

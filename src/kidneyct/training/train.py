@@ -178,6 +178,8 @@ def _check(config: TrainConfig) -> None:
         if share > 0 and (config.synthetic_lesions <= 0 or not get_spec(config.model).maps):
             raise ValueError(f"{option} is a share of a segmenting model's synthetic tumors: it needs a "
                              "segmenting model and --synthetic-lesions above 0")
+    if config.pasted_inside and config.pasted_tumors <= 0:
+        raise ValueError("--pasted-inside cuts pasted tumors to their kidney: give --pasted-tumors above 0 too")
     if config.synthetic_lesions > 0 and config.kidney_crop:
         raise ValueError("synthetic lesions are placed by locating the kidneys in the whole body, but with the kidney "
                          "crop (the default recipe's) the cached images hold only the kidneys: add --no-kidney-crop")

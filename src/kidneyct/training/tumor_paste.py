@@ -117,7 +117,7 @@ def _cut(image: np.ndarray, centre: tuple[float, float], side: float) -> np.ndar
 
 
 def paste_tumors(crops: torch.Tensor, kidney: torch.Tensor, chosen: torch.Tensor, bank: TumorBank,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator, inside: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste a donor tumor into the kidney of each `chosen` crop.
 
     Args:
@@ -126,6 +126,9 @@ def paste_tumors(crops: torch.Tensor, kidney: torch.Tensor, chosen: torch.Tensor
         chosen: [B] which crops receive a tumor (each must show kidney).
         bank: the donors.
         generator: the draws (donor, centre, size, angle, mirror).
+        inside: when given, each pasted tumor is cut to the crop's kidney grown by this many pixels: no tumor pixel
+            (kidney region to the kidney finder) lands in the fat or a neighbouring organ. None: as drawn (a
+            median 9% of a paste's pixels fall outside its kidney on KiTS23's normal kidneys).
 
     Returns:
         The crops with the tumors blended in, and [B, S, S] booleans of the pasted tumors' pixels (False for
@@ -159,6 +162,9 @@ def paste_tumors(crops: torch.Tensor, kidney: torch.Tensor, chosen: torch.Tensor
     images = F.grid_sample(bank.images[donors], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     alpha = F.grid_sample(bank.masks[donors], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     index = torch.tensor(rows)
+    if inside is not None:
+        footprint = F.max_pool2d(kidney[index].unsqueeze(1).float(), 2 * inside + 1, stride=1, padding=inside)
+        alpha = alpha * footprint
     pasted = (images * torch.tensor(levels).view(-1, 1, 1, 1)).clamp(0, 1)
     out[index] = crops[index] * (1 - alpha) + pasted * alpha
     tumor[index] = alpha[:, 0] >= 0.5

@@ -22,6 +22,7 @@ from kidneyct.synthetic.lesions import LesionModel, render_lesions
 from kidneyct.training.tumor_paste import TumorBank, paste_tumors
 
 UNKNOWN = 255  # mask value where a slice has no mask
+PASTED_MARGIN = 2  # pixels of the crop a kept-inside pasted tumor may reach beyond its kidney (a bulging contour)
 KIDNEY_VALUES = (1, 2, 3)  # kidney, tumor and cyst are all kidney
 TUMOR_VALUE = 2
 
@@ -58,6 +59,8 @@ class ZoomAugmentation(DictRecord):
             or brighter instead of darker (small clear-cell tumors often are, in the corticomedullary phase).
         pasted_tumors: share of the inserted tumors that are real tumors of other training slices, copied in
             (kidneyct.training.tumor_paste) instead of drawn; needs a tumor bank (cut_batch's `bank`).
+        pasted_inside: pasted tumors cut to the receiving kidney grown by PASTED_MARGIN pixels (tumor_paste's
+            `inside`), so that the kidney finder never learns kidney region in the fat or the next organ.
     """
 
     rotate_degrees: float = 15.0
@@ -74,6 +77,7 @@ class ZoomAugmentation(DictRecord):
     replacing_tumors: float = 0.0
     enhancing_tumors: float = 0.0
     pasted_tumors: float = 0.0
+    pasted_inside: bool = False
 
     def lesion_model(self) -> LesionModel:
         """The synthetic tumors' model: KiTS23's sizes, with this augmentation's replacing and enhancing shares."""
@@ -143,7 +147,8 @@ def cut_batch(views: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int
             crops, cut_masks, unenhanced = _unenhance(crops, cut_masks, augmentation.unenhanced, generator)
         if augmentation.synthetic_tumors > 0:
             crops, cut_masks = _synthetic_tumors(crops, cut_masks, augmentation.synthetic_tumors, ~unenhanced, generator,
-                                                 augmentation.lesion_model(), augmentation.pasted_tumors, bank)
+                                                 augmentation.lesion_model(), augmentation.pasted_tumors, bank,
+                                                 PASTED_MARGIN if augmentation.pasted_inside else None)
         crops = _intensity(crops, augmentation, generator)
     return crops, cut_masks, unenhanced.numpy()
 
@@ -174,7 +179,7 @@ def _unenhance(crops: torch.Tensor, masks: torch.Tensor, share: float, generator
 
 def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, eligible: torch.Tensor,
                       generator: torch.Generator, model: LesionModel, pasted: float = 0.0,
-                      bank: TumorBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      bank: TumorBank | None = None, inside: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Insert a tumor into the kidney of a `share` of the `eligible` crops whose known mask shows kidney and no
     tumor: a `pasted` share of them a real tumor from `bank`, the others a synthetic one (`model`'s). The tumor's
     pixels become tumor in the mask (and so the crop's label), the kidney a replacing tumor painted over
@@ -188,7 +193,7 @@ def _synthetic_tumors(crops: torch.Tensor, masks: torch.Tensor, share: float, el
     masks = masks.clone()
     if pasted > 0 and bank is not None:  # no draw otherwise: runs without pasting repeat bit for bit
         copied = chosen & (torch.rand(len(crops), generator=generator) < pasted)
-        crops, tumor = paste_tumors(crops, kidney, copied, bank, generator)
+        crops, tumor = paste_tumors(crops, kidney, copied, bank, generator, inside)
         masks[tumor] = TUMOR_VALUE
         chosen = chosen & ~copied
         if not chosen.any():
