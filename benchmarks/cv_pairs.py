@@ -49,9 +49,8 @@ def run_numbers(folder: Path, real: Path | None = None) -> dict[str, float]:
 
 def check_pair(candidate: dict, baseline: dict, names: tuple[str, str]) -> None:
     """Both runs on the same fold assignment and training seed, or the pair is not paired."""
-    for key in ("fold_seed",):
-        if candidate["config"].get(key) != baseline["config"].get(key):
-            raise SystemExit(f"{names[0]} and {names[1]} are on different fold assignments: not a pair")
+    if candidate["config"].get("fold_seed") != baseline["config"].get("fold_seed"):
+        raise SystemExit(f"{names[0]} and {names[1]} are on different fold assignments: not a pair")
     seeds = [cv["config"]["train"].get("seed") for cv in (candidate, baseline)]
     if seeds[0] != seeds[1]:
         raise SystemExit(f"{names[0]} and {names[1]} trained with different seeds {seeds}: not a pair")
