@@ -1,6 +1,7 @@
 import csv
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -262,6 +263,63 @@ def test_resume_reuses_finished_folds_and_retrains_changed_ones(repeated_run, ph
     changed = replace_out(TrainConfig(**{**config.__dict__, "label_smoothing": 0.2}), out)
     cross_validate(CVConfig(changed, folds=2, repeats=1, bootstrap=100, resume=True))
     assert trained == [str(out / "fold-0"), str(out / "fold-1")]
+
+
+def test_resume_continues_a_fold_killed_mid_training_from_its_last_epoch(phantom_series, tmp_path, monkeypatch):
+    """A fold takes a quarter of an hour on a CPU: a run killed during fold 2's second epoch trains on from its
+    last.pt, and reports what the uninterrupted run does."""
+    import kidneyct.training.train as train_module
+
+    def config(out):
+        return TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=2,
+                           batch_size=16, device="cpu", progress=False, workers=1)
+
+    whole = cross_validate(CVConfig(config(tmp_path / "whole"), folds=2, bootstrap=50))
+    real_write = train_module.write_checkpoint
+    killed = tmp_path / "killed"
+
+    def write_then_die(checkpoint, path):
+        real_write(checkpoint, path)
+        in_fold_two = Path(path).parent == killed / "fold-1"
+        if in_fold_two and Path(path).name == "last.pt" and checkpoint.progress.epoch == 1:
+            raise KeyboardInterrupt  # the session ends
+
+    monkeypatch.setattr(train_module, "write_checkpoint", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(CVConfig(config(killed), folds=2, bootstrap=50))
+    monkeypatch.setattr(train_module, "write_checkpoint", real_write)
+    resumed = []
+    real_train = train_module.train
+    import kidneyct.experiments.cv as cv_module
+
+    monkeypatch.setattr(cv_module, "train", lambda c, resume=False, **kw: resumed.append((c.out, resume))
+                        or real_train(c, resume=resume, **kw))
+    result = cross_validate(CVConfig(config(killed), folds=2, bootstrap=50, resume=True))
+    assert resumed == [(str(killed / "fold-1"), True)]
+    history = _rows(killed / "fold-1" / "metrics.csv")
+    assert [r["epoch"] for r in history] == ["1", "2"]
+    np.testing.assert_allclose([float(r["p_Tumor"]) for r in _rows(result.out / "predictions.csv")],
+                               [float(r["p_Tumor"]) for r in _rows(whole.out / "predictions.csv")], atol=1e-5)
+
+
+def test_resume_trains_a_fold_afresh_when_its_split_changed(phantom_series, tmp_path, monkeypatch):
+    """A last.pt is continued only on the split it was trained on."""
+    from kidneyct.experiments.fold_store import interrupted_training
+
+    out = tmp_path / "fold"
+    trained = train(TrainConfig(data=str(phantom_series), out=str(out), model="seed-cnn", image_size=96, epochs=1,
+                                batch_size=16, device="cpu", progress=False, workers=1))
+    stored = read_config(trained.last_checkpoint)
+    assert interrupted_training(stored, split_unchanged=True)
+    assert not interrupted_training(stored, split_unchanged=False)
+    assert not interrupted_training(replace_out(TrainConfig(**{**stored.__dict__, "label_smoothing": 0.3}), out),
+                                    split_unchanged=True)
+
+
+def read_config(checkpoint):
+    from kidneyct.checkpoint import read_checkpoint
+
+    return read_checkpoint(checkpoint).training.config
 
 
 @pytest.fixture(scope="module")

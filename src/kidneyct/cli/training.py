@@ -48,8 +48,9 @@ def _add_cv(sub, defaults) -> None:
                    help="write OUT/ensemble.pt: the first repeat's fold models as one checkpoint (mean probability)")
     p.add_argument("--bootstrap", type=int, default=1000, help="series resamples for the 95%% intervals")
     p.add_argument("--resume", action="store_true",
-                   help="reuse the folds OUT already holds (same settings, same test images): finish a killed run "
-                        "or add repeats without training the first ones again")
+                   help="reuse the folds OUT already holds (same settings, same test images) and continue a fold killed "
+                        "mid-training from its last.pt: finish a killed run or add repeats without training the first "
+                        "ones again")
     p.add_argument("--out", default=None, help="folder (default runs/cv-<model>)")
     p.set_defaults(handler=cmd_cv)
 

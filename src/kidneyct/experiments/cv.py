@@ -32,7 +32,7 @@ from kidneyct.data.splits import (SplitFractions, fold_strata, grouped_stratifie
                                   split_strata, write_split_csv)
 from kidneyct.experiments import cv_report as report
 from kidneyct.experiments.evaluate import segmenter_logits
-from kidneyct.experiments.fold_store import FoldResult, fold_identity, load_fold, save_fold
+from kidneyct.experiments.fold_store import FoldResult, fold_identity, interrupted_training, load_fold, save_fold
 from kidneyct.inference.predictor import Predictor
 from kidneyct.labels import decide, positive_index
 from kidneyct.checkpoint.model import write_ensemble
@@ -77,7 +77,8 @@ class CVConfig:
         keep_models: write `out/ensemble.pt`, the first repeat's fold models as one checkpoint.
         bootstrap: resamples of series for the intervals.
         resume: reuse each fold already finished in `train.out` with the same settings and test images (to
-            add repeats to a finished run, or finish one that was killed) instead of training it again.
+            add repeats to a finished run, or finish one that was killed) instead of training it again, and
+            continue a fold killed mid-training from its last.pt (same settings, same split).
     """
 
     train: TrainConfig
@@ -219,10 +220,17 @@ def _train_fold(config: CVConfig, plan: FoldPlan, repeat: int, k: int, folder: P
     folder.mkdir(parents=True, exist_ok=True)
     by_split = {name: [plan.samples[i] for i in index] for name, index in fold_split(config, plan, repeat, k).items()}
     split_csv = folder / f"fold-{SPLIT_CSV}"
+    written_before = split_csv.read_bytes() if split_csv.exists() else None
     write_split_csv(split_csv, csv_roots(plan.data.catalogue), plan.classes, by_split)
     log.info("repeat %d, fold %d/%d: train %d, val %d, test %d images", repeat, k + 1, plan.n_folds,
              *(len(by_split[n]) for n in ("train", "val", "test")))
-    trained = train(replace(base, out=str(folder), split="grouped", split_file=str(split_csv)), feature_memo=memo)
+    fold_config = replace(base, out=str(folder), split="grouped", split_file=str(split_csv))
+    # A fold killed mid-training continues from its last epoch (training repeats an uninterrupted run exactly).
+    resume = config.resume and interrupted_training(fold_config, written_before == split_csv.read_bytes())
+    if resume:
+        log.info("repeat %d, fold %d: continuing its interrupted training from %s", repeat, k + 1,
+                 RunFolder(folder).last)
+    trained = train(fold_config, resume=resume, feature_memo=memo)
     return evaluate_fold(config, plan, repeat, k, trained.best_checkpoint, started, memo)
 
 

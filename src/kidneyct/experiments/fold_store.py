@@ -4,7 +4,7 @@ A cross-validation takes hours on a CPU and sessions end abruptly; adding repeat
 train its first repeat again. A fold is reused only when it was trained with the same settings (runtime ones
 aside) and tested on exactly the same images, so a resumed run reports what an uninterrupted one would. A setting
 added to kidneyct after a fold was stored matches it at its default: new options are built so that their default
-trains as before.
+trains as before. A fold killed mid-training continues from its last.pt when its settings and split are the same.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kidneyct.checkpoint import read_checkpoint
 from kidneyct.config import RUNTIME_FIELDS, TrainConfig
 from kidneyct.io.atomic import atomic_write
+from kidneyct.run_folder import RunFolder
 
 FOLD_RESULT = "fold-result.json"
 FOLD_MASKS = "fold-masks.npz"  # a segmenting model's predicted label maps of the test slices
@@ -58,6 +60,26 @@ def same_experiment(stored: dict, identity: dict) -> bool:
              if name not in known and name in defaults and value == defaults[name]}
     current["settings"] = {name: value for name, value in settings.items() if name not in added}
     return stored == current
+
+
+def interrupted_training(config: TrainConfig, split_unchanged: bool) -> bool:
+    """Whether the fold folder `config.out` holds this fold's training cut short (a fold takes a quarter of an
+    hour on a CPU): a last.pt with training state, trained with the same settings (runtime ones aside) on the
+    same split file (`split_unchanged`: its rows as written now)."""
+    last = RunFolder(config.out).last
+    if not (split_unchanged and last.exists()):
+        return False
+    try:
+        previous = read_checkpoint(last)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        log.warning("%s: unreadable (%s); training the fold from its start", last, error)
+        return False
+    if previous.resume is None or previous.training is None or previous.training.config is None:
+        return False
+    if not same_experiment(fold_identity(previous.training.config, []), fold_identity(config, [])):
+        log.warning("%s: trained with other settings; training the fold from its start", last)
+        return False
+    return True
 
 
 def save_fold(folder: Path, identity: dict, result: FoldResult) -> None:
