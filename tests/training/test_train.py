@@ -24,6 +24,19 @@ def test_training_writes_checkpoints_history_split_and_config(trained_run):
     assert {r["label"] for r in split_rows} == {"Tumor", "Normal"}
 
 
+def test_no_test_split_trains_on_all_but_the_validation_split(phantom_png, tmp_path):
+    """The shipped model's training: every series in train or val, none held back; the checkpoint says so."""
+    result = train(TrainConfig(data=str(phantom_png), out=str(tmp_path / "all"), model="seed-cnn", image_size=96,
+                               epochs=1, batch_size=16, device="cpu", progress=False, workers=1, test_fraction=0.0,
+                               body_crop=False))
+    split_rows = list(csv.DictReader(open(result.out / "split.csv")))
+    in_classes = [f for name in ("Tumor", "Normal") for f in (phantom_png / name).iterdir()
+                  if not f.name.endswith(".mask.png")]
+    assert {r["split"] for r in split_rows} == {"train", "val"} and len(split_rows) == len(in_classes)
+    sizes = read_checkpoint(result.best_checkpoint).data.split_sizes
+    assert not sizes.get("test") and sizes["train"] > sizes["val"] > 0
+
+
 def test_resume_continues_from_last_checkpoint(trained_run, tmp_path):
     import shutil
 
