@@ -57,6 +57,22 @@ def test_the_span_is_grown_by_the_margin_in_slices_from_the_spacing():
     assert not any(s.in_scope for s in nothing) and nothing[0].reason == "no kidney found in this series"
 
 
+def test_a_find_farther_from_the_kidneys_than_they_reach_does_not_stretch_the_span():
+    """One false kidney on a pelvis slice 20 cm below the kidneys: out of scope, and the slices between stay out;
+    a kidney whose middle the finder missed stays one span; without positions every find counts."""
+    gate = ScopeGate(PREP, ScopeSettings(margin_mm=6.0, margin_slices=1, kidney_extent_mm=200.0))
+    flat = np.zeros((8, 8), np.float32)
+    slices = [CTSlice(flat, True, "x", index=i, position=i * 5.0) for i in range(100)]
+    kidneys = set(range(50, 76)) - set(range(58, 64))  # 13 cm of kidney, a 3 cm stretch missed (a large tumor)
+    looks = [Look(i in kidneys or i == 10, True, None) for i in range(100)]
+    scopes = gate.series(slices, looks)
+    assert [i for i, s in enumerate(scopes) if s.in_scope] == list(range(49, 77))
+    assert scopes[10].located and "false find" in scopes[10].reason and "50-75" in scopes[10].reason
+    assert "inside the kidney span" in scopes[60].reason
+    unplaced = [CTSlice(flat, True, "x", index=i) for i in range(100)]
+    assert [i for i, s in enumerate(gate.series(unplaced, looks)) if s.in_scope] == list(range(9, 77))
+
+
 def test_a_segmenting_models_series_keeps_the_span_its_kidney_map_found_in_scope():
     """A polar mass or a small pole the kidney map does not find stays in scope between the slices where it found
     kidney, grown by the margin; single slices are judged alone; a series where the map found nothing is out."""
@@ -76,6 +92,15 @@ def test_a_segmenting_models_series_keeps_the_span_its_kidney_map_found_in_scope
     assert "no kidney in the model's kidney map" in scopes[12].reason
     alone = judge.scopes(slices, False, None, kidney_fraction=shares)
     assert [i for i, s in enumerate(alone) if s.in_scope] == [4, 5, 8]
+    far = [CTSlice(flat, True, "x", index=i, position=i * 20.0) for i in range(14)]  # 12: 8 cm past 8, 16 past 4
+    far_shares = shares.copy()
+    far_shares[12] = 0.02
+    assert [i for i, s in enumerate(judge.scopes(far, True, None, kidney_fraction=far_shares)) if s.in_scope] == \
+        list(range(3, 14))  # within 20 cm: one span
+    judge.gate.settings = ScopeSettings(margin_mm=6.0, margin_slices=1, kidney_extent_mm=150.0)
+    narrow = judge.scopes(far, True, None, kidney_fraction=far_shares)
+    assert [i for i, s in enumerate(narrow) if s.in_scope] == [3, 4, 5, 6, 7, 8, 9]
+    assert "false find" in narrow[12].reason
     assert not any(s.in_scope for s in judge.scopes(slices, True, None, kidney_fraction=np.zeros(14)))
 
 

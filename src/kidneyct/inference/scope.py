@@ -2,9 +2,11 @@
 kidneys; a whole series also holds pelvis, liver and chest slices, where its probabilities mean nothing.
 
 - A series or volume (ordered slices): slices where the anatomical kidney locator finds a kidney are in
-  scope, and so is the span from the first to the last of them grown by a margin (about 10 mm), because a
-  tumor distorts the kidney it grows in and the locator then misses it. No located slice at all: the series
-  is out of scope and gets no call.
+  scope, and so is the span from the first to the last of them grown by a margin (6 mm by default), because a
+  tumor distorts the kidney it grows in and the locator then misses it. Found kidneys farther from the rest
+  than kidneys reach (`kidney_extent_mm`, when the slice positions are known) are false finds and out of
+  scope, so that one find on a pelvis slice does not pull every slice up to the kidneys into scope. No located
+  slice at all: the series is out of scope and gets no call.
 - A single slice (a JPG export): in scope when a kidney is located, or else when the model's penultimate
   features lie within the distance to the training slices that the checkpoint's validation slices keep to.
 - A cut that is not axial is out of scope.
@@ -82,6 +84,19 @@ class ScopeGate:
                 return max(1, round(self.settings.margin_mm / spacing))
         return self.settings.margin_slices
 
+    def kidney_stretch(self, slices: list[CTSlice], located: list[int]) -> list[int]:
+        """The located slices (positions in `slices`, ascending) that lie within `kidney_extent_mm` of each other
+        and hold the most of them (ties: the most compact); all of them when the slice positions are unknown."""
+        positions = [slices[i].position for i in located]
+        if len(located) < 2 or any(p is None for p in positions):
+            return located
+        along = np.abs(np.asarray(positions, np.float64) - positions[0])  # slices are in anatomical order
+        ends = np.searchsorted(along, along + self.settings.kidney_extent_mm, side="right")
+        counts = ends - np.arange(len(located))
+        extents = along[ends - 1] - along
+        start = min(np.flatnonzero(counts == counts.max()), key=lambda k: extents[k])
+        return located[start:ends[start]]
+
     def series(self, slices: list[CTSlice], looks: list[Look]) -> list[SliceScope]:
         """Scope of each slice of one series or volume, `slices` in anatomical order with their `looks`."""
         located = [i for i, look in enumerate(looks) if look.located]
@@ -89,14 +104,19 @@ class ScopeGate:
             return [SliceScope(False, NOT_AXIAL if not look.axial else NO_KIDNEY_IN_SERIES, False, look.brightness)
                     for look in looks]
         margin = self.margin(slices)
-        first, last = located[0], located[-1]
+        kept = self.kidney_stretch(slices, located)
+        first, last = kept[0], kept[-1]
         span = f"kidneys located on slices {_index(slices, first)}-{_index(slices, last)}, margin {margin} slices"
         scopes = []
         for i, look in enumerate(looks):
             if not look.axial:
                 scopes.append(SliceScope(False, NOT_AXIAL, False, look.brightness))
-            elif look.located:
+            elif look.located and first <= i <= last:
                 scopes.append(SliceScope(True, "kidney located", True, look.brightness))
+            elif look.located:
+                scopes.append(SliceScope(False, f"kidney-like find more than {self.settings.kidney_extent_mm:.0f} mm "
+                                                f"from where this series' kidneys lie ({span}): taken as a false "
+                                                "find, out of scope", True, look.brightness))
             elif first - margin <= i <= last + margin:
                 scopes.append(SliceScope(True, f"inside the kidney span ({span})", False, look.brightness))
             else:
@@ -175,7 +195,10 @@ class InputJudge:
         """A series' scopes by its kidney map: each slice's own, and the series gate's span between the first and
         last slice where the map found a kidney (grown by its margin) for the slices the map alone left out."""
         spanned = self.gate.series(slices, [Look(scope.located, True, None) for scope in found])
-        return [own if own.in_scope or not span.in_scope else span for own, span in zip(found, spanned)]
+        # Inside the span a slice keeps the map's own reason when it found kidney; outside it, a find is dropped
+        # (too far from the series' kidneys) and a slice without one keeps its own reason.
+        return [(own if own.in_scope else span) if span.in_scope else (span if own.in_scope else own)
+                for own, span in zip(found, spanned)]
 
     def slice_warnings(self, image: np.ndarray, look: Look, hu: bool) -> list[str]:
         """Intensity warnings for one slice on its own (its model input `image` and what the locator saw)."""

@@ -34,6 +34,11 @@ class ScopeSettings(DictRecord):
     # that is one slice.
     margin_mm: float = 6.0
     margin_slices: int = 1  # the same when the slice spacing is unknown
+    # The longest stretch along the body the kidneys of one study occupy (two kidneys of about 11-13 cm, one lower
+    # than the other, and room for a large polar mass). A kidney found beyond the window of this length that holds
+    # the most found slices is a false find (the kidney map finds "kidney" on some thigh, pelvis and liver-dome
+    # slices): it would otherwise stretch the span over every slice between it and the kidneys.
+    kidney_extent_mm: float = 200.0
 
 
 @dataclass
