@@ -5,8 +5,9 @@ how its card describes it. Change SPEC (and rerun `make model`) when the default
     python benchmarks/shipped_model.py --work runs/shipped-model
 
 Writes src/kidneyct/weights/default.pt (fp16 weights, model card inside), default.onnx (its export) and
-docs/model-card.md. About 25 minutes on 2 CPU cores (every patient but a validation split). CI does not run it: the built files are committed.
-`--reuse --work RUN` packages a finished run instead (the shipped weights: fold 0 of CV_COMMAND's run).
+docs/model-card.md: the recipe trained on every patient but a validation split, about 25 minutes on 2 CPU cores.
+CI does not run it: the built files are committed. `--reuse --work RUN` packages a finished run instead (the
+shipped weights before 2026-12-07 were fold 0 of CV_COMMAND's run).
 `--card-only` writes SPEC's summary and limitations into the shipped model's card (weights and measurements kept)
 and exports it again: for a card found wrong.
 """

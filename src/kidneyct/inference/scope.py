@@ -195,10 +195,9 @@ class InputJudge:
         """A series' scopes by its kidney map: each slice's own, and the series gate's span between the first and
         last slice where the map found a kidney (grown by its margin) for the slices the map alone left out."""
         spanned = self.gate.series(slices, [Look(scope.located, True, None) for scope in found])
-        # Inside the span a slice keeps the map's own reason when it found kidney; outside it, a find is dropped
-        # (too far from the series' kidneys) and a slice without one keeps its own reason.
-        return [(own if own.in_scope else span) if span.in_scope else (span if own.in_scope else own)
-                for own, span in zip(found, spanned)]
+        # Where they agree the map's own reason stands; where they differ the series decides: a slice inside the
+        # span that the map left out comes in, a find too far from the series' kidneys goes out.
+        return [own if own.in_scope == span.in_scope else span for own, span in zip(found, spanned)]
 
     def slice_warnings(self, image: np.ndarray, look: Look, hu: bool) -> list[str]:
         """Intensity warnings for one slice on its own (its model input `image` and what the locator saw)."""
