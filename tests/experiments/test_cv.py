@@ -268,6 +268,7 @@ def test_resume_reuses_finished_folds_and_retrains_changed_ones(repeated_run, ph
 def test_resume_continues_a_fold_killed_mid_training_from_its_last_epoch(phantom_series, tmp_path, monkeypatch):
     """A fold takes a quarter of an hour on a CPU: a run killed during fold 2's second epoch trains on from its
     last.pt, and reports what the uninterrupted run does."""
+    import kidneyct.experiments.cv as cv_module
     import kidneyct.training.train as train_module
 
     def config(out):
@@ -290,8 +291,6 @@ def test_resume_continues_a_fold_killed_mid_training_from_its_last_epoch(phantom
     monkeypatch.setattr(train_module, "write_checkpoint", real_write)
     resumed = []
     real_train = train_module.train
-    import kidneyct.experiments.cv as cv_module
-
     monkeypatch.setattr(cv_module, "train", lambda c, resume=False, **kw: resumed.append((c.out, resume))
                         or real_train(c, resume=resume, **kw))
     result = cross_validate(CVConfig(config(killed), folds=2, bootstrap=50, resume=True))
@@ -302,7 +301,7 @@ def test_resume_continues_a_fold_killed_mid_training_from_its_last_epoch(phantom
                                [float(r["p_Tumor"]) for r in _rows(whole.out / "predictions.csv")], atol=1e-5)
 
 
-def test_resume_trains_a_fold_afresh_when_its_split_changed(phantom_series, tmp_path, monkeypatch):
+def test_resume_trains_a_fold_afresh_when_its_split_changed(phantom_series, tmp_path):
     """A last.pt is continued only on the split it was trained on."""
     from kidneyct.experiments.fold_store import interrupted_training
 
