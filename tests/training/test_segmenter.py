@@ -144,3 +144,12 @@ def test_the_tumor_bank_holds_the_training_splits_tumors_only_when_pasting():
     assert trainer(0.0).bank is None
     bank = trainer(0.5).bank
     assert len(bank) == 1 and bank.masks[0].sum() > 0
+
+
+def test_a_segmenting_run_with_imagenet_weights_resumes(masked_phantoms, tmp_path):
+    """Its early encoder stages are frozen: the resumed optimizer must see the same trainable parameters."""
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "run"), image_size=64, epochs=1,
+                           batch_size=8, classes="tumor,normal", device="cpu", progress=False, workers=1)
+    train(config)
+    result = train(replace(config, epochs=2), resume=True, extend_epochs=2)
+    assert [h.epoch for h in result.history] == [1, 2]

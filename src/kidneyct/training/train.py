@@ -303,7 +303,9 @@ def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -
         RunFolder(out).config_json.write_text(json.dumps({"train": config.to_dict(), "model": model_config.to_dict(),
                                                      "preprocessing": prep.to_dict()}, indent=2))
     seed_everything(config.seed)
-    model = create_model(model_config, load_pretrained=previous is None).to(ctx.device)
+    # Pretrained weights load on resume too: which layers a model freezes follows its weights (lite0-unet's
+    # early stages), and the optimizer state being restored is for exactly the parameters trained then.
+    model = create_model(model_config).to(ctx.device)
     model = model.to(memory_format=torch.channels_last)  # faster on CPU (oneDNN) and CUDA alike
     lr = settings.learning_rate(config)
     if lr != config.lr:
