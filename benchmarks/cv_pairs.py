@@ -6,6 +6,9 @@ lies within the seed spread (docs/experiments.md).
         --real runs/cv-new=benchmarks/results/kidney-finder-real-new.json ... --out F.json
 
 Each pair is CANDIDATE:BASELINE, two finished `kidneyct cv` folders on the same folds and training seed (checked).
+A baseline may be several runs joined by "+" (ENSEMBLE:A+B): its numbers are their mean, what shipping one of them
+is worth on average, and the candidate must be the ensemble of exactly those runs (`benchmarks/cv_ensemble.py`,
+its members.json; checked).
 The numbers are cv_repeats.NUMBERS from each folder's cv.json, the KiTS23 scope shares of benchmarks/cv_scope.py
 (NoKidney slices, and Normal, Tumor and Cyst slices together: slices with a kidney) from the folds' kidney shares,
 and with `--real RUN=JSON` (benchmarks/kidney_finder_real.py per fold model, merged as {"folds": {K: ...}}) the
@@ -44,13 +47,31 @@ def run_numbers(folder: Path, real: Path | None = None) -> dict[str, float]:
     if real is not None:
         folds = json.loads(real.read_text())["folds"].values()
         numbers["no-kidney DICOM slices taken for kidney"] = sum(fold["dicom_no_kidney"]["found"] for fold in folds)
+        nifti = [fold["nifti"]["kidney_slices_found"] for fold in folds if "nifti" in fold]
+        numbers["unenhanced NIfTI kidney slices found (%)"] = 100 * sum(nifti) / len(nifti) if nifti else math.nan
     return numbers
 
 
-def check_pair(candidate: dict, baseline: dict, names: tuple[str, str]) -> None:
-    """Both runs on the same fold assignment and training seed, or the pair is not paired."""
+def mean_numbers(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per number, the mean over runs (nan where any run lacks it)."""
+    return {number: sum(run.get(number, math.nan) for run in runs) / len(runs) for number in runs[0]}
+
+
+def check_members(candidate: Path, baselines: list[Path]) -> None:
+    """A baseline of several runs is compared only with the ensemble of exactly those runs."""
+    listed = candidate / "members.json"
+    members = json.loads(listed.read_text())["members"] if listed.exists() else []
+    if sorted(Path(m).resolve() for m in members) != sorted(b.resolve() for b in baselines):
+        raise SystemExit(f"{candidate} is not the ensemble of {' + '.join(map(str, baselines))} "
+                         f"(its members.json lists {members or 'nothing'}): not a pair")
+
+
+def check_pair(candidate: dict, baseline: dict, names: tuple[str, str], same_seed: bool = True) -> None:
+    """Both runs on the same fold assignment and (`same_seed`) training seed, or the pair is not paired."""
     if candidate["config"].get("fold_seed") != baseline["config"].get("fold_seed"):
         raise SystemExit(f"{names[0]} and {names[1]} are on different fold assignments: not a pair")
+    if not same_seed:
+        return
     seeds = [cv["config"]["train"].get("seed") for cv in (candidate, baseline)]
     if seeds[0] != seeds[1]:
         raise SystemExit(f"{names[0]} and {names[1]} trained with different seeds {seeds}: not a pair")
@@ -70,7 +91,7 @@ def pairs_table(pairs: list[tuple[dict[str, float], dict[str, float]]]) -> list[
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pairs", nargs="+", help="CANDIDATE_DIR:BASELINE_DIR, finished cv folders on the same folds")
+    parser.add_argument("pairs", nargs="+", help="CANDIDATE_DIR:BASELINE_DIR[+BASELINE_DIR...], finished cv folders on the same folds")
     parser.add_argument("--real", action="append", default=[], metavar="RUN=JSON",
                         help="a run's kidney_finder_real results over its fold models")
     parser.add_argument("--out", type=Path, default=None)
@@ -78,9 +99,17 @@ def main(argv=None) -> list[dict]:
     real = {Path(run): Path(path) for run, path in (item.split("=", 1) for item in args.real)}
     measured = []
     for pair in args.pairs:
-        candidate, baseline = (Path(part) for part in pair.split(":", 1))
-        check_pair(*(json.loads((p / "cv.json").read_text()) for p in (candidate, baseline)), (str(candidate), str(baseline)))
-        measured.append(tuple(run_numbers(p, real.get(p)) for p in (candidate, baseline)))
+        candidate_part, baseline_part = pair.split(":", 1)
+        candidate, baselines = Path(candidate_part), [Path(part) for part in baseline_part.split("+")]
+        cvs = [json.loads((p / "cv.json").read_text()) for p in (candidate, *baselines)]
+        if len(baselines) == 1:
+            check_pair(*cvs, (str(candidate), str(baselines[0])))
+        else:  # an ensemble and its members: other seeds by design, the same folds
+            check_members(candidate, baselines)
+            for cv, baseline in zip(cvs[1:], baselines):
+                check_pair(cvs[0], cv, (str(candidate), str(baseline)), same_seed=False)
+        measured.append((run_numbers(candidate, real.get(candidate)),
+                         mean_numbers([run_numbers(p, real.get(p)) for p in baselines])))
     table = pairs_table(measured)
     print("| number | " + " | ".join(f"pair {i + 1}: candidate / baseline (difference)" for i in range(len(measured)))
           + " | mean difference |")

@@ -33,13 +33,32 @@ def test_runs_on_other_folds_or_seeds_are_not_a_pair(benchmark_script):
 def test_a_run_gives_its_cv_numbers_its_scope_and_its_real_scan_finds(segmenting_cv, benchmark_script, tmp_path):
     module = benchmark_script("cv_pairs")
     real = tmp_path / "real.json"
-    real.write_text(json.dumps({"folds": {str(k): {"dicom_no_kidney": {"slices": 20, "found": k}} for k in range(5)}}))
+    real.write_text(json.dumps({"folds": {str(k): {"dicom_no_kidney": {"slices": 20, "found": k},
+                                                   "nifti": {"kidney_slices_found": 0.5 + 0.1 * k}} for k in range(5)}}))
     numbers = module.run_numbers(segmenting_cv, real)
     cv = json.loads((segmenting_cv / "cv.json").read_text())
     expected = {e["number"]: e["runs"][0] for e in module.cv_repeats.repeats_table([cv])}
     for name, value in expected.items():
         assert numbers[name] == pytest.approx(value, nan_ok=True), name
     assert numbers["no-kidney DICOM slices taken for kidney"] == 10
+    assert numbers["unenhanced NIfTI kidney slices found (%)"] == pytest.approx(70.0)  # mean over fold models
     assert math.isnan(numbers["KiTS23 NoKidney slices in scope (%)"])  # phantoms: no KiTS23 source
     table = module.pairs_table([(numbers, numbers)])
     assert all(entry["mean_difference"] == 0 or math.isnan(entry["mean_difference"]) for entry in table)
+
+
+def test_an_ensemble_is_compared_with_the_mean_of_exactly_its_members(benchmark_script, tmp_path):
+    module = benchmark_script("cv_pairs")
+    assert module.mean_numbers([{"auc": 0.70, "dice": 0.30}, {"auc": 0.80, "dice": math.nan}]) == pytest.approx(
+        {"auc": 0.75, "dice": math.nan}, nan_ok=True)
+    ensemble, first, second, other = (tmp_path / name for name in ("ens", "a", "b", "c"))
+    ensemble.mkdir()
+    (ensemble / "members.json").write_text(json.dumps({"members": [str(first), str(second)]}))
+    module.check_members(ensemble, [second, first])  # the order does not matter
+    with pytest.raises(SystemExit, match="not the ensemble of"):
+        module.check_members(ensemble, [first, other])
+    with pytest.raises(SystemExit, match="lists nothing"):
+        module.check_members(first, [first, second])  # a plain run is nobody's ensemble
+    module.check_pair(_cv(1, 0), _cv(1, 1), ("ens", "b"), same_seed=False)  # members differ in seed by design
+    with pytest.raises(SystemExit, match="different fold assignments"):
+        module.check_pair(_cv(1, 0), _cv(0, 1), ("ens", "b"), same_seed=False)
