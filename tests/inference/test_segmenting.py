@@ -133,8 +133,9 @@ def test_an_image_with_no_kidney_is_out_of_scope(blind_segmenter, inputs):
     image, volume = predictor.run([inputs["pngs"] / "slice-0.png", inputs["volume"]])
     (row,) = image.slices
     assert not row.in_scope and row.call is None and row.areas is None
-    assert "no kidney in the model's kidney map" in row.scope_reason
+    assert "no kidney in the model's kidney map" in row.scope_reason and "not assessed" in row.scope_reason
     assert volume.tumor is None and volume.rule == NO_SCOPE and volume.in_scope_slices == []
+    assert "not a negative result" in volume.rule  # a mass that replaced the kidney is not found as kidney either
 
 
 def test_predict_writes_masks_on_each_inputs_grid(segmenter, inputs, by_api, tmp_path):

@@ -152,7 +152,8 @@ def kidney_map_scope(fraction: float, least: float) -> SliceScope:
     share = f"{fraction:.2%} of the body view"
     if fraction >= least:
         return SliceScope(True, f"kidney found by the model's kidney map ({share} >= {least:.2%})", True)
-    return SliceScope(False, f"no kidney in the model's kidney map ({share} < {least:.2%}): out of scope")
+    return SliceScope(False, f"no kidney in the model's kidney map ({share} < {least:.2%}): out of scope, not "
+                             "assessed")
 
 
 class InputJudge:

@@ -94,7 +94,8 @@ def study_score(slice_probs, in_scope=None, rule: StudyRule = DEFAULT_RULE) -> S
     return StudyScore(probability, sorted(int(i) for i in driving), len(chosen))
 
 
-NO_SCOPE = "no kidney found in this series: out of scope, no call"
+# Said with every no-call: a mass that has taken the kidney's place is not found as kidney either.
+NO_SCOPE = "no kidney found in this series: out of scope, no call (not assessed, not a negative result)"
 
 
 @dataclass(frozen=True)
