@@ -91,7 +91,8 @@ def pairs_table(pairs: list[tuple[dict[str, float], dict[str, float]]]) -> list[
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pairs", nargs="+", help="CANDIDATE_DIR:BASELINE_DIR[+BASELINE_DIR...], finished cv folders on the same folds")
+    parser.add_argument("pairs", nargs="+",
+                        help="CANDIDATE_DIR:BASELINE_DIR[+BASELINE_DIR...], finished cv folders on the same folds")
     parser.add_argument("--real", action="append", default=[], metavar="RUN=JSON",
                         help="a run's kidney_finder_real results over its fold models")
     parser.add_argument("--out", type=Path, default=None)
