@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 import torch
@@ -59,3 +60,12 @@ def test_resume_without_last_checkpoint_fails_clearly(tmp_path, phantom_png):
 def test_class_weights_balance_the_loss():
     weights = class_weights(torch.tensor([0, 0, 0, 1]).numpy(), 2)
     assert torch.allclose(weights * torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0]))
+
+
+def test_epoch_log_says_when_validation_was_not_measured():
+    from kidneyct.training.train import _validation_words
+
+    skipped = _validation_words({"loss": math.nan, "accuracy": math.nan, "macro_f1": math.nan})
+    assert "nan" not in skipped and "not measured" in skipped
+    measured = _validation_words({"loss": 0.25, "accuracy": 0.9, "macro_f1": 0.875})
+    assert "0.2500" in measured and "0.8750" in measured

@@ -432,8 +432,8 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
         improved = epoch == config.epochs
         if improved:
             state.best_epoch = epoch
-    log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val macro-F1 %.4f (%.0f img/s)",
-             epoch, stats.loss, val["loss"], val["accuracy"], val["macro_f1"], stats.seen / seconds)
+    log.info("epoch %d: train loss %.4f, %s (%.0f img/s)", epoch, stats.loss, _validation_words(val),
+             stats.seen / seconds)
     if improved:
         run.best_weights = run.weights()
     if run.ctx.is_main:  # while training goes on: uncalibrated, so that an interrupted run can resume
@@ -441,6 +441,13 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
             write_checkpoint(run.checkpoint(run.best_weights), run.folder.best)
         write_checkpoint(run.checkpoint(run.weights(), run.resume_state()), run.folder.last)
         _write_history(run.folder.history_csv, state.history)
+
+
+def _validation_words(val: dict) -> str:
+    """The epoch's validation numbers for the log; a segmenting model measures them only on some epochs."""
+    if math.isnan(val["loss"]):
+        return "validation not measured this epoch"
+    return f"val loss {val['loss']:.4f}, val acc {val['accuracy']:.4f}, val macro-F1 {val['macro_f1']:.4f}"
 
 
 def _record(state: Progress, epoch: int, stats, val: dict, seconds: float, lr: float, patience: int) -> bool:
