@@ -3,6 +3,7 @@ class) that the scope gate would pass, from the label maps a `kidneyct cv` run k
 
     python benchmarks/cv_scope.py runs/cv-seg            # -> benchmarks/results/cv-scope.json
     python benchmarks/cv_scope.py runs/cv-seg --sweep 0.001 0.002 0.005 0.01   # also the gate's trade-off
+    python benchmarks/cv_scope.py runs/cv-seg --list NoKidney   # also which slices without a kidney it lets in
 
 A slice is in scope when the fold model's overview calls at least its `segmentation.min_kidney_fraction` of the
 body view kidney: what `predict` applies. Each fold keeps that share of its test slices (`kidney_fraction` in
@@ -71,6 +72,26 @@ def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
     return dict(table)
 
 
+def slices_in_scope(cv_folder: Path, origin: str) -> list[dict]:
+    """The first repeat's test slices of true class `origin` (e.g. NoKidney) that their fold model's gate lets in:
+    path, fold, kidney share, the gate, and p(Tumor) as `kidneyct cv` predicted it (a slice's own audit)."""
+    with open(cv_folder / "predictions.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["repeat"] == "0"]
+    tumor_column = next(name for name in rows[0] if name.lower() == "p_tumor") if rows else None
+    by_fold = defaultdict(list)
+    for row in rows:
+        by_fold[int(row["fold"])].append(row)
+    listed = []
+    for fold, fold_rows in sorted(by_fold.items()):
+        shares, gate = fold_kidney_share(fold_dir(cv_folder, 0, fold))
+        for row, share in zip(fold_rows, shares):
+            if (row["origin"] or row["label"]) == origin and share >= gate:
+                listed.append({"path": row["path"], "source": row["source"], "fold": fold,
+                               "kidney_share": round(float(share), 4), "gate": gate,
+                               "p_tumor": round(float(row[tumor_column]), 3)})
+    return listed
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cv_folder", type=Path)
@@ -79,12 +100,17 @@ def main(argv=None) -> dict:
                         help="also the in-scope shares at these gates (kidney share of the body view): the trade-off "
                              "between slices without and with a kidney, out of fold (a description, not a choice: "
                              "a gate picked here would be tuned on the test folds)")
+    parser.add_argument("--list", metavar="CLASS", dest="list_origin",
+                        help="also name the slices of this true class (e.g. NoKidney) that the gate lets in, with "
+                             "their kidney share and p(Tumor)")
     args = parser.parse_args(argv)
     sweep = " --sweep " + " ".join(f"{g:g}" for g in args.sweep) if args.sweep else ""
     result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}{sweep}", "cv": str(args.cv_folder),
               "scope": scope_table(args.cv_folder)}
     if args.sweep:
         result["sweep"] = {f"{gate:g}": scope_table(args.cv_folder, gate) for gate in args.sweep}
+    if args.list_origin:
+        result["in_scope_slices"] = {args.list_origin: slices_in_scope(args.cv_folder, args.list_origin)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for source, origins in result["scope"].items():
@@ -94,6 +120,10 @@ def main(argv=None) -> dict:
         shares = ", ".join(f"{source} {origin} {entry['in_scope']:.3f}" for source, origins in table.items()
                            for origin, entry in origins.items() if source != "kaggle")
         print(f"gate {gate}: {shares}")
+    for origin, listed in result.get("in_scope_slices", {}).items():
+        for entry in listed:
+            print(f"in scope, {origin}: {entry['path']} (fold {entry['fold']}, kidney share {entry['kidney_share']:.4f} "
+                  f">= {entry['gate']:g}, p(Tumor) {entry['p_tumor']:.2f})")
     return result
 
 

@@ -38,3 +38,14 @@ def test_a_fold_stored_without_kidney_shares_is_refused(segmenting_cv, benchmark
     (folder / "fold-result.json").write_text(json.dumps({**record, "kidney_fraction": None}))
     with pytest.raises(ValueError, match="retest its run unchanged"):
         module.fold_scope(folder)
+
+
+def test_listed_slices_are_the_ones_the_table_counts_in_scope(segmenting_cv, benchmark_script):
+    """--list names exactly the slices of a class that the scope table counts in scope, each at or above its gate."""
+    module = benchmark_script("cv_scope")
+    table = module.scope_table(segmenting_cv)
+    for source, origins in table.items():
+        for origin, entry in origins.items():
+            listed = [row for row in module.slices_in_scope(segmenting_cv, origin) if (row["source"] or "all") == source]
+            assert len(listed) == round(entry["slices"] * entry["in_scope"]), (source, origin)
+            assert all(row["kidney_share"] >= row["gate"] - 1e-4 and 0.0 <= row["p_tumor"] <= 1.0 for row in listed)
