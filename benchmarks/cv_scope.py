@@ -105,7 +105,8 @@ def main(argv=None) -> dict:
                              "their kidney share and p(Tumor)")
     args = parser.parse_args(argv)
     sweep = " --sweep " + " ".join(f"{g:g}" for g in args.sweep) if args.sweep else ""
-    result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}{sweep}", "cv": str(args.cv_folder),
+    listing = f" --list {args.list_origin}" if args.list_origin else ""
+    result = {"command": f"python benchmarks/cv_scope.py {args.cv_folder}{sweep}{listing}", "cv": str(args.cv_folder),
               "scope": scope_table(args.cv_folder)}
     if args.sweep:
         result["sweep"] = {f"{gate:g}": scope_table(args.cv_folder, gate) for gate in args.sweep}
