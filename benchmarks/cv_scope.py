@@ -49,23 +49,30 @@ def fold_scope(folder: Path, threshold: float | None = None) -> np.ndarray:
     return share >= (own if threshold is None else threshold)
 
 
-def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
-    """{source: {true class (origin): {"slices": n, "in_scope": share}}} over the first repeat's folds, at each
-    fold model's own gate or at `threshold` (a share of the body view)."""
+def first_repeat_folds(cv_folder: Path):
+    """Per fold of the first repeat: (fold, its test rows of predictions.csv in test order, their kidney shares,
+    the fold model's gate)."""
     with open(cv_folder / "predictions.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["repeat"] == "0"]
     by_fold = defaultdict(list)
     for row in rows:  # predictions.csv lists each fold's slices in its test order
         by_fold[int(row["fold"])].append(row)
-    counts = defaultdict(lambda: [0, 0])
     for fold, fold_rows in sorted(by_fold.items()):
-        scope = fold_scope(fold_dir(cv_folder, 0, fold), threshold)
-        if len(scope) != len(fold_rows):
-            raise ValueError(f"fold {fold}: {len(scope)} kidney shares for {len(fold_rows)} test slices")
-        for row, inside in zip(fold_rows, scope):
+        shares, gate = fold_kidney_share(fold_dir(cv_folder, 0, fold))
+        if len(shares) != len(fold_rows):
+            raise ValueError(f"fold {fold}: {len(shares)} kidney shares for {len(fold_rows)} test slices")
+        yield fold, fold_rows, shares, gate
+
+
+def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
+    """{source: {true class (origin): {"slices": n, "in_scope": share}}} over the first repeat's folds, at each
+    fold model's own gate or at `threshold` (a share of the body view)."""
+    counts = defaultdict(lambda: [0, 0])
+    for _, fold_rows, shares, gate in first_repeat_folds(cv_folder):
+        for row, share in zip(fold_rows, shares):
             key = (row["source"] or "all", row["origin"] or row["label"])
             counts[key][0] += 1
-            counts[key][1] += int(inside)
+            counts[key][1] += int(share >= (gate if threshold is None else threshold))
     table = defaultdict(dict)
     for (source, origin), (n, inside) in sorted(counts.items()):
         table[source][origin] = {"slices": n, "in_scope": round(inside / n, 3)}
@@ -75,17 +82,11 @@ def scope_table(cv_folder: Path, threshold: float | None = None) -> dict:
 def slices_in_scope(cv_folder: Path, origin: str) -> list[dict]:
     """The first repeat's test slices of true class `origin` (e.g. NoKidney) that their fold model's gate lets in:
     path, fold, kidney share, the gate, and p(Tumor) as `kidneyct cv` predicted it (a slice's own audit)."""
-    with open(cv_folder / "predictions.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["repeat"] == "0"]
-    tumor_column = next(name for name in rows[0] if name.lower() == "p_tumor") if rows else None
-    by_fold = defaultdict(list)
-    for row in rows:
-        by_fold[int(row["fold"])].append(row)
     listed = []
-    for fold, fold_rows in sorted(by_fold.items()):
-        shares, gate = fold_kidney_share(fold_dir(cv_folder, 0, fold))
+    for fold, fold_rows, shares, gate in first_repeat_folds(cv_folder):
         for row, share in zip(fold_rows, shares):
             if (row["origin"] or row["label"]) == origin and share >= gate:
+                tumor_column = next(name for name in row if name.lower() == "p_tumor")
                 listed.append({"path": row["path"], "source": row["source"], "fold": fold,
                                "kidney_share": round(float(share), 4), "gate": gate,
                                "p_tumor": round(float(row[tumor_column]), 3)})
