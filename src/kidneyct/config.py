@@ -202,6 +202,10 @@ class TrainConfig(DictRecord):
                             "trains the recipe a small CPU batch does", range=(1, None))
     weight_decay: float = setting(1e-4, "optimisation", "AdamW weight decay", range=(0.0, 1.0))
     warmup_epochs: float = setting(1.0, "optimisation", "linear warm-up, in epochs", range=(0.0, 1000.0))
+    weight_average: float = setting(0.0, "optimisation", "segmenting models: keep an exponential moving average of "
+                                    "the weights over the second half of the epochs, with this decay per step, and "
+                                    "keep it as the final weights (0: off; 0.998 averages about the last 500 steps)",
+                                    metavar="DECAY", range=(0.0, 0.9999))
     patience: int = setting(8, "optimisation", "epochs without a better validation macro-F1 before stopping", range=(1, None))
     label_smoothing: float = setting(_DEFAULT.get("label_smoothing", 0.0), "optimisation", "label smoothing", range=(0.0, 0.99))
     sampler: str = setting(_DEFAULT.get("sampler", "shuffle"), "optimisation",

@@ -153,3 +153,47 @@ def test_a_segmenting_run_with_imagenet_weights_resumes(masked_phantoms, tmp_pat
     train(config)
     result = train(replace(config, epochs=2), resume=True, extend_epochs=2)
     assert [h.epoch for h in result.history] == [1, 2]
+
+
+def _weights(path):
+    return read_checkpoint(path).state_dict
+
+
+def test_the_weight_average_becomes_the_final_weights_and_survives_an_interruption(masked_phantoms, tmp_path,
+                                                                                   monkeypatch):
+    """--weight-average: the final weights are the moving average of the second half's steps, not the last
+    step's; a run interrupted in its second half resumes the same average (stored in last.pt)."""
+    import torch
+
+    from kidneyct.training.segmenter import SegmenterTrainer
+
+    config = recipe_config("lite0-unet-zoom", str(masked_phantoms), str(tmp_path / "avg"), image_size=64, epochs=4,
+                           batch_size=8, classes="tumor,normal", device="cpu", progress=False, workers=1,
+                           pretrained="none", weight_average=0.5)
+    averaged = _weights(train(config).best_checkpoint)
+    last_step = _weights(train(replace(config, out=str(tmp_path / "plain"), weight_average=0.0)).best_checkpoint)
+    assert any(not torch.equal(averaged[k], last_step[k]) for k in averaged)  # same steps, another final weight
+
+    interrupted = replace(config, out=str(tmp_path / "resumed"))
+    train_epoch = SegmenterTrainer.train_epoch
+
+    def stopped_at_epoch_4(self, epoch, *args, **kwargs):
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(SegmenterTrainer, "train_epoch", stopped_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.setattr(SegmenterTrainer, "train_epoch", train_epoch)
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt").resume.average is not None  # kept from epoch 3
+    resumed = _weights(train(interrupted, resume=True).best_checkpoint)
+    for name, value in averaged.items():
+        assert torch.allclose(resumed[name].float(), value.float(), atol=1e-5), name
+
+
+def test_the_weight_average_needs_a_segmenting_model(masked_phantoms, tmp_path):
+    config = recipe_config("seed-cnn-96-kidney-ls-bal", str(masked_phantoms), str(tmp_path / "c"),
+                           weight_average=0.998, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="--weight-average"):
+        train(config)

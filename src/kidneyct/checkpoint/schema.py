@@ -222,10 +222,12 @@ class Member(DictRecord):
 
 @dataclass
 class ResumeState:
-    """The optimiser's and schedule's state in last.pt, so that `--resume` continues exactly."""
+    """The optimiser's and schedule's state in last.pt, so that `--resume` continues exactly; `average`: the
+    weights' running average when the run keeps one (a segmenting model's --weight-average)."""
 
     optimizer: dict
     scheduler: dict
+    average: dict | None = None
 
 
 @dataclass
@@ -281,6 +283,8 @@ class Checkpoint(DictRecord):
         payload["state_dict"] = self.state_dict
         if self.resume is not None:
             payload["resume"] = {"optimizer": self.resume.optimizer, "scheduler": self.resume.scheduler}
+            if self.resume.average is not None:
+                payload["resume"]["average"] = self.resume.average
         return payload
 
     @classmethod
@@ -294,7 +298,7 @@ class Checkpoint(DictRecord):
             resume = values.pop("resume", None)
             checkpoint = cls.from_dict(values)
             if resume is not None:
-                checkpoint.resume = ResumeState(resume["optimizer"], resume["scheduler"])
+                checkpoint.resume = ResumeState(resume["optimizer"], resume["scheduler"], resume.get("average"))
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{source}: unusable checkpoint ({type(error).__name__}: {error})") from None
         checkpoint.check(source)

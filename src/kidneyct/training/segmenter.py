@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from kidneyct.models.forward import segment_runner
 from kidneyct.models.look_twice import Looks, look_twice, overview, slice_logits
@@ -47,6 +48,10 @@ class SegmenterSettings(DictRecord):
             rare: repeating their slices, as nnU-Net oversamples foreground, teaches the tumor map sooner).
         lesion_bias: chance that a zoom on a masked tumor slice shows the kidney with the tumor.
         mirror: validation (and so the calibration) and inference also see each crop mirrored, outputs averaged.
+        weight_average: decay per step of an exponential moving average of the weights (and BatchNorm statistics)
+            kept over the second half of the epochs and made the final weights (0: off, the last step's weights);
+            two trainings averaged as one model ranked tumors better than either (docs/experiments.md), and the
+            average of one training's late weights is that ensemble's one-model cousin.
         zoom, loss, augmentation: the zoom box rule, the loss weights and the training augmentation.
     """
 
@@ -58,6 +63,7 @@ class SegmenterSettings(DictRecord):
     tumor_repeats: int = 3
     lesion_bias: float = 0.75
     mirror: bool = False
+    weight_average: float = 0.0
     zoom: Zoom = field(default_factory=Zoom)
     loss: SegmentationLoss = field(default_factory=SegmentationLoss)
     augmentation: ZoomAugmentation | None = field(default_factory=ZoomAugmentation)  # None: no augmentation
@@ -88,9 +94,12 @@ class SegmenterTrainer:
     """The epochs of one segmenting model: which rows, which boxes, and the optimiser steps."""
 
     def __init__(self, model: torch.nn.Module, data: TrainingSet, tumor_class: int, settings: SegmenterSettings,
-                 seed: int, device: torch.device):
+                 seed: int, device: torch.device, epochs: int = 1):
         self.model, self.data, self.tumor_class = model, data, tumor_class
         self.settings, self.seed, self.device = settings, seed, device
+        # The weights' moving average, kept from the first epoch of the second half on (settings.weight_average).
+        self.average: AveragedModel | None = None
+        self.average_from = epochs // 2 + 1
         self.known = has_mask(data.masks)
         self.true_boxes = mask_boxes(data.masks, settings.zoom)
         self.predicted_boxes: dict[int, list] = {}
@@ -168,6 +177,8 @@ class SegmenterTrainer:
         due)."""
         generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         order = self.epoch_rows(epoch)
+        if self.settings.weight_average > 0 and epoch >= self.average_from and self.average is None:
+            self.average = self._new_average()
         if epoch > 1:  # the first epoch's untrained overview finds nothing: unmasked rows show the whole view
             self.refresh_boxes(order, epoch)
         self.model.train()
@@ -199,4 +210,28 @@ class SegmenterTrainer:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
         return float(loss.detach())
+
+    def _new_average(self) -> AveragedModel:
+        # use_buffers: BatchNorm's running statistics are averaged with the weights, so the average needs no
+        # extra pass over the data to re-estimate them.
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.settings.weight_average),
+                             use_buffers=True)
+
+    def adopt_average(self) -> None:
+        """Make the weights' moving average the model's weights (after the last epoch); nothing without one."""
+        if self.average is not None:
+            self.model.load_state_dict(self.average.module.state_dict())
+
+    def average_state(self) -> dict | None:
+        """The moving average's state, for last.pt (None before it starts or without one)."""
+        return None if self.average is None else {k: v.detach().cpu().clone()
+                                                  for k, v in self.average.state_dict().items()}
+
+    def restore_average(self, state: dict | None) -> None:
+        """Continue the moving average of an interrupted run (`average_state`)."""
+        if state is not None:
+            self.average = self._new_average()
+            self.average.load_state_dict(state)

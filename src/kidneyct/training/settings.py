@@ -87,4 +87,4 @@ def segmenter_settings(config: TrainConfig) -> SegmenterSettings:
                     if config.augment else None)
     return SegmenterSettings(work_size=config.image_size or spec.image_size, augmentation=augmentation,
                              zoom=Zoom(midline=config.midline_band, midline_centre=config.midline_centre),
-                             mirror=config.tta)
+                             mirror=config.tta, weight_average=config.weight_average)

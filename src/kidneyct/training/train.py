@@ -178,6 +178,9 @@ def _check(config: TrainConfig) -> None:
         if share > 0 and (config.synthetic_lesions <= 0 or not get_spec(config.model).maps):
             raise ValueError(f"{option} is a share of a segmenting model's synthetic tumors: it needs a "
                              "segmenting model and --synthetic-lesions above 0")
+    if config.weight_average > 0 and not get_spec(config.model).maps:
+        raise ValueError("--weight-average keeps a segmenting model's moving average of its weights; "
+                         f"{config.model} is not a segmenting model")
     if config.pasted_inside and config.pasted_tumors <= 0:
         raise ValueError("--pasted-inside cuts pasted tumors to their kidney: give --pasted-tumors above 0 too")
     if config.synthetic_lesions > 0 and config.kidney_crop:
@@ -278,7 +281,8 @@ class _Run:
                                                                           mirror=trained.mirror))
 
     def resume_state(self) -> ResumeState:
-        return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict())
+        average = self.segmenter.average_state() if self.segmenter is not None else None
+        return ResumeState(self.optimizer.state_dict(), self.scheduler.state_dict(), average)
 
 
 def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -> _Run:
@@ -322,6 +326,8 @@ def _start(config: TrainConfig, previous: Checkpoint | None, ctx: DistContext) -
         model.load_state_dict(previous.state_dict)
         optimizer.load_state_dict(previous.resume.optimizer)
         scheduler.load_state_dict(previous.resume.scheduler)
+        if segmenter is not None:
+            segmenter.restore_average(previous.resume.average)
         state = Progress(**{**asdict(previous.progress), "history": list(previous.progress.history)})
         best_path = RunFolder(out).best
         best_weights = read_checkpoint(best_path).state_dict if best_path.exists() else None
@@ -344,7 +350,7 @@ def _segmenter(config: TrainConfig, model, train_set, classes: list[str], ctx: D
                          "(docs/sources.md: masks/<image stem>.png beside the class folders)")
     data = TrainingSet(views, masks, train_set.labels, np.array([s.source or "" for s in train_set.samples]))
     return SegmenterTrainer(model, data, positive_index(classes), settings.segmenter_settings(config), config.seed,
-                            ctx.device)
+                            ctx.device, config.epochs)
 
 
 def _lesion_plan(run: _Run) -> LesionPlan | None:
@@ -414,6 +420,8 @@ def _epoch(run: _Run, weights: torch.Tensor) -> None:
     if run.segmenter is not None:
         bar.close()  # it has a bar of its own
         stats = run.segmenter.train_epoch(epoch, run.optimizer, run.scheduler, config.batch_size, not bar.disable)
+        if epoch == config.epochs:  # the final weights are the moving average, where one is kept
+            run.segmenter.adopt_average()
     else:
         stats = run_epoch(run.forward, run.inputs, labels, loss_weights, run.optimizer, run.scheduler, order,
                           config.batch_size, generator, run.ctx, run.device, bar if not bar.disable else None,
