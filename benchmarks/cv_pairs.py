@@ -6,6 +6,12 @@ lies within the seed spread (docs/experiments.md).
         --real runs/cv-new=benchmarks/results/kidney-finder-real-new.json ... --out F.json
 
 Each pair is CANDIDATE:BASELINE, two finished `kidneyct cv` folders on the same folds and training seed (checked).
+Either side may instead be a run's committed record, its cv.json as kept in benchmarks/results/ (cv-*.json), with
+`--scope RECORD=JSON` naming its benchmarks/cv_scope.py output: a run folder does not outlive its machine, so a
+candidate trained in a later session is paired with its baseline's records.
+
+    python benchmarks/cv_pairs.py runs/cv-new:benchmarks/results/cv-base.json \
+        --scope benchmarks/results/cv-base.json=benchmarks/results/cv-scope-base.json --real ...
 A baseline may be several runs joined by "+" (ENSEMBLE:A+B): its numbers are their mean, what shipping one of them
 is worth on average, and the candidate must be the ensemble of exactly those runs (`benchmarks/cv_ensemble.py`,
 its members.json; checked).
@@ -30,14 +36,28 @@ import cv_scope  # noqa: E402
 WITH_KIDNEY = ("Normal", "Tumor", "Cyst")  # KiTS23 classes whose slices show a kidney
 
 
-def run_numbers(folder: Path, real: Path | None = None) -> dict[str, float]:
-    """The numbers of one finished cv folder (nan where it cannot give one)."""
-    cv = json.loads((folder / "cv.json").read_text())
-    numbers = {entry["number"]: entry["runs"][0] for entry in cv_repeats.repeats_table([cv])}
+def read_cv(run: Path) -> dict:
+    """A run's cv.json: in its folder, or the run's committed record (a .json file)."""
+    return json.loads((run if run.suffix == ".json" else run / "cv.json").read_text())
+
+
+def kits_scope(run: Path, scope: Path | None = None) -> dict:
+    """KiTS23's scope shares by class: from `scope` (a cv_scope.py output) when given, else from the run
+    folder's folds; {} where neither can give them."""
+    if scope is not None:
+        return json.loads(scope.read_text())["scope"].get("kits23", {})
+    if run.suffix == ".json":
+        return {}  # a record without its scope file
     try:
-        kits = cv_scope.scope_table(folder).get("kits23", {})
+        return cv_scope.scope_table(run).get("kits23", {})
     except ValueError:  # folds stored before kidney shares were kept: retest them unchanged first
-        kits = {}
+        return {}
+
+
+def run_numbers(folder: Path, real: Path | None = None, scope: Path | None = None) -> dict[str, float]:
+    """The numbers of one finished cv folder or record (nan where it cannot give one)."""
+    numbers = {entry["number"]: entry["runs"][0] for entry in cv_repeats.repeats_table([read_cv(folder)])}
+    kits = kits_scope(folder, scope)
     nokidney = kits.get("NoKidney")
     numbers["KiTS23 NoKidney slices in scope (%)"] = 100 * nokidney["in_scope"] if nokidney else math.nan
     shown = [kits[name] for name in WITH_KIDNEY if name in kits]
@@ -95,22 +115,25 @@ def main(argv=None) -> list[dict]:
                         help="CANDIDATE_DIR:BASELINE_DIR[+BASELINE_DIR...], finished cv folders on the same folds")
     parser.add_argument("--real", action="append", default=[], metavar="RUN=JSON",
                         help="a run's kidney_finder_real results over its fold models")
+    parser.add_argument("--scope", action="append", default=[], metavar="RECORD=JSON",
+                        help="a run's benchmarks/cv_scope.py output (needed for a record; optional for a folder)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     real = {Path(run): Path(path) for run, path in (item.split("=", 1) for item in args.real)}
+    scopes = {Path(run): Path(path) for run, path in (item.split("=", 1) for item in args.scope)}
     measured = []
     for pair in args.pairs:
         candidate_part, baseline_part = pair.split(":", 1)
         candidate, baselines = Path(candidate_part), [Path(part) for part in baseline_part.split("+")]
-        cvs = [json.loads((p / "cv.json").read_text()) for p in (candidate, *baselines)]
+        cvs = [read_cv(p) for p in (candidate, *baselines)]
         if len(baselines) == 1:
             check_pair(*cvs, (str(candidate), str(baselines[0])))
         else:  # an ensemble and its members: other seeds by design, the same folds
             check_members(candidate, baselines)
             for cv, baseline in zip(cvs[1:], baselines):
                 check_pair(cvs[0], cv, (str(candidate), str(baseline)), same_seed=False)
-        measured.append((run_numbers(candidate, real.get(candidate)),
-                         mean_numbers([run_numbers(p, real.get(p)) for p in baselines])))
+        measured.append((run_numbers(candidate, real.get(candidate), scopes.get(candidate)),
+                         mean_numbers([run_numbers(p, real.get(p), scopes.get(p)) for p in baselines])))
     table = pairs_table(measured)
     print("| number | " + " | ".join(f"pair {i + 1}: candidate / baseline (difference)" for i in range(len(measured)))
           + " | mean difference |")
@@ -119,7 +142,8 @@ def main(argv=None) -> list[dict]:
         cells = [f"{p['candidate']:.3f} / {p['baseline']:.3f} ({p['difference']:+.3f})" for p in entry["pairs"]]
         print(f"| {entry['number']} | " + " | ".join(cells) + f" | {entry['mean_difference']:+.3f} |")
     if args.out:
-        command = "python benchmarks/cv_pairs.py " + " ".join(args.pairs) + "".join(f" --real {r}" for r in args.real)
+        command = "python benchmarks/cv_pairs.py " + " ".join(args.pairs) + "".join(f" --real {r}" for r in args.real) \
+            + "".join(f" --scope {s}" for s in args.scope)
         args.out.write_text(json.dumps({"command": command, "pairs": args.pairs, "table": table}, indent=2) + "\n")
     return table
 

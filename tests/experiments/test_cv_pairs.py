@@ -62,3 +62,22 @@ def test_an_ensemble_is_compared_with_the_mean_of_exactly_its_members(benchmark_
     module.check_pair(_cv(1, 0), _cv(1, 1), ("ens", "b"), same_seed=False)  # members differ in seed by design
     with pytest.raises(SystemExit, match="different fold assignments"):
         module.check_pair(_cv(1, 0), _cv(0, 1), ("ens", "b"), same_seed=False)
+
+
+def test_a_committed_record_gives_its_runs_numbers_with_its_scope_file(segmenting_cv, benchmark_script, tmp_path):
+    """A run folder does not outlive its machine: its cv.json kept as a record, with its cv_scope output, pairs."""
+    module = benchmark_script("cv_pairs")
+    record, scope = tmp_path / "cv-run.json", tmp_path / "cv-scope-run.json"
+    record.write_text((segmenting_cv / "cv.json").read_text())
+    scope.write_text(json.dumps({"scope": {"kits23": {"NoKidney": {"slices": 80, "in_scope": 0.05},
+                                                      "Normal": {"slices": 100, "in_scope": 0.8},
+                                                      "Tumor": {"slices": 60, "in_scope": 0.9}}}}))
+    from_folder, from_record = module.run_numbers(segmenting_cv), module.run_numbers(record, scope=scope)
+    for name in from_folder:
+        if "scope" not in name:
+            assert from_record[name] == pytest.approx(from_folder[name], nan_ok=True), name
+    assert from_record["KiTS23 NoKidney slices in scope (%)"] == pytest.approx(5.0)
+    assert from_record["KiTS23 slices with a kidney in scope (%)"] == pytest.approx(100 * (80 + 54) / 160)
+    assert math.isnan(module.run_numbers(record)["KiTS23 NoKidney slices in scope (%)"])  # no scope file: unknown
+    module.main([f"{record}:{segmenting_cv}", "--scope", f"{record}={scope}", "--out", str(tmp_path / "p.json")])
+    assert "--scope" in json.loads((tmp_path / "p.json").read_text())["command"]
