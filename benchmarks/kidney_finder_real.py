@@ -3,6 +3,7 @@ Hounsfield units), slice by slice against their organ labels (TotalSegmentator: 
 
     python benchmarks/kidney_finder_real.py                        # the shipped model
     python benchmarks/kidney_finder_real.py --checkpoint runs/x/best.pt
+    python benchmarks/kidney_finder_real.py --cv runs/cv-x --out F.json  # each fold model of a cv run's first repeat
 
 Per slice: whether the model's overview finds a kidney (its kidney map covers at least the checkpoint's
 min_kidney_fraction of the body view), whether the scope gate puts it in scope (those slices and, in a series or
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kidneyct.experiments.cv import fold_dir
 from kidneyct.inference.predictor import Predictor
 from kidneyct.inference.run import prepare_input
 from kidneyct.io.inputs import InputItem
@@ -55,10 +57,37 @@ def found_kidney(predictor: Predictor, item: InputItem) -> tuple[np.ndarray, np.
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    source.add_argument("--cv", type=Path, default=None,
+                        help="a finished `kidneyct cv` folder: every fold model of its first repeat, as "
+                             '{"folds": {K: ...}} (what benchmarks/cv_pairs.py --real reads)')
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    predictor = Predictor.open(args.checkpoint, "cpu")
+    if args.cv is not None:
+        result = {"command": f"python benchmarks/kidney_finder_real.py --cv {args.cv}",
+                  "folds": {str(fold): measure(str(checkpoint)) for fold, checkpoint in fold_models(args.cv)}}
+    else:
+        result = measure(args.checkpoint)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def fold_models(cv_folder: Path) -> list[tuple[int, Path]]:
+    """(fold, best.pt) of each fold of the first repeat of a cv folder, in fold order."""
+    models, fold = [], 0
+    while (fold_dir(cv_folder, 0, fold) / "best.pt").exists():
+        models.append((fold, fold_dir(cv_folder, 0, fold) / "best.pt"))
+        fold += 1
+    if not models:
+        raise SystemExit(f"{cv_folder}: no fold model (fold folders with best.pt) found")
+    return models
+
+
+def measure(checkpoint: str | None) -> dict:
+    """One model's kidney finder and scope gate on the two real scans."""
+    predictor = Predictor.open(checkpoint, "cpu")
     if not predictor.backend.segmenting:
         raise SystemExit(f"{predictor.backend.source}: not a segmenting model (it has no kidney map)")
     volume = DATA / "abdomen-ct-30slices.nii.gz"
@@ -66,8 +95,7 @@ def main(argv=None) -> dict:
     truth = labelled_kidney(DATA / "abdomen-ct-30slices.organs.nii.gz", len(found))
     series, series_in_scope = found_kidney(predictor, InputItem(DATA / "upper-abdomen-dicom-no-kidney", "series"))
     result = {
-        "command": "python benchmarks/kidney_finder_real.py" + (f" --checkpoint {args.checkpoint}" if args.checkpoint
-                                                                else ""),
+        "command": "python benchmarks/kidney_finder_real.py" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
         "checkpoint": str(predictor.backend.source.name),
         "nifti": {"slices": len(found), "kidney_slices": int(truth.sum()),
                   "kidney_slices_found": round(float(found[truth].mean()), 3),
@@ -80,8 +108,6 @@ def main(argv=None) -> dict:
         "dicom_no_kidney": {"slices": len(series), "found": int(series.sum()),
                             "in_scope": int(series_in_scope.sum())},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result["nifti"].items() if "per_slice" not in k}), result["dicom_no_kidney"])
     return result
 
